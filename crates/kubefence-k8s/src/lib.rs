@@ -1,0 +1,2 @@
+//! kubefence-k8s: the Kubernetes adapter.
+#![forbid(unsafe_code)]

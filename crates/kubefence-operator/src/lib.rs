@@ -1,0 +1,2 @@
+//! kubefence-operator: controllers that keep kubefence policies true in a live cluster.
+#![forbid(unsafe_code)]
