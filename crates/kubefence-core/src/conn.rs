@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 use crate::intervals::IntervalSet;
 
 /// Port protocols a NetworkPolicy can name; TCP is the default.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub enum Protocol {
     #[default]
     Tcp,
@@ -38,7 +40,9 @@ impl std::str::FromStr for Protocol {
             "TCP" => Ok(Self::Tcp),
             "UDP" => Ok(Self::Udp),
             "SCTP" => Ok(Self::Sctp),
-            _ => Err(format!("unknown protocol {s:?} (expected TCP, UDP or SCTP)")),
+            _ => Err(format!(
+                "unknown protocol {s:?} (expected TCP, UDP or SCTP)"
+            )),
         }
     }
 }
@@ -206,7 +210,11 @@ mod tests {
             .union(&ConnSet::protocol(Protocol::Udp))
             .union(&ConnSet::protocol(Protocol::Sctp));
         assert!(!every_port.is_all());
-        assert!(ConnSet::all().difference(&every_port).allows_portless_protocols());
+        assert!(
+            ConnSet::all()
+                .difference(&every_port)
+                .allows_portless_protocols()
+        );
     }
 
     #[test]

@@ -86,14 +86,12 @@ impl IpSet {
         let mut out = Vec::new();
         for &(lo, hi) in self.v4.ranges() {
             out.extend(
-                ipnet::Ipv4Subnets::new(Ipv4Addr::from(lo), Ipv4Addr::from(hi), 0)
-                    .map(IpNet::V4),
+                ipnet::Ipv4Subnets::new(Ipv4Addr::from(lo), Ipv4Addr::from(hi), 0).map(IpNet::V4),
             );
         }
         for &(lo, hi) in self.v6.ranges() {
             out.extend(
-                ipnet::Ipv6Subnets::new(Ipv6Addr::from(lo), Ipv6Addr::from(hi), 0)
-                    .map(IpNet::V6),
+                ipnet::Ipv6Subnets::new(Ipv6Addr::from(lo), Ipv6Addr::from(hi), 0).map(IpNet::V6),
             );
         }
         out
@@ -131,9 +129,13 @@ fn range_text(lo: IpAddr, hi: IpAddr, prefix: Option<u8>) -> String {
 /// The prefix length when `lo..=hi` is exactly one CIDR.
 fn v4_prefix(lo: u32, hi: u32) -> Option<u8> {
     let size = u64::from(hi - lo) + 1;
-    (size.is_power_of_two() && u64::from(lo) % size == 0)
+    (size.is_power_of_two() && u64::from(lo).is_multiple_of(size))
         .then(|| 32 - size.trailing_zeros() as u8)
-        .and_then(|p| Ipv4Net::new(Ipv4Addr::from(lo), p).ok().map(|n| n.prefix_len()))
+        .and_then(|p| {
+            Ipv4Net::new(Ipv4Addr::from(lo), p)
+                .ok()
+                .map(|n| n.prefix_len())
+        })
 }
 
 fn v6_prefix(lo: u128, hi: u128) -> Option<u8> {
@@ -142,9 +144,13 @@ fn v6_prefix(lo: u128, hi: u128) -> Option<u8> {
         return Some(0);
     }
     let size = span + 1;
-    (size.is_power_of_two() && lo % size == 0)
+    (size.is_power_of_two() && lo.is_multiple_of(size))
         .then(|| 128 - size.trailing_zeros() as u8)
-        .and_then(|p| Ipv6Net::new(Ipv6Addr::from(lo), p).ok().map(|n| n.prefix_len()))
+        .and_then(|p| {
+            Ipv6Net::new(Ipv6Addr::from(lo), p)
+                .ok()
+                .map(|n| n.prefix_len())
+        })
 }
 
 #[cfg(test)]
@@ -157,11 +163,15 @@ mod tests {
 
     #[test]
     fn except_carves_holes_and_displays_as_ranges() {
-        let set = IpSet::from_net(&net("10.0.0.0/8")).difference(&IpSet::from_net(&net("10.1.0.0/16")));
+        let set =
+            IpSet::from_net(&net("10.0.0.0/8")).difference(&IpSet::from_net(&net("10.1.0.0/16")));
         assert!(set.contains("10.0.0.1".parse().unwrap()));
         assert!(!set.contains("10.1.2.3".parse().unwrap()));
         assert_eq!(set.display_ranges(), "10.0.0.0/16,10.2.0.0-10.255.255.255");
-        assert_eq!(IpSet::from_net(&net("0.0.0.0/0")).display_ranges(), "0.0.0.0/0");
+        assert_eq!(
+            IpSet::from_net(&net("0.0.0.0/0")).display_ranges(),
+            "0.0.0.0/0"
+        );
         assert_eq!(IpSet::from_net(&net("::/0")).display_ranges(), "::/0");
         assert_eq!(set.to_cidrs().first(), Some(&net("10.0.0.0/16")));
     }

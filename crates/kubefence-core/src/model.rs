@@ -100,7 +100,10 @@ pub struct ContainerPort {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum EnvValue {
     Literal(String),
-    ConfigMapKey { name: String, key: String },
+    ConfigMapKey {
+        name: String,
+        key: String,
+    },
     /// Secrets, field refs and resource refs: never read.
     Opaque,
 }

@@ -188,9 +188,27 @@ mod tests {
         let web = labels(&[("app", "web"), ("tier", "front")]);
         let bare = labels(&[]);
         let cases = [
-            (Operator::In, vec!["web", "api"], true, false, "In needs the key"),
-            (Operator::NotIn, vec!["web"], false, true, "NotIn matches an absent key"),
-            (Operator::NotIn, vec!["api"], true, true, "NotIn with other value"),
+            (
+                Operator::In,
+                vec!["web", "api"],
+                true,
+                false,
+                "In needs the key",
+            ),
+            (
+                Operator::NotIn,
+                vec!["web"],
+                false,
+                true,
+                "NotIn matches an absent key",
+            ),
+            (
+                Operator::NotIn,
+                vec!["api"],
+                true,
+                true,
+                "NotIn with other value",
+            ),
             (Operator::Exists, vec![], true, false, "Exists"),
             (Operator::DoesNotExist, vec![], false, true, "DoesNotExist"),
         ];

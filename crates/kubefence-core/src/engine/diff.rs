@@ -80,11 +80,17 @@ pub fn diff(before: &Cluster, after: &Cluster, opts: &AnalyzeOptions) -> Connect
 
     let mut pairs: BTreeMap<(String, String), (ConnSet, ConnSet)> = BTreeMap::new();
     for c in old.connections() {
-        let key = (old.endpoints[c.from].id.clone(), old.endpoints[c.to].id.clone());
+        let key = (
+            old.endpoints[c.from].id.clone(),
+            old.endpoints[c.to].id.clone(),
+        );
         pairs.entry(key).or_default().0 = c.allowed.clone();
     }
     for c in new.connections() {
-        let key = (new.endpoints[c.from].id.clone(), new.endpoints[c.to].id.clone());
+        let key = (
+            new.endpoints[c.from].id.clone(),
+            new.endpoints[c.to].id.clone(),
+        );
         pairs.entry(key).or_default().1 = c.allowed.clone();
     }
     let entries = pairs

@@ -344,7 +344,10 @@ fn nearest_miss(
     } else {
         let why = describe_peer_miss(cluster, policy, rule, peer);
         if conns.is_empty() {
-            format!("{why}; and the ports do not match: the rule allows {}", describe_ports(rule, dst))
+            format!(
+                "{why}; and the ports do not match: the rule allows {}",
+                describe_ports(rule, dst)
+            )
         } else {
             why
         }

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 
-use crate::conn::{ConnSet, PORT_MAX, Protocol};
+use crate::conn::{ConnSet, Protocol};
 use crate::ipset::IpSet;
 use crate::model::Cluster;
 use crate::policy::{Direction, NetworkPolicy, Peer, PortRef, PortSpec, Rule};
@@ -29,7 +29,9 @@ impl BitSet {
         self.words[i / 64] |= 1 << (i % 64);
     }
     pub(crate) fn contains(&self, i: usize) -> bool {
-        self.words.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+        self.words
+            .get(i / 64)
+            .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
     pub(crate) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         self.words.iter().enumerate().flat_map(|(wi, &w)| {
@@ -119,14 +121,21 @@ impl<'a> Index<'a> {
         // Classes per namespace, so a selector is only tried where it can match.
         let mut by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
         for (i, key) in pod_keys.iter().enumerate() {
-            by_namespace.entry(key.namespace.as_str()).or_default().push(i);
+            by_namespace
+                .entry(key.namespace.as_str())
+                .or_default()
+                .push(i);
         }
 
         let mut ingress_policies = vec![Vec::new(); classes.len()];
         let mut egress_policies = vec![Vec::new(); classes.len()];
         let mut rules = HashMap::new();
         for (pi, policy) in cluster.policies.iter().enumerate() {
-            for &ci in by_namespace.get(policy.namespace.as_str()).into_iter().flatten() {
+            for &ci in by_namespace
+                .get(policy.namespace.as_str())
+                .into_iter()
+                .flatten()
+            {
                 if policy.pod_selector.matches(&pod_keys[ci].labels) {
                     if policy.policy_types.ingress {
                         ingress_policies[ci].push(pi);
@@ -267,13 +276,9 @@ pub(crate) fn port_spec_conns(
 ) -> ConnSet {
     match &spec.port {
         None => ConnSet::protocol(spec.protocol),
-        Some(PortRef::Number(n)) => {
-            ConnSet::ports(spec.protocol, *n, spec.end_port.unwrap_or(*n).min(PORT_MAX))
-        }
+        Some(PortRef::Number(n)) => ConnSet::ports(spec.protocol, *n, spec.end_port.unwrap_or(*n)),
         Some(PortRef::Name(name)) => match named.and_then(|m| m.get(name)) {
-            Some(&(protocol, port)) if protocol == spec.protocol => {
-                ConnSet::port(protocol, port)
-            }
+            Some(&(protocol, port)) if protocol == spec.protocol => ConnSet::port(protocol, port),
             _ => ConnSet::none(),
         },
     }
