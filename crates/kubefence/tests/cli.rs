@@ -286,7 +286,12 @@ fn closed_stdout_is_not_an_error() {
     drop(child.stdout.take());
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0));
-    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !stderr.contains("kubefence: "),
+        "no error reported: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
 // === with the loader ===
@@ -572,11 +577,18 @@ fn bundled_example_on_disk_matches_the_demo() {
     let v = json(&run);
     let frontend = "default/Deployment/frontend";
     let cart = "default/Deployment/cartservice";
+    let redis = "default/Deployment/redis-cart";
     assert_eq!(connection(&v, frontend, cart), Some(&json!(["TCP/7070"])));
+    assert_eq!(connection(&v, cart, redis), Some(&json!(["TCP/6379"])));
+    assert_eq!(
+        connection(&v, frontend, redis),
+        None,
+        "redis admits only cartservice"
+    );
     assert_eq!(
         connection(&v, cart, frontend),
-        None,
-        "upstream policies deny it"
+        Some(&json!("all")),
+        "frontend: ingress [{{}}]"
     );
     // Skipped kinds (ServiceAccount) are listed with -v.
     let run = run_in(

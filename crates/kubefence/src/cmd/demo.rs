@@ -143,11 +143,16 @@ pub fn section_summary<W: Write>(
     changes: &ConnectivityDiff,
 ) -> std::io::Result<()> {
     heading(w, "Summary")?;
-    let width = scenarios.iter().map(|(n, _)| n.len()).max().unwrap_or(0);
+    let width = scenarios
+        .iter()
+        .map(|(n, _)| n.len() + 1)
+        .max()
+        .unwrap_or(0);
     for (name, conn) in scenarios {
+        let label = format!("{name}:");
         writeln!(
             w,
-            "allowed connections {name:width$}: {}",
+            "allowed connections {label:width$} {}",
             conn.connection_count()
         )?;
     }
