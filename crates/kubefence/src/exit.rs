@@ -33,3 +33,27 @@ pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
 pub fn with_input_errors(code: u8, had_input_errors: bool) -> u8 {
     if had_input_errors { INPUT_ERRORS } else { code }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io;
+
+    use anyhow::Context;
+
+    use super::*;
+
+    #[test]
+    fn broken_pipe_is_found_through_context() {
+        let e: anyhow::Result<()> = Err(io::Error::from(io::ErrorKind::BrokenPipe).into());
+        assert!(is_broken_pipe(&e.context("writing stdout").unwrap_err()));
+        let other = anyhow::Error::from(io::Error::from(io::ErrorKind::NotFound));
+        assert!(!is_broken_pipe(&other));
+    }
+
+    #[test]
+    fn input_errors_win() {
+        assert_eq!(with_input_errors(NEGATIVE, true), INPUT_ERRORS);
+        assert_eq!(with_input_errors(NEGATIVE, false), NEGATIVE);
+        assert_eq!(with_input_errors(OK, false), OK);
+    }
+}

@@ -133,3 +133,44 @@ shop/Deployment/web  0.0.0.0/0            all
         assert_eq!(text(|w| write_diff(w, &same)), "no connectivity changes\n");
     }
 }
+
+#[cfg(test)]
+mod scale {
+    use kubefence_core::Cluster;
+    use kubefence_core::engine::{AnalyzeOptions, analyze};
+
+    use crate::output::fixtures::workload;
+
+    /// A million connections stream to the writer in bounded memory.
+    #[test]
+    #[ignore = "slow in debug builds: cargo test --release -- --ignored"]
+    fn a_million_connections_stream() {
+        let mut cluster = Cluster::default();
+        for i in 0..1000 {
+            cluster
+                .workloads
+                .push(workload("big", &format!("w{i}"), 80));
+        }
+        cluster.add_implicit_namespaces();
+        let conn = analyze(&cluster, &AnalyzeOptions::default());
+        let mut sink = CountingSink(0);
+        super::write_connectivity(&mut sink, &conn).unwrap();
+        assert_eq!(conn.connection_count(), 1000 * 999 + 2000);
+        assert!(sink.0 > 30_000_000, "{}", sink.0);
+        let mut sink = CountingSink(0);
+        crate::output::json::write_connectivity(&mut sink, &conn).unwrap();
+        assert!(sink.0 > 50_000_000);
+    }
+
+    struct CountingSink(usize);
+
+    impl std::io::Write for CountingSink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+}
