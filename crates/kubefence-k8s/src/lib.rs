@@ -1,2 +1,4 @@
 //! kubefence-k8s: the Kubernetes adapter.
 #![forbid(unsafe_code)]
+
+pub mod load;

@@ -1,0 +1,139 @@
+//! The command line: global flags, the subcommands, and the flags they
+//! share. Each subcommand's own flags live in its module under `cmd/`.
+
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+
+use crate::cmd;
+use crate::exit;
+
+const ABOUT: &str = "Least-privilege networking for Kubernetes: NetworkPolicy analysis";
+
+const LONG_ABOUT: &str = "\
+Least-privilege networking for Kubernetes.
+
+kubefence reads Kubernetes manifests (files, directories, multi-document YAML,
+JSON, `kind: List`, `kubectl get -o yaml` dumps) and evaluates their
+NetworkPolicies (networking.k8s.io/v1) exactly: which workload may reach which,
+on which ports, and why. No cluster is needed.
+
+Installed as `kubectl-fence` somewhere on PATH, it is also the kubectl plugin
+`kubectl fence` (for example `ln -s \"$(command -v kubefence)\" ~/bin/kubectl-fence`).";
+
+const AFTER_LONG_HELP: &str = "\
+Examples:
+  kubefence demo
+  kubefence analyze -f manifests/
+  kubefence analyze -f manifests/ -o json
+  kubectl get pods,deploy,svc,netpol -A -o yaml | kubefence analyze -f -
+  kubefence explain -f manifests/ --from shop/frontend --to shop/cartservice --port 7070
+  kubefence diff --before main/ --after branch/
+
+Logging: -v lists skipped kinds and progress on stderr; KUBEFENCE_LOG takes a
+tracing filter (e.g. KUBEFENCE_LOG=debug).";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "kubefence",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_long_help = format!("{AFTER_LONG_HELP}\n\n{}", exit::HELP),
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalOpts {
+    /// More output on stderr: -v lists skipped objects, -vv debug, -vvv trace.
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Format of log lines on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+}
+
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    Analyze(cmd::analyze::AnalyzeOpts),
+    Explain(cmd::explain::ExplainOpts),
+    Diff(cmd::diff::DiffOpts),
+    Demo(cmd::demo::DemoOpts),
+}
+
+/// How objects are read and evaluated; shared by every command that reads
+/// manifests.
+#[derive(Debug, Clone, Args)]
+pub struct ModelOpts {
+    /// Namespace for objects that do not name one.
+    #[arg(short = 'n', long, value_name = "NS", default_value = "default")]
+    pub namespace: String,
+    /// Endpoint granularity: one per workload (Deployment, StatefulSet, ...)
+    /// or one per pod (live pod dumps).
+    #[arg(long, value_enum, value_name = "UNIT", default_value_t = By::Workload)]
+    pub by: By,
+    /// Let ipBlocks match pods by their known IPs (Calico/Cilium behaviour);
+    /// by default ipBlocks match only addresses outside the cluster.
+    #[arg(long)]
+    pub ipblocks_match_pod_ips: bool,
+}
+
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum By {
+    #[default]
+    Workload,
+    Pod,
+}
+
+impl ModelOpts {
+    pub fn analyze_options(&self) -> kubefence_core::engine::AnalyzeOptions {
+        kubefence_core::engine::AnalyzeOptions {
+            ipblocks_match_pod_ips: self.ipblocks_match_pod_ips,
+        }
+    }
+
+    pub fn by_pod(&self) -> bool {
+        self.by == By::Pod
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn files_repeat_and_accept_stdin() {
+        let cli = Cli::try_parse_from([
+            "kubefence",
+            "analyze",
+            "-f",
+            "a.yaml",
+            "-f",
+            "-",
+            "-o",
+            "json",
+            "-v",
+        ]);
+        assert!(cli.is_ok(), "{cli:?}");
+        let cli = Cli::try_parse_from(["kubefence", "analyze"]);
+        assert!(cli.is_err(), "-f is required");
+    }
+}

@@ -1,0 +1,35 @@
+//! One module per subcommand, each with its own clap struct and a `run`
+//! that returns the exit code (see [`crate::exit`]).
+
+use std::io::{BufWriter, StdoutLock, Write};
+
+use crate::cli::{Cli, Command};
+
+pub mod analyze;
+pub mod demo;
+pub mod diff;
+pub mod explain;
+
+pub fn run(cli: Cli) -> anyhow::Result<u8> {
+    match cli.command {
+        Command::Analyze(opts) => analyze::run(&opts),
+        Command::Explain(opts) => explain::run(&opts),
+        Command::Diff(opts) => diff::run(&opts),
+        Command::Demo(opts) => demo::run(&opts),
+    }
+}
+
+/// Results go to a buffered, locked stdout.
+pub fn stdout() -> BufWriter<StdoutLock<'static>> {
+    BufWriter::with_capacity(64 * 1024, std::io::stdout().lock())
+}
+
+/// Runs `f` on stdout and flushes, so a write error (a closed pipe) is seen.
+pub fn with_stdout(
+    f: impl FnOnce(&mut BufWriter<StdoutLock<'static>>) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    let mut out = stdout();
+    f(&mut out)?;
+    out.flush()?;
+    Ok(())
+}
