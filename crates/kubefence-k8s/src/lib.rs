@@ -1,4 +1,6 @@
-//! kubefence-k8s: the Kubernetes adapter.
+//! kubefence-k8s: the Kubernetes adapter. Reads manifests and live-object
+//! dumps (k8s-openapi types) into the pure model of `kubefence-core`.
 #![forbid(unsafe_code)]
 
+pub mod convert;
 pub mod load;

@@ -1,8 +1,5 @@
 //! Runs the real `kubefence` binary on small YAML files in temp dirs and on
 //! the bundled example: exit codes, stdout, stderr.
-//!
-//! Tests marked `#[ignore = "needs loader"]` need the manifest loader of
-//! `kubefence-k8s` (a stand-in that loads nothing is in place until it lands).
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::io::Write;
@@ -297,7 +294,6 @@ fn closed_stdout_is_not_an_error() {
 // === with the loader ===
 
 #[test]
-#[ignore = "needs loader"]
 fn analyze_json_without_policies_allows_everything() {
     let dir = dir_with(&[("apps.yaml", APPS)]);
     let run = run_in(
@@ -326,7 +322,6 @@ fn analyze_json_without_policies_allows_everything() {
 }
 
 #[test]
-#[ignore = "needs loader"]
 fn default_deny_removes_connections_and_a_rule_restores_one() {
     let dir = dir_with(&[
         ("apps.yaml", APPS),
@@ -366,7 +361,6 @@ fn default_deny_removes_connections_and_a_rule_restores_one() {
 }
 
 #[test]
-#[ignore = "needs loader"]
 fn every_format_renders() {
     let dir = dir_with(&[("apps.yaml", APPS), ("db.yaml", DB_FROM_WEB)]);
     let args = |o| ["analyze", "-f", "apps.yaml", "-f", "db.yaml", "-o", o];
@@ -393,7 +387,6 @@ fn every_format_renders() {
 }
 
 #[test]
-#[ignore = "needs loader"]
 fn stdin_is_read_with_dash() {
     let dir = dir_with(&[("deny.yaml", DEFAULT_DENY)]);
     let run = run_in(
@@ -408,7 +401,6 @@ fn stdin_is_read_with_dash() {
 }
 
 #[test]
-#[ignore = "needs loader"]
 fn bad_document_is_reported_and_the_rest_analysed() {
     let dir = dir_with(&[("apps.yaml", APPS), ("bad.yaml", BAD_POLICY)]);
     let run = run_in(
@@ -431,7 +423,6 @@ fn bad_document_is_reported_and_the_rest_analysed() {
 }
 
 #[test]
-#[ignore = "needs loader"]
 fn explain_exits_0_when_allowed_and_1_when_denied() {
     let dir = dir_with(&[("apps.yaml", APPS), ("db.yaml", DB_FROM_WEB)]);
     let base = ["explain", "-f", "apps.yaml", "-f", "db.yaml"];
@@ -471,7 +462,6 @@ fn explain_exits_0_when_allowed_and_1_when_denied() {
 }
 
 #[test]
-#[ignore = "needs loader"]
 fn diff_shows_what_a_policy_changes() {
     let dir = dir_with(&[("apps.yaml", APPS), ("db.yaml", DB_FROM_WEB)]);
     let run = run_in(
@@ -537,7 +527,6 @@ fn diff_shows_what_a_policy_changes() {
 }
 
 #[test]
-#[ignore = "needs loader"]
 fn demo_prints_before_and_after() {
     let dir = dir_with(&[]);
     let run = run_in(dir.path(), &["demo"], None);
@@ -557,7 +546,6 @@ fn demo_prints_before_and_after() {
 }
 
 #[test]
-#[ignore = "needs loader"]
 fn bundled_example_on_disk_matches_the_demo() {
     let dir = example_dir();
     let run = run_in(

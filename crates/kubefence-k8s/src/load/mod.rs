@@ -1,0 +1,200 @@
+//! Manifest loading: files, directories and stdin → one [`Cluster`].
+//!
+//! ```text
+//!  sources ──(source)──▶ texts ──(documents)──▶ JSON values, one per object
+//!     ──(convert)──▶ core objects ──(fold)──▶ Cluster (pods folded into
+//!                                             their workloads, namespaces
+//!                                             completed, sorted)
+//! ```
+//!
+//! A bad document, object or field is an error that names its file, document
+//! and field; the object is left out whole and everything else is still
+//! loaded.
+
+mod documents;
+pub(crate) mod fold;
+mod source;
+
+use std::path::PathBuf;
+
+use kubefence_core::Cluster;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Granularity {
+    #[default]
+    Workload,
+    Pod,
+}
+
+#[derive(Clone, Debug)]
+pub struct LoadOptions {
+    pub default_namespace: String,
+    pub granularity: Granularity,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self {
+            default_namespace: "default".to_string(),
+            granularity: Granularity::Workload,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum Source {
+    Path(PathBuf),
+    Stdin,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Location {
+    pub file: String,
+    pub document: Option<usize>,
+    pub object: Option<String>,
+    pub field: Option<String>,
+}
+
+impl std::fmt::Display for Location {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.file)?;
+        if let Some(d) = self.document {
+            write!(f, ": document {d}")?;
+        }
+        if let Some(o) = &self.object {
+            write!(f, " ({o})")?;
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": {field}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Diagnostic {
+    pub location: Location,
+    pub message: String,
+}
+
+impl std::fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Skipped {
+    pub location: Location,
+    pub api_version: String,
+    pub kind: String,
+}
+
+/// What loading produced: the cluster, the errors, and the objects whose
+/// kind kubefence does not read.
+#[derive(Clone, Debug, Default)]
+pub struct Loaded {
+    pub cluster: Cluster,
+    pub errors: Vec<Diagnostic>,
+    pub skipped: Vec<Skipped>,
+    /// The objects before folding, so [`merge`] can fold across parts.
+    raw: RawInput,
+}
+
+impl Loaded {
+    pub fn has_errors(&self) -> bool {
+        !self.errors.is_empty()
+    }
+}
+
+/// Loads every source (files, directories recursively, stdin) into one cluster.
+pub fn load(sources: &[Source], opts: &LoadOptions) -> Loaded {
+    let mut raw = RawInput::default();
+    for src in sources {
+        match source::read(src) {
+            Ok(texts) => {
+                for (label, text) in texts {
+                    documents::parse_into(&text, &label, opts, &mut raw);
+                }
+            }
+            Err(diagnostic) => raw.errors.push(diagnostic),
+        }
+    }
+    raw.finish(opts)
+}
+
+/// Loads one file's content; `file_label` names it in errors.
+pub fn load_str(text: &str, file_label: &str, opts: &LoadOptions) -> Loaded {
+    let mut raw = RawInput::default();
+    documents::parse_into(text, file_label, opts, &mut raw);
+    raw.finish(opts)
+}
+
+/// Joins separately loaded parts into one cluster, as if loaded together:
+/// pods fold into workloads of other parts and namespaces are shared. The
+/// granularity is the first part's.
+pub fn merge(parts: Vec<Loaded>) -> Loaded {
+    let mut raw = RawInput::default();
+    let mut granularity = None;
+    for part in parts {
+        granularity.get_or_insert(part.raw.granularity);
+        raw.extend(part.raw);
+    }
+    let opts = LoadOptions {
+        granularity: granularity.unwrap_or_default(),
+        ..LoadOptions::default()
+    };
+    raw.finish(&opts)
+}
+
+/// Objects as read, before pods are folded into workloads.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct RawInput {
+    /// Everything but Pods and workloads owned by another object.
+    pub cluster: Cluster,
+    /// Pod objects with their owners, folded in `finish`.
+    pub pods: Vec<fold::RawPod>,
+    /// Workloads owned by another object, folded in `finish`.
+    pub owned: Vec<fold::OwnedWorkload>,
+    pub errors: Vec<Diagnostic>,
+    pub skipped: Vec<Skipped>,
+    pub granularity: Granularity,
+}
+
+impl RawInput {
+    fn extend(&mut self, other: RawInput) {
+        self.cluster.namespaces.extend(other.cluster.namespaces);
+        self.cluster.workloads.extend(other.cluster.workloads);
+        self.cluster.services.extend(other.cluster.services);
+        self.cluster.ingresses.extend(other.cluster.ingresses);
+        self.cluster.config_maps.extend(other.cluster.config_maps);
+        self.cluster.policies.extend(other.cluster.policies);
+        self.pods.extend(other.pods);
+        self.owned.extend(other.owned);
+        self.errors.extend(other.errors);
+        self.skipped.extend(other.skipped);
+    }
+
+    fn finish(mut self, opts: &LoadOptions) -> Loaded {
+        self.granularity = opts.granularity;
+        let mut cluster = fold::fold(&self, opts.granularity);
+        cluster.add_implicit_namespaces();
+        cluster.workloads.sort_by_cached_key(|w| w.id());
+        cluster.workloads.dedup_by(|a, b| a.id() == b.id());
+        let key = |ns: &str, name: &str| (ns.to_string(), name.to_string());
+        cluster.services.sort_by_key(|s| key(&s.namespace, &s.name));
+        cluster
+            .ingresses
+            .sort_by_key(|s| key(&s.namespace, &s.name));
+        cluster
+            .config_maps
+            .sort_by_key(|s| key(&s.namespace, &s.name));
+        cluster.policies.sort_by_key(|s| key(&s.namespace, &s.name));
+        Loaded {
+            cluster,
+            errors: self.errors.clone(),
+            skipped: self.skipped.clone(),
+            raw: self,
+        }
+    }
+}
