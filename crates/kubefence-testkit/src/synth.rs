@@ -294,17 +294,18 @@ fn random_selector(
     existence: bool,
 ) -> LabelSelector {
     let mut match_labels = Labels::new();
-    for _ in 0..rng.random_range(0..=2) {
+    let (labels, exprs) = match rng.random_range(0..10) {
+        0..=3 => (1, 0),
+        4..=6 => (0, 1),
+        7 | 8 => (1, 1),
+        _ => (0, 2),
+    };
+    for _ in 0..labels {
         let (key, values) = pick(rng, vocabulary);
         match_labels.insert(key.to_string(), pick(rng, values).to_string());
     }
     let mut expressions = Vec::new();
-    let count = if match_labels.is_empty() {
-        rng.random_range(1..=2)
-    } else {
-        rng.random_range(0..=1)
-    };
-    for _ in 0..count {
+    for _ in 0..exprs {
         let (key, values) = pick(rng, vocabulary);
         let op = match rng.random_range(0..if existence { 4 } else { 2 }) {
             0 => Operator::In,

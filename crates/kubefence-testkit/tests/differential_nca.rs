@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use kubefence_core::Cluster;
+use kubefence_core::engine::{AnalyzeOptions, analyze};
 use kubefence_testkit::{SynthCluster, differential_case, nca, small_random, to_cluster};
 
 const DEFAULT_CASES: u64 = 300;
@@ -47,15 +48,57 @@ fn cluster_paths() -> Vec<(&'static str, ClusterPath)> {
     vec![("direct", direct as ClusterPath)]
 }
 
+/// The nca executable; `None` (with a notice) when skipping is asked for.
+/// Without nca and without `KUBEFENCE_SKIP_NCA=1` the test fails and says
+/// how to install it.
+fn nca_or_skip(test: &str) -> Option<PathBuf> {
+    if std::env::var("KUBEFENCE_SKIP_NCA").is_ok_and(|v| v == "1") {
+        eprintln!("SKIPPED: {test} needs nca (KUBEFENCE_SKIP_NCA=1)");
+        return None;
+    }
+    match nca::find_nca() {
+        Ok(p) => Some(p),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// Pair counts over all cases: (pairs, all allowed, none, partial).
+#[derive(Default)]
+struct Stats {
+    pairs: AtomicU64,
+    all: AtomicU64,
+    none: AtomicU64,
+    partial: AtomicU64,
+}
+
+impl Stats {
+    fn add(&self, cluster: &Cluster) {
+        let conn = analyze(cluster, &AnalyzeOptions::default());
+        let n = conn.endpoints.len();
+        for i in 0..n {
+            for j in 0..n {
+                if i == j || conn.endpoints[i].is_external() && conn.endpoints[j].is_external() {
+                    continue;
+                }
+                let a = conn.allowed(i, j);
+                self.pairs.fetch_add(1, Ordering::Relaxed);
+                let bucket = if a.is_all() {
+                    &self.all
+                } else if a.is_empty() {
+                    &self.none
+                } else {
+                    &self.partial
+                };
+                bucket.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
 #[test]
 fn engine_agrees_with_nca_on_small_random_clusters() {
-    if std::env::var("KUBEFENCE_SKIP_NCA").is_ok_and(|v| v == "1") {
-        eprintln!("SKIPPED: differential test against nca (KUBEFENCE_SKIP_NCA=1)");
+    let Some(nca_bin) = nca_or_skip("differential test against nca") else {
         return;
-    }
-    let nca_bin = match nca::find_nca() {
-        Ok(p) => p,
-        Err(e) => panic!("{e}"),
     };
     let cases: u64 = std::env::var("KUBEFENCE_NCA_CASES")
         .ok()
@@ -65,6 +108,7 @@ fn engine_agrees_with_nca_on_small_random_clusters() {
     let started = Instant::now();
 
     let mut failures: Vec<String> = Vec::new();
+    let stats = Stats::default();
     for (path_name, build) in cluster_paths() {
         let next = AtomicU64::new(0);
         let failed = Mutex::new(Vec::<(u64, String)>::new());
@@ -77,7 +121,7 @@ fn engine_agrees_with_nca_on_small_random_clusters() {
                             break;
                         }
                         let dir = root.join(path_name).join(format!("seed-{seed}"));
-                        if let Some(msg) = run_seed(seed, build, &nca_bin, &dir) {
+                        if let Some(msg) = run_seed(seed, build, &nca_bin, &dir, &stats) {
                             failed.lock().unwrap().push((seed, msg));
                         }
                     }
@@ -91,10 +135,15 @@ fn engine_agrees_with_nca_on_small_random_clusters() {
         }
     }
     eprintln!(
-        "differential nca: {cases} cases x {} path(s) in {:.1}s, {} failing",
+        "differential nca: {cases} cases x {} path(s) in {:.1}s, {} failing; \
+         {} endpoint pairs compared (all: {}, none: {}, partial: {})",
         cluster_paths().len(),
         started.elapsed().as_secs_f64(),
-        failures.len()
+        failures.len(),
+        stats.pairs.load(Ordering::Relaxed),
+        stats.all.load(Ordering::Relaxed),
+        stats.none.load(Ordering::Relaxed),
+        stats.partial.load(Ordering::Relaxed),
     );
     if !failures.is_empty() {
         let shown: Vec<&String> = failures.iter().take(10).collect();
@@ -111,13 +160,20 @@ fn engine_agrees_with_nca_on_small_random_clusters() {
 }
 
 /// Runs one seed; `Some(message)` on disagreement or error.
-fn run_seed(seed: u64, build: ClusterPath, nca_bin: &Path, dir: &Path) -> Option<String> {
+fn run_seed(
+    seed: u64,
+    build: ClusterPath,
+    nca_bin: &Path,
+    dir: &Path,
+    stats: &Stats,
+) -> Option<String> {
     let synth = small_random(seed);
     let yaml = kubefence_testkit::to_yaml(&synth);
     let cluster = match build(&synth, &yaml) {
         Ok(c) => c,
         Err(e) => return Some(format!("seed {seed}: cannot build cluster: {e}")),
     };
+    stats.add(&cluster);
     match differential_case(&synth, &cluster, nca_bin, dir) {
         Ok(m) if m.is_empty() => None,
         Ok(m) => Some(format!(
@@ -128,4 +184,26 @@ fn run_seed(seed: u64, build: ClusterPath, nca_bin: &Path, dir: &Path) -> Option
         )),
         Err(e) => Some(format!("seed {seed}: {e} (case in {})", dir.display())),
     }
+}
+
+/// The harness is not vacuous: analyzing the clusters without their
+/// policies must disagree with nca on most seeds.
+#[test]
+fn harness_detects_a_wrong_answer() {
+    let Some(nca_bin) = nca_or_skip("harness self-check") else {
+        return;
+    };
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("differential-nca/mutant");
+    let mut detected = 0;
+    for seed in 0..10 {
+        let synth = small_random(seed);
+        let mut cluster = to_cluster(&synth);
+        cluster.policies.clear();
+        let dir = root.join(format!("seed-{seed}"));
+        let mismatches = differential_case(&synth, &cluster, &nca_bin, &dir).unwrap();
+        if !mismatches.is_empty() {
+            detected += 1;
+        }
+    }
+    assert!(detected >= 7, "only {detected}/10 mutants detected");
 }
