@@ -207,3 +207,24 @@ fn harness_detects_a_wrong_answer() {
     }
     assert!(detected >= 7, "only {detected}/10 mutants detected");
 }
+
+/// The benchmark profile agrees with nca too (a small instance of it).
+#[test]
+fn scaled_cluster_agrees_with_nca() {
+    let Some(nca_bin) = nca_or_skip("scaled differential test") else {
+        return;
+    };
+    let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("differential-nca/scaled");
+    for (workloads, namespaces, seed) in [(60, 4, 1), (40, 3, 2)] {
+        let synth = kubefence_testkit::scaled(workloads, namespaces, seed);
+        let cluster = to_cluster(&synth);
+        let dir = root.join(format!("w{workloads}-n{namespaces}-s{seed}"));
+        let mismatches = differential_case(&synth, &cluster, &nca_bin, &dir).unwrap();
+        assert!(
+            mismatches.is_empty(),
+            "scaled({workloads}, {namespaces}, {seed}) disagrees with nca (case in {}):\n{}",
+            dir.display(),
+            kubefence_testkit::compare::report(&mismatches, 10)
+        );
+    }
+}
