@@ -194,10 +194,13 @@ pub fn small_random(seed: u64) -> SynthCluster {
 
     let wl_count = rng.random_range(2..=6);
     for i in 0..wl_count {
-        let kind = match rng.random_range(0..10) {
-            0..=4 => WorkloadKind::Deployment,
-            5 | 6 => WorkloadKind::StatefulSet,
-            7 => WorkloadKind::DaemonSet,
+        let kind = match rng.random_range(0..20) {
+            0..=8 => WorkloadKind::Deployment,
+            9..=11 => WorkloadKind::StatefulSet,
+            12 => WorkloadKind::DaemonSet,
+            13 => WorkloadKind::ReplicaSet,
+            14 => WorkloadKind::Job,
+            15 => WorkloadKind::CronJob,
             _ => WorkloadKind::Pod,
         };
         let mut pod_labels = Labels::new();
@@ -487,13 +490,20 @@ const ENVS: [&str; 3] = ["prod", "staging", "dev"];
 pub const DNS_NAMESPACE: &str = "kube-system";
 pub const DNS_WORKLOAD: &str = "coredns";
 
+/// Policies every `scaled` namespace has: default-deny (ingress and
+/// egress), DNS egress to kube-system, and egress within the namespace.
+pub const PER_NAMESPACE_POLICIES: usize = 3;
+
 /// A realistic cluster for benchmarks: `workloads` Deployments/StatefulSets
-/// spread over `namespaces` labelled namespaces, a Service per workload, a
-/// default-deny and a DNS-egress policy per namespace, and per-workload
-/// policies (about 0.4 per workload) with pod-selector, namespace-selector
-/// and ipBlock (with endPort ranges) rules, so that the total is about
-/// `0.44 * workloads` policies. `kube-system` with a `coredns` Deployment is
-/// added (not counted).
+/// spread over `namespaces` labelled namespaces, a Service per workload,
+/// [`PER_NAMESPACE_POLICIES`] policies per namespace (default-deny, DNS
+/// egress to kube-system, egress within the namespace), and per-workload
+/// policies with pod-selector (named port), namespace-selector and ipBlock
+/// (with `except` and endPort ranges) ingress rules and selector/ipBlock
+/// egress rules, so that the total is `ceil(0.44 * workloads)` policies when
+/// that exceeds the per-namespace ones (440 for 1,000 workloads in 20
+/// namespaces). `kube-system` with a `coredns` Deployment is added (not
+/// counted in `workloads`).
 pub fn scaled(workloads: usize, namespaces: usize, seed: u64) -> SynthCluster {
     let mut rng = StdRng::seed_from_u64(seed);
     let namespaces = namespaces.max(1);
@@ -630,11 +640,27 @@ pub fn scaled(workloads: usize, namespaces: usize, seed: u64) -> SynthCluster {
                 ]),
             }]),
         });
+        c.policies.push(SynthPolicy {
+            namespace: ns.clone(),
+            name: "allow-egress-in-namespace".into(),
+            pod_selector: LabelSelector::everything(),
+            policy_types: Some(vec![PolicyTypeName::Egress]),
+            ingress: None,
+            egress: Some(vec![SynthRule {
+                peers: Some(vec![SynthPeer::Pods {
+                    namespace_selector: None,
+                    pod_selector: Some(LabelSelector::everything()),
+                }]),
+                ports: None,
+            }]),
+        });
     }
 
     // Per-workload policies: about 0.44 per workload in total.
     let target_total = (workloads * 44).div_ceil(100);
-    let per_workload = target_total.saturating_sub(2 * namespaces).min(workloads);
+    let per_workload = target_total
+        .saturating_sub(PER_NAMESPACE_POLICIES * namespaces)
+        .min(workloads);
     let app_workloads: Vec<usize> = (1..c.workloads.len()).collect();
     let chosen: Vec<usize> = {
         let mut all = app_workloads.clone();

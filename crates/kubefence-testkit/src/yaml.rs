@@ -76,7 +76,12 @@ fn pod_spec(w: &SynthWorkload) -> Value {
             .collect();
         container.insert("ports".into(), Value::Array(ports));
     }
-    json!({"containers": [container]})
+    let mut spec = Map::new();
+    spec.insert("containers".into(), json!([container]));
+    if matches!(w.kind, WorkloadKind::Job | WorkloadKind::CronJob) {
+        spec.insert("restartPolicy".into(), json!("Never"));
+    }
+    Value::Object(spec)
 }
 
 fn workload_doc(w: &SynthWorkload) -> Value {

@@ -12,13 +12,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: synth [--workloads N] [--namespaces N] [--seed S] [--small] --out DIR";
+const USAGE: &str =
+    "usage: synth [--workloads N] [--namespaces N] [--seed S] [--small] [--analyze] --out DIR";
 
 struct Args {
     workloads: usize,
     namespaces: usize,
     seed: u64,
     small: bool,
+    analyze: bool,
     out: PathBuf,
 }
 
@@ -28,6 +30,7 @@ fn parse_args() -> Result<Args, String> {
         namespaces: 20,
         seed: 1,
         small: false,
+        analyze: false,
         out: PathBuf::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -42,6 +45,7 @@ fn parse_args() -> Result<Args, String> {
             "--seed" => args.seed = parse_num(&value("--seed")?)?,
             "--out" => args.out = PathBuf::from(value("--out")?),
             "--small" => args.small = true,
+            "--analyze" => args.analyze = true,
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -81,5 +85,22 @@ fn main() -> ExitCode {
         cluster.policies.len(),
         args.out.display()
     );
+    if args.analyze {
+        // The direct path (no YAML): build the core cluster and analyze it.
+        let started = std::time::Instant::now();
+        let core = kubefence_testkit::to_cluster(&cluster);
+        let built = started.elapsed();
+        let conn = kubefence_core::engine::analyze(&core, &Default::default());
+        let analyzed = started.elapsed();
+        let connections = conn.connection_count();
+        eprintln!(
+            "analyze: {} endpoints, {} connections; build {:.1} ms, analyze {:.1} ms, count {:.1} ms",
+            conn.endpoints.len(),
+            connections,
+            built.as_secs_f64() * 1e3,
+            (analyzed - built).as_secs_f64() * 1e3,
+            (started.elapsed() - analyzed).as_secs_f64() * 1e3,
+        );
+    }
     ExitCode::SUCCESS
 }
