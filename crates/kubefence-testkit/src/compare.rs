@@ -105,6 +105,22 @@ pub fn compare(ours: &Connectivity, nca: &[NcaEdge]) -> Vec<Mismatch> {
         }
     }
     let probes = probes(&ranges);
+    // nca's workload <-> address lines, by (workload, outbound).
+    let mut by_workload: HashMap<(usize, bool), Vec<(&IpSet, &Conns)>> = HashMap::new();
+    for edge in nca {
+        let (w, set, outbound) = match (&edge.from, &edge.to) {
+            (NcaEndpoint::Workload(id), NcaEndpoint::Addresses(set)) => (id, set, true),
+            (NcaEndpoint::Addresses(set), NcaEndpoint::Workload(id)) => (id, set, false),
+            _ => continue,
+        };
+        if let Some(&w) = index.get(w.as_str()) {
+            by_workload
+                .entry((w, outbound))
+                .or_default()
+                .push((set, &edge.conns));
+        }
+    }
+    let no_edges = Vec::new();
     for probe in probes {
         let ext = externals.iter().copied().find(|&e| {
             ours.endpoints[e]
@@ -122,17 +138,9 @@ pub fn compare(ours: &Connectivity, nca: &[NcaEdge]) -> Vec<Mismatch> {
                     None => Conns::none(),
                 };
                 let mut theirs = Conns::none();
-                for edge in nca {
-                    let (me, other) = if outbound {
-                        (&edge.from, &edge.to)
-                    } else {
-                        (&edge.to, &edge.from)
-                    };
-                    if let (NcaEndpoint::Workload(id), NcaEndpoint::Addresses(set)) = (me, other)
-                        && index.get(id.as_str()) == Some(&w)
-                        && set.contains(probe)
-                    {
-                        theirs = theirs.union(&edge.conns);
+                for (set, conns) in by_workload.get(&(w, outbound)).unwrap_or(&no_edges) {
+                    if set.contains(probe) {
+                        theirs = theirs.union(conns);
                     }
                 }
                 if mine != theirs {

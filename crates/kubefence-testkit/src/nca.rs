@@ -290,8 +290,11 @@ pub fn parse_output(text: &str) -> Result<Vec<NcaEdge>, String> {
 
 /// `ns/name[Kind]` or a comma-separated list of `ip`, `ip-ip` or CIDRs.
 pub fn parse_endpoint(text: &str) -> Result<NcaEndpoint, String> {
-    let text = text.trim();
-    if let Some(open) = text.find('[')
+    let mut text = text.trim();
+    // netpol-analyzer (np-guard's Go tool) marks address ranges `[External]`.
+    if let Some(addresses) = text.strip_suffix("[External]") {
+        text = addresses;
+    } else if let Some(open) = text.find('[')
         && let Some(inner) = text[open + 1..].strip_suffix(']')
     {
         let (ns, name) = text[..open]
@@ -333,18 +336,48 @@ fn ip_range(lo: IpAddr, hi: IpAddr) -> Result<IpSet, String> {
     Ok(set)
 }
 
-/// `All connections`, `No connections`, `All but CUBES` or `CUBES`.
+/// `All connections`, `No connections`, `All but CUBES` or `CUBES`; also
+/// netpol-analyzer's `TCP 80,8080-8090,UDP 53` (`,` or `;` separated).
 pub fn parse_conns(text: &str) -> Result<Conns, String> {
     let text = text.trim();
     match text {
-        "All connections" => return Ok(Conns::all()),
-        "No connections" => return Ok(Conns::none()),
+        "All connections" | "All Connections" => return Ok(Conns::all()),
+        "No connections" | "No Connections" => return Ok(Conns::none()),
         _ => {}
     }
     if let Some(rest) = text.strip_prefix("All but ") {
         return Ok(parse_cubes(rest)?.complement());
     }
+    if !text.starts_with('{') {
+        return parse_protocol_ports(text);
+    }
     parse_cubes(text)
+}
+
+/// `TCP 80,8080-8090;UDP 53` or `SCTP` (every port).
+fn parse_protocol_ports(text: &str) -> Result<Conns, String> {
+    let mut conns = Conns::none();
+    let mut current: Option<Protocol> = None;
+    for token in text.split([',', ';']) {
+        let token = token.trim();
+        let (proto, ports) = match token.split_once(' ') {
+            Some((p, rest)) => (Some(p), rest.trim()),
+            None if token.parse::<Protocol>().is_ok() => (Some(token), ""),
+            None => (None, token),
+        };
+        if let Some(p) = proto {
+            current = Some(p.parse()?);
+        }
+        let protocol = current.ok_or_else(|| format!("ports without a protocol: {token:?}"))?;
+        let set = if ports.is_empty() {
+            IntervalSet::range(PORT_MIN, PORT_MAX)
+        } else {
+            parse_ports(ports)?
+        };
+        let target = conns.ports_of_mut(protocol);
+        *target = target.union(&set);
+    }
+    Ok(conns)
 }
 
 /// `{k:v,...},{k:v,...}`: the union of the cubes.
@@ -472,6 +505,13 @@ mod tests {
         let c = parse_conns("{protocols:TCP,dst_ports:1-79},{protocols:UDP,dst_ports:53}").unwrap();
         assert_eq!(c.to_string(), "TCP/1-79,UDP/53");
         assert!(parse_conns("All connections").unwrap().is_all());
+        // netpol-analyzer's forms.
+        assert!(parse_conns("All Connections").unwrap().is_all());
+        let c = parse_conns("TCP 80,8080-8090,UDP 53").unwrap();
+        assert_eq!(c.to_string(), "TCP/80,TCP/8080-8090,UDP/53");
+        let c = parse_conns("TCP 80;UDP 53,54").unwrap();
+        assert_eq!(c.to_string(), "TCP/80,UDP/53-54");
+        assert_eq!(parse_conns("SCTP").unwrap().to_string(), "SCTP/1-65535");
         assert!(parse_conns("{dst_ports:53}").unwrap().others.is_all());
     }
 
@@ -488,6 +528,10 @@ mod tests {
         };
         assert!(set.contains("9.1.1.1".parse().unwrap()));
         assert!(!set.contains("10.1.1.1".parse().unwrap()));
+        assert_eq!(
+            parse_endpoint("0.0.0.0-9.255.255.255[External]").unwrap(),
+            parse_endpoint("0.0.0.0-9.255.255.255").unwrap()
+        );
         let edges = parse_output(
             "global: x\nns2/b[StatefulSet] => ns1/a[Deployment] : {protocols:SCTP}\nWarning: z\n",
         )

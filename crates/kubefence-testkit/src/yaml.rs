@@ -106,7 +106,11 @@ fn workload_doc(w: &SynthWorkload) -> Value {
         }
         _ => {}
     }
-    spec.insert("selector".into(), json!({"matchLabels": labels}));
+    // Jobs get their selector from the API server (a manual one needs
+    // `manualSelector: true`).
+    if !matches!(w.kind, WorkloadKind::Job | WorkloadKind::CronJob) {
+        spec.insert("selector".into(), json!({"matchLabels": labels}));
+    }
     spec.insert("template".into(), template);
     let (api_version, spec) = match w.kind {
         WorkloadKind::Job => ("batch/v1", Value::Object(spec)),

@@ -215,7 +215,15 @@ fn scaled_cluster_agrees_with_nca() {
         return;
     };
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("differential-nca/scaled");
-    for (workloads, namespaces, seed) in [(60, 4, 1), (40, 3, 2)] {
+    let mut sizes = vec![(60, 4, 1), (40, 3, 2)];
+    // KUBEFENCE_NCA_SCALED=W,N,S adds one bigger case (nca is slow there).
+    if let Ok(v) = std::env::var("KUBEFENCE_NCA_SCALED") {
+        let n: Vec<u64> = v.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+        if let [w, ns, seed] = n[..] {
+            sizes.push((w as usize, ns as usize, seed));
+        }
+    }
+    for (workloads, namespaces, seed) in sizes {
         let synth = kubefence_testkit::scaled(workloads, namespaces, seed);
         let cluster = to_cluster(&synth);
         let dir = root.join(format!("w{workloads}-n{namespaces}-s{seed}"));
