@@ -57,6 +57,19 @@ pub fn differential_case(
     nca_bin: &Path,
     dir: &Path,
 ) -> Result<Vec<Mismatch>, String> {
+    let mut results = differential_case_for(synth, &[("kubefence", cluster)], nca_bin, dir)?;
+    Ok(results.pop().map(|(_, m)| m).unwrap_or_default())
+}
+
+/// [`differential_case`] for several readings of the same cluster (built
+/// directly, read through the loader, ...), all against one nca run.
+/// Mismatches of reading `name` go to `dir/mismatches-<name>.txt`.
+pub fn differential_case_for(
+    synth: &SynthCluster,
+    clusters: &[(&str, &Cluster)],
+    nca_bin: &Path,
+    dir: &Path,
+) -> Result<Vec<(String, Vec<Mismatch>)>, String> {
     write_case(synth, dir)?;
     let output = nca::run_connectivity(
         nca_bin,
@@ -65,13 +78,17 @@ pub fn differential_case(
     )?;
     let _ = std::fs::write(dir.join("nca.txt"), &output);
     let edges = nca::parse_output(&output)?;
-    let ours = analyze(cluster, &AnalyzeOptions::default());
-    let mismatches = compare(&ours, &edges);
-    if !mismatches.is_empty() {
-        let _ = std::fs::write(
-            dir.join("mismatches.txt"),
-            compare::report(&mismatches, usize::MAX),
-        );
+    let mut results = Vec::new();
+    for (name, cluster) in clusters {
+        let ours = analyze(cluster, &AnalyzeOptions::default());
+        let mismatches = compare(&ours, &edges);
+        if !mismatches.is_empty() {
+            let _ = std::fs::write(
+                dir.join(format!("mismatches-{name}.txt")),
+                compare::report(&mismatches, usize::MAX),
+            );
+        }
+        results.push((name.to_string(), mismatches));
     }
-    Ok(mismatches)
+    Ok(results)
 }

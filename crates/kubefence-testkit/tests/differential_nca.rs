@@ -18,7 +18,9 @@ use std::time::Instant;
 
 use kubefence_core::Cluster;
 use kubefence_core::engine::{AnalyzeOptions, analyze};
-use kubefence_testkit::{SynthCluster, differential_case, nca, small_random, to_cluster};
+use kubefence_testkit::{
+    SynthCluster, differential_case, differential_case_for, nca, small_random, to_cluster,
+};
 
 const DEFAULT_CASES: u64 = 300;
 const THREADS: usize = 2;
@@ -31,21 +33,22 @@ fn direct(synth: &SynthCluster, _yaml: &str) -> Result<Cluster, String> {
     Ok(to_cluster(synth))
 }
 
-// LOADER PATH: when `kubefence_k8s::load` lands on this branch, add
-// `kubefence-k8s` as a dev-dependency and add this to `cluster_paths()`:
-//
-// fn via_loader(_synth: &SynthCluster, yaml: &str) -> Result<Cluster, String> {
-//     let loaded = kubefence_k8s::load::load_str(yaml, "synth.yaml", &Default::default());
-//     if !loaded.errors.is_empty() {
-//         return Err(format!("loader errors: {:?}", loaded.errors));
-//     }
-//     Ok(loaded.cluster)
-// }
-//
-// The loader path checks the YAML reader and nca against the same text;
-// the direct path keeps the engine check independent of the loader.
+/// Read from the very YAML text nca reads, through kubefence's loader.
+fn via_loader(_synth: &SynthCluster, yaml: &str) -> Result<Cluster, String> {
+    let loaded = kubefence_k8s::load::load_str(yaml, "synth.yaml", &Default::default());
+    if loaded.has_errors() {
+        return Err(format!("loader errors: {:?}", loaded.errors));
+    }
+    Ok(loaded.cluster)
+}
+
+// The loader path checks the YAML reader and nca against the same text; the
+// direct path keeps the engine check independent of the loader.
 fn cluster_paths() -> Vec<(&'static str, ClusterPath)> {
-    vec![("direct", direct as ClusterPath)]
+    vec![
+        ("direct", direct as ClusterPath),
+        ("loader", via_loader as ClusterPath),
+    ]
 }
 
 /// The nca executable; `None` (with a notice) when skipping is asked for.
@@ -107,33 +110,28 @@ fn engine_agrees_with_nca_on_small_random_clusters() {
     let root = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("differential-nca");
     let started = Instant::now();
 
-    let mut failures: Vec<String> = Vec::new();
     let stats = Stats::default();
-    for (path_name, build) in cluster_paths() {
-        let next = AtomicU64::new(0);
-        let failed = Mutex::new(Vec::<(u64, String)>::new());
-        std::thread::scope(|s| {
-            for _ in 0..THREADS {
-                s.spawn(|| {
-                    loop {
-                        let seed = next.fetch_add(1, Ordering::Relaxed);
-                        if seed >= cases {
-                            break;
-                        }
-                        let dir = root.join(path_name).join(format!("seed-{seed}"));
-                        if let Some(msg) = run_seed(seed, build, &nca_bin, &dir, &stats) {
-                            failed.lock().unwrap().push((seed, msg));
-                        }
+    let next = AtomicU64::new(0);
+    let failed = Mutex::new(Vec::<(u64, String)>::new());
+    std::thread::scope(|s| {
+        for _ in 0..THREADS {
+            s.spawn(|| {
+                loop {
+                    let seed = next.fetch_add(1, Ordering::Relaxed);
+                    if seed >= cases {
+                        break;
                     }
-                });
-            }
-        });
-        let mut failed = failed.into_inner().unwrap();
-        failed.sort();
-        for (_, msg) in failed {
-            failures.push(format!("[{path_name}] {msg}"));
+                    let dir = root.join(format!("seed-{seed}"));
+                    for msg in run_seed(seed, &nca_bin, &dir, &stats) {
+                        failed.lock().unwrap().push((seed, msg));
+                    }
+                }
+            });
         }
-    }
+    });
+    let mut failed = failed.into_inner().unwrap();
+    failed.sort();
+    let failures: Vec<String> = failed.into_iter().map(|(_, msg)| msg).collect();
     eprintln!(
         "differential nca: {cases} cases x {} path(s) in {:.1}s, {} failing; \
          {} endpoint pairs compared (all: {}, none: {}, partial: {})",
@@ -159,30 +157,36 @@ fn engine_agrees_with_nca_on_small_random_clusters() {
     }
 }
 
-/// Runs one seed; `Some(message)` on disagreement or error.
-fn run_seed(
-    seed: u64,
-    build: ClusterPath,
-    nca_bin: &Path,
-    dir: &Path,
-    stats: &Stats,
-) -> Option<String> {
+/// Runs one seed: nca once, every reading of the cluster against it.
+/// Returns a message per disagreement or error.
+fn run_seed(seed: u64, nca_bin: &Path, dir: &Path, stats: &Stats) -> Vec<String> {
     let synth = small_random(seed);
     let yaml = kubefence_testkit::to_yaml(&synth);
-    let cluster = match build(&synth, &yaml) {
-        Ok(c) => c,
-        Err(e) => return Some(format!("seed {seed}: cannot build cluster: {e}")),
-    };
-    stats.add(&cluster);
-    match differential_case(&synth, &cluster, nca_bin, dir) {
-        Ok(m) if m.is_empty() => None,
-        Ok(m) => Some(format!(
-            "seed {seed}: {} pair(s) differ (case in {}):\n{}",
-            m.len(),
-            dir.display(),
-            kubefence_testkit::compare::report(&m, 5)
-        )),
-        Err(e) => Some(format!("seed {seed}: {e} (case in {})", dir.display())),
+    let mut clusters = Vec::new();
+    for (name, build) in cluster_paths() {
+        match build(&synth, &yaml) {
+            Ok(c) => clusters.push((name, c)),
+            Err(e) => return vec![format!("seed {seed} [{name}]: cannot build cluster: {e}")],
+        }
+    }
+    if let Some((_, direct)) = clusters.first() {
+        stats.add(direct);
+    }
+    let readings: Vec<(&str, &Cluster)> = clusters.iter().map(|(n, c)| (*n, c)).collect();
+    match differential_case_for(&synth, &readings, nca_bin, dir) {
+        Ok(results) => results
+            .into_iter()
+            .filter(|(_, m)| !m.is_empty())
+            .map(|(name, m)| {
+                format!(
+                    "seed {seed} [{name}]: {} pair(s) differ (case in {}):\n{}",
+                    m.len(),
+                    dir.display(),
+                    kubefence_testkit::compare::report(&m, 5)
+                )
+            })
+            .collect(),
+        Err(e) => vec![format!("seed {seed}: {e} (case in {})", dir.display())],
     }
 }
 
