@@ -205,22 +205,38 @@ pub(crate) fn analyze_with_boundaries(
     let mut rows: Vec<Vec<(u32, Arc<ConnSet>)>> = Vec::with_capacity(groups);
     for &src in &representatives {
         let mut row = Vec::new();
+        // An egress-isolated source only reaches what its rules name.
+        let reach = index.egress_reach(src);
         for (dst_group, &dst) in representatives.iter().enumerate() {
             if !index.is_pod(src) && !index.is_pod(dst) {
+                continue;
+            }
+            if reach.as_ref().is_some_and(|r| !r.contains(dst)) {
                 continue;
             }
             let egress = index.allowed(src, dst, Direction::Egress);
             if egress.is_empty() {
                 continue;
             }
-            let allowed = egress.intersection(&index.allowed(src, dst, Direction::Ingress));
+            let ingress = index.allowed(src, dst, Direction::Ingress);
+            let allowed = if ingress.is_all() {
+                egress.into_owned()
+            } else if egress.is_all() {
+                ingress.into_owned()
+            } else {
+                egress.intersection(&ingress)
+            };
             if allowed.is_empty() {
                 continue;
             }
-            let shared = interned
-                .entry(allowed)
-                .or_insert_with_key(|k| Arc::new(k.clone()))
-                .clone();
+            let shared = match interned.get(&allowed) {
+                Some(a) => a.clone(),
+                None => {
+                    let a = Arc::new(allowed.clone());
+                    interned.insert(allowed, a.clone());
+                    a
+                }
+            };
             row.push((dst_group as u32, shared));
         }
         rows.push(row);
@@ -244,15 +260,9 @@ pub(crate) fn analyze_with_boundaries(
 fn fold_classes(index: &Index<'_>) -> (Vec<usize>, Vec<usize>) {
     let n = index.classes.len();
     let mut membership: Vec<Vec<u32>> = vec![Vec::new(); n];
-    let mut rule_keys: Vec<_> = index.rules.keys().copied().collect();
-    rule_keys.sort();
-    let mut ordinal = 0u32;
-    for key in rule_keys {
-        for rule in &index.rules[&key] {
-            for c in rule.peers.iter() {
-                membership[c].push(ordinal);
-            }
-            ordinal += 1;
+    for (ordinal, rule) in index.rules.iter().enumerate() {
+        for c in rule.peers.iter() {
+            membership[c].push(ordinal as u32);
         }
     }
     type GroupKey<'k> = (

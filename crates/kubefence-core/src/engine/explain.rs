@@ -267,7 +267,7 @@ fn verdict(
         Direction::Ingress => (dst, src),
     };
     let enforced = index.is_pod(subject.0);
-    let allowed = restrict(index.allowed(src.0, dst.0, direction));
+    let allowed = restrict(index.allowed(src.0, dst.0, direction).into_owned());
     let isolating = if enforced {
         index.isolating(subject.0, direction).to_vec()
     } else {
@@ -280,8 +280,8 @@ fn verdict(
             let policy = &cluster.policies[pi];
             let mut allows = Vec::new();
             let mut candidates: Vec<(usize, bool, ConnSet)> = Vec::new();
-            for rule in index.rules.get(&(pi, direction)).into_iter().flatten() {
-                let conns = restrict(index.rule_conns(rule, dst.0));
+            for rule in index.rules_of(pi, direction) {
+                let conns = restrict(index.rule_conns(rule, dst.0).into_owned());
                 let peer_matches = rule.peers.contains(peer.0);
                 if peer_matches && !conns.is_empty() {
                     allows.push(RuleMatch {

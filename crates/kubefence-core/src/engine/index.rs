@@ -2,8 +2,10 @@
 //! select each class, which classes each rule's peers match, and the
 //! external address partition.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
+use std::ops::Range;
 
 use crate::conn::{ConnSet, Protocol};
 use crate::ipset::IpSet;
@@ -32,6 +34,11 @@ impl BitSet {
         self.words
             .get(i / 64)
             .is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+    pub(crate) fn union_with(&mut self, other: &Self) {
+        for (a, b) in self.words.iter_mut().zip(&other.words) {
+            *a |= b;
+        }
     }
     pub(crate) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         self.words.iter().enumerate().flat_map(|(wi, &w)| {
@@ -89,8 +96,17 @@ pub(crate) struct Index<'a> {
     /// For every class, the policies that select it and isolate ingress.
     pub ingress_policies: Vec<Vec<usize>>,
     pub egress_policies: Vec<Vec<usize>>,
-    /// Rules by policy and direction.
-    pub rules: HashMap<(usize, Direction), Vec<IndexedRule>>,
+    /// Every rule of every isolating direction of every policy.
+    pub rules: Vec<IndexedRule>,
+    /// Where each policy's rules of one direction sit in `rules`.
+    pub policy_rules: HashMap<(usize, Direction), Range<usize>>,
+    /// For every class, the rules of the policies isolating it: the only
+    /// rules that can allow its ingress (egress). Kept flat because the
+    /// pair loop reads them for every pair.
+    pub ingress_rules: Vec<Vec<u32>>,
+    pub egress_rules: Vec<Vec<u32>>,
+    /// Shared "everything", so non-isolated directions allocate nothing.
+    all: ConnSet,
 }
 
 impl<'a> Index<'a> {
@@ -129,7 +145,8 @@ impl<'a> Index<'a> {
 
         let mut ingress_policies = vec![Vec::new(); classes.len()];
         let mut egress_policies = vec![Vec::new(); classes.len()];
-        let mut rules = HashMap::new();
+        let mut rules = Vec::new();
+        let mut policy_rules = HashMap::new();
         for (pi, policy) in cluster.policies.iter().enumerate() {
             for &ci in by_namespace
                 .get(policy.namespace.as_str())
@@ -149,6 +166,7 @@ impl<'a> Index<'a> {
                 if !policy.isolates(direction) {
                     continue;
                 }
+                let start = rules.len();
                 let indexed = policy
                     .rules(direction)
                     .iter()
@@ -170,17 +188,55 @@ impl<'a> Index<'a> {
                         ),
                         static_conns: static_conns(&rule.ports),
                     })
-                    .collect();
-                rules.insert((pi, direction), indexed);
+                    .collect::<Vec<_>>();
+                rules.extend(indexed);
+                policy_rules.insert((pi, direction), start..rules.len());
             }
         }
+        let class_rules = |policies: &[Vec<usize>], direction: Direction| -> Vec<Vec<u32>> {
+            policies
+                .iter()
+                .map(|ps| {
+                    ps.iter()
+                        .filter_map(|pi| policy_rules.get(&(*pi, direction)))
+                        .flat_map(|r| r.clone().map(|i| i as u32))
+                        .collect()
+                })
+                .collect()
+        };
+        let ingress_rules = class_rules(&ingress_policies, Direction::Ingress);
+        let egress_rules = class_rules(&egress_policies, Direction::Egress);
         Self {
             cluster,
             classes,
             ingress_policies,
             egress_policies,
             rules,
+            policy_rules,
+            ingress_rules,
+            egress_rules,
+            all: ConnSet::all(),
         }
+    }
+
+    /// The rules of one policy in one direction (empty when the policy does
+    /// not isolate that direction).
+    pub(crate) fn rules_of(&self, policy: usize, direction: Direction) -> &[IndexedRule] {
+        self.policy_rules
+            .get(&(policy, direction))
+            .map_or(&[], |r| &self.rules[r.clone()])
+    }
+
+    /// The rules that can allow `class`'s traffic in `direction`; `None`
+    /// when the direction is not isolated (everything is allowed).
+    pub(crate) fn isolating_rules(&self, class: usize, direction: Direction) -> Option<&[u32]> {
+        if !self.is_pod(class) || self.isolating(class, direction).is_empty() {
+            return None;
+        }
+        Some(match direction {
+            Direction::Ingress => &self.ingress_rules[class],
+            Direction::Egress => &self.egress_rules[class],
+        })
     }
 
     pub(crate) fn is_pod(&self, class: usize) -> bool {
@@ -203,43 +259,53 @@ impl<'a> Index<'a> {
     }
 
     /// The connections that `rule` allows towards destination class `dst`.
-    pub(crate) fn rule_conns(&self, rule: &IndexedRule, dst: usize) -> ConnSet {
+    pub(crate) fn rule_conns<'s>(&'s self, rule: &'s IndexedRule, dst: usize) -> Cow<'s, ConnSet> {
         if let Some(conns) = &rule.static_conns {
-            return conns.clone();
+            return Cow::Borrowed(conns);
         }
         let policy = &self.cluster.policies[rule.id.policy];
         let ports = &policy.rules(rule.id.direction)[rule.id.rule].ports;
-        resolve_ports(ports, self.named_ports(dst))
+        Cow::Owned(resolve_ports(ports, self.named_ports(dst)))
     }
 
     /// What `direction` allows from `src` to `dst` (classes): everything
     /// when the relevant end is not isolated, else the union of the matching
     /// rules of the isolating policies.
-    pub(crate) fn allowed(&self, src: usize, dst: usize, direction: Direction) -> ConnSet {
-        let subject = match direction {
-            Direction::Ingress => dst,
-            Direction::Egress => src,
+    pub(crate) fn allowed(&self, src: usize, dst: usize, direction: Direction) -> Cow<'_, ConnSet> {
+        let (subject, peer) = match direction {
+            Direction::Ingress => (dst, src),
+            Direction::Egress => (src, dst),
         };
-        let peer = match direction {
-            Direction::Ingress => src,
-            Direction::Egress => dst,
+        let Some(rules) = self.isolating_rules(subject, direction) else {
+            return Cow::Borrowed(&self.all);
         };
-        if !self.is_pod(subject) {
-            return ConnSet::all();
-        }
-        let policies = self.isolating(subject, direction);
-        if policies.is_empty() {
-            return ConnSet::all();
-        }
-        let mut allowed = ConnSet::none();
-        for &pi in policies {
-            for rule in self.rules.get(&(pi, direction)).into_iter().flatten() {
-                if rule.peers.contains(peer) {
-                    allowed.union_with(&self.rule_conns(rule, dst));
-                }
+        let mut allowed: Option<Cow<'_, ConnSet>> = None;
+        for &ri in rules {
+            let rule = &self.rules[ri as usize];
+            if !rule.peers.contains(peer) {
+                continue;
             }
+            let conns = self.rule_conns(rule, dst);
+            allowed = Some(match allowed {
+                None => conns,
+                Some(mut acc) => {
+                    acc.to_mut().union_with(&conns);
+                    acc
+                }
+            });
         }
-        allowed
+        allowed.unwrap_or_else(|| Cow::Owned(ConnSet::none()))
+    }
+
+    /// The classes that `src`'s egress can reach at all; `None` when its
+    /// egress is not isolated.
+    pub(crate) fn egress_reach(&self, src: usize) -> Option<BitSet> {
+        let rules = self.isolating_rules(src, Direction::Egress)?;
+        let mut reach = BitSet::with_len(self.classes.len());
+        for &ri in rules {
+            reach.union_with(&self.rules[ri as usize].peers);
+        }
+        Some(reach)
     }
 }
 
