@@ -23,9 +23,16 @@ Exit codes:
 /// Whether the error comes from writing to a closed pipe (`| head`).
 pub fn is_broken_pipe(e: &anyhow::Error) -> bool {
     e.chain().any(|cause| {
-        cause
+        let io_kind = cause
             .downcast_ref::<std::io::Error>()
-            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            .map(std::io::Error::kind)
+            // JSON output wraps write errors in serde_json's own error.
+            .or_else(|| {
+                cause
+                    .downcast_ref::<serde_json::Error>()
+                    .and_then(serde_json::Error::io_error_kind)
+            });
+        io_kind == Some(std::io::ErrorKind::BrokenPipe)
     })
 }
 
@@ -48,6 +55,9 @@ mod tests {
         assert!(is_broken_pipe(&e.context("writing stdout").unwrap_err()));
         let other = anyhow::Error::from(io::Error::from(io::ErrorKind::NotFound));
         assert!(!is_broken_pipe(&other));
+        let json: anyhow::Error =
+            serde_json::Error::io(io::Error::from(io::ErrorKind::BrokenPipe)).into();
+        assert!(is_broken_pipe(&json.context("writing JSON")));
     }
 
     #[test]

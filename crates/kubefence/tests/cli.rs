@@ -273,22 +273,33 @@ fn empty_input_prints_valid_json() {
 #[test]
 fn closed_stdout_is_not_an_error() {
     let dir = dir_with(&[]);
-    let mut child = Command::new(BIN)
-        .args(["demo"])
-        .current_dir(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(0));
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        !stderr.contains("kubefence: "),
-        "no error reported: {stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
+    let example = example_dir();
+    let example = example.to_str().unwrap();
+    let commands: Vec<Vec<&str>> = std::iter::once(vec!["demo"])
+        .chain(
+            ["table", "json", "csv", "dot", "mermaid"]
+                .into_iter()
+                .map(|format| vec!["analyze", "-f", example, "-o", format]),
+        )
+        .collect();
+    for args in commands {
+        let mut child = Command::new(BIN)
+            .args(&args)
+            .current_dir(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !stderr.contains("kubefence: "),
+            "{args:?}: no error reported: {stderr}"
+        );
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
 }
 
 // === with the loader ===

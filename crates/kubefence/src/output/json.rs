@@ -44,8 +44,12 @@ struct JsonConnection<'a> {
     allowed: Allowed,
 }
 
+/// Keeps the kind of a write error (a closed pipe stays a closed pipe).
 fn to_io(e: serde_json::Error) -> io::Error {
-    io::Error::other(e)
+    match e.io_error_kind() {
+        Some(kind) => io::Error::new(kind, e),
+        None => io::Error::other(e),
+    }
 }
 
 /// `{"endpoints":[...],"connections":[...]}`, one element per line.
