@@ -272,8 +272,13 @@ fn empty_input_prints_valid_json() {
 
 #[test]
 fn closed_stdout_is_not_an_error() {
-    let dir = dir_with(&[]);
-    let example = example_dir();
+    // Enough output (22,000+ connections) that writes fail mid-document,
+    // not only at the final flush.
+    let pods: String = (0..150)
+        .map(|i| format!("apiVersion: v1\nkind: Pod\nmetadata: {{name: p{i}}}\nspec: {{containers: [{{name: c, image: i}}]}}\n---\n"))
+        .collect();
+    let dir = dir_with(&[("pods.yaml", pods.as_str())]);
+    let example = dir.path().join("pods.yaml");
     let example = example.to_str().unwrap();
     let commands: Vec<Vec<&str>> = std::iter::once(vec!["demo"])
         .chain(
