@@ -295,7 +295,11 @@ fn closed_stdout_is_not_an_error() {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        drop(child.stdout.take());
+        // Like `| head -c 5`: read a little, then go away.
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 5];
+        std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+        drop(stdout);
         let out = child.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(0), "{args:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
