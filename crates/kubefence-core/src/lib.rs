@@ -17,11 +17,13 @@
 //! `engine` for the rules and for how ipBlocks treat pod addresses.
 #![forbid(unsafe_code)]
 
+pub mod baseline;
 pub mod conn;
 pub mod engine;
 pub mod intervals;
 pub mod ipset;
 pub mod model;
+pub mod naming;
 pub mod policy;
 pub mod selector;
 

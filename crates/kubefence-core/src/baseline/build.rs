@@ -1,0 +1,568 @@
+//! Building the policies.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::conn::{ConnSet, Protocol};
+use crate::model::{
+    Cluster, NAMESPACE_NAME_LABEL, Service, ServicePortRef, ServiceType, TargetPort, Workload,
+    WorkloadKind,
+};
+use crate::naming::{self, Source};
+use crate::policy::{IpBlock, NetworkPolicy, Peer, PolicyTypes, PortRef, PortSpec, Rule};
+use crate::selector::{LabelSelector, Labels};
+
+use super::config::{BaselineConfig, ConfigError, Resolved};
+use super::references::{Lookup, Target, candidates, counts, resolve};
+use super::report::{External, Problem, Reference, Report, Unresolved};
+use super::{OPT_OUT_ANNOTATION, OPT_OUT_VALUE, RULES_ANNOTATION};
+
+/// Which namespaces get policies.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Scope {
+    /// `None`: every namespace but the protected ones. `Some`: exactly
+    /// these, protected ones included when named.
+    pub namespaces: Option<BTreeSet<String>>,
+}
+
+impl Scope {
+    fn includes(&self, namespace: &str, cfg: &BaselineConfig) -> Result<(), &'static str> {
+        match &self.namespaces {
+            Some(names) if names.contains(namespace) => Ok(()),
+            Some(_) => Err("namespace not requested"),
+            None if cfg.protected_namespaces.contains(namespace) => {
+                Err("protected namespace (name it explicitly to include it)")
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+/// The workload a policy belongs to (its ownerReference, when the uid is known).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OwnerRef {
+    pub kind: WorkloadKind,
+    pub name: String,
+    pub uid: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GeneratedPolicy {
+    /// `namespace/Kind/name` of the workload.
+    pub workload: String,
+    pub owner: OwnerRef,
+    pub policy: NetworkPolicy,
+    pub labels: Labels,
+    pub annotations: Labels,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Baseline {
+    /// Sorted by namespace and name.
+    pub policies: Vec<GeneratedPolicy>,
+    pub report: Report,
+}
+
+/// Why a rule exists, for the rules annotation.
+type Reasons = BTreeSet<String>;
+
+/// What one workload's policy needs, gathered from the whole cluster.
+#[derive(Default)]
+struct Needs {
+    /// Destination workload index → ports and reasons.
+    egress: BTreeMap<usize, (ConnSet, Reasons)>,
+    /// Source workload index → ports and reasons.
+    ingress: BTreeMap<usize, (ConnSet, Reasons)>,
+    ingress_controller: Option<(ConnSet, Reasons)>,
+    outside: Option<(ConnSet, Reasons)>,
+}
+
+fn add(slot: &mut (ConnSet, Reasons), conns: &ConnSet, reason: String) {
+    slot.0.union_with(conns);
+    slot.1.insert(reason);
+}
+
+/// Builds a baseline policy for every in-scope workload of `cluster`.
+pub fn build(
+    cluster: &Cluster,
+    cfg: &BaselineConfig,
+    scope: &Scope,
+) -> Result<Baseline, ConfigError> {
+    let resolved = cfg.resolve()?;
+    let workloads = &cluster.workloads;
+    let mut report = Report::default();
+
+    // Which workloads each Service's selector picks.
+    let mut by_namespace: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, w) in workloads.iter().enumerate() {
+        by_namespace
+            .entry(w.namespace.as_str())
+            .or_default()
+            .push(i);
+    }
+    let service_targets: Vec<Vec<usize>> = cluster
+        .services
+        .iter()
+        .map(|s| selected_workloads(workloads, by_namespace.get(s.namespace.as_str()), s))
+        .collect();
+    let lookup = Lookup::new(cluster);
+    let service_index: BTreeMap<(&str, &str), usize> = cluster
+        .services
+        .iter()
+        .enumerate()
+        .map(|(i, s)| ((s.namespace.as_str(), s.name.as_str()), i))
+        .collect();
+    let targets_of = |s: &Service| -> Vec<usize> {
+        service_index
+            .get(&(s.namespace.as_str(), s.name.as_str()))
+            .map(|&i| service_targets[i].clone())
+            .unwrap_or_default()
+    };
+
+    let in_scope: Vec<bool> = workloads
+        .iter()
+        .map(|w| {
+            let included = scope.includes(&w.namespace, cfg);
+            let opted_out =
+                w.annotations.get(OPT_OUT_ANNOTATION).map(String::as_str) == Some(OPT_OUT_VALUE);
+            match (included, opted_out) {
+                (Err(why), _) => {
+                    report.skipped.push(Problem {
+                        workload: w.id(),
+                        message: why.to_string(),
+                    });
+                    false
+                }
+                (Ok(()), true) => {
+                    report.skipped.push(Problem {
+                        workload: w.id(),
+                        message: format!("opted out ({OPT_OUT_ANNOTATION}: {OPT_OUT_VALUE})"),
+                    });
+                    false
+                }
+                (Ok(()), false) => true,
+            }
+        })
+        .collect();
+
+    let mut needs: Vec<Needs> = workloads.iter().map(|_| Needs::default()).collect();
+
+    // References between workloads. Those from out-of-scope workloads still
+    // open the destination's ingress, so the pair keeps working.
+    for (ai, a) in workloads.iter().enumerate() {
+        for cand in candidates(&lookup, a) {
+            let target = resolve(&lookup, &a.namespace, &cand.address, &cfg.cluster_domain);
+            if !counts(&cand, &target) {
+                continue;
+            }
+            match target {
+                Target::Ignored => {}
+                Target::External => {
+                    if in_scope[ai] {
+                        report.external.push(External {
+                            from: a.id(),
+                            host: cand.address.host.clone(),
+                            port: cand.address.port,
+                            via: cand.via.clone(),
+                        });
+                    }
+                }
+                Target::Unresolved(reason) => {
+                    if in_scope[ai] {
+                        report.unresolved.push(Unresolved {
+                            from: a.id(),
+                            value: cand.value.clone(),
+                            via: cand.via.clone(),
+                            reason,
+                        });
+                    }
+                }
+                Target::Service(service) => {
+                    let ports: Vec<_> = match cand.address.port {
+                        Some(p) => service.ports.iter().filter(|sp| sp.port == p).collect(),
+                        None => service.ports.iter().collect(),
+                    };
+                    if ports.is_empty() {
+                        if in_scope[ai] {
+                            report.unresolved.push(Unresolved {
+                                from: a.id(),
+                                value: cand.value.clone(),
+                                via: cand.via.clone(),
+                                reason: format!(
+                                    "Service {}/{} has no port {}",
+                                    service.namespace,
+                                    service.name,
+                                    cand.address.port.map(|p| p.to_string()).unwrap_or_default()
+                                ),
+                            });
+                        }
+                        continue;
+                    }
+                    for bi in targets_of(service) {
+                        if bi == ai {
+                            continue; // its own pods: always allowed
+                        }
+                        let b = &workloads[bi];
+                        let conns = target_ports(b, ports.iter().copied());
+                        if conns.is_empty() {
+                            if in_scope[ai] || in_scope[bi] {
+                                report.unresolved.push(Unresolved {
+                                    from: a.id(),
+                                    value: cand.value.clone(),
+                                    via: cand.via.clone(),
+                                    reason: format!(
+                                        "the target ports of Service {}/{} are not declared by {}",
+                                        service.namespace,
+                                        service.name,
+                                        b.id()
+                                    ),
+                                });
+                            }
+                            continue;
+                        }
+                        let reason = format!(
+                            "{} via Service {}/{}: {}={}",
+                            a.id(),
+                            service.namespace,
+                            service.name,
+                            cand.via,
+                            cand.value
+                        );
+                        if in_scope[ai] || in_scope[bi] {
+                            report.references.push(Reference {
+                                from: a.id(),
+                                to: b.id(),
+                                service: format!("{}/{}", service.namespace, service.name),
+                                ports: conns.port_strings(),
+                                via: cand.via.clone(),
+                            });
+                        }
+                        add(
+                            needs[ai].egress.entry(bi).or_default(),
+                            &conns,
+                            reason.clone(),
+                        );
+                        add(needs[bi].ingress.entry(ai).or_default(), &conns, reason);
+                    }
+                }
+            }
+        }
+    }
+
+    // Workloads behind an Ingress: the controller may reach the routed ports.
+    for ingress in &cluster.ingresses {
+        for backend in &ingress.backends {
+            let Some(service) = cluster
+                .services
+                .iter()
+                .find(|s| s.namespace == ingress.namespace && s.name == backend.service)
+            else {
+                continue;
+            };
+            let ports = service.ports.iter().filter(|sp| match &backend.port {
+                ServicePortRef::Number(n) => sp.port == *n,
+                ServicePortRef::Name(name) => sp.name.as_deref() == Some(name.as_str()),
+            });
+            let ports: Vec<_> = ports.collect();
+            for bi in targets_of(service) {
+                let conns = target_ports(&workloads[bi], ports.iter().copied());
+                let reason = format!(
+                    "ingress controller via Ingress {}/{} to Service {}",
+                    ingress.namespace, ingress.name, service.name
+                );
+                add(
+                    needs[bi].ingress_controller.get_or_insert_default(),
+                    &conns,
+                    reason,
+                );
+            }
+        }
+    }
+
+    // Services reachable from outside the cluster.
+    for service in &cluster.services {
+        let exposed = matches!(
+            service.service_type,
+            ServiceType::LoadBalancer | ServiceType::NodePort
+        ) || !service.external_ips.is_empty();
+        if !exposed {
+            continue;
+        }
+        for bi in targets_of(service) {
+            let conns = target_ports(&workloads[bi], service.ports.iter());
+            let reason = format!(
+                "outside the cluster via Service {}/{}",
+                service.namespace, service.name
+            );
+            add(needs[bi].outside.get_or_insert_default(), &conns, reason);
+        }
+    }
+
+    let mut policies = Vec::new();
+    for (wi, w) in workloads.iter().enumerate() {
+        if !in_scope[wi] {
+            continue;
+        }
+        if w.selector.is_empty() {
+            report.errors.push(Problem {
+                workload: w.id(),
+                message: "its selector is empty: a policy would select every pod of the namespace, so none is made".into(),
+            });
+            continue;
+        }
+        policies.push(policy_for(
+            cluster,
+            wi,
+            &needs[wi],
+            &resolved,
+            cfg,
+            &mut report,
+        ));
+    }
+    policies.sort_by(|a, b| {
+        (&a.policy.namespace, &a.policy.name).cmp(&(&b.policy.namespace, &b.policy.name))
+    });
+    report.sort();
+    Ok(Baseline { policies, report })
+}
+
+/// The workloads whose pods a Service selects (none without a selector);
+/// `in_namespace` lists the workloads of the Service's namespace.
+fn selected_workloads(
+    workloads: &[Workload],
+    in_namespace: Option<&Vec<usize>>,
+    service: &Service,
+) -> Vec<usize> {
+    let Some(selector) = service.selector.as_ref().filter(|s| !s.is_empty()) else {
+        return Vec::new();
+    };
+    in_namespace
+        .into_iter()
+        .flatten()
+        .copied()
+        .filter(|&i| {
+            selector
+                .iter()
+                .all(|(k, v)| workloads[i].pod_labels.get(k) == Some(v))
+        })
+        .collect()
+}
+
+/// The target ports of some Service ports on workload `b`: numbers as they
+/// are, names resolved against `b`'s container ports (a name `b` does not
+/// declare gives nothing).
+fn target_ports<'s>(
+    b: &Workload,
+    ports: impl Iterator<Item = &'s crate::model::ServicePort>,
+) -> ConnSet {
+    let named = b.named_ports();
+    let mut conns = ConnSet::none();
+    for sp in ports {
+        match &sp.target_port {
+            TargetPort::Number(n) => conns.union_with(&ConnSet::port(sp.protocol, *n)),
+            TargetPort::Name(name) => {
+                if let Some(&(protocol, port)) = named.get(name)
+                    && protocol == sp.protocol
+                {
+                    conns.union_with(&ConnSet::port(protocol, port));
+                }
+            }
+        }
+    }
+    conns
+}
+
+/// `ports` entries for a connection set (never "every port": the sets here
+/// are always specific ports).
+fn port_specs(conns: &ConnSet) -> Vec<PortSpec> {
+    let mut specs = Vec::new();
+    for protocol in Protocol::ALL {
+        for &(lo, hi) in conns.ports_of(protocol).ranges() {
+            specs.push(PortSpec {
+                protocol,
+                port: Some(PortRef::Number(lo)),
+                end_port: (hi > lo).then_some(hi),
+            });
+        }
+    }
+    specs
+}
+
+/// A peer naming workload `peer`'s pods, seen from `namespace`.
+fn workload_peer(peer: &Workload, namespace: &str) -> Peer {
+    Peer::Pods {
+        namespace_selector: (peer.namespace != namespace).then(|| {
+            LabelSelector::from_labels(Labels::from([(
+                NAMESPACE_NAME_LABEL.to_string(),
+                peer.namespace.clone(),
+            )]))
+        }),
+        pod_selector: Some(peer.selector.clone()),
+    }
+}
+
+fn policy_for(
+    cluster: &Cluster,
+    wi: usize,
+    needs: &Needs,
+    resolved: &Resolved,
+    cfg: &BaselineConfig,
+    report: &mut Report,
+) -> GeneratedPolicy {
+    let w = &cluster.workloads[wi];
+    let mut egress: Vec<(Rule, String)> = Vec::new();
+    let mut ingress: Vec<(Rule, String)> = Vec::new();
+    let own_pods = Peer::Pods {
+        namespace_selector: None,
+        pod_selector: Some(w.selector.clone()),
+    };
+
+    let dns_ports = resolved
+        .dns_ports
+        .iter()
+        .fold(ConnSet::none(), |acc, &(p, n)| {
+            acc.union(&ConnSet::port(p, n))
+        });
+    egress.push((
+        Rule {
+            peers: vec![Peer::Pods {
+                namespace_selector: Some(resolved.dns_namespaces.clone()),
+                pod_selector: Some(resolved.dns_pods.clone()),
+            }],
+            ports: port_specs(&dns_ports),
+        },
+        "cluster DNS".to_string(),
+    ));
+    egress.push((
+        Rule {
+            peers: vec![own_pods.clone()],
+            ports: vec![],
+        },
+        "its own pods".into(),
+    ));
+    ingress.push((
+        Rule {
+            peers: vec![own_pods],
+            ports: vec![],
+        },
+        "its own pods".into(),
+    ));
+
+    let peer_rules = |map: &BTreeMap<usize, (ConnSet, Reasons)>,
+                      out: &mut Vec<(Rule, String)>,
+                      report: &mut Report| {
+        // Sorted by the peer's id, so the order does not depend on input order.
+        let mut entries: Vec<(&Workload, &(ConnSet, Reasons))> = map
+            .iter()
+            .map(|(&i, v)| (&cluster.workloads[i], v))
+            .collect();
+        entries.sort_by_key(|(peer, _)| peer.id());
+        for (peer, (conns, reasons)) in entries {
+            if peer.selector.is_empty() {
+                report.errors.push(Problem {
+                    workload: w.id(),
+                    message: format!(
+                        "cannot allow {}: its selector is empty and would name every pod of {}",
+                        peer.id(),
+                        peer.namespace
+                    ),
+                });
+                continue;
+            }
+            out.push((
+                Rule {
+                    peers: vec![workload_peer(peer, &w.namespace)],
+                    ports: port_specs(conns),
+                },
+                reasons.iter().cloned().collect::<Vec<_>>().join("; "),
+            ));
+        }
+    };
+    peer_rules(&needs.egress, &mut egress, report);
+
+    if let Some((conns, reasons)) = &needs.ingress_controller
+        && !conns.is_empty()
+    {
+        let peers = resolved
+            .ingress_controllers
+            .iter()
+            .map(|(ns, pods)| Peer::Pods {
+                namespace_selector: Some(ns.clone()),
+                pod_selector: (!pods.is_empty()).then(|| pods.clone()),
+            })
+            .collect();
+        ingress.push((
+            Rule {
+                peers,
+                ports: port_specs(conns),
+            },
+            reasons.iter().cloned().collect::<Vec<_>>().join("; "),
+        ));
+    }
+    if let Some((conns, reasons)) = &needs.outside
+        && !conns.is_empty()
+    {
+        let peers = cfg
+            .external_cidrs
+            .iter()
+            .map(|cidr| {
+                Peer::IpBlock(IpBlock {
+                    cidr: cidr.trunc(),
+                    except: vec![],
+                })
+            })
+            .collect();
+        ingress.push((
+            Rule {
+                peers,
+                ports: port_specs(conns),
+            },
+            reasons.iter().cloned().collect::<Vec<_>>().join("; "),
+        ));
+    }
+    peer_rules(&needs.ingress, &mut ingress, report);
+
+    let mut rules_note = Vec::new();
+    for (i, (_, why)) in ingress.iter().enumerate() {
+        rules_note.push(format!("ingress[{i}]: {why}"));
+    }
+    for (i, (_, why)) in egress.iter().enumerate() {
+        rules_note.push(format!("egress[{i}]: {why}"));
+    }
+
+    let name = naming::policy_name(Source::Baseline, w.kind, &w.namespace, &w.name);
+    let mut labels: Labels = naming::ownership_labels(Source::Baseline)
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+    labels.insert(
+        naming::TARGET_KIND_LABEL.into(),
+        w.kind.as_str().to_ascii_lowercase(),
+    );
+    // A label value is at most 63 characters; the name is in the annotation
+    // and the ownerReference anyway.
+    if w.name.len() <= naming::MAX_NAME_LEN {
+        labels.insert(naming::TARGET_NAME_LABEL.into(), w.name.clone());
+    }
+    let annotations = Labels::from([(RULES_ANNOTATION.to_string(), rules_note.join("\n"))]);
+    GeneratedPolicy {
+        workload: w.id(),
+        owner: OwnerRef {
+            kind: w.kind,
+            name: w.name.clone(),
+            uid: w.uid.clone(),
+        },
+        policy: NetworkPolicy {
+            namespace: w.namespace.clone(),
+            name,
+            pod_selector: w.selector.clone(),
+            policy_types: PolicyTypes {
+                ingress: true,
+                egress: true,
+            },
+            ingress: ingress.into_iter().map(|(r, _)| r).collect(),
+            egress: egress.into_iter().map(|(r, _)| r).collect(),
+        },
+        labels,
+        annotations,
+    }
+}

@@ -1,0 +1,33 @@
+//! Baseline policies: one least-privilege NetworkPolicy per workload,
+//! derived from what its manifests already say.
+//!
+//! For workload W the policy selects W's pods with W's full `spec.selector`
+//! and allows: DNS to the cluster resolver; traffic among W's own pods;
+//! ingress from the ingress controller on the ports an Ingress routes to W;
+//! ingress from outside the cluster on the ports of W's LoadBalancer,
+//! NodePort and externalIP Services; and, for every reference from A to a
+//! Service of B ([`references`] says how they are found), A's egress to B
+//! and B's ingress from A on the Service's target ports. Nothing else.
+//!
+//! Pure: the same cluster and config give the same policies, byte for byte.
+
+mod address;
+mod build;
+mod config;
+mod references;
+mod report;
+
+pub use address::{Address, addresses};
+pub use build::{Baseline, GeneratedPolicy, OwnerRef, Scope, build};
+pub use config::{
+    BaselineConfig, ConfigError, DnsConfig, ExpressionConfig, PeerConfig, PortConfig,
+    ProtocolConfig, SelectorConfig,
+};
+pub use report::{External, Problem, Reference, Report, Unresolved};
+
+/// The annotation that opts a workload out of baseline policies.
+pub const OPT_OUT_ANNOTATION: &str = "kubefence.dev/baseline";
+/// Its value.
+pub const OPT_OUT_VALUE: &str = "disabled";
+/// The annotation that records, rule by rule, why each rule exists.
+pub const RULES_ANNOTATION: &str = "kubefence.dev/rules";

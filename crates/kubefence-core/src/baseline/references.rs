@@ -1,0 +1,271 @@
+//! Finding which Services a workload talks to, from its configuration.
+//!
+//! Where references are looked for: container and init-container env values
+//! (literal, `valueFrom.configMapKeyRef`, every key of an
+//! `envFrom.configMapRef`), args and command; a host and a port split over
+//! two variables (`MYSQL_DB_HOST` + `MYSQL_DB_PORT`) are joined.
+//!
+//! How a host is read (`ns` is the workload's namespace unless named):
+//! `svc` → Service `svc` in `ns`; `svc.other` → Service `svc` in `other`
+//! (an external host when `other` is not a namespace of the cluster);
+//! `svc.other.svc[.<cluster-domain>]` → Service `svc` in `other`; anything
+//! else with dots, or an IP address, is outside the cluster; `localhost`
+//! and loopback addresses are the pod itself and are ignored.
+//!
+//! What counts, to keep noise out: a host counts when it is written as an
+//! address (with a scheme or a port; for a Service or an unresolved
+//! cluster name, also with dots) or sits in a variable named like one: a
+//! name containing HOST, HOSTNAME, ADDR, ADDRESS, URL, URI, ENDPOINT or DSN,
+//! or ending in SERVER(S), SERVICE, BROKER(S), UPSTREAM or BACKEND (for
+//! `--flag=value` arguments, the flag is the name). A bare word in an
+//! ordinary variable (`LOG_LEVEL=info`, `OTEL_SERVICE_NAME=frontend`) is
+//! not a reference.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::model::{Cluster, ConfigMap, Container, EnvValue, Service, Workload};
+
+use super::address::{Address, keyed_addresses};
+
+/// One address-shaped value found in a workload's configuration.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Candidate {
+    pub value: String,
+    pub via: String,
+    pub address: Address,
+    /// From a variable whose name says it holds an address.
+    pub named_like_address: bool,
+}
+
+/// What a candidate names.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Target<'c> {
+    Service(&'c Service),
+    /// A cluster-internal name that matches no Service.
+    Unresolved(String),
+    External,
+    /// The pod itself (`localhost`).
+    Ignored,
+}
+
+/// Words that make any variable an address…
+const ADDRESS_WORDS: [&str; 11] = [
+    "HOST",
+    "HOSTS",
+    "HOSTNAME",
+    "ADDR",
+    "ADDRESS",
+    "URL",
+    "URLS",
+    "URI",
+    "ENDPOINT",
+    "ENDPOINTS",
+    "DSN",
+];
+/// …and words that do only at the end (`*_SERVICE` is an address,
+/// `*_SERVICE_NAME` is not).
+const ADDRESS_ENDINGS: [&str; 7] = [
+    "SERVER", "SERVERS", "SERVICE", "BROKER", "BROKERS", "UPSTREAM", "BACKEND",
+];
+
+pub(crate) fn named_like_address(var: &str) -> bool {
+    let upper = var.to_ascii_uppercase();
+    let words: Vec<&str> = upper
+        .split(['_', '-', '.'])
+        .filter(|w| !w.is_empty())
+        .collect();
+    words.iter().any(|w| ADDRESS_WORDS.contains(w))
+        || words.last().is_some_and(|w| ADDRESS_ENDINGS.contains(w))
+}
+
+/// Services and ConfigMaps by (namespace, name), so each lookup is cheap.
+pub(crate) struct Lookup<'c> {
+    cluster: &'c Cluster,
+    services: HashMap<(&'c str, &'c str), &'c Service>,
+    config_maps: HashMap<(&'c str, &'c str), &'c ConfigMap>,
+}
+
+impl<'c> Lookup<'c> {
+    pub(crate) fn new(cluster: &'c Cluster) -> Self {
+        Self {
+            cluster,
+            services: cluster
+                .services
+                .iter()
+                .map(|s| ((s.namespace.as_str(), s.name.as_str()), s))
+                .collect(),
+            config_maps: cluster
+                .config_maps
+                .iter()
+                .map(|m| ((m.namespace.as_str(), m.name.as_str()), m))
+                .collect(),
+        }
+    }
+
+    fn service(&self, name: &str, namespace: &str) -> Option<&'c Service> {
+        self.services.get(&(namespace, name)).copied()
+    }
+
+    fn config_map(&self, name: &str, namespace: &str) -> Option<&'c ConfigMap> {
+        self.config_maps.get(&(namespace, name)).copied()
+    }
+}
+
+/// Every candidate address in `workload`'s containers.
+pub(crate) fn candidates(lookup: &Lookup<'_>, workload: &Workload) -> Vec<Candidate> {
+    let mut out = Vec::new();
+    for c in &workload.containers {
+        let kind = if c.init {
+            "init container"
+        } else {
+            "container"
+        };
+        let vars = env_values(lookup, workload, c);
+        for (var, (value, origin)) in &vars {
+            let joined = joined_port(var, value, &vars);
+            for (key, mut address) in keyed_addresses(value) {
+                let mut via = format!("env {var}{origin}");
+                if address.port.is_none()
+                    && let Some((port_var, port)) = &joined
+                {
+                    address.port = Some(*port);
+                    via = format!("env {var} + {port_var}");
+                }
+                out.push(Candidate {
+                    value: value.clone(),
+                    via,
+                    named_like_address: named_like_address(var) || named_like_address(&key),
+                    address,
+                });
+            }
+        }
+        for (field, words) in [("command", &c.command), ("args", &c.args)] {
+            for (i, word) in words.iter().enumerate() {
+                // `--db-host=mysql`: the flag names the value.
+                for (flag, address) in keyed_addresses(word) {
+                    out.push(Candidate {
+                        value: word.clone(),
+                        via: format!("{field}[{i}] of {kind} {}", c.name),
+                        named_like_address: named_like_address(&flag),
+                        address,
+                    });
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A container's env variables with their values (literal, or read from a
+/// ConfigMap of the workload's namespace) and where the value came from.
+fn env_values(
+    lookup: &Lookup<'_>,
+    workload: &Workload,
+    c: &Container,
+) -> BTreeMap<String, (String, String)> {
+    let config_map = |name: &str| lookup.config_map(name, &workload.namespace);
+    let mut vars = BTreeMap::new();
+    // envFrom first: explicit env entries override it, as in Kubernetes.
+    for from in &c.env_from {
+        if let Some(map) = config_map(&from.name) {
+            for (key, value) in &map.data {
+                let var = format!("{}{key}", from.prefix.as_deref().unwrap_or_default());
+                vars.insert(
+                    var,
+                    (value.clone(), format!(" (envFrom configMap {})", from.name)),
+                );
+            }
+        }
+    }
+    for e in &c.env {
+        match &e.value {
+            EnvValue::Literal(v) => {
+                vars.insert(e.name.clone(), (v.clone(), String::new()));
+            }
+            EnvValue::ConfigMapKey { name, key } => {
+                if let Some(v) = config_map(name).and_then(|m| m.data.get(key)) {
+                    vars.insert(
+                        e.name.clone(),
+                        (v.clone(), format!(" (configMap {name} key {key})")),
+                    );
+                }
+            }
+            EnvValue::Opaque => {}
+        }
+    }
+    vars
+}
+
+/// For `<P>_HOST` (or `_ADDR`, `_HOSTNAME`, `_SERVER`), the numeric value
+/// of `<P>_PORT` in the same container.
+fn joined_port(
+    var: &str,
+    value: &str,
+    vars: &BTreeMap<String, (String, String)>,
+) -> Option<(String, u16)> {
+    let prefix = ["_HOST", "_HOSTNAME", "_ADDR", "_ADDRESS", "_SERVER"]
+        .iter()
+        .find_map(|suffix| var.strip_suffix(suffix))?;
+    if value.contains(':') {
+        return None;
+    }
+    let port_var = format!("{prefix}_PORT");
+    let (port, _) = vars.get(&port_var)?;
+    Some((port_var, port.trim().parse().ok()?))
+}
+
+/// What an address names, seen from `namespace`.
+pub(crate) fn resolve<'c>(
+    lookup: &Lookup<'c>,
+    namespace: &str,
+    address: &Address,
+    cluster_domain: &str,
+) -> Target<'c> {
+    let host = address.host.as_str();
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return if ip.is_loopback() || ip.is_unspecified() {
+            Target::Ignored
+        } else {
+            Target::External
+        };
+    }
+    if host == "localhost" {
+        return Target::Ignored;
+    }
+    let service = |name: &str, ns: &str| lookup.service(name, ns);
+    let found_or_unresolved = |name: &str, ns: &str| match service(name, ns) {
+        Some(s) => Target::Service(s),
+        None => Target::Unresolved(format!("no Service {ns}/{name}")),
+    };
+    let labels: Vec<&str> = host.split('.').collect();
+    match labels.as_slice() {
+        [name] => found_or_unresolved(name, namespace),
+        [name, ns] => match service(name, ns) {
+            Some(s) => Target::Service(s),
+            None if lookup.cluster.namespaces.contains_key(*ns) => {
+                Target::Unresolved(format!("no Service {ns}/{name}"))
+            }
+            None => Target::External,
+        },
+        [name, ns, "svc", domain @ ..]
+            if domain.is_empty() || domain.join(".") == cluster_domain =>
+        {
+            found_or_unresolved(name, ns)
+        }
+        _ => Target::External,
+    }
+}
+
+/// Whether a candidate is worth reporting or acting on, given what it names
+/// (see the module docs).
+pub(crate) fn counts(candidate: &Candidate, target: &Target<'_>) -> bool {
+    let a = &candidate.address;
+    let written_as_address = a.has_scheme || a.port.is_some();
+    match target {
+        Target::Ignored => false,
+        Target::Service(_) | Target::Unresolved(_) => {
+            written_as_address || a.host.contains('.') || candidate.named_like_address
+        }
+        Target::External => written_as_address || candidate.named_like_address,
+    }
+}

@@ -1,0 +1,140 @@
+//! Names and labels of the objects kubefence writes.
+//!
+//! A policy is named `kf-<source>-<kind>-<name>` in lower case. A name over
+//! 63 characters (the limit for a label value, which Kubernetes tools
+//! assume for names too) is cut and ends with 8 hex digits of a hash of
+//! the full identity (source, kind, namespace, name), so two targets never
+//! share a policy: Deployment/api and StatefulSet/api differ by kind, and
+//! two long names that share a prefix differ by hash.
+
+use sha2::{Digest, Sha256};
+
+use crate::model::WorkloadKind;
+
+/// Every object kubefence writes carries this label…
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// …with this value; kubefence never changes an object without it.
+pub const MANAGED_BY_VALUE: &str = "kubefence";
+/// Which job produced the object.
+pub const SOURCE_LABEL: &str = "kubefence.dev/source";
+/// The workload a policy was built for, so it can be found from either end.
+pub const TARGET_KIND_LABEL: &str = "kubefence.dev/target-kind";
+pub const TARGET_NAME_LABEL: &str = "kubefence.dev/target-name";
+
+/// The longest name kubefence produces.
+pub const MAX_NAME_LEN: usize = 63;
+
+/// The five sources of policy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Source {
+    Baseline,
+    Learned,
+    Quarantine,
+    Profile,
+    Intent,
+}
+
+impl Source {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Baseline => "baseline",
+            Self::Learned => "learned",
+            Self::Quarantine => "quarantine",
+            Self::Profile => "profile",
+            Self::Intent => "intent",
+        }
+    }
+}
+
+impl std::fmt::Display for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `kf-<source>-<kind>-<name>`, cut and hashed when too long.
+pub fn policy_name(source: Source, kind: WorkloadKind, namespace: &str, name: &str) -> String {
+    let full = format!("kf-{source}-{}-{name}", kind.as_str()).to_ascii_lowercase();
+    if full.len() <= MAX_NAME_LEN {
+        return full;
+    }
+    let digest = Sha256::digest(format!("{source}/{kind}/{namespace}/{name}").as_bytes());
+    let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
+    // Leave room for "-" and the 8 hex digits; a name never ends in "-" or ".".
+    let prefix = full[..MAX_NAME_LEN - 9].trim_end_matches(['-', '.']);
+    format!("{prefix}-{hash}")
+}
+
+/// The labels every object of `source` carries.
+pub fn ownership_labels(source: Source) -> [(&'static str, String); 2] {
+    [
+        (MANAGED_BY_LABEL, MANAGED_BY_VALUE.to_string()),
+        (SOURCE_LABEL, source.as_str().to_string()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_names_are_plain_and_lower_case() {
+        assert_eq!(
+            policy_name(Source::Baseline, WorkloadKind::Deployment, "shop", "Web"),
+            "kf-baseline-deployment-web"
+        );
+    }
+
+    #[test]
+    fn kinds_never_share_a_name() {
+        let d = policy_name(Source::Quarantine, WorkloadKind::Deployment, "ns", "api");
+        let s = policy_name(Source::Quarantine, WorkloadKind::StatefulSet, "ns", "api");
+        assert_ne!(d, s);
+    }
+
+    #[test]
+    fn long_names_are_cut_and_hashed_by_full_identity() {
+        let long = "a".repeat(80);
+        let a = policy_name(
+            Source::Baseline,
+            WorkloadKind::Deployment,
+            "ns",
+            &format!("{long}-one"),
+        );
+        let b = policy_name(
+            Source::Baseline,
+            WorkloadKind::Deployment,
+            "ns",
+            &format!("{long}-two"),
+        );
+        let c = policy_name(
+            Source::Baseline,
+            WorkloadKind::Deployment,
+            "other",
+            &format!("{long}-one"),
+        );
+        for n in [&a, &b, &c] {
+            assert_eq!(n.len(), MAX_NAME_LEN, "{n}");
+            assert!(n.starts_with("kf-baseline-deployment-aaaa"), "{n}");
+        }
+        assert_ne!(a, b);
+        assert_ne!(a, c, "the namespace is part of the identity");
+        assert_eq!(
+            a,
+            policy_name(
+                Source::Baseline,
+                WorkloadKind::Deployment,
+                "ns",
+                &format!("{long}-one")
+            )
+        );
+    }
+
+    #[test]
+    fn a_cut_name_does_not_end_in_a_dash_before_the_hash() {
+        // Position 53 of the full name is a dash here.
+        let name = format!("{}-{}", "b".repeat(30), "c".repeat(40));
+        let n = policy_name(Source::Baseline, WorkloadKind::Deployment, "ns", &name);
+        assert!(!n.contains("--"), "{n}");
+    }
+}
