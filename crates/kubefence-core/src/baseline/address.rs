@@ -28,7 +28,13 @@ pub fn keyed_addresses(value: &str) -> Vec<(String, Address)> {
     value
         .split(|c: char| c.is_whitespace() || c == ',' || c == ';')
         .flat_map(|token| {
-            let (key, v) = token.rsplit_once('=').unwrap_or(("", token));
+            // `key=value`, but not the `=` of a URL's query.
+            let (key, v) = match (token.find('='), token.find("://")) {
+                (Some(eq), scheme) if scheme.is_none_or(|s| eq < s) => {
+                    (&token[..eq], &token[eq + 1..])
+                }
+                _ => ("", token),
+            };
             v.split('|')
                 .filter_map(move |t| parse_token(t).map(|a| (key.to_string(), a)))
         })
