@@ -42,8 +42,7 @@ pub fn keyed_addresses(value: &str) -> Vec<(String, Address)> {
 }
 
 fn parse_token(token: &str) -> Option<Address> {
-    let token =
-        token.trim_matches(|c: char| matches!(c, '"' | '\'' | '(' | ')' | '[' | ']' | '{' | '}'));
+    let token = token.trim_matches(|c: char| matches!(c, '"' | '\'' | '(' | ')' | '{' | '}'));
     if token.is_empty() {
         return None;
     }
