@@ -278,6 +278,36 @@ pub fn build(
         }
     }
 
+    // The ingress controllers' own egress to what they route to, so the pair
+    // keeps working when the controller's namespace is baselined too.
+    let routed: Vec<(usize, ConnSet)> = needs
+        .iter()
+        .enumerate()
+        .filter_map(|(bi, n)| n.ingress_controller.as_ref().map(|(c, _)| (bi, c.clone())))
+        .filter(|(_, c)| !c.is_empty())
+        .collect();
+    if !routed.is_empty() {
+        for (ci, controller) in workloads.iter().enumerate() {
+            let ns_labels = cluster
+                .namespace_labels(&controller.namespace)
+                .cloned()
+                .unwrap_or_default();
+            let is_controller = resolved
+                .ingress_controllers
+                .iter()
+                .any(|(ns, pods)| ns.matches(&ns_labels) && pods.matches(&controller.pod_labels));
+            if !is_controller {
+                continue;
+            }
+            for (bi, conns) in &routed {
+                if *bi != ci {
+                    let reason = format!("routes Ingress traffic to {}", workloads[*bi].id());
+                    add(needs[ci].egress.entry(*bi).or_default(), conns, reason);
+                }
+            }
+        }
+    }
+
     // Services reachable from outside the cluster.
     for service in &cluster.services {
         let exposed = matches!(

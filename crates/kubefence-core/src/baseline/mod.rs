@@ -7,7 +7,10 @@
 //! ingress from outside the cluster on the ports of W's LoadBalancer,
 //! NodePort and externalIP Services; and, for every reference from A to a
 //! Service of B ([`references`] says how they are found), A's egress to B
-//! and B's ingress from A on the Service's target ports. Nothing else.
+//! and B's ingress from A on the Service's target ports. A workload that an
+//! ingress-controller selector matches may reach what the Ingresses route to,
+//! so the controller keeps working when its own namespace is baselined too.
+//! Nothing else.
 //!
 //! Pure: the same cluster and config give the same policies, byte for byte.
 

@@ -1,0 +1,673 @@
+//! The baseline builder: where references are found, what each policy
+//! allows (checked with the semantics engine, not by reading the rules),
+//! and what is reported.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use kubefence_core::baseline::{BaselineConfig, Scope, build};
+use kubefence_core::engine::{AnalyzeOptions, explain};
+use kubefence_core::model::{
+    ConfigMap, Container, ContainerPort, EnvFromConfigMap, EnvValue, EnvVar, Ingress,
+    IngressBackend, Namespace, Service, ServicePort, ServicePortRef, ServiceType, TargetPort,
+    Workload, WorkloadKind,
+};
+use kubefence_core::selector::{LabelSelector, Labels};
+use kubefence_core::{Cluster, Protocol};
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn container(env: &[(&str, &str)], ports: &[(&str, u16)]) -> Container {
+    Container {
+        name: "main".into(),
+        init: false,
+        command: vec![],
+        args: vec![],
+        env: env
+            .iter()
+            .map(|(k, v)| EnvVar {
+                name: k.to_string(),
+                value: EnvValue::Literal(v.to_string()),
+            })
+            .collect(),
+        env_from: vec![],
+        ports: ports
+            .iter()
+            .map(|(n, p)| ContainerPort {
+                name: Some(n.to_string()),
+                port: *p,
+                protocol: Protocol::Tcp,
+            })
+            .collect(),
+    }
+}
+
+fn deployment(ns: &str, app: &str, c: Container) -> Workload {
+    Workload {
+        kind: WorkloadKind::Deployment,
+        namespace: ns.into(),
+        name: app.into(),
+        uid: Some(format!("uid-{app}")),
+        labels: Labels::new(),
+        annotations: Labels::new(),
+        selector: LabelSelector::from_labels(labels(&[("app", app)])),
+        pod_labels: labels(&[("app", app), ("version", "v1")]),
+        containers: vec![c],
+        pod_ips: vec![],
+    }
+}
+
+fn service(ns: &str, name: &str, app: &str, port: u16, target: TargetPort) -> Service {
+    Service {
+        namespace: ns.into(),
+        name: name.into(),
+        selector: Some(labels(&[("app", app)])),
+        service_type: ServiceType::ClusterIp,
+        ports: vec![ServicePort {
+            name: Some("main".into()),
+            port,
+            target_port: target,
+            protocol: Protocol::Tcp,
+        }],
+        external_ips: vec![],
+    }
+}
+
+/// shop: frontend → cart (Service cartservice:7070 → targetPort 7070),
+/// cart → redis (Service redis-cart:6379 → named port "redis" = 6380);
+/// batch talks to nobody; kube-system runs DNS.
+fn shop() -> Cluster {
+    let mut c = Cluster {
+        workloads: vec![
+            deployment(
+                "shop",
+                "frontend",
+                container(
+                    &[("CART_SERVICE_ADDR", "cartservice:7070")],
+                    &[("http", 8080)],
+                ),
+            ),
+            deployment(
+                "shop",
+                "cart",
+                container(&[("REDIS_ADDR", "redis://redis-cart")], &[("grpc", 7070)]),
+            ),
+            deployment("shop", "redis", container(&[], &[("redis", 6380)])),
+            deployment(
+                "shop",
+                "batch",
+                container(&[("LOG_LEVEL", "info"), ("MODE", "cart")], &[]),
+            ),
+            Workload {
+                kind: WorkloadKind::Deployment,
+                namespace: "kube-system".into(),
+                name: "coredns".into(),
+                uid: None,
+                labels: Labels::new(),
+                annotations: Labels::new(),
+                selector: LabelSelector::from_labels(labels(&[("k8s-app", "kube-dns")])),
+                pod_labels: labels(&[("k8s-app", "kube-dns")]),
+                containers: vec![container(&[], &[("dns", 53)])],
+                pod_ips: vec![],
+            },
+        ],
+        services: vec![
+            service(
+                "shop",
+                "cartservice",
+                "cart",
+                7070,
+                TargetPort::Number(7070),
+            ),
+            service(
+                "shop",
+                "redis-cart",
+                "redis",
+                6379,
+                TargetPort::Name("redis".into()),
+            ),
+        ],
+        ..Cluster::default()
+    };
+    for ns in ["shop", "kube-system"] {
+        c.namespaces.insert(ns.into(), Namespace::implicit(ns));
+    }
+    c
+}
+
+/// The cluster with its baseline policies added.
+fn enforced(c: &Cluster) -> Cluster {
+    let b = build(c, &BaselineConfig::default(), &Scope::default()).unwrap();
+    let mut out = c.clone();
+    out.policies
+        .extend(b.policies.into_iter().map(|g| g.policy));
+    out
+}
+
+fn allowed(c: &Cluster, from: &str, to: &str, protocol: Protocol, port: u16) -> bool {
+    explain(
+        c,
+        from,
+        to,
+        Some((protocol, port)),
+        &AnalyzeOptions::default(),
+    )
+    .unwrap()
+    .is_allowed()
+}
+
+#[test]
+fn references_are_allowed_at_both_ends_and_nothing_else() {
+    let c = enforced(&shop());
+    let tcp = Protocol::Tcp;
+    assert!(allowed(&c, "shop/frontend", "shop/cart", tcp, 7070));
+    assert!(
+        !allowed(&c, "shop/frontend", "shop/cart", tcp, 7071),
+        "only the target port"
+    );
+    assert!(
+        !allowed(&c, "shop/cart", "shop/frontend", tcp, 8080),
+        "references are one-way"
+    );
+    // The Service port is 6379; the named target port resolves to 6380.
+    assert!(allowed(&c, "shop/cart", "shop/redis", tcp, 6380));
+    assert!(!allowed(&c, "shop/cart", "shop/redis", tcp, 6379));
+    assert!(
+        !allowed(&c, "shop/frontend", "shop/redis", tcp, 6380),
+        "no reference, no path"
+    );
+    for w in ["frontend", "cart", "redis", "batch"] {
+        let from = format!("shop/{w}");
+        assert!(
+            allowed(&c, &from, "kube-system/coredns", Protocol::Udp, 53),
+            "{w} DNS/UDP"
+        );
+        assert!(
+            allowed(&c, &from, "kube-system/coredns", tcp, 53),
+            "{w} DNS/TCP"
+        );
+        assert!(
+            !allowed(&c, &from, "kube-system/coredns", tcp, 80),
+            "{w}: DNS only"
+        );
+        assert!(
+            !allowed(&c, &from, "203.0.113.10", tcp, 443),
+            "{w}: no internet"
+        );
+        assert!(
+            !allowed(&c, "203.0.113.10", &from, tcp, 8080),
+            "{w}: nothing from outside"
+        );
+    }
+    // `MODE=cart` in an ordinary variable is not a reference.
+    assert!(!allowed(&c, "shop/batch", "shop/cart", tcp, 7070));
+}
+
+#[test]
+fn the_report_says_where_each_reference_came_from() {
+    let b = build(&shop(), &BaselineConfig::default(), &Scope::default()).unwrap();
+    let refs: Vec<(&str, &str, &str, Vec<String>, &str)> = b
+        .report
+        .references
+        .iter()
+        .map(|r| {
+            (
+                r.from.as_str(),
+                r.to.as_str(),
+                r.service.as_str(),
+                r.ports.clone(),
+                r.via.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refs,
+        [
+            (
+                "shop/Deployment/cart",
+                "shop/Deployment/redis",
+                "shop/redis-cart",
+                vec!["TCP/6380".to_string()],
+                "env REDIS_ADDR"
+            ),
+            (
+                "shop/Deployment/frontend",
+                "shop/Deployment/cart",
+                "shop/cartservice",
+                vec!["TCP/7070".to_string()],
+                "env CART_SERVICE_ADDR"
+            ),
+        ]
+    );
+    assert!(
+        b.report.unresolved.is_empty() && b.report.external.is_empty(),
+        "{:?}",
+        b.report
+    );
+    // kube-system is protected: no policy for coredns.
+    assert!(b.policies.iter().all(|p| p.policy.namespace == "shop"));
+    assert!(
+        b.report
+            .skipped
+            .iter()
+            .any(|s| s.workload == "kube-system/Deployment/coredns")
+    );
+}
+
+#[test]
+fn every_reference_source_is_read() {
+    let mut c = shop();
+    let frontend = &mut c.workloads[0];
+    frontend.containers[0].env.clear();
+    // Each source names cartservice once; each must count.
+    let sources: Vec<(&str, Box<dyn Fn(&mut Workload, &mut Vec<ConfigMap>)>)> = vec![
+        (
+            "literal env",
+            Box::new(|w, _| {
+                w.containers[0].env.push(EnvVar {
+                    name: "CART_ADDR".into(),
+                    value: EnvValue::Literal("cartservice:7070".into()),
+                })
+            }),
+        ),
+        (
+            "configMapKeyRef",
+            Box::new(|w, maps| {
+                maps.push(ConfigMap {
+                    namespace: "shop".into(),
+                    name: "addrs".into(),
+                    data: [("cart".to_string(), "cartservice:7070".to_string())].into(),
+                });
+                w.containers[0].env.push(EnvVar {
+                    name: "CART".into(),
+                    value: EnvValue::ConfigMapKey {
+                        name: "addrs".into(),
+                        key: "cart".into(),
+                    },
+                });
+            }),
+        ),
+        (
+            "envFrom with prefix",
+            Box::new(|w, maps| {
+                maps.push(ConfigMap {
+                    namespace: "shop".into(),
+                    name: "common".into(),
+                    data: [("CART_HOST".to_string(), "cartservice".to_string())].into(),
+                });
+                w.containers[0].env_from.push(EnvFromConfigMap {
+                    name: "common".into(),
+                    prefix: Some("APP_".into()),
+                });
+            }),
+        ),
+        (
+            "args",
+            Box::new(|w, _| {
+                w.containers[0].args = vec!["--cart".into(), "cartservice:7070".into()]
+            }),
+        ),
+        (
+            "command flag",
+            Box::new(|w, _| {
+                w.containers[0].command = vec!["/app".into(), "--cart-addr=cartservice".into()]
+            }),
+        ),
+        (
+            "init container",
+            Box::new(|w, _| {
+                let mut init = container(&[], &[]);
+                init.init = true;
+                init.args = vec!["wait-for".into(), "cartservice:7070".into()];
+                w.containers.push(init);
+            }),
+        ),
+        (
+            "HOST + PORT pair",
+            Box::new(|w, _| {
+                w.containers[0].env.push(EnvVar {
+                    name: "CART_DB_HOST".into(),
+                    value: EnvValue::Literal("cartservice".into()),
+                });
+                w.containers[0].env.push(EnvVar {
+                    name: "CART_DB_PORT".into(),
+                    value: EnvValue::Literal("7070".into()),
+                });
+            }),
+        ),
+        (
+            "URL with user info, path and query",
+            Box::new(|w, _| {
+                w.containers[0].env.push(EnvVar {
+                    name: "X".into(),
+                    value: EnvValue::Literal(
+                        "grpc://user:pw@cartservice.shop.svc.cluster.local:7070/v1?retry=3".into(),
+                    ),
+                })
+            }),
+        ),
+        (
+            "svc.ns",
+            Box::new(|w, _| {
+                w.containers[0].env.push(EnvVar {
+                    name: "CART_URL".into(),
+                    value: EnvValue::Literal("http://cartservice.shop:7070".into()),
+                })
+            }),
+        ),
+        (
+            "svc.ns.svc in a list",
+            Box::new(|w, _| {
+                w.containers[0].env.push(EnvVar {
+                    name: "PEERS".into(),
+                    value: EnvValue::Literal("a.example.com:1, cartservice.shop.svc:7070".into()),
+                })
+            }),
+        ),
+    ];
+    for (name, apply) in sources {
+        let mut c = c.clone();
+        let mut maps = Vec::new();
+        apply(&mut c.workloads[0], &mut maps);
+        c.config_maps = maps;
+        let b = build(&c, &BaselineConfig::default(), &Scope::default()).unwrap();
+        let found: Vec<_> = b
+            .report
+            .references
+            .iter()
+            .filter(|r| r.from == "shop/Deployment/frontend")
+            .collect();
+        assert_eq!(found.len(), 1, "{name}: {:?}", b.report);
+        assert_eq!(found[0].to, "shop/Deployment/cart", "{name}");
+        assert_eq!(found[0].ports, ["TCP/7070"], "{name}");
+        let e = enforced(&c);
+        assert!(
+            allowed(&e, "shop/frontend", "shop/cart", Protocol::Tcp, 7070),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn unresolved_and_external_hosts_are_reported_not_allowed() {
+    let mut c = shop();
+    c.workloads[0].containers[0].env.extend([
+        EnvVar {
+            name: "SHOPPING_ASSISTANT_SERVICE_ADDR".into(),
+            value: EnvValue::Literal("shoppingassistantservice:80".into()),
+        },
+        EnvVar {
+            name: "PAYMENTS_URL".into(),
+            value: EnvValue::Literal("https://api.stripe.com/v1".into()),
+        },
+        EnvVar {
+            name: "TRACING".into(),
+            value: EnvValue::Literal("zipkin.jaeger.svc.cluster.local".into()),
+        },
+        EnvVar {
+            name: "CART_SERVICE_ALT".into(),
+            value: EnvValue::Literal("cartservice:9999".into()),
+        },
+        EnvVar {
+            name: "CONFIG_FILE".into(),
+            value: EnvValue::Literal("settings.yaml".into()),
+        },
+        EnvVar {
+            name: "SELF".into(),
+            value: EnvValue::Literal("http://localhost:8080".into()),
+        },
+    ]);
+    let b = build(&c, &BaselineConfig::default(), &Scope::default()).unwrap();
+    let unresolved: Vec<(&str, &str)> = b
+        .report
+        .unresolved
+        .iter()
+        .map(|u| (u.value.as_str(), u.reason.as_str()))
+        .collect();
+    assert!(
+        unresolved.contains(&(
+            "shoppingassistantservice:80",
+            "no Service shop/shoppingassistantservice"
+        )),
+        "{unresolved:?}"
+    );
+    assert!(
+        unresolved.contains(&(
+            "zipkin.jaeger.svc.cluster.local",
+            "no Service jaeger/zipkin"
+        )),
+        "{unresolved:?}"
+    );
+    assert!(
+        unresolved
+            .iter()
+            .any(|(v, r)| *v == "cartservice:9999" && r.contains("has no port 9999")),
+        "{unresolved:?}"
+    );
+    assert_eq!(unresolved.len(), 3, "{unresolved:?}");
+    let external: Vec<(&str, Option<u16>)> = b
+        .report
+        .external
+        .iter()
+        .map(|e| (e.host.as_str(), e.port))
+        .collect();
+    assert_eq!(
+        external,
+        [("api.stripe.com", None)],
+        "settings.yaml is a file, localhost is the pod itself"
+    );
+    let e = enforced(&c);
+    assert!(!allowed(
+        &e,
+        "shop/frontend",
+        "shop/cart",
+        Protocol::Tcp,
+        9999
+    ));
+}
+
+#[test]
+fn cross_namespace_references_name_the_namespace() {
+    let mut c = shop();
+    c.namespaces
+        .insert("data".into(), Namespace::implicit("data"));
+    c.namespaces
+        .insert("other".into(), Namespace::implicit("other"));
+    c.workloads
+        .push(deployment("data", "pg", container(&[], &[("pg", 5432)])));
+    c.workloads
+        .push(deployment("other", "cart", container(&[], &[])));
+    c.services.push(service(
+        "data",
+        "postgres",
+        "pg",
+        5432,
+        TargetPort::Number(5432),
+    ));
+    c.workloads[1].containers[0].env.push(EnvVar {
+        name: "DB_HOST".into(),
+        value: EnvValue::Literal("postgres.data".into()),
+    });
+    let e = enforced(&c);
+    assert!(allowed(&e, "shop/cart", "data/pg", Protocol::Tcp, 5432));
+    // Same labels in another namespace: not allowed, the peer names `shop`.
+    assert!(!allowed(&e, "other/cart", "data/pg", Protocol::Tcp, 5432));
+}
+
+#[test]
+fn ingress_routed_and_exposed_workloads_accept_their_sources_only_on_routed_ports() {
+    let mut c = shop();
+    c.ingresses.push(Ingress {
+        namespace: "shop".into(),
+        name: "front".into(),
+        backends: vec![IngressBackend {
+            service: "frontend".into(),
+            port: ServicePortRef::Name("main".into()),
+        }],
+    });
+    c.services.push(service(
+        "shop",
+        "frontend",
+        "frontend",
+        80,
+        TargetPort::Name("http".into()),
+    ));
+    let mut lb = service(
+        "shop",
+        "redis-public",
+        "redis",
+        6379,
+        TargetPort::Number(6380),
+    );
+    lb.service_type = ServiceType::LoadBalancer;
+    c.services.push(lb);
+    c.namespaces
+        .insert("ingress-nginx".into(), Namespace::implicit("ingress-nginx"));
+    let mut controller = deployment("ingress-nginx", "controller", container(&[], &[]));
+    controller
+        .pod_labels
+        .insert("app.kubernetes.io/name".into(), "ingress-nginx".into());
+    c.workloads.push(controller);
+    let e = enforced(&c);
+    assert!(allowed(
+        &e,
+        "ingress-nginx/controller",
+        "shop/frontend",
+        Protocol::Tcp,
+        8080
+    ));
+    assert!(
+        !allowed(
+            &e,
+            "ingress-nginx/controller",
+            "shop/frontend",
+            Protocol::Tcp,
+            80
+        ),
+        "the target port, not the Service port"
+    );
+    assert!(
+        !allowed(
+            &e,
+            "ingress-nginx/controller",
+            "shop/cart",
+            Protocol::Tcp,
+            7070
+        ),
+        "cart is not routed"
+    );
+    assert!(
+        !allowed(&e, "198.51.100.4", "shop/frontend", Protocol::Tcp, 8080),
+        "an Ingress is not a LoadBalancer"
+    );
+    assert!(allowed(
+        &e,
+        "198.51.100.4",
+        "shop/redis",
+        Protocol::Tcp,
+        6380
+    ));
+    assert!(!allowed(
+        &e,
+        "198.51.100.4",
+        "shop/redis",
+        Protocol::Tcp,
+        22
+    ));
+}
+
+#[test]
+fn opted_out_empty_selector_and_protected_workloads_get_no_policy() {
+    let mut c = shop();
+    c.workloads[3]
+        .annotations
+        .insert("kubefence.dev/baseline".into(), "disabled".into());
+    c.workloads[2].selector = LabelSelector::everything();
+    let b = build(&c, &BaselineConfig::default(), &Scope::default()).unwrap();
+    let names: Vec<&str> = b.policies.iter().map(|p| p.policy.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "kf-baseline-deployment-cart",
+            "kf-baseline-deployment-frontend"
+        ]
+    );
+    assert!(
+        b.report
+            .errors
+            .iter()
+            .any(|e| e.workload == "shop/Deployment/redis"
+                && e.message.contains("selector is empty"))
+    );
+    assert!(
+        b.report
+            .skipped
+            .iter()
+            .any(|s| s.workload == "shop/Deployment/batch" && s.message.contains("opted out"))
+    );
+    // cart references redis, whose selector is empty: the rule is refused,
+    // never widened to the whole namespace.
+    assert!(
+        b.report
+            .errors
+            .iter()
+            .any(|e| e.workload == "shop/Deployment/cart"
+                && e.message.contains("cannot allow shop/Deployment/redis"))
+    );
+    for p in &b.policies {
+        assert!(!p.policy.pod_selector.is_empty());
+        for rule in p.policy.ingress.iter().chain(&p.policy.egress) {
+            assert!(
+                !rule.peers.is_empty(),
+                "{}: a rule without peers allows everyone",
+                p.policy.name
+            );
+        }
+    }
+    // Naming kube-system explicitly includes it.
+    let scope = Scope {
+        namespaces: Some(["kube-system".to_string()].into()),
+    };
+    let b = build(&c, &BaselineConfig::default(), &scope).unwrap();
+    assert_eq!(b.policies.len(), 1);
+    assert_eq!(b.policies[0].policy.name, "kf-baseline-deployment-coredns");
+}
+
+#[test]
+fn policies_carry_ownership_and_explain_every_rule() {
+    let b = build(&shop(), &BaselineConfig::default(), &Scope::default()).unwrap();
+    let cart = b
+        .policies
+        .iter()
+        .find(|p| p.workload == "shop/Deployment/cart")
+        .unwrap();
+    assert_eq!(cart.labels["app.kubernetes.io/managed-by"], "kubefence");
+    assert_eq!(cart.labels["kubefence.dev/source"], "baseline");
+    assert_eq!(cart.owner.uid.as_deref(), Some("uid-cart"));
+    let note = &cart.annotations["kubefence.dev/rules"];
+    let lines: Vec<&str> = note.lines().collect();
+    assert_eq!(
+        lines.len(),
+        cart.policy.ingress.len() + cart.policy.egress.len(),
+        "{note}"
+    );
+    assert!(
+        note.contains("env CART_SERVICE_ADDR=cartservice:7070"),
+        "{note}"
+    );
+    assert!(note.contains("env REDIS_ADDR=redis://redis-cart"), "{note}");
+}
+
+#[test]
+fn building_twice_gives_identical_output_whatever_the_input_order() {
+    let c = shop();
+    let a = build(&c, &BaselineConfig::default(), &Scope::default()).unwrap();
+    let mut reversed = c.clone();
+    reversed.workloads.reverse();
+    reversed.services.reverse();
+    let b = build(&reversed, &BaselineConfig::default(), &Scope::default()).unwrap();
+    assert_eq!(a, b);
+}
