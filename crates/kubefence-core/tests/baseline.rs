@@ -257,13 +257,16 @@ fn the_report_says_where_each_reference_came_from() {
     );
 }
 
+/// Changes a workload (and may add ConfigMaps) to plant one reference.
+type Mutation = dyn Fn(&mut Workload, &mut Vec<ConfigMap>);
+
 #[test]
 fn every_reference_source_is_read() {
     let mut c = shop();
     let frontend = &mut c.workloads[0];
     frontend.containers[0].env.clear();
     // Each source names cartservice once; each must count.
-    let sources: Vec<(&str, Box<dyn Fn(&mut Workload, &mut Vec<ConfigMap>)>)> = vec![
+    let sources: Vec<(&str, Box<Mutation>)> = vec![
         (
             "literal env",
             Box::new(|w, _| {
