@@ -3,4 +3,5 @@
 #![forbid(unsafe_code)]
 
 pub mod convert;
+pub mod crd;
 pub mod load;
