@@ -4,3 +4,4 @@
 
 pub mod convert;
 pub mod load;
+pub mod render;
