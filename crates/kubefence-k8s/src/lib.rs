@@ -5,3 +5,4 @@
 pub mod convert;
 pub mod crd;
 pub mod load;
+pub mod render;
