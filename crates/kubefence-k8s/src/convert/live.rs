@@ -30,8 +30,7 @@ pub enum LiveObject {
 /// The namespace is the object's own (`default` when it names none).
 pub fn live_object(kind: &str, mut value: Value) -> Result<LiveObject, ConvertError> {
     if let Some(map) = value.as_object_mut() {
-        map.entry("kind")
-            .or_insert_with(|| Value::String(kind.into()));
+        map.insert("kind".into(), Value::String(kind.into()));
         let api_version = super::accepted_api_version(kind, "v1")
             .or_else(|| super::accepted_api_version(kind, "apps/v1"))
             .or_else(|| super::accepted_api_version(kind, "batch/v1"))
@@ -112,7 +111,9 @@ mod tests {
             "ownerReferences": [{"apiVersion": "example.com/v1", "kind": "Thing", "name": "t", "uid": "u"}]},
             "spec": {"containers": [{"name": "c"}]}});
         assert_eq!(live_object("Pod", owned_pod), Ok(LiveObject::Owned));
-        let ns = json!({"metadata": {"name": "shop", "labels": {"x": "y"}}});
+        // As a metadata-only watch delivers it.
+        let ns = json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": {"name": "shop", "labels": {"x": "y"}}});
         match live_object("Namespace", ns) {
             Ok(LiveObject::Namespace(n)) => assert_eq!(n.labels.len(), 2),
             other => panic!("{other:?}"),

@@ -1,0 +1,32 @@
+//! The controllers, and their registry.
+//!
+//! A controller is a function `fn(Arc<Context>) -> BoxFuture<Result<()>>`
+//! that runs until `ctx.shutdown` turns true: it sets up its own watches,
+//! registers and sets its readiness flag (`ctx.readiness`), writes only
+//! while `ctx.is_leader()`, and records metrics under its name. To add one
+//! (quarantine, learned, profiles, intents), add its module and one entry
+//! to [`all`]; `crate::run` starts every entry and stops the process when
+//! one fails.
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+use crate::context::Context;
+use crate::error::Result;
+
+pub mod baseline;
+
+/// A registered controller.
+pub struct Registration {
+    pub name: &'static str,
+    pub start: fn(Arc<Context>) -> BoxFuture<'static, Result<()>>,
+}
+
+/// Every controller the operator runs.
+pub fn all() -> Vec<Registration> {
+    vec![Registration {
+        name: baseline::NAME,
+        start: baseline::start,
+    }]
+}
