@@ -103,3 +103,28 @@ pub async fn run(
     drop(ctx);
     outcome
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kubefence_core::baseline::{ExpressionConfig, PeerConfig, SelectorConfig};
+
+    #[tokio::test]
+    async fn a_bad_config_fails_before_any_api_call() {
+        let mut config = OperatorConfig::default();
+        config.baseline.ingress_controllers.push(PeerConfig {
+            namespace_selector: SelectorConfig {
+                match_labels: Default::default(),
+                match_expressions: vec![ExpressionConfig {
+                    key: "a".into(),
+                    operator: "Near".into(),
+                    values: vec![],
+                }],
+            },
+            pod_selector: SelectorConfig::default(),
+        });
+        // No kubeconfig is needed to fail: the config is checked first.
+        let err = run(config, std::future::pending()).await.unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err}");
+    }
+}

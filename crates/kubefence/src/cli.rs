@@ -70,6 +70,11 @@ pub enum Command {
     Explain(cmd::explain::ExplainOpts),
     Diff(cmd::diff::DiffOpts),
     Demo(cmd::demo::DemoOpts),
+    /// Run the operator: keep baseline policies true in the live cluster.
+    #[command(alias = "run-operator")]
+    Operator(cmd::operator::OperatorOpts),
+    /// Print kubefence's CustomResourceDefinitions as YAML.
+    Crds(cmd::crds::CrdsOpts),
 }
 
 /// How objects are read and evaluated; shared by every command that reads

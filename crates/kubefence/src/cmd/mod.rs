@@ -6,9 +6,11 @@ use std::io::{BufWriter, StdoutLock, Write};
 use crate::cli::{Cli, Command};
 
 pub mod analyze;
+pub mod crds;
 pub mod demo;
 pub mod diff;
 pub mod explain;
+pub mod operator;
 
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
@@ -16,6 +18,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Explain(opts) => explain::run(&opts),
         Command::Diff(opts) => diff::run(&opts),
         Command::Demo(opts) => demo::run(&opts),
+        Command::Operator(opts) => operator::run(&opts),
+        Command::Crds(opts) => crds::run(&opts),
     }
 }
 
