@@ -126,6 +126,9 @@ pub struct Controller {
     unresolved: HashMap<WorkloadKey, BTreeSet<String>>,
     /// Names held by a foreign policy, already reported.
     conflicts: BTreeSet<ObjKey>,
+    /// The desired policy of every in-scope workload as of the last build
+    /// that looked at it (see `reconcile`).
+    desired: HashMap<ObjKey, NetworkPolicy>,
 }
 
 enum Write {
@@ -148,6 +151,7 @@ impl Controller {
             owners: HashMap::new(),
             unresolved: HashMap::new(),
             conflicts: BTreeSet::new(),
+            desired: HashMap::new(),
         })
     }
 
@@ -262,6 +266,7 @@ impl Controller {
                 if self.state.workload(&wk).is_none() {
                     return;
                 }
+                self.owners.remove(&policy_key(&wk));
                 self.state.set_workload(wk, None)
             }
             Kind::Service => self.state.set_service(key, None),
@@ -336,23 +341,34 @@ impl Controller {
             ..Pass::default()
         };
 
-        let cluster = self.state.cluster();
-        let built = match baseline::build(&cluster, &self.ctx.config.baseline, &self.scope()) {
-            Ok(b) => b,
-            Err(e) => {
-                // Checked at startup; cannot change at run time.
-                tracing::error!(error = %e, "baseline config");
-                self.ctx.metrics.error(NAME, "config");
-                return pass;
+        // Desired policies change only when a watched object changes, and
+        // then the index has queued the workloads concerned: a pass for
+        // policy events alone (our own writes echoed, hand edits, retries)
+        // compares against the desired policies of the last build.
+        let built = if full || !dirty.is_empty() {
+            let cluster = self.state.cluster();
+            match baseline::build(&cluster, &self.ctx.config.baseline, &self.scope()) {
+                Ok(b) => Some(b),
+                Err(e) => {
+                    // Checked at startup; cannot change at run time.
+                    tracing::error!(error = %e, "baseline config");
+                    self.ctx.metrics.error(NAME, "config");
+                    return pass;
+                }
             }
+        } else {
+            None
         };
-        let desired: HashMap<ObjKey, &GeneratedPolicy> = built
-            .policies
+        if full {
+            self.desired.clear();
+        }
+        let generated: HashMap<ObjKey, &GeneratedPolicy> = built
             .iter()
+            .flat_map(|b| &b.policies)
             .map(|g| ((g.policy.namespace.clone(), g.policy.name.clone()), g))
             .collect();
         if full {
-            keys.extend(desired.keys().cloned());
+            keys.extend(generated.keys().cloned());
             keys.extend(
                 self.state
                     .policies()
@@ -366,9 +382,18 @@ impl Controller {
         let mut writes: Vec<(ObjKey, Write)> = Vec::new();
         for key in &keys {
             pass.examined += 1;
-            let rendered = desired
-                .get(key)
-                .map(|g| kubefence_k8s::render::generated_policy(g));
+            let rendered = if built.is_some() {
+                let rendered = generated
+                    .get(key)
+                    .map(|g| kubefence_k8s::render::generated_policy(g));
+                match &rendered {
+                    Some(np) => self.desired.insert(key.clone(), np.clone()),
+                    None => self.desired.remove(key),
+                };
+                rendered
+            } else {
+                self.desired.get(key).cloned()
+            };
             let comparable = rendered.as_ref().map(Comparable::of);
             match (plan(comparable.as_ref(), self.state.policy(key)), rendered) {
                 (Plan::Keep, _) => {
@@ -491,6 +516,9 @@ impl Controller {
         } else {
             dirty.into_iter().collect()
         };
+        let Some(built) = built else {
+            return self.finish(pass, started);
+        };
         let mut by_workload: HashMap<&str, BTreeSet<String>> = HashMap::new();
         for u in &built.report.unresolved {
             by_workload
@@ -532,6 +560,10 @@ impl Controller {
             }
         }
 
+        self.finish(pass, started)
+    }
+
+    fn finish(&self, pass: Pass, started: std::time::Instant) -> Pass {
         let managed = self
             .state
             .policies()
