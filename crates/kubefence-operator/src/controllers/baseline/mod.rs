@@ -30,7 +30,7 @@ pub mod diff;
 pub mod state;
 pub mod watch;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
@@ -345,8 +345,15 @@ impl Controller {
         // then the index has queued the workloads concerned: a pass for
         // policy events alone (our own writes echoed, hand edits, retries)
         // compares against the desired policies of the last build.
+        // A full pass builds on the whole snapshot; an incremental one on
+        // the neighbourhood of the queued workloads only, and uses only
+        // their policies from it.
         let built = if full || !dirty.is_empty() {
-            let cluster = self.state.cluster();
+            let cluster = if full {
+                self.state.cluster()
+            } else {
+                self.state.neighbourhood(&dirty)
+            };
             match baseline::build(&cluster, &self.ctx.config.baseline, &self.scope()) {
                 Ok(b) => Some(b),
                 Err(e) => {
@@ -375,14 +382,17 @@ impl Controller {
                     .filter(|(_, p)| p.is_baseline())
                     .map(|(k, _)| k.clone()),
             );
-        } else {
-            keys.extend(dirty.iter().map(policy_key));
+        }
+        let dirty_keys: HashSet<ObjKey> = dirty.iter().map(policy_key).collect();
+        if !full {
+            keys.extend(dirty_keys.iter().cloned());
         }
 
         let mut writes: Vec<(ObjKey, Write)> = Vec::new();
         for key in &keys {
             pass.examined += 1;
-            let rendered = if built.is_some() {
+            let fresh = built.is_some() && (full || dirty_keys.contains(key));
+            let rendered = if fresh {
                 let rendered = generated
                     .get(key)
                     .map(|g| kubefence_k8s::render::generated_policy(g));

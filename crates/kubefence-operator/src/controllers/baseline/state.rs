@@ -239,6 +239,82 @@ impl State {
         cluster
     }
 
+    /// The part of the cluster that the policies of `targets` depend on,
+    /// so the builder can run on it instead of the whole snapshot: the
+    /// targets; every workload at the other end of a Service a target names
+    /// or that selects a target (its peers, whose own references must
+    /// resolve alike); those Services; the Ingresses routing to them; for
+    /// an ingress controller among the targets, every Ingress, the Services
+    /// they route to and what those select; the ConfigMaps of all these
+    /// workloads; every namespace. The builder's output for the targets is
+    /// the same as on the whole cluster (`neighbourhood_builds_like_the_whole_cluster`
+    /// checks it); its output for the other workloads is not to be used.
+    pub fn neighbourhood(&self, targets: &BTreeSet<WorkloadKey>) -> Cluster {
+        let mut workloads: BTreeSet<&WorkloadKey> = BTreeSet::new();
+        let mut services: BTreeSet<&ObjKey> = BTreeSet::new();
+        let mut ingresses: BTreeSet<&ObjKey> = BTreeSet::new();
+        let empty = BTreeSet::new();
+        for t in targets {
+            let Some((tk, _)) = self.workloads.get_key_value(t) else {
+                continue;
+            };
+            workloads.insert(tk);
+            let Some(deps) = self.index.deps.get(t) else {
+                continue;
+            };
+            for s in &deps.refs {
+                services.insert(s);
+                workloads.extend(self.index.selected.get(s).unwrap_or(&empty));
+            }
+            for s in &deps.selected_by {
+                services.insert(s);
+                workloads.extend(self.index.referrers.get(s).unwrap_or(&empty));
+                if let Some(routing) = self.index.routed.get(s) {
+                    ingresses.extend(routing);
+                }
+            }
+            if deps.controller {
+                for (s, routing) in &self.index.routed {
+                    services.insert(s);
+                    ingresses.extend(routing);
+                    workloads.extend(self.index.selected.get(s).unwrap_or(&empty));
+                }
+            }
+        }
+        let mut config_maps: BTreeSet<&ObjKey> = BTreeSet::new();
+        for w in &workloads {
+            if let Some(deps) = self.index.deps.get(*w) {
+                config_maps.extend(
+                    deps.config_maps
+                        .iter()
+                        .filter(|c| self.config_maps.contains_key(*c)),
+                );
+            }
+        }
+        let mut cluster = Cluster {
+            namespaces: self.namespaces.clone(),
+            workloads: workloads
+                .into_iter()
+                .filter_map(|k| self.workloads.get(k).cloned())
+                .collect(),
+            services: services
+                .into_iter()
+                .filter_map(|k| self.services.get(k).cloned())
+                .collect(),
+            ingresses: ingresses
+                .into_iter()
+                .filter_map(|k| self.ingresses.get(k).cloned())
+                .collect(),
+            config_maps: config_maps
+                .into_iter()
+                .filter_map(|k| self.config_maps.get(k).cloned())
+                .collect(),
+            policies: Vec::new(),
+        };
+        cluster.add_implicit_namespaces();
+        cluster
+    }
+
     // === writes: each returns the workloads whose policy may change ===
 
     pub fn set_workload(&mut self, key: WorkloadKey, w: Option<Workload>) -> BTreeSet<WorkloadKey> {

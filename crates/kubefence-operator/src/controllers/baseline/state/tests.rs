@@ -207,3 +207,226 @@ fn an_ingress_reaches_its_backends_and_the_ingress_controllers() {
         expected
     );
 }
+
+/// A small random cluster using every kind of dependency: references by
+/// env (literal and ConfigMap), args, cross-namespace names, named and
+/// numeric target ports, exposed Services, Ingresses and an ingress
+/// controller.
+fn random_state(seed: u64) -> State {
+    use kubefence_core::Protocol;
+    use kubefence_core::model::{
+        Container, ContainerPort, EnvVar, IngressBackend, Namespace, ServicePort, ServicePortRef,
+        ServiceType, TargetPort,
+    };
+    use kubefence_core::selector::LabelSelector;
+    let mut x = seed.max(1);
+    let mut next = move |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    let mut s = State::new(&BaselineConfig::default()).unwrap();
+    let namespaces = ["a", "b", "ingress-nginx"];
+    for ns in namespaces {
+        let mut labels = Namespace::implicit(ns).labels;
+        if next(3) > 0 {
+            labels.insert("kubefence.dev/baseline".into(), "enabled".into());
+        }
+        s.set_namespace(
+            ns.into(),
+            Some(Namespace {
+                name: ns.into(),
+                labels,
+            }),
+        );
+    }
+    for i in 0..3 {
+        let ns = namespaces[(i % 2) as usize];
+        let cm = ConfigMap {
+            namespace: ns.into(),
+            name: format!("cm{i}"),
+            data: [("ADDR".to_string(), format!("http://s{}:80", next(8)))].into(),
+        };
+        s.set_config_map((ns.into(), cm.name.clone()), Some(cm));
+    }
+    for i in 0..12u64 {
+        let ns = namespaces[(i % 2) as usize];
+        let app = format!("w{i}");
+        let mut env = Vec::new();
+        for _ in 0..next(3) {
+            let target = format!("s{}", next(8));
+            let value = match next(4) {
+                0 => format!("http://{target}:80"),
+                1 => format!("{target}.{}:80", namespaces[next(2) as usize]),
+                2 => format!(
+                    "{target}.{}.svc.cluster.local:8080",
+                    namespaces[next(2) as usize]
+                ),
+                _ => format!("{target}:9999"),
+            };
+            env.push(EnvVar {
+                name: format!("UPSTREAM_{}", next(100)),
+                value: EnvValue::Literal(value),
+            });
+        }
+        if next(4) == 0 {
+            env.push(EnvVar {
+                name: "BACKEND_ADDR".into(),
+                value: EnvValue::ConfigMapKey {
+                    name: format!("cm{}", next(3)),
+                    key: "ADDR".into(),
+                },
+            });
+        }
+        let args = if next(3) == 0 {
+            vec![format!("--server=s{}:80", next(8))]
+        } else {
+            vec![]
+        };
+        let mut pod_labels =
+            kubefence_core::selector::Labels::from([("app".to_string(), app.clone())]);
+        if i == 11 {
+            pod_labels.insert("app.kubernetes.io/name".into(), "ingress-nginx".into());
+        }
+        let w = Workload {
+            kind: WorkloadKind::Deployment,
+            namespace: if i == 11 {
+                "ingress-nginx".into()
+            } else {
+                ns.into()
+            },
+            name: app.clone(),
+            uid: Some(format!("u{i}")),
+            labels: Default::default(),
+            annotations: Default::default(),
+            selector: LabelSelector::from_labels([("app".to_string(), app.clone())].into()),
+            pod_labels,
+            containers: vec![Container {
+                name: "main".into(),
+                init: false,
+                command: vec![],
+                args,
+                env,
+                env_from: vec![],
+                ports: vec![ContainerPort {
+                    name: Some("http".into()),
+                    port: 8000 + i as u16,
+                    protocol: Protocol::Tcp,
+                }],
+            }],
+            pod_ips: vec![],
+        };
+        s.set_workload(workload_key(&w), Some(w));
+    }
+    for i in 0..8u64 {
+        for ns in ["a", "b"] {
+            if next(4) == 0 {
+                continue;
+            }
+            let svc = Service {
+                namespace: ns.into(),
+                name: format!("s{i}"),
+                selector: Some([("app".to_string(), format!("w{}", next(12)))].into()),
+                service_type: if next(5) == 0 {
+                    ServiceType::LoadBalancer
+                } else {
+                    ServiceType::ClusterIp
+                },
+                ports: vec![ServicePort {
+                    name: Some("web".into()),
+                    port: 80,
+                    target_port: if next(2) == 0 {
+                        TargetPort::Name("http".into())
+                    } else {
+                        TargetPort::Number(8080)
+                    },
+                    protocol: Protocol::Tcp,
+                }],
+                external_ips: vec![],
+            };
+            s.set_service((ns.into(), svc.name.clone()), Some(svc));
+        }
+    }
+    for i in 0..2u64 {
+        let ing = kubefence_core::model::Ingress {
+            namespace: "a".into(),
+            name: format!("i{i}"),
+            backends: vec![IngressBackend {
+                service: format!("s{}", next(8)),
+                port: ServicePortRef::Number(80),
+            }],
+        };
+        s.set_ingress(("a".into(), ing.name.clone()), Some(ing));
+    }
+    s
+}
+
+fn scope_of(s: &State) -> kubefence_core::baseline::Scope {
+    kubefence_core::baseline::Scope {
+        namespaces: Some(
+            s.namespaces()
+                .filter(|n| n.labels.contains_key("kubefence.dev/baseline"))
+                .map(|n| n.name.clone())
+                .collect(),
+        ),
+    }
+}
+
+#[test]
+fn neighbourhood_builds_like_the_whole_cluster() {
+    use kubefence_core::baseline::build;
+    let cfg = BaselineConfig::default();
+    let (mut references, mut unresolved, mut routed) = (0, 0, 0);
+    for seed in 1..=60u64 {
+        let s = random_state(seed);
+        let scope = scope_of(&s);
+        let whole = build(&s.cluster(), &cfg, &scope).unwrap();
+        references += whole.report.references.len();
+        unresolved += whole.report.unresolved.len();
+        routed += whole
+            .policies
+            .iter()
+            .filter(|p| p.workload.starts_with("ingress-nginx/") && p.policy.egress.len() > 2)
+            .count();
+        let keys: Vec<WorkloadKey> = s.workloads().map(workload_key).collect();
+        // Each workload alone, and a few pairs.
+        let mut target_sets: Vec<BTreeSet<WorkloadKey>> =
+            keys.iter().map(|k| BTreeSet::from([k.clone()])).collect();
+        for i in 0..keys.len() {
+            target_sets.push(BTreeSet::from([
+                keys[i].clone(),
+                keys[(i * 7 + 3) % keys.len()].clone(),
+            ]));
+        }
+        for targets in target_sets {
+            let part = build(&s.neighbourhood(&targets), &cfg, &scope).unwrap();
+            let ids: BTreeSet<String> = targets
+                .iter()
+                .map(|k| format!("{}/{}/{}", k.0, k.1, k.2))
+                .collect();
+            let pick = |b: &kubefence_core::baseline::Baseline| {
+                let policies: Vec<_> = b
+                    .policies
+                    .iter()
+                    .filter(|p| ids.contains(&p.workload))
+                    .cloned()
+                    .collect();
+                let unresolved: Vec<_> = b
+                    .report
+                    .unresolved
+                    .iter()
+                    .filter(|u| ids.contains(&u.from))
+                    .cloned()
+                    .collect();
+                (policies, unresolved)
+            };
+            assert_eq!(pick(&part), pick(&whole), "seed {seed}, targets {ids:?}");
+        }
+    }
+    // The generator does exercise what the neighbourhood must carry.
+    assert!(
+        references > 100 && unresolved > 20 && routed > 5,
+        "{references} {unresolved} {routed}"
+    );
+}
