@@ -392,20 +392,32 @@ impl Controller {
         for key in &keys {
             pass.examined += 1;
             let fresh = built.is_some() && (full || dirty_keys.contains(key));
-            let rendered = if fresh {
+            let fresh_policy = if fresh {
                 let rendered = generated
                     .get(key)
                     .map(|g| kubefence_k8s::render::generated_policy(g));
-                match &rendered {
-                    Some(np) => self.desired.insert(key.clone(), np.clone()),
-                    None => self.desired.remove(key),
-                };
+                if rendered.is_none() {
+                    self.desired.remove(key);
+                }
                 rendered
             } else {
-                self.desired.get(key).cloned()
+                None
             };
-            let comparable = rendered.as_ref().map(Comparable::of);
-            match (plan(comparable.as_ref(), self.state.policy(key)), rendered) {
+            let desired = if fresh {
+                fresh_policy.as_ref()
+            } else {
+                self.desired.get(key)
+            };
+            let comparable = desired.map(Comparable::of);
+            let planned = plan(comparable.as_ref(), self.state.policy(key));
+            // Cloned only when it is written.
+            let rendered = matches!(planned, Plan::Create | Plan::Update)
+                .then(|| desired.cloned())
+                .flatten();
+            if let Some(np) = fresh_policy {
+                self.desired.insert(key.clone(), np);
+            }
+            match (planned, rendered) {
                 (Plan::Keep, _) => {
                     self.retries.remove(key);
                 }

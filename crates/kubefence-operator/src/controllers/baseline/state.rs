@@ -585,6 +585,11 @@ impl State {
                 let lower = word.to_ascii_lowercase();
                 let mut labels = lower.split('.').filter(|l| !l.is_empty());
                 let Some(first) = labels.next() else { continue };
+                // A Service name is a DNS-1035 label: it starts with a letter
+                // (so `80` or `8080` never name one).
+                if !first.starts_with(|c: char| c.is_ascii_lowercase()) || first.len() > 63 {
+                    continue;
+                }
                 refs.insert((ns.clone(), first.to_string()));
                 if let Some(second) = labels.next() {
                     refs.insert((second.to_string(), first.to_string()));
