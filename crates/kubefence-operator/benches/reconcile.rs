@@ -141,6 +141,50 @@ fn report(what: &str, m: &Measured, changed: usize) {
     assert_eq!(m.pass.failed, 0);
 }
 
+/// Lists namespaces, Deployments and Services (and empty lists of the other
+/// kinds) into `c`, one object at a time.
+fn list_into(c: &mut Controller, workloads: usize, per_ns: usize) {
+    let mut feed = |ch: Change| c.handle(ch);
+    feed(Change::Init(Kind::Namespace));
+    for n in 0..NAMESPACES {
+        feed(change(
+            Kind::Namespace,
+            Event::InitApply(fixtures::namespace(&format!("ns{n}"), true)),
+        ));
+    }
+    feed(Change::InitDone(Kind::Namespace));
+    for kind in [DEPLOYMENT, Kind::Service] {
+        feed(Change::Init(kind));
+        for n in 0..NAMESPACES {
+            let ns = format!("ns{n}");
+            for i in 0..per_ns {
+                if n * per_ns + i >= workloads {
+                    break;
+                }
+                let ch = if kind == DEPLOYMENT {
+                    change(kind, Event::InitApply(workload(&ns, i, per_ns, 8080)))
+                } else {
+                    let svc = fixtures::service(&ns, &format!("s{i}"), &format!("w{i}"), 80, 8080);
+                    change(kind, Event::InitApply(svc))
+                };
+                feed(ch);
+            }
+        }
+        feed(Change::InitDone(kind));
+    }
+    for k in WorkloadKind::ALL
+        .into_iter()
+        .filter(|k| *k != WorkloadKind::Deployment)
+    {
+        feed(Change::Init(Kind::Workload(k)));
+        feed(Change::InitDone(Kind::Workload(k)));
+    }
+    for kind in [Kind::Ingress, Kind::ConfigMap, Kind::NetworkPolicy] {
+        feed(Change::Init(kind));
+        feed(Change::InitDone(kind));
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let workloads: usize = args
@@ -168,43 +212,11 @@ fn main() {
 
         // List everything into the controller, one object at a time.
         let (rss0, _) = rss_kib();
-        let mut feed = |ch: Change| c.handle(ch);
-        feed(Change::Init(Kind::Namespace));
-        for n in 0..NAMESPACES {
-            feed(change(Kind::Namespace, Event::InitApply(fixtures::namespace(&format!("ns{n}"), true))));
-        }
-        feed(Change::InitDone(Kind::Namespace));
-        for kind in [DEPLOYMENT, Kind::Service] {
-            feed(Change::Init(kind));
-            for n in 0..NAMESPACES {
-                let ns = format!("ns{n}");
-                for i in 0..per_ns {
-                    if n * per_ns + i >= workloads {
-                        break;
-                    }
-                    let ch = if kind == DEPLOYMENT {
-                        change(kind, Event::InitApply(workload(&ns, i, per_ns, 8080)))
-                    } else {
-                        let svc = fixtures::service(&ns, &format!("s{i}"), &format!("w{i}"), 80, 8080);
-                        change(kind, Event::InitApply(svc))
-                    };
-                    feed(ch);
-                }
-            }
-            feed(Change::InitDone(kind));
-        }
-        for k in WorkloadKind::ALL.into_iter().filter(|k| *k != WorkloadKind::Deployment) {
-            feed(Change::Init(Kind::Workload(k)));
-            feed(Change::InitDone(Kind::Workload(k)));
-        }
-        for kind in [Kind::Ingress, Kind::ConfigMap, Kind::NetworkPolicy] {
-            feed(Change::Init(kind));
-            feed(Change::InitDone(kind));
-        }
+        list_into(&mut c, workloads, per_ns);
         let (rss1, _) = rss_kib();
         let counts = c.state().counts();
         println!(
-            "{workloads} workloads, {} Services, {NAMESPACES} namespaces listed; cache (state + index) RSS growth {:.1} MiB",
+            "{workloads} workloads, {} Services, {NAMESPACES} namespaces listed; cache of watched objects (state + index) RSS growth {:.1} MiB",
             counts[2],
             (rss1.saturating_sub(rss0)) as f64 / 1024.0
         );
@@ -259,6 +271,41 @@ fn main() {
         c.handle(change(Kind::Service, Event::Apply(fixtures::service("ns1", "unused", "nothing", 1, 1))));
         let m = measure(&mut c, &fake).await;
         report("unrelated Service added", &m, 0);
+
+        // The two policy caches, measured the same way on a second
+        // controller: observed policies (as the watch lists them) and the
+        // desired policies of the last build (what `reconcile` keeps).
+        let (client2, _fake2) = FakeApi::start();
+        let (_l2, leader2) = watch::channel(true);
+        let (_s2, shutdown2) = watch::channel(false);
+        let ctx2 = Arc::new(Context::new(
+            client2,
+            OperatorConfig::default(),
+            Arc::new(Metrics::default()),
+            leader2,
+            shutdown2,
+        ));
+        let mut c2 = Controller::new(ctx2).unwrap();
+        let stored: Vec<_> = fake.policies().into_values().collect();
+        let (r0, _) = rss_kib();
+        c2.handle(Change::Init(Kind::NetworkPolicy));
+        for np in &stored {
+            c2.handle(change(Kind::NetworkPolicy, Event::InitApply(np.clone())));
+        }
+        let (r1, _) = rss_kib();
+        let mut desired = std::collections::HashMap::new();
+        for np in &stored {
+            let key = (np.metadata.namespace.clone().unwrap(), np.metadata.name.clone().unwrap());
+            desired.insert(key, np.clone());
+        }
+        let (r2, _) = rss_kib();
+        println!(
+            "cache of observed policies {:.1} MiB, of desired policies {:.1} MiB ({} each)",
+            r1.saturating_sub(r0) as f64 / 1024.0,
+            r2.saturating_sub(r1) as f64 / 1024.0,
+            desired.len()
+        );
+        drop((c2, desired, stored));
 
         let (rss, hwm) = rss_kib();
         println!(
