@@ -185,6 +185,102 @@ fn list_into(c: &mut Controller, workloads: usize, per_ns: usize) {
     }
 }
 
+/// The memory of the cache of watched objects (state and index), in a
+/// fresh process; writes the desired policies to `out` as JSON lines.
+fn object_cache(workloads: usize, per_ns: usize, out: &str) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let (client, _fake) = FakeApi::start();
+        let (_l, leader) = watch::channel(true);
+        let (_s, shutdown) = watch::channel(false);
+        let ctx = Arc::new(Context::new(
+            client,
+            OperatorConfig::default(),
+            Arc::new(Metrics::default()),
+            leader,
+            shutdown,
+        ));
+        let mut c = Controller::new(ctx).unwrap();
+        let (r0, _) = rss_kib();
+        list_into(&mut c, workloads, per_ns);
+        let (r1, _) = rss_kib();
+        println!(
+            "cache of watched objects + index: {:.1} MiB",
+            r1.saturating_sub(r0) as f64 / 1024.0
+        );
+        let built = build(
+            &c.state().cluster(),
+            &Default::default(),
+            &Scope { namespaces: None },
+        )
+        .unwrap();
+        let mut lines = String::new();
+        for g in &built.policies {
+            let mut np = kubefence_k8s::render::generated_policy(g);
+            // As the watch delivers them after the first pass.
+            np.metadata.uid = Some(format!("uid-{}", g.policy.name));
+            np.metadata.resource_version = Some("12345".into());
+            lines.push_str(&serde_json::to_string(&np).unwrap());
+            lines.push('\n');
+        }
+        std::fs::write(out, lines).unwrap();
+    });
+}
+
+/// The memory of the two policy caches, in a fresh process, from the JSON
+/// lines `object_cache` wrote (read before measuring; each policy is parsed
+/// on its own, so only the caches grow).
+fn policy_caches(file: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let (client, _fake) = FakeApi::start();
+        let (_l, leader) = watch::channel(true);
+        let (_s, shutdown) = watch::channel(false);
+        let ctx = Arc::new(Context::new(
+            client,
+            OperatorConfig::default(),
+            Arc::new(Metrics::default()),
+            leader,
+            shutdown,
+        ));
+        let mut c = Controller::new(ctx).unwrap();
+        let mut desired: std::collections::HashMap<(String, String), String> =
+            std::collections::HashMap::new();
+        let (r0, _) = rss_kib();
+        c.handle(Change::Init(Kind::NetworkPolicy));
+        for line in text.lines() {
+            let np: k8s_openapi::api::networking::v1::NetworkPolicy =
+                serde_json::from_str(line).unwrap();
+            c.handle(change(Kind::NetworkPolicy, Event::InitApply(np)));
+        }
+        let (r1, _) = rss_kib();
+        for line in text.lines() {
+            // As `Controller` keeps them: compact JSON, by (namespace, name).
+            let np: k8s_openapi::api::networking::v1::NetworkPolicy =
+                serde_json::from_str(line).unwrap();
+            let key = (
+                np.metadata.namespace.clone().unwrap(),
+                np.metadata.name.clone().unwrap(),
+            );
+            desired.insert(key, serde_json::to_string(&np).unwrap());
+        }
+        let (r2, _) = rss_kib();
+        println!(
+            "cache of observed policies: {:.1} MiB; of desired policies: {:.1} MiB ({} each)",
+            r1.saturating_sub(r0) as f64 / 1024.0,
+            r2.saturating_sub(r1) as f64 / 1024.0,
+            desired.len()
+        );
+    });
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let workloads: usize = args
@@ -193,6 +289,19 @@ fn main() {
         .and_then(|i| args.get(i + 1)?.parse().ok())
         .unwrap_or(10_000);
     let per_ns = workloads.div_ceil(NAMESPACES);
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1).cloned())
+    };
+    if let Some(out) = value("--object-cache") {
+        object_cache(workloads, per_ns, &out);
+        return;
+    }
+    if let Some(file) = value("--policy-caches") {
+        policy_caches(&file);
+        return;
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -216,7 +325,7 @@ fn main() {
         let (rss1, _) = rss_kib();
         let counts = c.state().counts();
         println!(
-            "{workloads} workloads, {} Services, {NAMESPACES} namespaces listed; cache of watched objects (state + index) RSS growth {:.1} MiB",
+            "{workloads} workloads, {} Services, {NAMESPACES} namespaces listed (RSS growth {:.1} MiB)",
             counts[2],
             (rss1.saturating_sub(rss0)) as f64 / 1024.0
         );
@@ -272,40 +381,22 @@ fn main() {
         let m = measure(&mut c, &fake).await;
         report("unrelated Service added", &m, 0);
 
-        // The two policy caches, measured the same way on a second
-        // controller: observed policies (as the watch lists them) and the
-        // desired policies of the last build (what `reconcile` keeps).
-        let (client2, _fake2) = FakeApi::start();
-        let (_l2, leader2) = watch::channel(true);
-        let (_s2, shutdown2) = watch::channel(false);
-        let ctx2 = Arc::new(Context::new(
-            client2,
-            OperatorConfig::default(),
-            Arc::new(Metrics::default()),
-            leader2,
-            shutdown2,
-        ));
-        let mut c2 = Controller::new(ctx2).unwrap();
-        let stored: Vec<_> = fake.policies().into_values().collect();
-        let (r0, _) = rss_kib();
-        c2.handle(Change::Init(Kind::NetworkPolicy));
-        for np in &stored {
-            c2.handle(change(Kind::NetworkPolicy, Event::InitApply(np.clone())));
+        // The caches, each measured in a fresh process (RSS growth is only
+        // meaningful where little has been freed before).
+        let file = std::env::temp_dir().join(format!("kubefence-bench-{}.jsonl", std::process::id()));
+        let file = file.to_string_lossy().to_string();
+        for args in [
+            vec!["--object-cache".to_string(), file.clone(), "--workloads".into(), workloads.to_string()],
+            vec!["--policy-caches".to_string(), file.clone()],
+        ] {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(&args)
+                .output()
+                .unwrap();
+            print!("{}", String::from_utf8_lossy(&out.stdout));
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         }
-        let (r1, _) = rss_kib();
-        let mut desired = std::collections::HashMap::new();
-        for np in &stored {
-            let key = (np.metadata.namespace.clone().unwrap(), np.metadata.name.clone().unwrap());
-            desired.insert(key, np.clone());
-        }
-        let (r2, _) = rss_kib();
-        println!(
-            "cache of observed policies {:.1} MiB, of desired policies {:.1} MiB ({} each)",
-            r1.saturating_sub(r0) as f64 / 1024.0,
-            r2.saturating_sub(r1) as f64 / 1024.0,
-            desired.len()
-        );
-        drop((c2, desired, stored));
+        let _ = std::fs::remove_file(&file);
 
         let (rss, hwm) = rss_kib();
         println!(

@@ -16,7 +16,9 @@ use super::state::ObservedPolicy;
 /// The comparable parts of a NetworkPolicy.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Comparable {
-    spec: Value,
+    /// Normalized spec as compact JSON (object keys sorted): a tenth of the
+    /// memory of a `serde_json::Value`, and compared as a string.
+    spec: String,
     labels: BTreeMap<String, String>,
     annotations: BTreeMap<String, String>,
     /// (apiVersion, kind, name, uid)
@@ -27,7 +29,9 @@ impl Comparable {
     pub fn of(np: &NetworkPolicy) -> Self {
         let spec = serde_json::to_value(&np.spec).unwrap_or(Value::Null);
         Self {
-            spec: normalize(spec, false).unwrap_or(Value::Null),
+            spec: normalize(spec, false)
+                .map(|v| v.to_string())
+                .unwrap_or_default(),
             labels: np.metadata.labels.clone().unwrap_or_default(),
             annotations: np.metadata.annotations.clone().unwrap_or_default(),
             owners: np

@@ -127,8 +127,9 @@ pub struct Controller {
     /// Names held by a foreign policy, already reported.
     conflicts: BTreeSet<ObjKey>,
     /// The desired policy of every in-scope workload as of the last build
-    /// that looked at it (see `reconcile`).
-    desired: HashMap<ObjKey, NetworkPolicy>,
+    /// that looked at it (see `reconcile`), as compact JSON (a typed
+    /// NetworkPolicy takes several times the memory).
+    desired: HashMap<ObjKey, String>,
 }
 
 enum Write {
@@ -403,10 +404,17 @@ impl Controller {
             } else {
                 None
             };
+            let cached = if fresh {
+                None
+            } else {
+                self.desired
+                    .get(key)
+                    .and_then(|json| serde_json::from_str::<NetworkPolicy>(json).ok())
+            };
             let desired = if fresh {
                 fresh_policy.as_ref()
             } else {
-                self.desired.get(key)
+                cached.as_ref()
             };
             let comparable = desired.map(Comparable::of);
             let planned = plan(comparable.as_ref(), self.state.policy(key));
@@ -414,8 +422,11 @@ impl Controller {
             let rendered = matches!(planned, Plan::Create | Plan::Update)
                 .then(|| desired.cloned())
                 .flatten();
-            if let Some(np) = fresh_policy {
-                self.desired.insert(key.clone(), np);
+            if let Some(json) = fresh_policy
+                .as_ref()
+                .and_then(|np| serde_json::to_string(np).ok())
+            {
+                self.desired.insert(key.clone(), json);
             }
             match (planned, rendered) {
                 (Plan::Keep, _) => {
