@@ -3,5 +3,7 @@
 #![forbid(unsafe_code)]
 
 pub mod convert;
+pub mod crd;
 pub mod load;
+pub mod quarantine;
 pub mod render;
