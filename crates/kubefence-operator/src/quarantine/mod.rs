@@ -29,7 +29,8 @@ use kubefence_core::quarantine::{self as core_q, QuarantineError};
 
 pub use controller::{Context, error_policy, reconcile, run_controller};
 pub use ops::{
-    ApplyOutcome, ReleaseOutcome, apply, plan, record_quarantined, record_released, release,
+    ApplyOutcome, ReleaseOutcome, apply, is_ours, object_reference, plan, record_quarantined,
+    record_released, release,
 };
 
 /// The field manager and the event reporter.

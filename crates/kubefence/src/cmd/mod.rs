@@ -9,6 +9,8 @@ pub mod analyze;
 pub mod demo;
 pub mod diff;
 pub mod explain;
+pub mod quarantine;
+pub mod release;
 
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
@@ -16,6 +18,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Explain(opts) => explain::run(&opts),
         Command::Diff(opts) => diff::run(&opts),
         Command::Demo(opts) => demo::run(&opts),
+        Command::Quarantine(opts) => quarantine::run(&opts),
+        Command::Release(opts) => release::run(&opts),
     }
 }
 
