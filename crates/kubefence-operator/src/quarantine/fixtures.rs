@@ -118,7 +118,12 @@ impl FakeApi {
             body: body.clone(),
         });
         let (path, query) = uri.split_once('?').unwrap_or((&uri, ""));
-        let dry_run = query.split('&').any(|kv| kv == "dryRun=All");
+        // dryRun=All on the URI (create, patch) or in DeleteOptions (delete).
+        let dry_run = query.split('&').any(|kv| kv == "dryRun=All")
+            || body
+                .as_ref()
+                .and_then(|b| b["dryRun"].as_array())
+                .is_some_and(|a| a.iter().any(|v| v == "All"));
         let path = path.to_string();
         if method != Method::GET
             && st

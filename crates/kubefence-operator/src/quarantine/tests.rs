@@ -566,3 +566,29 @@ async fn a_new_quarantine_first_gets_the_finalizer() {
         Some(vec![FINALIZER.to_string()])
     );
 }
+
+#[tokio::test]
+async fn a_release_dry_run_sends_dry_run_all_and_keeps_the_policy() {
+    let (client, fake) = with_api(app_api());
+    quarantine(&client, &api_target(), false).await.unwrap();
+    fake.take_log();
+    let out = release(&client, &api_target(), Engine::NetworkPolicy, true, &cfg())
+        .await
+        .unwrap();
+    assert_eq!(out, ReleaseOutcome::Released);
+    let log = fake.take_log();
+    assert_eq!(
+        log.iter().map(|s| s.line()).collect::<Vec<_>>(),
+        vec![
+            format!("GET {NP}/kf-quarantine-deployment-api"),
+            format!("DELETE {NP}/kf-quarantine-deployment-api?"),
+        ]
+    );
+    // kube sends a delete's dryRun in DeleteOptions, which the API server
+    // honours as it does `?dryRun=All`.
+    assert_eq!(log[1].body.as_ref().unwrap()["dryRun"], json!(["All"]));
+    assert!(
+        fake.get(&netpol_path("shop", "kf-quarantine-deployment-api"))
+            .is_some()
+    );
+}
