@@ -86,6 +86,13 @@ impl Engine {
             Self::AdminNetworkPolicy => "AdminNetworkPolicy",
         }
     }
+
+    /// The engine that writes objects of `kind`.
+    pub fn from_object_kind(kind: &str) -> Option<Self> {
+        [Self::NetworkPolicy, Self::Cilium, Self::AdminNetworkPolicy]
+            .into_iter()
+            .find(|e| e.object_kind() == kind)
+    }
 }
 
 impl std::fmt::Display for Engine {
@@ -134,6 +141,14 @@ impl Target {
     /// hashed by the full identity when too long.
     pub fn policy_name(&self) -> String {
         naming::policy_name(Source::Quarantine, self.kind, &self.namespace, &self.name)
+    }
+
+    /// The name of the object `engine` writes for this target.
+    pub fn object_name(&self, engine: Engine) -> String {
+        match engine {
+            Engine::AdminNetworkPolicy => self.cluster_scoped_name(),
+            Engine::NetworkPolicy | Engine::Cilium => self.policy_name(),
+        }
     }
 
     /// The name of a cluster-scoped object (AdminNetworkPolicy): the
@@ -290,10 +305,7 @@ pub fn plan(
     if audit.reason.trim().is_empty() {
         return Err(QuarantineError::NoReason { target: t.id() });
     }
-    let policy_name = match engine {
-        Engine::AdminNetworkPolicy => t.cluster_scoped_name(),
-        Engine::NetworkPolicy | Engine::Cilium => t.policy_name(),
-    };
+    let policy_name = t.object_name(engine);
     let policy = NetworkPolicy {
         namespace: t.namespace.clone(),
         name: t.policy_name(),

@@ -135,9 +135,17 @@ async fn isolate(q: &Quarantine, ctx: &Context) -> Result<Action, Error> {
         requester: requester(q, &ctx.cfg),
         time: ctx.cfg.now_rfc3339(),
     };
+    let previous = written(q);
     let result = async {
         let (plan, reference) = ops::plan(&ctx.client, &target, &audit, engine, &ctx.cfg).await?;
         let outcome = ops::apply(&ctx.client, &plan, q.spec.dry_run).await?;
+        // What an earlier reconcile wrote and the spec no longer asks for
+        // (another engine or target, or back to a dry run) goes, after the
+        // new policy exists: never a gap in the isolation.
+        let wanted = (!q.spec.dry_run).then(|| (plan.engine, plan.policy_name.clone()));
+        if let Some(old) = previous.filter(|old| Some(old) != wanted.as_ref()) {
+            release_quietly(ctx, &target.namespace, &old).await?;
+        }
         Ok::<_, Error>((plan, reference, outcome))
     }
     .await;
@@ -171,33 +179,24 @@ async fn isolate(q: &Quarantine, ctx: &Context) -> Result<Action, Error> {
 async fn release(q: &Quarantine, ctx: &Context) -> Result<Action, Error> {
     let target = target_of(q);
     let engine: Engine = q.spec.engine.into();
-    let ever_written =
-        !q.spec.dry_run || q.status.as_ref().and_then(|s| s.phase) == Some(Phase::Isolated);
+    // What was written: the status says; a confirmed spec whose first
+    // reconcile did not record it yet may have written its own policy.
+    let written =
+        written(q).or_else(|| (!q.spec.dry_run).then(|| (engine, target.object_name(engine))));
     // A protected namespace or a dry run: nothing was ever written.
-    if !ever_written || ctx.cfg.protected_namespaces.contains(&target.namespace) {
+    let Some(written) = written else {
+        return Ok(Action::await_change());
+    };
+    if ctx.cfg.protected_namespaces.contains(&target.namespace) {
         return Ok(Action::await_change());
     }
-    let outcome = match ops::release(&ctx.client, &target, engine, false, &ctx.cfg).await {
-        Ok(o) => o,
-        // Someone else's policy under our name: not ours to delete; the
-        // Quarantine may go.
-        Err(Error::Foreign { kind, name }) => {
-            tracing::warn!(%kind, %name, "not releasing a policy kubefence does not own");
-            ReleaseOutcome::NotQuarantined
-        }
-        Err(e) => return Err(e),
-    };
-    if outcome == ReleaseOutcome::Released {
-        let name = match engine {
-            Engine::AdminNetworkPolicy => target.cluster_scoped_name(),
-            _ => target.policy_name(),
-        };
+    if release_quietly(ctx, &target.namespace, &written).await? == ReleaseOutcome::Released {
         let reference = ops::object_reference(&target, None);
         if let Err(e) = ops::record_released(
             &ctx.recorder,
             &reference,
-            engine,
-            &name,
+            written.0,
+            &written.1,
             &requester(q, &ctx.cfg),
         )
         .await
@@ -230,6 +229,32 @@ async fn release(q: &Quarantine, ctx: &Context) -> Result<Action, Error> {
     status.observed_generation = q.metadata.generation;
     patch_status(q, ctx, status).await?;
     Ok(Action::await_change())
+}
+
+/// The policy a confirmed reconcile wrote, from the status: (engine, name).
+fn written(q: &Quarantine) -> Option<(Engine, String)> {
+    let status = q.status.as_ref()?;
+    if status.phase != Some(Phase::Isolated) {
+        return None;
+    }
+    let (kind, name) = status.policy_name.as_deref()?.split_once('/')?;
+    Some((Engine::from_object_kind(kind)?, name.to_string()))
+}
+
+/// Releases `(engine, name)`; someone else's object under that name is left
+/// alone (logged), never deleted.
+async fn release_quietly(
+    ctx: &Context,
+    namespace: &str,
+    (engine, name): &(Engine, String),
+) -> Result<ReleaseOutcome, Error> {
+    match ops::release_named(&ctx.client, *engine, namespace, name, false).await {
+        Err(Error::Foreign { kind, name }) => {
+            tracing::warn!(%kind, %name, "not releasing a policy kubefence does not own");
+            Ok(ReleaseOutcome::NotQuarantined)
+        }
+        other => other,
+    }
 }
 
 fn planned_status(q: &Quarantine, plan: &Plan, ctx: &Context) -> QuarantineStatus {

@@ -235,6 +235,9 @@ impl FakeApi {
                             _ => {}
                         }
                     }
+                } else if content_type.contains("merge-patch") {
+                    // Events of a series are merge-patched.
+                    merge(&mut object, &patch);
                 } else {
                     panic!("unexpected patch {content_type} {path}");
                 }
@@ -245,6 +248,22 @@ impl FakeApi {
             }
             other => panic!("unexpected {other} {uri}"),
         }
+    }
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge(target: &mut Value, patch: &Value) {
+    match (target.as_object_mut(), patch.as_object()) {
+        (Some(t), Some(p)) => {
+            for (k, v) in p {
+                if v.is_null() {
+                    t.remove(k);
+                } else {
+                    merge(t.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+        }
+        _ => *target = patch.clone(),
     }
 }
 

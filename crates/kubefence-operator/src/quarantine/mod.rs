@@ -30,7 +30,7 @@ use kubefence_core::quarantine::{self as core_q, QuarantineError};
 pub use controller::{Context, error_policy, reconcile, run_controller};
 pub use ops::{
     ApplyOutcome, ReleaseOutcome, apply, is_ours, object_reference, plan, record_quarantined,
-    record_released, release,
+    record_released, release, release_named,
 };
 
 /// The field manager and the event reporter.
@@ -70,6 +70,13 @@ impl std::fmt::Debug for QuarantineConfig {
 }
 
 impl QuarantineConfig {
+    /// The defaults, with the operator's own namespace protected too.
+    pub fn for_operator(own_namespace: &str) -> Self {
+        let mut cfg = Self::default();
+        cfg.protected_namespaces.insert(own_namespace.to_string());
+        cfg
+    }
+
     pub fn core(&self) -> core_q::Config {
         core_q::Config {
             protected_namespaces: self.protected_namespaces.clone(),

@@ -178,12 +178,27 @@ pub async fn release(
     cfg: &QuarantineConfig,
 ) -> Result<ReleaseOutcome> {
     core_q::check_namespace(target, &cfg.core())?;
-    let (api, meta) = policy_client(client, engine, &target.namespace);
-    let name = match engine {
-        Engine::AdminNetworkPolicy => target.cluster_scoped_name(),
-        Engine::NetworkPolicy | Engine::Cilium => target.policy_name(),
-    };
-    let existing = match api.get(&name).await {
+    release_named(
+        client,
+        engine,
+        &target.namespace,
+        &target.object_name(engine),
+        dry_run,
+    )
+    .await
+}
+
+/// Deletes the quarantine object `name` of `engine` when it is ours (the
+/// namespace is ignored for cluster-scoped kinds). A missing one is success.
+pub async fn release_named(
+    client: &Client,
+    engine: Engine,
+    namespace: &str,
+    name: &str,
+    dry_run: bool,
+) -> Result<ReleaseOutcome> {
+    let (api, meta) = policy_client(client, engine, namespace);
+    let existing = match api.get(name).await {
         Ok(o) => o,
         Err(e) if is_status(&e, 404) => return Ok(ReleaseOutcome::NotQuarantined),
         Err(e) => return Err(Error::kube(format!("reading {} {name}", meta.kind), e)),
@@ -191,7 +206,7 @@ pub async fn release(
     if !is_ours(&existing) {
         return Err(Error::Foreign {
             kind: meta.kind.to_string(),
-            name: qualified(&meta, &target.namespace, &name),
+            name: qualified(&meta, namespace, name),
         });
     }
     let params = DeleteParams {
@@ -204,7 +219,7 @@ pub async fn release(
         }),
         ..DeleteParams::default()
     };
-    match api.delete(&name, &params).await {
+    match api.delete(name, &params).await {
         Ok(_) => Ok(ReleaseOutcome::Released),
         Err(e) if is_status(&e, 404) => Ok(ReleaseOutcome::NotQuarantined),
         Err(e) => Err(Error::kube(format!("deleting {} {name}", meta.kind), e)),

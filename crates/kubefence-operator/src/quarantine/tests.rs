@@ -592,3 +592,65 @@ async fn a_release_dry_run_sends_dry_run_all_and_keeps_the_policy() {
             .is_some()
     );
 }
+
+async fn isolated(fake: &FakeApi, ctx: &Arc<Context>) {
+    fake.insert(
+        &quarantine_path("shop", "incident-7"),
+        quarantine_object(false),
+    );
+    reconcile(Arc::new(read_q(fake)), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(read_q(fake).status.unwrap().phase, Some(Phase::Isolated));
+    fake.take_log();
+}
+
+fn edit_spec(fake: &FakeApi, field: &str, value: Value) {
+    let qpath = quarantine_path("shop", "incident-7");
+    let mut obj = fake.get(&qpath).unwrap();
+    obj["spec"][field] = value;
+    obj["metadata"]["generation"] = json!(obj["metadata"]["generation"].as_i64().unwrap() + 1);
+    fake.insert(&qpath, obj);
+}
+
+#[tokio::test]
+async fn changing_the_engine_replaces_the_policy_without_a_gap() {
+    let (client, fake) = with_api(app_api());
+    let ctx = Arc::new(Context::new(client, cfg()));
+    isolated(&fake, &ctx).await;
+    edit_spec(&fake, "engine", json!("cilium"));
+    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    let lines = fake.take_lines();
+    let create = lines
+        .iter()
+        .position(|l| {
+            l.starts_with("POST /apis/cilium.io/v2/namespaces/shop/ciliumnetworkpolicies")
+        })
+        .expect("CiliumNetworkPolicy created");
+    let delete = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("DELETE {NP}/kf-quarantine-deployment-api")))
+        .expect("the NetworkPolicy released");
+    assert!(create < delete, "the new policy exists first: {lines:?}");
+    let q = read_q(&fake);
+    assert_eq!(
+        q.status.unwrap().policy_name.as_deref(),
+        Some("CiliumNetworkPolicy/kf-quarantine-deployment-api")
+    );
+}
+
+#[tokio::test]
+async fn back_to_dry_run_releases_and_plans() {
+    let (client, fake) = with_api(app_api());
+    let ctx = Arc::new(Context::new(client, cfg()));
+    isolated(&fake, &ctx).await;
+    edit_spec(&fake, "dryRun", json!(true));
+    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    assert!(
+        fake.get(&netpol_path("shop", "kf-quarantine-deployment-api"))
+            .is_none()
+    );
+    let q = read_q(&fake);
+    assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Planned));
+    assert_eq!(condition(&q, "Ready"), ("False".into(), "DryRun".into()));
+}

@@ -63,10 +63,7 @@ pub fn run(opts: &ReleaseOpts) -> anyhow::Result<u8> {
             .context("cannot reach the cluster (kubeconfig or in-cluster config)")?;
         let outcome = ops::release(&client, &target, engine, !opts.confirm, &cfg).await?;
         let api = policy_api(engine);
-        let name = match engine {
-            Engine::AdminNetworkPolicy => target.cluster_scoped_name(),
-            Engine::NetworkPolicy | Engine::Cilium => target.policy_name(),
-        };
+        let name = target.object_name(engine);
         let line = match (outcome, opts.confirm) {
             (ReleaseOutcome::NotQuarantined, _) => {
                 format!("{target}: not quarantined ({} {name} does not exist)", api.kind)
