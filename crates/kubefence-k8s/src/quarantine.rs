@@ -250,6 +250,7 @@ pub fn plan_document(plan: &Plan, dry_run: bool) -> Value {
             "endpoints": p.endpoints,
             "overridden": p.overridden,
         })).collect::<Vec<_>>(),
+        "unreadablePolicies": plan.unreadable_policies,
         "object": render(plan),
     })
 }

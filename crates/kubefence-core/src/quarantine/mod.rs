@@ -261,12 +261,17 @@ pub struct Plan {
     /// Every path still open once the NetworkPolicy deny-all exists, each
     /// marked when the chosen engine overrides it.
     pub remaining_paths: Vec<RemainingPath>,
+    /// Policies of the namespace that could not be read (`namespace/name:
+    /// why`): their paths are unknown, so the plan cannot claim to be
+    /// effective unless the engine's deny overrides every allow.
+    pub unreadable_policies: Vec<String>,
 }
 
 impl Plan {
     /// True when no path survives the chosen engine.
     pub fn effective(&self) -> bool {
-        self.remaining_paths.iter().all(|p| p.overridden)
+        let unknown_paths = !self.unreadable_policies.is_empty() && self.engine != Engine::Cilium;
+        !unknown_paths && self.remaining_paths.iter().all(|p| p.overridden)
     }
 
     /// The paths the chosen engine leaves open.
@@ -327,6 +332,7 @@ pub fn plan(
         policy_name,
         policy,
         remaining_paths: remaining,
+        unreadable_policies: Vec::new(),
     })
 }
 

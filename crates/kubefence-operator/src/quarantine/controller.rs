@@ -308,8 +308,8 @@ fn planned_status(q: &Quarantine, plan: &Plan, ctx: &Context) -> QuarantineStatu
         &now,
     );
     let open: Vec<String> = plan.open_paths().map(ToString::to_string).collect();
-    let (effective, reason, message) = match (dry_run, open.is_empty()) {
-        (_, false) => (
+    let (effective, reason, message) = if !open.is_empty() {
+        (
             false,
             "PathsRemain",
             format!(
@@ -317,17 +317,28 @@ fn planned_status(q: &Quarantine, plan: &Plan, ctx: &Context) -> QuarantineStatu
                 open.len(),
                 open.join("; ")
             ),
-        ),
-        (true, true) => (
+        )
+    } else if !plan.effective() {
+        (
+            false,
+            "UnreadablePolicies",
+            format!(
+                "policies that kubefence cannot read may leave paths open: {}",
+                plan.unreadable_policies.join("; ")
+            ),
+        )
+    } else if dry_run {
+        (
             false,
             "DryRun",
             "not isolated yet; once applied, no path would remain".to_string(),
-        ),
-        (false, true) => (
+        )
+    } else {
+        (
             true,
             "NoPathRemains",
             "no path reaches the target or leaves it".to_string(),
-        ),
+        )
     };
     set_condition(
         &mut status.conditions,

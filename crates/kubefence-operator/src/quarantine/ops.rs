@@ -95,6 +95,7 @@ pub async fn plan(
         )
     })?;
     let mut cluster = Cluster::default();
+    let mut unreadable = Vec::new();
     for p in &list.items {
         match kubefence_k8s::convert::network_policy(p, &target.namespace) {
             Ok(mut core) => {
@@ -103,16 +104,17 @@ pub async fn plan(
             }
             // A policy the API server accepted but kubefence cannot read is
             // reported, never silently dropped from the effectiveness check.
-            Err(e) => tracing::warn!(
-                policy = %format!("{}/{}", target.namespace, p.name_any()),
-                error = %e,
-                "cannot read NetworkPolicy; the remaining-path check ignores it"
-            ),
+            Err(e) => {
+                let id = format!("{}/{}", target.namespace, p.name_any());
+                tracing::warn!(policy = %id, error = %e, "cannot read NetworkPolicy");
+                unreadable.push(format!("{id}: {e}"));
+            }
         }
     }
     cluster.workloads.push(workload.clone());
     cluster.add_implicit_namespaces();
-    let plan = core_q::plan(&workload, audit, engine, &cluster, &cfg.core())?;
+    let mut plan = core_q::plan(&workload, audit, engine, &cluster, &cfg.core())?;
+    plan.unreadable_policies = unreadable;
     Ok((plan, reference))
 }
 

@@ -654,3 +654,29 @@ async fn back_to_dry_run_releases_and_plans() {
     assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Planned));
     assert_eq!(condition(&q, "Ready"), ("False".into(), "DryRun".into()));
 }
+
+#[tokio::test]
+async fn an_unreadable_policy_makes_the_plan_not_effective() {
+    let (client, fake) = with_api(app_api());
+    fake.insert(
+        &netpol_path("shop", "odd"),
+        json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "odd", "namespace": "shop"},
+            "spec": {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "not-a-cidr"}}]}]}
+        }),
+    );
+    fake.insert(
+        &quarantine_path("shop", "incident-7"),
+        quarantine_object(false),
+    );
+    let ctx = Arc::new(Context::new(client, cfg()));
+    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    let q = read_q(&fake);
+    assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Isolated));
+    assert_eq!(
+        condition(&q, "Effective"),
+        ("False".into(), "UnreadablePolicies".into())
+    );
+}

@@ -285,6 +285,13 @@ fn write_text(w: &mut impl Write, plan: &Plan, outcome: Outcome) -> std::io::Res
     )?;
     writeln!(w, "  result:    {}", outcome.as_str())?;
     let open = plan.open_paths().count();
+    for u in &plan.unreadable_policies {
+        writeln!(w, "  unreadable policy (paths unknown): {u}")?;
+    }
+    if plan.remaining_paths.is_empty() && !plan.effective() {
+        writeln!(w, "  effective: NOT KNOWN, some policies could not be read")?;
+        return Ok(());
+    }
     if plan.remaining_paths.is_empty() {
         writeln!(
             w,
