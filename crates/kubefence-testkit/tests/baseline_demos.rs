@@ -27,32 +27,8 @@ use kubefence_core::engine::{AnalyzeOptions, Connectivity, analyze};
 use kubefence_core::{Cluster, ConnSet, Protocol};
 use kubefence_k8s::load::{self, LoadOptions, Loaded};
 use kubefence_k8s::render;
+use kubefence_testkit::baseline_synth::CLUSTER_DNS_MANIFEST;
 use kubefence_testkit::{compare, nca};
-
-/// The cluster DNS, which the demos leave out: kube-system is protected, so
-/// it gets no policy of its own.
-const DNS: &str = "\
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: kube-system
-  labels: {kubernetes.io/metadata.name: kube-system}
----
-apiVersion: apps/v1
-kind: Deployment
-metadata: {name: coredns, namespace: kube-system}
-spec:
-  selector: {matchLabels: {k8s-app: kube-dns}}
-  template:
-    metadata: {labels: {k8s-app: kube-dns}}
-    spec:
-      containers:
-      - name: coredns
-        image: coredns
-        ports:
-        - {name: dns, containerPort: 53, protocol: UDP}
-        - {name: dns-tcp, containerPort: 53, protocol: TCP}
-";
 
 /// An ingress-nginx controller, for demos with an Ingress.
 const INGRESS_NGINX: &str = "\
@@ -155,7 +131,7 @@ fn check_demo(demo: &Demo) -> Checked {
         .iter()
         .map(|(l, t)| (l.as_str(), t.as_str()))
         .collect();
-    resources.push(("dns.yaml", DNS));
+    resources.push(("dns.yaml", CLUSTER_DNS_MANIFEST));
     if demo.with_ingress_controller {
         resources.push(("ingress-nginx.yaml", INGRESS_NGINX));
     }
