@@ -110,7 +110,7 @@ pub fn baseline_cluster(
                 format!("{tname}.{tns}")
             };
             let var = format!("DEP_{r}");
-            match r % 6 {
+            match (i + r) % 6 {
                 0 => env.push(literal(&format!("{var}_ADDR"), &format!("{short}:80"))),
                 1 => env.push(literal(
                     &format!("{var}_URL"),
