@@ -2,6 +2,7 @@
 //! dumps (k8s-openapi types) into the pure model of `kubefence-core`.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod convert;
 pub mod crd;
 pub mod load;
