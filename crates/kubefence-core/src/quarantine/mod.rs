@@ -324,7 +324,7 @@ pub fn plan(
     };
     let remaining = remaining_paths(target, &policy, engine, cluster);
     Ok(Plan {
-        labels: labels(&t),
+        labels: labels(&t, audit),
         annotations: annotations(&t, audit),
         selector: target.selector.clone(),
         target: t,
@@ -336,8 +336,10 @@ pub fn plan(
     })
 }
 
-/// Ownership labels plus the target, as label-safe values.
-pub fn labels(target: &Target) -> Labels {
+/// Ownership labels plus the target and the audit trail, as label-safe
+/// values (so `kubectl get netpol -l kubefence.dev/finding=ALERT-42` works);
+/// the annotations keep the unabridged text.
+pub fn labels(target: &Target, audit: &Audit) -> Labels {
     let mut labels: Labels = naming::ownership_labels(Source::Quarantine)
         .into_iter()
         .map(|(k, v)| (k.to_string(), v))
@@ -351,6 +353,20 @@ pub fn labels(target: &Target) -> Labels {
         label_value(&target.name, &target.id()),
     );
     labels.insert(QUARANTINED_LABEL.to_string(), "true".to_string());
+    // 2026-11-24T23:40:00Z → 20261124T234000Z
+    let time: String = audit
+        .time
+        .chars()
+        .filter(char::is_ascii_alphanumeric)
+        .collect();
+    labels.insert(TIME_ANNOTATION.to_string(), label_value(&time, &audit.time));
+    labels.insert(
+        REQUESTER_ANNOTATION.to_string(),
+        label_value(&audit.requester, &audit.requester),
+    );
+    if let Some(f) = &audit.finding {
+        labels.insert(FINDING_ANNOTATION.to_string(), label_value(f, f));
+    }
     labels
 }
 

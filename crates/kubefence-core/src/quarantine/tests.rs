@@ -289,6 +289,10 @@ fn audit_goes_to_labels_and_annotations() {
     assert_eq!(plan.labels["kubefence.dev/source"], "quarantine");
     assert_eq!(plan.labels["kubefence.dev/target-kind"], "deployment");
     assert_eq!(plan.labels["kubefence.dev/target-name"], "api");
+    assert_eq!(plan.labels[FINDING_ANNOTATION], "ALERT-42");
+    assert_eq!(plan.labels[TIME_ANNOTATION], "20261124T234000Z");
+    let requester = &plan.labels[REQUESTER_ANNOTATION];
+    assert!(requester.starts_with("alice-example-com-"), "{requester}");
     assert_eq!(plan.annotations[REASON_ANNOTATION], "crypto miner seen");
     assert_eq!(plan.annotations[FINDING_ANNOTATION], "ALERT-42");
     assert_eq!(plan.annotations[REQUESTER_ANNOTATION], "alice@example.com");
@@ -302,7 +306,7 @@ fn audit_goes_to_labels_and_annotations() {
 }
 
 fn labels_of(t: &Target) -> Labels {
-    super::labels(t)
+    super::labels(t, &audit())
 }
 
 #[test]

@@ -94,6 +94,9 @@ async fn confirm_creates_a_deny_all_policy_with_audit_and_no_owner_reference() {
     assert_eq!(labels["kubefence.dev/source"], "quarantine");
     assert_eq!(labels["kubefence.dev/target-kind"], "deployment");
     assert_eq!(labels["kubefence.dev/target-name"], "api");
+    assert_eq!(labels["kubefence.dev/finding"], "ALERT-42");
+    assert_eq!(labels["kubefence.dev/requested-by"], "alice");
+    assert_eq!(labels["kubefence.dev/quarantined-at"], "20261124T234000Z");
     let ann = &p["metadata"]["annotations"];
     assert_eq!(ann["kubefence.dev/reason"], "crypto miner");
     assert_eq!(ann["kubefence.dev/finding"], "ALERT-42");
