@@ -68,7 +68,7 @@ pub async fn run_controller(client: Client, cfg: QuarantineConfig) {
         .for_each(|res| async move {
             match res {
                 Ok((obj, _)) => tracing::debug!(quarantine = %obj, "reconciled"),
-                Err(e) => tracing::warn!(error = %e, "quarantine reconcile failed"),
+                Err(e) => tracing::warn!(error = %super::chain(&e), "quarantine reconcile failed"),
             }
         })
         .await;
@@ -95,7 +95,11 @@ pub fn error_policy(
     error: &finalizer::Error<Error>,
     _ctx: Arc<Context>,
 ) -> Action {
-    tracing::warn!(quarantine = %q.name_any(), %error, "reconcile failed");
+    tracing::warn!(
+        quarantine = %q.name_any(),
+        error = %super::chain(error),
+        "reconcile failed"
+    );
     Action::requeue(RETRY)
 }
 
@@ -367,7 +371,7 @@ fn failed_status(q: &Quarantine, e: &Error, ctx: &Context) -> QuarantineStatus {
         CONDITION_READY,
         false,
         e.reason(),
-        &e.to_string(),
+        &e.full_message(),
         generation,
         &now,
     );

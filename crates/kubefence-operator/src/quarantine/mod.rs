@@ -105,7 +105,9 @@ pub enum Error {
         "forbidden: {what}: {message} (writing quarantine policies needs the opt-in ClusterRole in deploy/components/quarantine)"
     )]
     Forbidden { what: String, message: String },
-    #[error("{what}: {source}")]
+    /// The display names what failed; the cause is the source (printed by
+    /// `{:#}` and error reporters), not repeated here.
+    #[error("{what}")]
     Kube {
         what: String,
         #[source]
@@ -128,6 +130,11 @@ impl Error {
         }
     }
 
+    /// The message with every cause, for conditions and logs.
+    pub fn full_message(&self) -> String {
+        chain(self)
+    }
+
     /// A short, stable reason for conditions and metrics.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -144,3 +151,18 @@ impl Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// `error: cause: cause…`.
+pub(crate) fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
