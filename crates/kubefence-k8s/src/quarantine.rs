@@ -167,6 +167,19 @@ pub fn target_workload(
     }
 }
 
+/// Cilium entities a quarantined pod stops accepting traffic from: all but
+/// `host` (the pod's own node, where kubelet probes come from; NetworkPolicy
+/// always allows it too) and `kube-apiserver` (on a control-plane node it is
+/// the host's identity as well). Pods are denied by endpoint selector.
+pub const CILIUM_DENIED_INGRESS_ENTITIES: [&str; 6] = [
+    "world",
+    "remote-node",
+    "ingress",
+    "health",
+    "init",
+    "unmanaged",
+];
+
 /// The object the plan's engine writes, with kubefence's labels and the
 /// audit annotations; never an ownerReference.
 pub fn render(plan: &Plan) -> Value {
@@ -193,7 +206,16 @@ pub fn render(plan: &Plan) -> Value {
             "metadata": metadata,
             "spec": {
                 "endpointSelector": selector,
-                "ingressDeny": [{"fromEntities": ["all"]}],
+                // Everything but the pod's own node: kubelet probes must
+                // keep passing, or a failed liveness probe restarts the
+                // container and the evidence in memory is lost. Every pod of
+                // every namespace, and every entity outside the node.
+                "ingressDeny": [
+                    {"fromEndpoints": [{"matchExpressions": [
+                        {"key": "io.kubernetes.pod.namespace", "operator": "Exists"}
+                    ]}]},
+                    {"fromEntities": CILIUM_DENIED_INGRESS_ENTITIES},
+                ],
                 "egressDeny": [{"toEntities": ["all"]}],
             },
         }),

@@ -134,7 +134,8 @@ pub fn remaining_paths(
 fn overrides(engine: Engine, direction: Direction, rule: &Rule) -> bool {
     match engine {
         Engine::NetworkPolicy => false,
-        // ingressDeny fromEntities [all] / egressDeny toEntities [all].
+        // ingressDeny: every pod and every entity but the pod's own node
+        // (which NetworkPolicy always allows too); egressDeny: all.
         Engine::Cilium => true,
         // AdminNetworkPolicy ingress peers are namespaces and pods only: a
         // source outside the cluster is not matched by its Deny, so a rule

@@ -366,7 +366,13 @@ async fn cilium_and_anp_write_their_own_kinds() {
     assert_eq!(cnp["spec"]["endpointSelector"], app_api());
     assert_eq!(
         cnp["spec"]["ingressDeny"],
-        json!([{"fromEntities": ["all"]}])
+        json!([
+            {"fromEndpoints": [{"matchExpressions": [
+                {"key": "io.kubernetes.pod.namespace", "operator": "Exists"}
+            ]}]},
+            {"fromEntities": ["world", "remote-node", "ingress", "health", "init", "unmanaged"]}
+        ]),
+        "everything but the pod's own node: kubelet probes keep passing"
     );
     assert_eq!(cnp["spec"]["egressDeny"], json!([{"toEntities": ["all"]}]));
     let anp_name = api_target().cluster_scoped_name();
