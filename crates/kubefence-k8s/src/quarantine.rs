@@ -276,3 +276,116 @@ pub fn plan_document(plan: &Plan, dry_run: bool) -> Value {
         "object": render(plan),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use kubefence_core::quarantine::{Audit, Config, plan};
+    use kubefence_core::selector::LabelSelector;
+    use serde_json::json;
+
+    use super::*;
+
+    fn template(labels: Value) -> Value {
+        json!({"metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "x"}]}})
+    }
+
+    /// Every kind the issue names, read the way the API server returns it.
+    #[test]
+    fn every_kind_yields_its_live_selector() {
+        let sel = json!({"matchLabels": {"app": "a"}, "matchExpressions": [{"key": "t", "operator": "In", "values": ["x"]}]});
+        let t = template(json!({"app": "a", "t": "x"}));
+        let cases = [
+            (
+                WorkloadKind::Deployment,
+                json!({"metadata": {"name": "w"}, "spec": {"selector": sel, "template": t}}),
+            ),
+            (
+                WorkloadKind::StatefulSet,
+                json!({"metadata": {"name": "w"}, "spec": {"selector": sel, "template": t, "serviceName": "w"}}),
+            ),
+            (
+                WorkloadKind::DaemonSet,
+                json!({"metadata": {"name": "w"}, "spec": {"selector": sel, "template": t}}),
+            ),
+            (
+                WorkloadKind::ReplicaSet,
+                json!({"metadata": {"name": "w"}, "spec": {"selector": sel, "template": t}}),
+            ),
+            (
+                WorkloadKind::Job,
+                json!({"metadata": {"name": "w"}, "spec": {"selector": sel, "template": t}}),
+            ),
+            (
+                WorkloadKind::CronJob,
+                json!({"metadata": {"name": "w"}, "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"selector": sel, "template": t}}}}),
+            ),
+        ];
+        for (kind, object) in cases {
+            let w = target_workload(kind, "shop", object).unwrap();
+            assert_eq!(w.selector.to_string(), "app=a,t in (x)", "{kind}");
+            assert_eq!(w.id(), format!("shop/{kind}/w"));
+        }
+        // A CronJob without a selector: its template's labels.
+        let cj = json!({"metadata": {"name": "w"}, "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": template(json!({"app": "b"}))}}}});
+        let w = target_workload(WorkloadKind::CronJob, "shop", cj).unwrap();
+        assert_eq!(w.selector.to_string(), "app=b");
+        // A Pod: its own labels.
+        let pod = json!({"metadata": {"name": "p", "labels": {"app": "c", "pod-template-hash": "h"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}});
+        let w = target_workload(WorkloadKind::Pod, "shop", pod).unwrap();
+        assert_eq!(w.selector.to_string(), "app=c,pod-template-hash=h");
+        // A Pod without labels has an empty selector, which plan refuses.
+        let bare = json!({"metadata": {"name": "p"}, "spec": {"containers": [{"name": "c", "image": "x"}]}});
+        let w = target_workload(WorkloadKind::Pod, "shop", bare).unwrap();
+        assert_eq!(w.selector, LabelSelector::everything());
+        let audit = Audit {
+            reason: "r".into(),
+            finding: None,
+            requester: "me".into(),
+            time: "2026-01-01T00:00:00Z".into(),
+        };
+        let cluster = kubefence_core::Cluster::default();
+        assert!(
+            plan(
+                &w,
+                &audit,
+                Engine::NetworkPolicy,
+                &cluster,
+                &Config::default()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn renderings_carry_no_owner_reference_and_the_full_selector() {
+        let pod = json!({"metadata": {"name": "p", "uid": "u1", "labels": {"app": "c"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}});
+        let w = target_workload(WorkloadKind::Pod, "shop", pod).unwrap();
+        let audit = Audit {
+            reason: "r".into(),
+            finding: None,
+            requester: "me".into(),
+            time: "2026-01-01T00:00:00Z".into(),
+        };
+        let cluster = kubefence_core::Cluster::default();
+        for engine in [
+            Engine::NetworkPolicy,
+            Engine::Cilium,
+            Engine::AdminNetworkPolicy,
+        ] {
+            let p = plan(&w, &audit, engine, &cluster, &Config::default()).unwrap();
+            let o = render(&p);
+            assert_eq!(o["kind"], engine.object_kind());
+            assert!(o["metadata"]["ownerReferences"].is_null(), "{engine}");
+            assert_eq!(o["metadata"]["name"], p.policy_name);
+            assert_eq!(
+                o["metadata"]["namespace"].is_null(),
+                engine == Engine::AdminNetworkPolicy
+            );
+            let doc = plan_document(&p, true);
+            assert_eq!(doc["effective"], true);
+            assert_eq!(doc["selector"], json!({"matchLabels": {"app": "c"}}));
+        }
+    }
+}
