@@ -194,6 +194,18 @@ async fn release(q: &Quarantine, ctx: &Context) -> Result<Action, Error> {
     if ctx.cfg.protected_namespaces.contains(&target.namespace) {
         return Ok(Action::await_change());
     }
+    // Another Quarantine of the same workload still wants it isolated: its
+    // policy is the same object, so it stays.
+    if let Some(other) = still_wanted_by_another(q, ctx, &written).await? {
+        tracing::info!(quarantine = %q.name_any(), %other, "policy kept: another Quarantine isolates the same workload");
+        let status = released_status(
+            q,
+            ctx,
+            &format!("the policy stays: Quarantine {other} still isolates {target}"),
+        );
+        patch_status(q, ctx, status).await?;
+        return Ok(Action::await_change());
+    }
     if release_quietly(ctx, &target.namespace, &written).await? == ReleaseOutcome::Released {
         let reference = ops::object_reference(&target, None);
         if let Err(e) = ops::record_released(
@@ -208,6 +220,16 @@ async fn release(q: &Quarantine, ctx: &Context) -> Result<Action, Error> {
             tracing::warn!(error = %e, "cannot record the event");
         }
     }
+    let status = released_status(
+        q,
+        ctx,
+        "the quarantine policy was deleted; the workload's network is restored",
+    );
+    patch_status(q, ctx, status).await?;
+    Ok(Action::await_change())
+}
+
+fn released_status(q: &Quarantine, ctx: &Context, message: &str) -> QuarantineStatus {
     let mut status = q.status.clone().unwrap_or_default();
     let now = Time((ctx.cfg.clock)());
     status.phase = Some(Phase::Released);
@@ -217,7 +239,7 @@ async fn release(q: &Quarantine, ctx: &Context) -> Result<Action, Error> {
         CONDITION_READY,
         false,
         "Released",
-        "the quarantine policy was deleted; the workload's network is restored",
+        message,
         q.metadata.generation,
         &now,
     );
@@ -231,8 +253,32 @@ async fn release(q: &Quarantine, ctx: &Context) -> Result<Action, Error> {
         &now,
     );
     status.observed_generation = q.metadata.generation;
-    patch_status(q, ctx, status).await?;
-    Ok(Action::await_change())
+    status
+}
+
+/// The name of another live, confirmed Quarantine in the namespace whose
+/// policy is `written` too.
+async fn still_wanted_by_another(
+    q: &Quarantine,
+    ctx: &Context,
+    written: &(Engine, String),
+) -> Result<Option<String>, Error> {
+    let namespace = q.namespace().unwrap_or_default();
+    let api: Api<Quarantine> = Api::namespaced(ctx.client.clone(), &namespace);
+    let list = api
+        .list(&kube::api::ListParams::default())
+        .await
+        .map_err(|e| Error::kube(format!("listing Quarantines of namespace {namespace}"), e))?;
+    Ok(list
+        .items
+        .iter()
+        .filter(|o| o.uid() != q.uid() && o.metadata.deletion_timestamp.is_none())
+        .filter(|o| !o.spec.dry_run)
+        .find(|o| {
+            let engine: Engine = o.spec.engine.into();
+            engine == written.0 && target_of(o).object_name(engine) == written.1
+        })
+        .map(|o| o.name_any()))
 }
 
 /// The policy a confirmed reconcile wrote, from the status: (engine, name).

@@ -689,3 +689,39 @@ async fn an_unreadable_policy_makes_the_plan_not_effective() {
         ("False".into(), "UnreadablePolicies".into())
     );
 }
+
+#[tokio::test]
+async fn deleting_one_of_two_quarantines_of_a_workload_keeps_it_isolated() {
+    let (client, fake) = with_api(app_api());
+    let ctx = Arc::new(Context::new(client, cfg()));
+    let policy = netpol_path("shop", "kf-quarantine-deployment-api");
+    let mut second = quarantine_object(false);
+    second["metadata"]["name"] = json!("incident-8");
+    let second_path = quarantine_path("shop", "incident-8");
+    fake.insert(&second_path, second);
+    isolated(&fake, &ctx).await;
+    let q8: Quarantine = serde_json::from_value(fake.get(&second_path).unwrap()).unwrap();
+    reconcile(Arc::new(q8), ctx.clone()).await.unwrap();
+
+    // incident-7 goes; incident-8 still wants the workload isolated.
+    let qpath = quarantine_path("shop", "incident-7");
+    let mut obj = fake.get(&qpath).unwrap();
+    obj["metadata"]["deletionTimestamp"] = json!("2026-11-24T23:50:00Z");
+    fake.insert(&qpath, obj);
+    reconcile(Arc::new(read_q(&fake)), ctx.clone())
+        .await
+        .unwrap();
+    assert!(fake.get(&policy).is_some(), "still isolated by incident-8");
+    let q = read_q(&fake);
+    assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Released));
+    assert!(q.metadata.finalizers.unwrap_or_default().is_empty());
+    fake.remove(&qpath);
+
+    // incident-8 goes: now the policy is released.
+    let mut obj = fake.get(&second_path).unwrap();
+    obj["metadata"]["deletionTimestamp"] = json!("2026-11-24T23:55:00Z");
+    fake.insert(&second_path, obj);
+    let q8: Quarantine = serde_json::from_value(fake.get(&second_path).unwrap()).unwrap();
+    reconcile(Arc::new(q8), ctx).await.unwrap();
+    assert!(fake.get(&policy).is_none());
+}
