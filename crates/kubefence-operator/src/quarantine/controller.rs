@@ -147,7 +147,9 @@ async fn isolate(q: &Quarantine, ctx: &Context) -> Result<Action, Error> {
         // (another engine or target, or back to a dry run) goes, after the
         // new policy exists: never a gap in the isolation.
         let wanted = (!q.spec.dry_run).then(|| (plan.engine, plan.policy_name.clone()));
-        if let Some(old) = previous.filter(|old| Some(old) != wanted.as_ref()) {
+        if let Some(old) = previous.filter(|old| Some(old) != wanted.as_ref())
+            && still_wanted_by_another(q, ctx, &old).await?.is_none()
+        {
             release_quietly(ctx, &target.namespace, &old).await?;
         }
         Ok::<_, Error>((plan, reference, outcome))
