@@ -4,5 +4,7 @@
 
 pub mod config;
 pub mod convert;
+pub mod crd;
 pub mod load;
+pub mod quarantine;
 pub mod render;

@@ -1,2 +1,4 @@
 //! kubefence-operator: controllers that keep kubefence policies true in a live cluster.
 #![forbid(unsafe_code)]
+
+pub mod quarantine;

@@ -73,6 +73,8 @@ pub enum Command {
     Explain(cmd::explain::ExplainOpts),
     Diff(cmd::diff::DiffOpts),
     Demo(cmd::demo::DemoOpts),
+    Quarantine(cmd::quarantine::QuarantineOpts),
+    Release(cmd::release::ReleaseOpts),
 }
 
 /// How objects are read and evaluated; shared by every command that reads

@@ -10,6 +10,8 @@ pub mod demo;
 pub mod diff;
 pub mod explain;
 pub mod generate;
+pub mod quarantine;
+pub mod release;
 
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
@@ -18,6 +20,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Explain(opts) => explain::run(&opts),
         Command::Diff(opts) => diff::run(&opts),
         Command::Demo(opts) => demo::run(&opts),
+        Command::Quarantine(opts) => quarantine::run(&opts),
+        Command::Release(opts) => release::run(&opts),
     }
 }
 
