@@ -25,6 +25,7 @@ pub mod ipset;
 pub mod model;
 pub mod naming;
 pub mod policy;
+pub mod quarantine;
 pub mod selector;
 
 pub use conn::{ConnSet, Protocol};

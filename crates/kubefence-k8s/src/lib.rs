@@ -2,7 +2,9 @@
 //! dumps (k8s-openapi types) into the pure model of `kubefence-core`.
 #![forbid(unsafe_code)]
 
+pub mod config;
 pub mod convert;
 pub mod crd;
 pub mod load;
+pub mod quarantine;
 pub mod render;

@@ -14,6 +14,9 @@ use kubefence_core::baseline::GeneratedPolicy;
 use kubefence_core::policy::{NetworkPolicy, Peer, PortRef, PortSpec, Rule};
 use kubefence_core::selector::LabelSelector;
 
+/// The object type rendered here, so callers need not name k8s-openapi.
+pub use k8s_openapi::api::networking::v1::NetworkPolicy as NetworkPolicyObject;
+
 /// The `apiVersion` of a workload kind, for ownerReferences.
 pub fn workload_api_version(kind: WorkloadKind) -> &'static str {
     match kind {

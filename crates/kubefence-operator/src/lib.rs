@@ -26,6 +26,7 @@ pub mod fake;
 pub mod fixtures;
 pub mod leader;
 pub mod metrics;
+pub mod quarantine;
 pub mod rbac;
 
 use std::sync::Arc;

@@ -126,7 +126,10 @@ fn deploy_rbac_covers_every_call_and_nothing_more() {
 fn the_deployment_is_locked_down() {
     let d = one("deployment.yaml");
     let pod = &d["spec"]["template"]["spec"];
-    assert_eq!(pod["serviceAccountName"], "kubefence-operator");
+    assert_eq!(
+        pod["serviceAccountName"],
+        one("serviceaccount.yaml")["metadata"]["name"]
+    );
     assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
     let c = &pod["containers"][0];
     assert_eq!(strings(&c["args"])[0], "operator");
@@ -201,4 +204,50 @@ fn kubectl_kustomize_renders_deploy() {
             assert_eq!(ns, "kubefence-system", "{}", d["metadata"]["name"]);
         }
     }
+}
+
+/// Opt-in components (`deploy/components/*`) bind their roles to the
+/// operator's service account of the base, so adding one grants the
+/// running operator those rights.
+#[test]
+fn components_bind_to_the_base_service_account() {
+    let sa = one("serviceaccount.yaml");
+    let components = base().join("../components");
+    let Ok(entries) = std::fs::read_dir(&components) else {
+        return;
+    };
+    let mut files = Vec::new();
+    let mut dirs: Vec<PathBuf> = entries.map(|e| e.unwrap().path()).collect();
+    while let Some(path) = dirs.pop() {
+        if path.is_dir() {
+            dirs.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+        } else if path.extension().is_some_and(|e| e == "yaml") {
+            files.push(path);
+        }
+    }
+    let mut bindings = 0;
+    for file in files {
+        let text = std::fs::read_to_string(&file).unwrap();
+        for d in serde_saphyr::from_multiple::<Value>(&text).unwrap() {
+            if !matches!(
+                d["kind"].as_str(),
+                Some("ClusterRoleBinding" | "RoleBinding")
+            ) {
+                continue;
+            }
+            for s in d["subjects"].as_array().unwrap() {
+                if s["kind"] == "ServiceAccount" {
+                    bindings += 1;
+                    assert_eq!(s["name"], sa["metadata"]["name"], "{}", file.display());
+                    assert_eq!(
+                        s["namespace"],
+                        sa["metadata"]["namespace"],
+                        "{}",
+                        file.display()
+                    );
+                }
+            }
+        }
+    }
+    assert!(bindings > 0, "components found but no binding to check");
 }

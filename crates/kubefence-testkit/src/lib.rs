@@ -18,6 +18,7 @@
 //! - [`compare`]: what kubefence and nca allow, pair by pair.
 #![forbid(unsafe_code)]
 
+pub mod baseline_synth;
 pub mod build;
 pub mod compare;
 pub mod nca;

@@ -6,7 +6,8 @@ use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use crate::cmd;
 use crate::exit;
 
-const ABOUT: &str = "Least-privilege networking for Kubernetes: NetworkPolicy analysis";
+const ABOUT: &str =
+    "Least-privilege networking for Kubernetes: NetworkPolicy analysis and generation";
 
 const LONG_ABOUT: &str = "\
 Least-privilege networking for Kubernetes.
@@ -24,6 +25,7 @@ Examples:
   kubefence demo
   kubefence analyze -f manifests/
   kubefence analyze -f manifests/ -o json
+  kubefence generate -f manifests/ > baseline-policies.yaml
   kubectl get pods,deploy,svc,netpol -A -o yaml | kubefence analyze -f -
   kubefence explain -f manifests/ --from shop/frontend --to shop/cartservice --port 7070
   kubefence diff --before main/ --after branch/
@@ -67,9 +69,12 @@ pub enum LogFormat {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     Analyze(cmd::analyze::AnalyzeOpts),
+    Generate(cmd::generate::GenerateOpts),
     Explain(cmd::explain::ExplainOpts),
     Diff(cmd::diff::DiffOpts),
     Demo(cmd::demo::DemoOpts),
+    Quarantine(cmd::quarantine::QuarantineOpts),
+    Release(cmd::release::ReleaseOpts),
     /// Run the operator: keep baseline policies true in the live cluster.
     #[command(alias = "run-operator")]
     Operator(cmd::operator::OperatorOpts),

@@ -4,6 +4,7 @@
 /// Success: the command ran and every input was read. `explain`: allowed.
 pub const OK: u8 = 0;
 /// `explain`: the connection is denied. `diff --exit-code`: differences.
+/// `quarantine`: paths stay open through other policies (not effective).
 pub const NEGATIVE: u8 = 1;
 /// Usage error or fatal error (bad flags, missing file, unknown endpoint).
 pub const FATAL: u8 = 2;
@@ -15,7 +16,8 @@ pub const INPUT_ERRORS: u8 = 3;
 pub const HELP: &str = "\
 Exit codes:
   0  success (explain: the connection is allowed; diff: see --exit-code)
-  1  explain: the connection is denied; diff --exit-code: connectivity differs
+  1  explain: the connection is denied; diff --exit-code: connectivity differs;
+     quarantine: paths stay open through other policies (not effective)
   2  usage error or fatal error (bad flag, missing file, unknown endpoint)
   3  input errors: some documents or objects were bad and were reported on
      stderr; the rest was analysed and printed (takes precedence over 0 and 1)";

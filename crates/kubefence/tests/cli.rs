@@ -553,16 +553,324 @@ fn demo_prints_before_and_after() {
     assert_eq!(run.code, 0);
     assert!(run.stdout.contains("12 workloads"), "{}", run.stdout);
     assert!(run.stdout.contains("== Before: manifests only"));
+    assert!(run.stdout.contains("== With the upstream NetworkPolicies"));
     assert!(
         run.stdout
-            .contains("== After: with the upstream NetworkPolicies")
+            .contains("== With kubefence's baseline policies (kubefence generate)")
     );
     assert!(run.stdout.contains("== Summary =="));
     assert!(run.stdout.contains("default/Deployment/frontend"));
     assert!(
-        run.stdout.contains("allowed connections before: 156"),
+        run.stdout.contains("allowed connections no policy: 156"),
         "12 workloads x 11 + 12 x 2 external"
     );
+    // 16 references, plus the outside world to the frontend's LoadBalancer
+    // (IPv4 and IPv6).
+    assert!(
+        run.stdout.contains("allowed connections baseline:  18"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("12 policies from 16 references."));
+    assert!(run.stdout.contains("shoppingassistantservice"));
+    // The upstream policies open the frontend to every workload and every
+    // egress; the baseline allows nothing upstream does not.
+    assert!(run.stdout.contains("only upstream allows (37):"));
+    assert!(run.stdout.contains("only the baseline allows (0):"));
+}
+
+/// The bundled example's manifests, for `generate`.
+fn example_manifests() -> String {
+    example_dir()
+        .join("kubernetes-manifests.yaml")
+        .display()
+        .to_string()
+}
+
+#[test]
+fn generate_prints_one_policy_per_workload_deterministically() {
+    let dir = dir_with(&[]);
+    let manifests = example_manifests();
+    let first = run_in(dir.path(), &["generate", "-f", &manifests], None);
+    assert_eq!(first.code, 0);
+    assert_eq!(first.stdout.matches("kind: NetworkPolicy").count(), 12);
+    assert_eq!(first.stdout.matches("\n---\n").count(), 11);
+    assert!(
+        first
+            .stdout
+            .contains("name: kf-baseline-deployment-cartservice")
+    );
+    assert!(
+        first
+            .stdout
+            .contains("app.kubernetes.io/managed-by: kubefence")
+    );
+    assert!(first.stdout.contains("kubefence.dev/source: baseline"));
+    assert!(
+        first.stderr.contains("1 unresolved name"),
+        "{}",
+        first.stderr
+    );
+    let second = run_in(dir.path(), &["generate", "-f", &manifests], None);
+    assert_eq!(first.stdout, second.stdout, "byte for byte");
+
+    // What it prints reads back, and analyze agrees it is least privilege.
+    let policies = dir.path().join("baseline.yaml");
+    std::fs::write(&policies, &first.stdout).unwrap();
+    let run = run_in(
+        dir.path(),
+        &[
+            "analyze",
+            "-f",
+            &manifests,
+            "-f",
+            policies.to_str().unwrap(),
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 0);
+    let v = json(&run);
+    let frontend = "default/Deployment/frontend";
+    let cart = "default/Deployment/cartservice";
+    let redis = "default/Deployment/redis-cart";
+    assert_eq!(connection(&v, frontend, cart), Some(&json!(["TCP/7070"])));
+    assert_eq!(connection(&v, cart, redis), Some(&json!(["TCP/6379"])));
+    assert_eq!(connection(&v, frontend, redis), None);
+    assert_eq!(connection(&v, cart, frontend), None);
+}
+
+#[test]
+fn generate_json_is_a_list_and_the_report_is_structured() {
+    let dir = dir_with(&[]);
+    let manifests = example_manifests();
+    let run = run_in(
+        dir.path(),
+        &["generate", "-f", &manifests, "-o", "json"],
+        None,
+    );
+    assert_eq!(run.code, 0);
+    let v = json(&run);
+    assert_eq!(v["kind"], "List");
+    let items = v["items"].as_array().unwrap();
+    assert_eq!(items.len(), 12);
+    assert!(items.iter().all(|i| i["kind"] == "NetworkPolicy"
+        && i["apiVersion"] == "networking.k8s.io/v1"
+        && i["spec"]["policyTypes"] == json!(["Ingress", "Egress"])));
+
+    let run = run_in(
+        dir.path(),
+        &["generate", "-f", &manifests, "--report", "json"],
+        None,
+    );
+    assert_eq!(run.code, 0);
+    let v = json(&run);
+    let refs = v["references"].as_array().unwrap();
+    assert_eq!(refs.len(), 16);
+    assert!(refs.contains(&json!({
+        "from": "default/Deployment/frontend",
+        "to": "default/Deployment/cartservice",
+        "service": "default/cartservice",
+        "ports": ["TCP/7070"],
+        "via": "env CART_SERVICE_ADDR"
+    })));
+    assert_eq!(v["unresolved"].as_array().unwrap().len(), 1);
+    assert_eq!(v["unresolved"][0]["value"], "shoppingassistantservice:80");
+    assert_eq!(v["external"], json!([]));
+    assert!(
+        !run.stderr.contains("unresolved name"),
+        "no pointer to the report in the report"
+    );
+
+    let text = run_in(
+        dir.path(),
+        &["generate", "-f", &manifests, "--report", "text"],
+        None,
+    );
+    assert!(
+        text.stdout.starts_with("references (16):"),
+        "{}",
+        text.stdout
+    );
+}
+
+#[test]
+fn generate_writes_one_file_per_policy() {
+    let dir = dir_with(&[]);
+    let manifests = example_manifests();
+    let out = dir.path().join("out");
+    let run = run_in(
+        dir.path(),
+        &[
+            "generate",
+            "-f",
+            &manifests,
+            "--out-dir",
+            out.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(run.code, 0);
+    assert_eq!(run.stdout, "");
+    assert!(run.stderr.contains("wrote 12 policies"), "{}", run.stderr);
+    let files: Vec<_> = std::fs::read_dir(out.join("default"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(files.len(), 12, "{files:?}");
+    assert!(files.contains(&"kf-baseline-deployment-frontend.yaml".to_string()));
+    let text =
+        std::fs::read_to_string(out.join("default/kf-baseline-deployment-frontend.yaml")).unwrap();
+    assert!(text.starts_with("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n"));
+}
+
+const CONFIGURED: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec:
+      containers:
+      - name: api
+        image: api
+        env:
+        - {name: DB_URL, value: "postgres://db.shop.svc.example.internal:5432/app"}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: db, namespace: shop}
+spec:
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec:
+      containers:
+      - name: db
+        image: postgres
+        ports: [{containerPort: 5432}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: shop}
+spec:
+  selector: {app: db}
+  ports: [{port: 5432}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: everything, namespace: shop}
+spec:
+  selector: {}
+  template:
+    metadata: {labels: {app: everything}}
+    spec:
+      containers: [{name: c, image: c}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: coredns, namespace: kube-system}
+spec:
+  selector: {matchLabels: {k8s-app: kube-dns}}
+  template:
+    metadata: {labels: {k8s-app: kube-dns}}
+    spec:
+      containers: [{name: c, image: c}]
+"#;
+
+#[test]
+fn generate_reads_config_refuses_empty_selectors_and_skips_protected_namespaces() {
+    let dir = dir_with(&[
+        ("apps.yaml", CONFIGURED),
+        (
+            "kubefence.yaml",
+            "clusterDomain: example.internal\ndns:\n  namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: dns}}\n  podSelector: {matchLabels: {app: resolver}}\n  ports: [{protocol: UDP, port: 5353}]\n",
+        ),
+        ("typo.yaml", "clusterDomian: x\n"),
+    ]);
+    let run = run_in(
+        dir.path(),
+        &[
+            "generate",
+            "-f",
+            "apps.yaml",
+            "--config",
+            "kubefence.yaml",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 3, "the empty selector is an input error");
+    assert!(
+        run.stderr
+            .contains("shop/Deployment/everything: its selector is empty"),
+        "{}",
+        run.stderr
+    );
+    let v = json(&run);
+    let names: Vec<&str> = v["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["metadata"]["name"].as_str().unwrap())
+        .collect();
+    // kube-system is protected; the empty selector gets nothing.
+    assert_eq!(
+        names,
+        ["kf-baseline-deployment-api", "kf-baseline-deployment-db"]
+    );
+    let api = &v["items"][0];
+    // The cluster domain of the config resolves the reference...
+    assert_eq!(
+        api["spec"]["egress"][2]["to"][0]["podSelector"]["matchLabels"],
+        json!({"app": "db"})
+    );
+    // ...and DNS is the configured resolver.
+    assert_eq!(
+        api["spec"]["egress"][0],
+        json!({
+            "ports": [{"port": 5353, "protocol": "UDP"}],
+            "to": [{
+                "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "dns"}},
+                "podSelector": {"matchLabels": {"app": "resolver"}}
+            }]
+        })
+    );
+
+    // A protected namespace named with -n is generated.
+    let run = run_in(
+        dir.path(),
+        &[
+            "generate",
+            "-f",
+            "apps.yaml",
+            "-n",
+            "kube-system",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 0);
+    let v = json(&run);
+    assert_eq!(v["items"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        v["items"][0]["metadata"]["name"],
+        "kf-baseline-deployment-coredns"
+    );
+
+    // A typo in the config is a usage error that names the file.
+    let run = run_in(
+        dir.path(),
+        &["generate", "-f", "apps.yaml", "--config", "typo.yaml"],
+        None,
+    );
+    assert_eq!(run.code, 2);
+    assert!(run.stderr.contains("typo.yaml"), "{}", run.stderr);
+    assert_eq!(run.stdout, "");
 }
 
 #[test]

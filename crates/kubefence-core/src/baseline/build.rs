@@ -91,18 +91,22 @@ pub fn build(
     let workloads = &cluster.workloads;
     let mut report = Report::default();
 
-    // Which workloads each Service's selector picks.
-    let mut by_namespace: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    // Which workloads each Service's selector picks. Candidates come from an
+    // index on (namespace, label, value) of one selector pair, so matching is
+    // not every Service against every workload of its namespace.
+    let mut by_label: BTreeMap<(&str, &str, &str), Vec<usize>> = BTreeMap::new();
     for (i, w) in workloads.iter().enumerate() {
-        by_namespace
-            .entry(w.namespace.as_str())
-            .or_default()
-            .push(i);
+        for (k, v) in &w.pod_labels {
+            by_label
+                .entry((w.namespace.as_str(), k.as_str(), v.as_str()))
+                .or_default()
+                .push(i);
+        }
     }
     let service_targets: Vec<Vec<usize>> = cluster
         .services
         .iter()
-        .map(|s| selected_workloads(workloads, by_namespace.get(s.namespace.as_str()), s))
+        .map(|s| selected_workloads(workloads, &by_label, s))
         .collect();
     let lookup = Lookup::new(cluster);
     let service_index: BTreeMap<(&str, &str), usize> = cluster
@@ -356,16 +360,21 @@ pub fn build(
 }
 
 /// The workloads whose pods a Service selects (none without a selector);
-/// `in_namespace` lists the workloads of the Service's namespace.
+/// `by_label` indexes workloads by (namespace, pod label, value).
 fn selected_workloads(
     workloads: &[Workload],
-    in_namespace: Option<&Vec<usize>>,
+    by_label: &BTreeMap<(&str, &str, &str), Vec<usize>>,
     service: &Service,
 ) -> Vec<usize> {
     let Some(selector) = service.selector.as_ref().filter(|s| !s.is_empty()) else {
         return Vec::new();
     };
-    in_namespace
+    // Any one pair narrows the candidates; the rest are checked on each.
+    let Some((key, value)) = selector.iter().next() else {
+        return Vec::new();
+    };
+    by_label
+        .get(&(service.namespace.as_str(), key.as_str(), value.as_str()))
         .into_iter()
         .flatten()
         .copied()

@@ -193,6 +193,11 @@ pub struct ConfigError {
 }
 
 impl BaselineConfig {
+    /// Checks every selector, as the builder will use them.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        self.resolve().map(|_| ())
+    }
+
     pub(crate) fn resolve(&self) -> Result<Resolved, ConfigError> {
         let sel = |s: &SelectorConfig, field: &str| {
             s.to_selector().map_err(|source| ConfigError {

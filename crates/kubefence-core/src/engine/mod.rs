@@ -48,6 +48,7 @@ pub use diff::{ConnectivityDiff, DiffEntry, diff};
 pub use explain::{
     DirectionVerdict, ExplainError, Explanation, PolicyVerdict, RuleMatch, RuleMiss, explain,
 };
+pub(crate) use index::resolve_ports;
 
 /// Choices that upstream leaves open.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -7,6 +7,13 @@
 //! (quarantine, learned, profiles, intents), add its module and one entry
 //! to [`all`]; `crate::run` starts every entry and stops the process when
 //! one fails.
+//!
+//! The Quarantine controller (`crate::quarantine::run_controller`) is not
+//! registered yet: it runs its own kube-runtime `Controller` with its own
+//! signal handling and writes whether or not this replica leads. Wiring it
+//! in means an entry here whose future runs it until `ctx.shutdown`, with
+//! its writes gated on `ctx.is_leader()`, and its RBAC
+//! (`deploy/components/quarantine`) added to the install.
 
 use std::sync::Arc;
 

@@ -1,5 +1,6 @@
-//! `kubefence demo`: the bundled Online Boutique example, before and after
-//! its upstream NetworkPolicies.
+//! `kubefence demo`: the bundled Online Boutique example with no policy,
+//! with kubefence's baseline policies, and with its upstream
+//! NetworkPolicies, and what each policy set allows that the other does not.
 //!
 //! The example's files are embedded (`include_str!`), so the demo runs from
 //! any directory. Each section is its own function; a new scenario (say,
@@ -10,6 +11,7 @@ use std::io::Write;
 
 use clap::Args;
 use kubefence_core::Cluster;
+use kubefence_core::baseline::{self, Baseline, BaselineConfig, Scope};
 use kubefence_core::engine::{AnalyzeOptions, Connectivity, ConnectivityDiff, analyze, diff};
 use kubefence_k8s::load::{self, Loaded};
 
@@ -55,7 +57,8 @@ Apache-2.0), embedded in the binary; see examples/online-boutique/SOURCE.md.
 
 Exit codes: 0 ok; 2 fatal error; 3 an embedded document could not be read.";
 
-/// Analyse the bundled Online Boutique example before and after its policies.
+/// Analyse the bundled Online Boutique example: no policy, kubefence's
+/// baseline policies, the upstream policies, and how the two sets differ.
 #[derive(Debug, Args)]
 #[command(after_long_help = AFTER_LONG_HELP)]
 pub struct DemoOpts {}
@@ -81,10 +84,18 @@ pub fn run(_opts: &DemoOpts) -> anyhow::Result<u8> {
         cluster
     };
     let before = cluster_of(&[MANIFESTS]);
-    let after = cluster_of(&[MANIFESTS, UPSTREAM_POLICIES]);
+    let upstream = cluster_of(&[MANIFESTS, UPSTREAM_POLICIES]);
+    let generated = baseline::build(&before, &BaselineConfig::default(), &Scope::default())?;
+    let mut with_baseline = before.clone();
+    with_baseline
+        .policies
+        .extend(generated.policies.iter().map(|p| p.policy.clone()));
+
     let before_conn = analyze(&before, &analyze_opts);
-    let after_conn = analyze(&after, &analyze_opts);
-    let changes = diff(&before, &after, &analyze_opts);
+    let baseline_conn = analyze(&with_baseline, &analyze_opts);
+    let upstream_conn = analyze(&upstream, &analyze_opts);
+    let baseline_changes = diff(&before, &with_baseline, &analyze_opts);
+    let ours_vs_upstream = diff(&upstream, &with_baseline, &analyze_opts);
 
     super::with_stdout(|w| {
         writeln!(
@@ -98,19 +109,77 @@ pub fn run(_opts: &DemoOpts) -> anyhow::Result<u8> {
             "Nothing is isolated, so every pair may connect on every port.",
             &before_conn,
         )?;
+        section_baseline(w, &generated)?;
         section_connectivity(
             w,
-            "After: with the upstream NetworkPolicies",
-            "deny-all plus one policy per service; they restrict ingress only (egress: [{}]).",
-            &after_conn,
+            "With kubefence's baseline policies (kubefence generate)",
+            "One policy per workload: DNS, its own pods, the Services it references\n\
+             (both ends), outside traffic to LoadBalancer Services. Nothing else.",
+            &baseline_conn,
         )?;
+        section_connectivity(
+            w,
+            "With the upstream NetworkPolicies",
+            "deny-all plus one policy per service; they restrict ingress only (egress: [{}]).",
+            &upstream_conn,
+        )?;
+        section_comparison(w, &ours_vs_upstream)?;
         section_summary(
             w,
-            &[("before", &before_conn), ("after", &after_conn)],
-            &changes,
+            &[
+                ("no policy", &before_conn),
+                ("baseline", &baseline_conn),
+                ("upstream", &upstream_conn),
+            ],
+            "no policy -> baseline",
+            &baseline_changes,
         )
     })?;
     Ok(exit::with_input_errors(exit::OK, had_errors))
+}
+
+/// What the baseline builder found, and what it could not resolve.
+fn section_baseline<W: Write>(w: &mut W, generated: &Baseline) -> std::io::Result<()> {
+    heading(w, "Baseline: what the manifests say")?;
+    writeln!(
+        w,
+        "{} policies from {} references.\n",
+        generated.policies.len(),
+        generated.report.references.len()
+    )?;
+    w.write_all(generated.report.to_text().as_bytes())?;
+    writeln!(w)
+}
+
+/// The semantic difference of two policy sets on the same workloads.
+fn section_comparison<W: Write>(w: &mut W, changes: &ConnectivityDiff) -> std::io::Result<()> {
+    heading(
+        w,
+        "Baseline beside upstream: what each allows that the other does not",
+    )?;
+    let mut only_upstream = Vec::new();
+    let mut only_ours = Vec::new();
+    for entry in &changes.entries {
+        let lost = entry.lost();
+        if !lost.is_empty() {
+            only_upstream.push((entry, lost));
+        }
+        let gained = entry.gained();
+        if !gained.is_empty() {
+            only_ours.push((entry, gained));
+        }
+    }
+    for (title, list) in [
+        ("only upstream allows", &only_upstream),
+        ("only the baseline allows", &only_ours),
+    ] {
+        writeln!(w, "{title} ({}):", list.len())?;
+        let width = list.iter().map(|(e, _)| e.from.len()).max().unwrap_or(0);
+        for (entry, conns) in list {
+            writeln!(w, "  {:width$}  ->  {}  {}", entry.from, entry.to, conns)?;
+        }
+    }
+    writeln!(w)
 }
 
 fn heading<W: Write>(w: &mut W, title: &str) -> std::io::Result<()> {
@@ -140,6 +209,7 @@ pub fn section_connectivity<W: Write>(
 pub fn section_summary<W: Write>(
     w: &mut W,
     scenarios: &[(&str, &Connectivity)],
+    changes_title: &str,
     changes: &ConnectivityDiff,
 ) -> std::io::Result<()> {
     heading(w, "Summary")?;
@@ -158,7 +228,7 @@ pub fn section_summary<W: Write>(
     }
     writeln!(
         w,
-        "changes: {} added, {} removed, {} changed\n",
+        "changes {changes_title}: {} added, {} removed, {} changed\n",
         changes.added().count(),
         changes.removed().count(),
         changes.changed().count()

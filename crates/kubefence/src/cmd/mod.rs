@@ -10,14 +10,20 @@ pub mod crds;
 pub mod demo;
 pub mod diff;
 pub mod explain;
+pub mod generate;
 pub mod operator;
+pub mod quarantine;
+pub mod release;
 
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Analyze(opts) => analyze::run(&opts),
+        Command::Generate(opts) => generate::run(&opts),
         Command::Explain(opts) => explain::run(&opts),
         Command::Diff(opts) => diff::run(&opts),
         Command::Demo(opts) => demo::run(&opts),
+        Command::Quarantine(opts) => quarantine::run(&opts),
+        Command::Release(opts) => release::run(&opts),
         Command::Operator(opts) => operator::run(&opts),
         Command::Crds(opts) => crds::run(&opts),
     }

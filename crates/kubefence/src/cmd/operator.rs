@@ -51,11 +51,15 @@ pub struct OperatorOpts {
     pub resync_seconds: u64,
 }
 
-/// Reads `--config` (YAML is a superset of JSON).
+/// Reads `--config` exactly as `generate` does (YAML or JSON, unknown
+/// fields and bad selectors are errors).
 pub fn read_config(path: &std::path::Path) -> anyhow::Result<BaselineConfig> {
     let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read config {}", path.display()))?;
-    serde_saphyr::from_str(&text).with_context(|| format!("config {}", path.display()))
+        .with_context(|| format!("--config {}: cannot read", path.display()))?;
+    Ok(kubefence_k8s::config::parse_baseline_config(
+        &text,
+        &path.display().to_string(),
+    )?)
 }
 
 pub fn run(opts: &OperatorOpts) -> anyhow::Result<u8> {

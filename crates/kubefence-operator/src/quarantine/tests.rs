@@ -1,0 +1,727 @@
+//! The quarantine API calls and the controller against the fake API server.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::Arc;
+
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use kubefence_core::WorkloadKind;
+use kubefence_core::quarantine::{Audit, Engine, Target};
+use kubefence_k8s::crd::quarantine::{FINALIZER, Phase, Quarantine};
+use serde_json::{Value, json};
+
+use super::fixtures::{
+    FakeApi, allow_ingress_from_web, deployment, netpol_path, quarantine_path, statefulset,
+};
+use super::*;
+
+const NP: &str = "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies";
+
+fn cfg() -> QuarantineConfig {
+    QuarantineConfig {
+        clock: Arc::new(|| "2026-11-24T23:40:00Z".parse::<Timestamp>().unwrap()),
+        ..QuarantineConfig::default()
+    }
+}
+
+fn audit() -> Audit {
+    Audit {
+        reason: "crypto miner".to_string(),
+        finding: Some("ALERT-42".to_string()),
+        requester: "alice".to_string(),
+        time: "2026-11-24T23:40:00Z".to_string(),
+    }
+}
+
+fn api_target() -> Target {
+    Target::new(WorkloadKind::Deployment, "shop", "api")
+}
+
+fn with_api(selector: Value) -> (Client, FakeApi) {
+    let (client, fake) = FakeApi::start();
+    let (path, obj) = deployment("shop", "api", selector);
+    fake.insert(&path, obj);
+    (client, fake)
+}
+
+fn app_api() -> Value {
+    json!({"matchLabels": {"app": "api"}})
+}
+
+async fn quarantine(client: &Client, target: &Target, dry_run: bool) -> Result<ApplyOutcome> {
+    let (plan, _) = plan(client, target, &audit(), Engine::NetworkPolicy, &cfg()).await?;
+    apply(client, &plan, dry_run).await
+}
+
+#[tokio::test]
+async fn dry_run_sends_dry_run_all_and_persists_nothing() {
+    let (client, fake) = with_api(app_api());
+    let outcome = quarantine(&client, &api_target(), true).await.unwrap();
+    assert_eq!(outcome, ApplyOutcome::Created);
+    assert_eq!(
+        fake.take_lines(),
+        vec![
+            "GET /apis/apps/v1/namespaces/shop/deployments/api".to_string(),
+            format!("GET {NP}?"),
+            format!("POST {NP}?&dryRun=All&fieldManager=kubefence"),
+        ]
+    );
+    assert_eq!(
+        fake.get(&netpol_path("shop", "kf-quarantine-deployment-api")),
+        None
+    );
+}
+
+#[tokio::test]
+async fn confirm_creates_a_deny_all_policy_with_audit_and_no_owner_reference() {
+    let (client, fake) = with_api(app_api());
+    quarantine(&client, &api_target(), false).await.unwrap();
+    let log = fake.take_log();
+    assert_eq!(log[2].line(), format!("POST {NP}?&fieldManager=kubefence"));
+    let p = fake
+        .get(&netpol_path("shop", "kf-quarantine-deployment-api"))
+        .expect("created");
+    assert_eq!(p["spec"]["podSelector"], app_api());
+    assert_eq!(p["spec"]["policyTypes"], json!(["Ingress", "Egress"]));
+    assert_eq!(p["spec"]["ingress"], json!([]));
+    assert_eq!(p["spec"]["egress"], json!([]));
+    assert!(
+        p["metadata"]["ownerReferences"].is_null(),
+        "outlives the workload"
+    );
+    let labels = &p["metadata"]["labels"];
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "kubefence");
+    assert_eq!(labels["kubefence.dev/source"], "quarantine");
+    assert_eq!(labels["kubefence.dev/target-kind"], "deployment");
+    assert_eq!(labels["kubefence.dev/target-name"], "api");
+    assert_eq!(labels["kubefence.dev/finding"], "ALERT-42");
+    assert_eq!(labels["kubefence.dev/requested-by"], "alice");
+    assert_eq!(labels["kubefence.dev/quarantined-at"], "20261124T234000Z");
+    let ann = &p["metadata"]["annotations"];
+    assert_eq!(ann["kubefence.dev/reason"], "crypto miner");
+    assert_eq!(ann["kubefence.dev/finding"], "ALERT-42");
+    assert_eq!(ann["kubefence.dev/requested-by"], "alice");
+    assert_eq!(ann["kubefence.dev/quarantined-at"], "2026-11-24T23:40:00Z");
+    // The target was only read: never patched, never restarted.
+    assert!(
+        log.iter()
+            .all(|s| !s.uri.contains("/deployments/") || s.method == "GET")
+    );
+}
+
+#[tokio::test]
+async fn applying_twice_succeeds_once() {
+    let (client, fake) = with_api(app_api());
+    assert_eq!(
+        quarantine(&client, &api_target(), false).await.unwrap(),
+        ApplyOutcome::Created
+    );
+    fake.take_log();
+    assert_eq!(
+        quarantine(&client, &api_target(), false).await.unwrap(),
+        ApplyOutcome::AlreadyIsolated
+    );
+    let lines = fake.take_lines();
+    assert_eq!(
+        lines[2..],
+        [
+            format!("POST {NP}?&fieldManager=kubefence"),
+            format!("GET {NP}/kf-quarantine-deployment-api"),
+        ],
+        "409 AlreadyExists → read it → ours: success, nothing else"
+    );
+}
+
+#[tokio::test]
+async fn deployment_and_statefulset_named_alike_get_distinct_policies() {
+    let (client, fake) = with_api(app_api());
+    let (path, obj) = statefulset("shop", "api");
+    fake.insert(&path, obj);
+    let sts = Target::new(WorkloadKind::StatefulSet, "shop", "api");
+    quarantine(&client, &api_target(), false).await.unwrap();
+    quarantine(&client, &sts, false).await.unwrap();
+    let d = netpol_path("shop", "kf-quarantine-deployment-api");
+    let s = netpol_path("shop", "kf-quarantine-statefulset-api");
+    assert!(fake.get(&d).is_some() && fake.get(&s).is_some());
+    assert_eq!(
+        fake.get(&s).unwrap()["spec"]["podSelector"],
+        json!({"matchLabels": {"app": "api", "kind": "sts"}})
+    );
+
+    fake.take_log();
+    let uid = fake.get(&s).unwrap()["metadata"]["uid"].clone();
+    let out = release(&client, &sts, Engine::NetworkPolicy, false, &cfg())
+        .await
+        .unwrap();
+    assert_eq!(out, ReleaseOutcome::Released);
+    let log = fake.take_log();
+    assert_eq!(
+        log.iter().map(|s| s.line()).collect::<Vec<_>>(),
+        vec![
+            format!("GET {NP}/kf-quarantine-statefulset-api"),
+            format!("DELETE {NP}/kf-quarantine-statefulset-api?"),
+        ]
+    );
+    // Deletes exactly the object it read and found ours.
+    assert_eq!(log[1].body.as_ref().unwrap()["preconditions"]["uid"], uid);
+    assert!(fake.get(&s).is_none());
+    assert!(fake.get(&d).is_some(), "the Deployment's policy stays");
+}
+
+#[tokio::test]
+async fn match_expressions_survive() {
+    let selector = json!({
+        "matchLabels": {"app": "api"},
+        "matchExpressions": [
+            {"key": "tier", "operator": "In", "values": ["back", "mid"]},
+            {"key": "canary", "operator": "DoesNotExist"}
+        ]
+    });
+    let (client, fake) = with_api(selector.clone());
+    quarantine(&client, &api_target(), false).await.unwrap();
+    let p = fake
+        .get(&netpol_path("shop", "kf-quarantine-deployment-api"))
+        .unwrap();
+    // Sorted by key, values sorted: the same selector.
+    assert_eq!(
+        p["spec"]["podSelector"],
+        json!({
+            "matchLabels": {"app": "api"},
+            "matchExpressions": [
+                {"key": "canary", "operator": "DoesNotExist"},
+                {"key": "tier", "operator": "In", "values": ["back", "mid"]}
+            ]
+        })
+    );
+}
+
+#[tokio::test]
+async fn an_empty_selector_is_refused_before_any_write() {
+    let (client, fake) = with_api(json!({}));
+    let err = quarantine(&client, &api_target(), false).await.unwrap_err();
+    assert_eq!(err.reason(), "EmptySelector");
+    assert!(
+        err.to_string().contains("Deployment/shop/api"),
+        "names kind/namespace/name: {err}"
+    );
+    let lines = fake.take_lines();
+    assert!(lines.iter().all(|l| l.starts_with("GET ")), "{lines:?}");
+}
+
+#[tokio::test]
+async fn release_works_when_the_workload_is_gone() {
+    let (client, fake) = with_api(app_api());
+    quarantine(&client, &api_target(), false).await.unwrap();
+    fake.remove("/apis/apps/v1/namespaces/shop/deployments/api");
+    fake.take_log();
+    let out = release(&client, &api_target(), Engine::NetworkPolicy, false, &cfg())
+        .await
+        .unwrap();
+    assert_eq!(out, ReleaseOutcome::Released);
+    let lines = fake.take_lines();
+    assert!(
+        lines.iter().all(|l| !l.contains("/deployments/")),
+        "{lines:?}"
+    );
+    assert!(
+        fake.get(&netpol_path("shop", "kf-quarantine-deployment-api"))
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn release_with_the_policy_already_gone_is_success() {
+    let (client, fake) = FakeApi::start();
+    let out = release(&client, &api_target(), Engine::NetworkPolicy, false, &cfg())
+        .await
+        .unwrap();
+    assert_eq!(out, ReleaseOutcome::NotQuarantined);
+    assert_eq!(
+        fake.take_lines(),
+        vec![format!("GET {NP}/kf-quarantine-deployment-api")],
+        "no DELETE"
+    );
+}
+
+#[tokio::test]
+async fn a_protected_namespace_makes_zero_api_requests() {
+    let (client, fake) = FakeApi::start();
+    let t = Target::new(WorkloadKind::DaemonSet, "kube-system", "kube-proxy");
+    let err = plan(&client, &t, &audit(), Engine::NetworkPolicy, &cfg())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "ProtectedNamespace");
+    let err = release(&client, &t, Engine::NetworkPolicy, false, &cfg())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "ProtectedNamespace");
+    // The operator's own namespace, when configured.
+    let mut own = cfg();
+    own.protected_namespaces
+        .insert("kubefence-system".to_string());
+    let t = Target::new(WorkloadKind::Deployment, "kubefence-system", "x");
+    assert!(
+        plan(&client, &t, &audit(), Engine::Cilium, &own)
+            .await
+            .is_err()
+    );
+    drop(client);
+    assert_eq!(fake.take_lines(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_same_named_foreign_policy_is_never_overwritten_nor_deleted() {
+    let (client, fake) = with_api(app_api());
+    let path = netpol_path("shop", "kf-quarantine-deployment-api");
+    let foreign = json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "kf-quarantine-deployment-api", "namespace": "shop",
+                     "labels": {"team": "payments"}},
+        "spec": {"podSelector": {}, "ingress": [{}]}
+    });
+    fake.insert(&path, foreign.clone());
+    let err = quarantine(&client, &api_target(), false).await.unwrap_err();
+    assert_eq!(err.reason(), "PolicyConflict");
+    assert!(
+        err.to_string()
+            .contains("shop/kf-quarantine-deployment-api"),
+        "{err}"
+    );
+    let err = release(&client, &api_target(), Engine::NetworkPolicy, false, &cfg())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "PolicyConflict");
+    let lines = fake.take_lines();
+    assert!(
+        lines
+            .iter()
+            .all(|l| !l.starts_with("DELETE") && !l.starts_with("PUT") && !l.starts_with("PATCH")),
+        "{lines:?}"
+    );
+    assert_eq!(
+        fake.get(&path).unwrap()["metadata"]["labels"],
+        foreign["metadata"]["labels"]
+    );
+}
+
+#[tokio::test]
+async fn a_default_install_answers_forbidden_and_mutates_nothing() {
+    let (client, fake) = with_api(app_api());
+    fake.forbid_writes(NP);
+    let err = quarantine(&client, &api_target(), false).await.unwrap_err();
+    assert_eq!(err.reason(), "Forbidden");
+    assert!(
+        err.to_string().contains("deploy/components/quarantine"),
+        "{err}"
+    );
+    assert!(
+        fake.get(&netpol_path("shop", "kf-quarantine-deployment-api"))
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn the_plan_reports_paths_left_open_by_other_policies() {
+    let (client, fake) = with_api(app_api());
+    let (path, obj) = allow_ingress_from_web("shop");
+    fake.insert(&path, obj);
+    let (p, _) = plan(
+        &client,
+        &api_target(),
+        &audit(),
+        Engine::NetworkPolicy,
+        &cfg(),
+    )
+    .await
+    .unwrap();
+    assert!(!p.effective());
+    let open: Vec<String> = p.open_paths().map(ToString::to_string).collect();
+    assert_eq!(
+        open,
+        vec![
+            "ingress from podSelector app=web on TCP/8080 (policy shop/api-from-web, spec.ingress[0])"
+        ]
+    );
+    let (p, _) = plan(&client, &api_target(), &audit(), Engine::Cilium, &cfg())
+        .await
+        .unwrap();
+    assert!(p.effective(), "Cilium's deny overrides the allow");
+}
+
+#[tokio::test]
+async fn cilium_and_anp_write_their_own_kinds() {
+    let (client, fake) = with_api(app_api());
+    for engine in [Engine::Cilium, Engine::AdminNetworkPolicy] {
+        let (p, _) = plan(&client, &api_target(), &audit(), engine, &cfg())
+            .await
+            .unwrap();
+        apply(&client, &p, false).await.unwrap();
+    }
+    let cnp = fake
+        .get(
+            "/apis/cilium.io/v2/namespaces/shop/ciliumnetworkpolicies/kf-quarantine-deployment-api",
+        )
+        .expect("CiliumNetworkPolicy");
+    assert_eq!(cnp["spec"]["endpointSelector"], app_api());
+    assert_eq!(
+        cnp["spec"]["ingressDeny"],
+        json!([
+            {"fromEndpoints": [{"matchExpressions": [
+                {"key": "io.kubernetes.pod.namespace", "operator": "Exists"}
+            ]}]},
+            {"fromEntities": ["world", "remote-node", "ingress", "health", "init", "unmanaged"]}
+        ]),
+        "everything but the pod's own node: kubelet probes keep passing"
+    );
+    assert_eq!(cnp["spec"]["egressDeny"], json!([{"toEntities": ["all"]}]));
+    let anp_name = api_target().cluster_scoped_name();
+    let anp = fake
+        .get(&format!(
+            "/apis/policy.networking.k8s.io/v1alpha1/adminnetworkpolicies/{anp_name}"
+        ))
+        .expect("AdminNetworkPolicy");
+    assert_eq!(anp["spec"]["priority"], 0);
+    assert_eq!(anp["spec"]["ingress"][0]["action"], "Deny");
+    assert_eq!(anp["spec"]["subject"]["pods"]["podSelector"], app_api());
+}
+
+// === the Quarantine resource ===
+
+fn quarantine_object(dry_run: bool) -> Value {
+    json!({
+        "apiVersion": "kubefence.dev/v1alpha1",
+        "kind": "Quarantine",
+        "metadata": {"name": "incident-7", "namespace": "shop", "generation": 1,
+                     "finalizers": [FINALIZER]},
+        "spec": {"target": {"kind": "Deployment", "name": "api"}, "reason": "crypto miner",
+                 "findingRef": "ALERT-42", "dryRun": dry_run}
+    })
+}
+
+fn read_q(fake: &FakeApi) -> Quarantine {
+    serde_json::from_value(fake.get(&quarantine_path("shop", "incident-7")).unwrap()).unwrap()
+}
+
+fn condition(q: &Quarantine, type_: &str) -> (String, String) {
+    let c = q
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .unwrap();
+    (c.status.clone(), c.reason.clone())
+}
+
+#[tokio::test]
+async fn the_quarantine_resource_goes_through_planned_isolated_released() {
+    let (client, fake) = with_api(app_api());
+    let qpath = quarantine_path("shop", "incident-7");
+    fake.insert(&qpath, quarantine_object(true));
+    let ctx = Arc::new(Context::new(client.clone(), cfg()));
+    let policy = netpol_path("shop", "kf-quarantine-deployment-api");
+
+    // Dry run: Planned, nothing written but the status.
+    reconcile(Arc::new(read_q(&fake)), ctx.clone())
+        .await
+        .unwrap();
+    let q = read_q(&fake);
+    let status = q.status.clone().unwrap();
+    assert_eq!(status.phase, Some(Phase::Planned));
+    assert_eq!(
+        status.policy_name.as_deref(),
+        Some("NetworkPolicy/kf-quarantine-deployment-api")
+    );
+    assert_eq!(status.selector.as_deref(), Some("app=api"));
+    assert_eq!(status.observed_generation, Some(1));
+    assert_eq!(condition(&q, "Ready"), ("False".into(), "DryRun".into()));
+    assert_eq!(
+        condition(&q, "Effective"),
+        ("False".into(), "DryRun".into())
+    );
+    assert!(fake.get(&policy).is_none());
+    let lines = fake.take_lines();
+    assert!(lines.iter().any(|l| l.contains("dryRun=All")), "{lines:?}");
+    assert!(
+        !lines.iter().any(|l| l.contains("/events")),
+        "no event for a dry run"
+    );
+
+    // A resync of the unchanged object writes nothing but the dry run.
+    reconcile(Arc::new(read_q(&fake)), ctx.clone())
+        .await
+        .unwrap();
+    let lines = fake.take_lines();
+    assert!(!lines.iter().any(|l| l.contains("/status")), "{lines:?}");
+
+    // Confirmed: Isolated, Ready and Effective, one Event on the target.
+    let mut obj = fake.get(&qpath).unwrap();
+    obj["spec"]["dryRun"] = json!(false);
+    obj["metadata"]["generation"] = json!(2);
+    fake.insert(&qpath, obj);
+    reconcile(Arc::new(read_q(&fake)), ctx.clone())
+        .await
+        .unwrap();
+    let q = read_q(&fake);
+    assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Isolated));
+    assert_eq!(condition(&q, "Ready"), ("True".into(), "Isolated".into()));
+    assert_eq!(
+        condition(&q, "Effective"),
+        ("True".into(), "NoPathRemains".into())
+    );
+    let p = fake.get(&policy).expect("policy created");
+    assert!(
+        p["metadata"]["annotations"]["kubefence.dev/requested-by"]
+            .as_str()
+            .unwrap()
+            .starts_with("kubefence-operator for Quarantine shop/incident-7")
+    );
+    let log = fake.take_log();
+    let events: Vec<&Value> = log
+        .iter()
+        .filter(|s| {
+            s.uri
+                .starts_with("/apis/events.k8s.io/v1/namespaces/shop/events")
+        })
+        .filter_map(|s| s.body.as_ref())
+        .collect();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0]["reason"], "KubefenceQuarantined");
+    assert_eq!(events[0]["regarding"]["kind"], "Deployment");
+    assert_eq!(events[0]["regarding"]["name"], "api");
+
+    // Deleted: the finalizer releases, then lets the object go.
+    let mut obj = fake.get(&qpath).unwrap();
+    obj["metadata"]["deletionTimestamp"] = json!("2026-11-24T23:50:00Z");
+    fake.insert(&qpath, obj);
+    reconcile(Arc::new(read_q(&fake)), ctx.clone())
+        .await
+        .unwrap();
+    assert!(fake.get(&policy).is_none(), "released");
+    let q = read_q(&fake);
+    assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Released));
+    assert_eq!(condition(&q, "Ready"), ("False".into(), "Released".into()));
+    assert!(q.metadata.finalizers.unwrap_or_default().is_empty());
+    let log = fake.take_log();
+    let reasons: Vec<&Value> = log
+        .iter()
+        .filter(|s| s.uri.contains("/events"))
+        .filter_map(|s| s.body.as_ref().map(|b| &b["reason"]))
+        .collect();
+    assert_eq!(reasons, vec!["KubefenceReleased"]);
+}
+
+#[tokio::test]
+async fn a_quarantine_with_an_open_path_is_not_effective() {
+    let (client, fake) = with_api(app_api());
+    let (path, obj) = allow_ingress_from_web("shop");
+    fake.insert(&path, obj);
+    fake.insert(
+        &quarantine_path("shop", "incident-7"),
+        quarantine_object(false),
+    );
+    let ctx = Arc::new(Context::new(client, cfg()));
+    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    let q = read_q(&fake);
+    let status = q.status.clone().unwrap();
+    assert_eq!(status.phase, Some(Phase::Isolated));
+    assert_eq!(
+        condition(&q, "Effective"),
+        ("False".into(), "PathsRemain".into())
+    );
+    assert_eq!(status.remaining_paths.len(), 1);
+    assert_eq!(status.remaining_paths[0].policy, "shop/api-from-web");
+    assert_eq!(status.remaining_paths[0].rule, "spec.ingress[0]");
+    assert_eq!(status.remaining_paths[0].ports, "TCP/8080");
+}
+
+#[tokio::test]
+async fn a_quarantine_in_a_protected_namespace_fails_without_touching_policies() {
+    let (client, fake) = FakeApi::start();
+    let mut obj = quarantine_object(false);
+    obj["metadata"]["namespace"] = json!("kube-system");
+    let qpath = quarantine_path("kube-system", "incident-7");
+    fake.insert(&qpath, obj);
+    let ctx = Arc::new(Context::new(client, cfg()));
+    let q: Quarantine = serde_json::from_value(fake.get(&qpath).unwrap()).unwrap();
+    reconcile(Arc::new(q), ctx).await.unwrap();
+    let lines = fake.take_lines();
+    assert_eq!(
+        lines,
+        vec![format!(
+            "PATCH {qpath}/status?&force=true&fieldManager=kubefence"
+        )]
+    );
+    let q: Quarantine = serde_json::from_value(fake.get(&qpath).unwrap()).unwrap();
+    assert_eq!(q.status.unwrap().phase, Some(Phase::Failed));
+}
+
+#[tokio::test]
+async fn a_new_quarantine_first_gets_the_finalizer() {
+    let (client, fake) = with_api(app_api());
+    let mut obj = quarantine_object(true);
+    obj["metadata"]["finalizers"] = json!([]);
+    let qpath = quarantine_path("shop", "incident-7");
+    fake.insert(&qpath, obj);
+    let ctx = Arc::new(Context::new(client, cfg()));
+    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    let lines = fake.take_lines();
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(lines[0].starts_with(&format!("PATCH {qpath}")), "{lines:?}");
+    assert_eq!(
+        read_q(&fake).metadata.finalizers,
+        Some(vec![FINALIZER.to_string()])
+    );
+}
+
+#[tokio::test]
+async fn a_release_dry_run_sends_dry_run_all_and_keeps_the_policy() {
+    let (client, fake) = with_api(app_api());
+    quarantine(&client, &api_target(), false).await.unwrap();
+    fake.take_log();
+    let out = release(&client, &api_target(), Engine::NetworkPolicy, true, &cfg())
+        .await
+        .unwrap();
+    assert_eq!(out, ReleaseOutcome::Released);
+    let log = fake.take_log();
+    assert_eq!(
+        log.iter().map(|s| s.line()).collect::<Vec<_>>(),
+        vec![
+            format!("GET {NP}/kf-quarantine-deployment-api"),
+            format!("DELETE {NP}/kf-quarantine-deployment-api?"),
+        ]
+    );
+    // kube sends a delete's dryRun in DeleteOptions, which the API server
+    // honours as it does `?dryRun=All`.
+    assert_eq!(log[1].body.as_ref().unwrap()["dryRun"], json!(["All"]));
+    assert!(
+        fake.get(&netpol_path("shop", "kf-quarantine-deployment-api"))
+            .is_some()
+    );
+}
+
+async fn isolated(fake: &FakeApi, ctx: &Arc<Context>) {
+    fake.insert(
+        &quarantine_path("shop", "incident-7"),
+        quarantine_object(false),
+    );
+    reconcile(Arc::new(read_q(fake)), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(read_q(fake).status.unwrap().phase, Some(Phase::Isolated));
+    fake.take_log();
+}
+
+fn edit_spec(fake: &FakeApi, field: &str, value: Value) {
+    let qpath = quarantine_path("shop", "incident-7");
+    let mut obj = fake.get(&qpath).unwrap();
+    obj["spec"][field] = value;
+    obj["metadata"]["generation"] = json!(obj["metadata"]["generation"].as_i64().unwrap() + 1);
+    fake.insert(&qpath, obj);
+}
+
+#[tokio::test]
+async fn changing_the_engine_replaces_the_policy_without_a_gap() {
+    let (client, fake) = with_api(app_api());
+    let ctx = Arc::new(Context::new(client, cfg()));
+    isolated(&fake, &ctx).await;
+    edit_spec(&fake, "engine", json!("cilium"));
+    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    let lines = fake.take_lines();
+    let create = lines
+        .iter()
+        .position(|l| {
+            l.starts_with("POST /apis/cilium.io/v2/namespaces/shop/ciliumnetworkpolicies")
+        })
+        .expect("CiliumNetworkPolicy created");
+    let delete = lines
+        .iter()
+        .position(|l| l.starts_with(&format!("DELETE {NP}/kf-quarantine-deployment-api")))
+        .expect("the NetworkPolicy released");
+    assert!(create < delete, "the new policy exists first: {lines:?}");
+    let q = read_q(&fake);
+    assert_eq!(
+        q.status.unwrap().policy_name.as_deref(),
+        Some("CiliumNetworkPolicy/kf-quarantine-deployment-api")
+    );
+}
+
+#[tokio::test]
+async fn back_to_dry_run_releases_and_plans() {
+    let (client, fake) = with_api(app_api());
+    let ctx = Arc::new(Context::new(client, cfg()));
+    isolated(&fake, &ctx).await;
+    edit_spec(&fake, "dryRun", json!(true));
+    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    assert!(
+        fake.get(&netpol_path("shop", "kf-quarantine-deployment-api"))
+            .is_none()
+    );
+    let q = read_q(&fake);
+    assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Planned));
+    assert_eq!(condition(&q, "Ready"), ("False".into(), "DryRun".into()));
+}
+
+#[tokio::test]
+async fn an_unreadable_policy_makes_the_plan_not_effective() {
+    let (client, fake) = with_api(app_api());
+    fake.insert(
+        &netpol_path("shop", "odd"),
+        json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "odd", "namespace": "shop"},
+            "spec": {"podSelector": {}, "ingress": [{"from": [{"ipBlock": {"cidr": "not-a-cidr"}}]}]}
+        }),
+    );
+    fake.insert(
+        &quarantine_path("shop", "incident-7"),
+        quarantine_object(false),
+    );
+    let ctx = Arc::new(Context::new(client, cfg()));
+    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    let q = read_q(&fake);
+    assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Isolated));
+    assert_eq!(
+        condition(&q, "Effective"),
+        ("False".into(), "UnreadablePolicies".into())
+    );
+}
+
+#[tokio::test]
+async fn deleting_one_of_two_quarantines_of_a_workload_keeps_it_isolated() {
+    let (client, fake) = with_api(app_api());
+    let ctx = Arc::new(Context::new(client, cfg()));
+    let policy = netpol_path("shop", "kf-quarantine-deployment-api");
+    let mut second = quarantine_object(false);
+    second["metadata"]["name"] = json!("incident-8");
+    let second_path = quarantine_path("shop", "incident-8");
+    fake.insert(&second_path, second);
+    isolated(&fake, &ctx).await;
+    let q8: Quarantine = serde_json::from_value(fake.get(&second_path).unwrap()).unwrap();
+    reconcile(Arc::new(q8), ctx.clone()).await.unwrap();
+
+    // incident-7 goes; incident-8 still wants the workload isolated.
+    let qpath = quarantine_path("shop", "incident-7");
+    let mut obj = fake.get(&qpath).unwrap();
+    obj["metadata"]["deletionTimestamp"] = json!("2026-11-24T23:50:00Z");
+    fake.insert(&qpath, obj);
+    reconcile(Arc::new(read_q(&fake)), ctx.clone())
+        .await
+        .unwrap();
+    assert!(fake.get(&policy).is_some(), "still isolated by incident-8");
+    let q = read_q(&fake);
+    assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Released));
+    assert!(q.metadata.finalizers.unwrap_or_default().is_empty());
+    fake.remove(&qpath);
+
+    // incident-8 goes: now the policy is released.
+    let mut obj = fake.get(&second_path).unwrap();
+    obj["metadata"]["deletionTimestamp"] = json!("2026-11-24T23:55:00Z");
+    fake.insert(&second_path, obj);
+    let q8: Quarantine = serde_json::from_value(fake.get(&second_path).unwrap()).unwrap();
+    reconcile(Arc::new(q8), ctx).await.unwrap();
+    assert!(fake.get(&policy).is_none());
+}

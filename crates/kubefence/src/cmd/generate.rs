@@ -1,0 +1,281 @@
+//! `kubefence generate`: a baseline NetworkPolicy for every workload, from
+//! what its manifests already say.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use kubefence_core::baseline::{self, Baseline, BaselineConfig, Scope};
+use kubefence_k8s::render;
+
+use crate::exit;
+use crate::inputs;
+
+const LONG_ABOUT: &str = "\
+Generates one least-privilege NetworkPolicy per workload (Deployment,
+StatefulSet, DaemonSet, ReplicaSet without an owner, Job, CronJob, bare Pod)
+from what its manifests already say.
+
+Each policy selects the workload's pods with its full spec.selector and allows:
+  - DNS to the cluster resolver (UDP and TCP 53 by default);
+  - traffic among the workload's own pods;
+  - for every reference from workload A to a Service of workload B (an env
+    value, a ConfigMap value, an argument or command word naming the Service:
+    svc, svc:port, svc.ns, svc.ns.svc, svc.ns.svc.cluster.local, with or
+    without scheme, user, path and query; host and port split across
+    *_HOST/*_PORT variables): A's egress to B's pods and B's ingress from A's
+    pods, on the Service's target ports;
+  - ingress from the ingress controller, only on the ports an Ingress routes
+    to the workload;
+  - ingress from outside the cluster on the target ports of LoadBalancer,
+    NodePort and externalIPs Services.
+Nothing else. Names that match no Service are reported as unresolved and add
+no rule; hosts outside the cluster are reported as external (a NetworkPolicy
+cannot name hosts). A workload with an empty selector gets no policy (it would
+select every pod of its namespace) and is reported as an error.
+
+Workloads annotated kubefence.dev/baseline: disabled are skipped. Protected
+namespaces (kube-system, kube-public, kube-node-lease, and those of --config)
+are skipped unless named with -n. Output is deterministic, byte for byte.";
+
+const AFTER_LONG_HELP: &str = "\
+Examples:
+  kubefence generate -f manifests/ > policies.yaml
+  kubefence generate -f manifests/ -n shop -o json
+  kubefence generate -f manifests/ --out-dir policies/
+  kubefence generate -f manifests/ --report text
+  kubefence generate -f manifests/ --report json | jq '.unresolved'
+  kubefence generate -f manifests/ --config kubefence.yaml
+  kubectl get deploy,sts,ds,svc,ing,cm -A -o yaml | kubefence generate -f -
+
+--config FILE (YAML; every field optional, unknown fields are errors):
+  clusterDomain: cluster.local
+  dns:                      # who every workload may query, and on which ports
+    namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: kube-system}}
+    podSelector: {matchLabels: {k8s-app: kube-dns}}
+    ports: [{protocol: UDP, port: 53}, {protocol: TCP, port: 53}]
+  ingressControllers:       # default: ingress-nginx and the OpenShift router
+    - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}
+      podSelector: {matchLabels: {app.kubernetes.io/name: ingress-nginx}}
+  externalCidrs: [0.0.0.0/0, ::/0]   # sources allowed to LoadBalancer/NodePort
+  protectedNamespaces: [kube-system, kube-public, kube-node-lease]
+
+Check what the policies allow before applying them:
+  kubefence generate -f manifests/ > baseline.yaml
+  kubefence analyze -f manifests/ -f baseline.yaml
+
+Exit codes: 0 ok; 2 usage or fatal error (bad flag, missing file, bad
+--config); 3 some documents or objects were bad, or some workloads could not
+get a correct policy (reported on stderr); the rest was generated.";
+
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum PolicyFormat {
+    /// Multi-document YAML, one NetworkPolicy a document.
+    #[default]
+    Yaml,
+    /// One `kind: List` holding every NetworkPolicy.
+    Json,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ReportFormat {
+    /// One section a list, one line an entry.
+    Text,
+    /// `{"references":[…],"unresolved":[…],"external":[…],"errors":[…],"skipped":[…]}`.
+    Json,
+}
+
+/// Generate a baseline NetworkPolicy for every workload.
+#[derive(Debug, Args)]
+#[command(long_about = LONG_ABOUT, after_long_help = AFTER_LONG_HELP)]
+pub struct GenerateOpts {
+    /// Manifest file or directory (repeatable); `-` reads stdin.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        alias = "file",
+        value_name = "PATH",
+        required = true
+    )]
+    pub files: Vec<String>,
+    /// Generate only for this namespace (protected ones included when named);
+    /// also the namespace of objects that name none. Default: every
+    /// namespace but the protected ones, and `default` for unnamed objects.
+    #[arg(short = 'n', long, value_name = "NS")]
+    pub namespace: Option<String>,
+    /// Policy format.
+    #[arg(short = 'o', long, value_enum, default_value_t = PolicyFormat::Yaml)]
+    pub output: PolicyFormat,
+    /// Write one file per policy, DIR/<namespace>/<name>.yaml (or .json),
+    /// instead of printing; other files in DIR are left alone.
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+    /// Print what was inferred (references, unresolved names, external
+    /// hosts, errors, skipped workloads) instead of the policies.
+    #[arg(long, value_enum, value_name = "FORMAT")]
+    pub report: Option<ReportFormat>,
+    /// Baseline configuration (YAML): DNS and ingress controller selectors,
+    /// cluster domain, external CIDRs, protected namespaces.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+pub fn run(opts: &GenerateOpts) -> anyhow::Result<u8> {
+    let config = match &opts.config {
+        Some(path) => read_config(path)?,
+        None => BaselineConfig::default(),
+    };
+    inputs::check_paths(&opts.files)?;
+    let namespace = opts.namespace.as_deref().unwrap_or("default");
+    let (cluster, errors, skipped) = inputs::load_inputs(&opts.files, namespace, false);
+    let had_input_errors = inputs::report(&errors, &skipped);
+    let scope = Scope {
+        namespaces: opts
+            .namespace
+            .as_ref()
+            .map(|ns| std::iter::once(ns.clone()).collect()),
+    };
+    let generated = baseline::build(&cluster, &config, &scope)?;
+    let had_policy_errors = report_problems(&generated, opts.report.is_none());
+
+    match (opts.report, &opts.out_dir) {
+        (Some(format), _) => super::with_stdout(|w| write_report(w, &generated, format))?,
+        (None, Some(dir)) => {
+            let written = write_dir(dir, &generated, opts.output)?;
+            eprintln!(
+                "kubefence: wrote {written} {} to {}",
+                plural(written, "policy", "policies"),
+                dir.display()
+            );
+        }
+        (None, None) => super::with_stdout(|w| write_policies(w, &generated, opts.output))?,
+    }
+    Ok(exit::with_input_errors(
+        exit::OK,
+        had_input_errors || had_policy_errors,
+    ))
+}
+
+fn read_config(path: &Path) -> anyhow::Result<BaselineConfig> {
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("--config {}: cannot read", path.display()))?;
+    Ok(kubefence_k8s::config::parse_baseline_config(
+        &text,
+        &path.display().to_string(),
+    )?)
+}
+
+/// Prints the workloads that got no correct policy (always) and, unless the
+/// report is being printed, a pointer to it when names were left
+/// unresolved. Returns whether any workload is in error.
+fn report_problems(generated: &Baseline, point_to_report: bool) -> bool {
+    let report = &generated.report;
+    let stderr = std::io::stderr();
+    let mut err = stderr.lock();
+    for p in &report.errors {
+        // Nowhere to report a failing stderr.
+        let _ = writeln!(err, "kubefence: {}: {}", p.workload, p.message);
+    }
+    for p in &report.skipped {
+        tracing::info!(workload = %p.workload, "skipped: {}", p.message);
+    }
+    if point_to_report && (!report.unresolved.is_empty() || !report.external.is_empty()) {
+        let _ = writeln!(
+            err,
+            "kubefence: note: {} unresolved {}, {} external {} (no rule added; see --report text)",
+            report.unresolved.len(),
+            plural(report.unresolved.len(), "name", "names"),
+            report.external.len(),
+            plural(report.external.len(), "host", "hosts"),
+        );
+    }
+    !report.errors.is_empty()
+}
+
+fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 { one } else { many }
+}
+
+pub fn write_report<W: Write>(
+    w: &mut W,
+    generated: &Baseline,
+    format: ReportFormat,
+) -> std::io::Result<()> {
+    match format {
+        ReportFormat::Text => w.write_all(generated.report.to_text().as_bytes()),
+        ReportFormat::Json => {
+            serde_json::to_writer_pretty(&mut *w, &generated.report)?;
+            writeln!(w)
+        }
+    }
+}
+
+/// Every policy to `w`: YAML documents separated by `---`, or one JSON List.
+pub fn write_policies<W: Write>(
+    w: &mut W,
+    generated: &Baseline,
+    format: PolicyFormat,
+) -> std::io::Result<()> {
+    match format {
+        PolicyFormat::Yaml => {
+            for (i, p) in generated.policies.iter().enumerate() {
+                if i > 0 {
+                    w.write_all(b"---\n")?;
+                }
+                w.write_all(policy_yaml(&render::generated_policy(p))?.as_bytes())?;
+            }
+            Ok(())
+        }
+        PolicyFormat::Json => {
+            let items: Vec<serde_json::Value> = generated
+                .policies
+                .iter()
+                .map(|p| policy_json(&render::generated_policy(p)))
+                .collect::<Result<_, _>>()?;
+            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
+            serde_json::to_writer_pretty(&mut *w, &list)?;
+            writeln!(w)
+        }
+    }
+}
+
+/// A policy as JSON with apiVersion and kind first (k8s-openapi adds them).
+fn policy_json(
+    policy: &kubefence_k8s::render::NetworkPolicyObject,
+) -> std::io::Result<serde_json::Value> {
+    serde_json::to_value(policy).map_err(std::io::Error::other)
+}
+
+fn policy_yaml(policy: &kubefence_k8s::render::NetworkPolicyObject) -> std::io::Result<String> {
+    serde_saphyr::to_string(policy).map_err(std::io::Error::other)
+}
+
+/// Writes one file per policy; each goes to a temporary file first and is
+/// renamed into place, so an interrupted run leaves no half-written policy.
+fn write_dir(dir: &Path, generated: &Baseline, format: PolicyFormat) -> anyhow::Result<usize> {
+    let extension = match format {
+        PolicyFormat::Yaml => "yaml",
+        PolicyFormat::Json => "json",
+    };
+    for p in &generated.policies {
+        let object = render::generated_policy(p);
+        let ns_dir = dir.join(&p.policy.namespace);
+        fs::create_dir_all(&ns_dir)
+            .with_context(|| format!("cannot create {}", ns_dir.display()))?;
+        let path = ns_dir.join(format!("{}.{extension}", p.policy.name));
+        let text = match format {
+            PolicyFormat::Yaml => policy_yaml(&object)?,
+            PolicyFormat::Json => {
+                let mut s = serde_json::to_string_pretty(&policy_json(&object)?)?;
+                s.push('\n');
+                s
+            }
+        };
+        let tmp = ns_dir.join(format!(".{}.{extension}.tmp", p.policy.name));
+        fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
+        fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(generated.policies.len())
+}
