@@ -228,6 +228,7 @@ impl Controller {
                 self.dirty_policies.insert(key);
                 return;
             }
+            (_, Payload::Live(live)) if self.state.holds(&key, &live) => return,
             (kind, Payload::Live(live)) => (kind, *live),
             (kind, Payload::Policy(_)) => {
                 tracing::warn!(kind = kind.as_str(), namespace = %r.namespace, name = %r.name, "unexpected object for its kind; ignored");

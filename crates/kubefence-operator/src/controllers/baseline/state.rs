@@ -212,6 +212,21 @@ impl State {
         self.policies.iter()
     }
 
+    /// Whether `live` is exactly what is already kept for it (a status-only
+    /// update of a Deployment or a Pod converts to the same value): then
+    /// nothing can change and the change is dropped.
+    pub fn holds(&self, key: &ObjKey, live: &kubefence_k8s::convert::LiveObject) -> bool {
+        use kubefence_k8s::convert::LiveObject as L;
+        match live {
+            L::Workload(w) => self.workloads.get(&workload_key(w)) == Some(w),
+            L::Service(s) => self.services.get(key) == Some(s),
+            L::Ingress(i) => self.ingresses.get(key) == Some(i),
+            L::ConfigMap(c) => self.config_maps.get(key) == Some(c),
+            L::Namespace(n) => self.namespaces.get(&n.name) == Some(n),
+            L::Owned => false,
+        }
+    }
+
     /// The number of objects of each map, for the memory estimate.
     pub fn counts(&self) -> [usize; 6] {
         [

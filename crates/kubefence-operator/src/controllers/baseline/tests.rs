@@ -694,3 +694,18 @@ async fn converges_when_a_fifth_of_the_calls_fail() {
         assert_eq!(got, expected, "seed {seed}");
     }
 }
+
+#[tokio::test]
+async fn status_only_updates_change_nothing() {
+    let (h, mut c) = after_first_pass(&shop()).await;
+    let mut web = fixtures::deployment("shop", "web", &[("BACKEND_URL", "http://api:80")], &[]);
+    web.status = Some(k8s_openapi::api::apps::v1::DeploymentStatus {
+        ready_replicas: Some(3),
+        ..Default::default()
+    });
+    web.metadata.resource_version = Some("999".into());
+    c.handle(change(DEPLOYMENT, Event::Apply(web)));
+    assert!(c.pending().is_empty());
+    assert_eq!(c.reconcile().await, Pass::default());
+    assert_eq!(h.fake.requests(), vec![]);
+}

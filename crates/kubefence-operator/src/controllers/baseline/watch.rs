@@ -48,7 +48,18 @@ fn object_ref<K: Resource>(kind: Kind, obj: &K) -> ObjectRef {
     }
 }
 
-fn payload<K: Serialize>(kind: Kind, obj: &K) -> Payload {
+fn payload<K: Resource + Serialize>(kind: Kind, obj: &K) -> Payload {
+    // Pods with an owner are part of their workload: skip the conversion
+    // (pods change often; most have an owner).
+    if kind == Kind::Workload(WorkloadKind::Pod)
+        && obj
+            .meta()
+            .owner_references
+            .as_ref()
+            .is_some_and(|r| !r.is_empty())
+    {
+        return Payload::Live(Box::new(kubefence_k8s::convert::LiveObject::Owned));
+    }
     let value = match serde_json::to_value(obj) {
         Ok(v) => v,
         Err(e) => return Payload::Invalid(e.to_string()),
