@@ -37,6 +37,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, Stream, StreamExt};
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kubefence_core::baseline::{self, GeneratedPolicy, Scope};
 use kubefence_k8s::convert::LiveObject;
@@ -130,6 +131,8 @@ pub struct Controller {
     /// that looked at it (see `reconcile`), as compact JSON (a typed
     /// NetworkPolicy takes several times the memory).
     desired: HashMap<ObjKey, String>,
+    /// Events of the current pass, published together at its end.
+    outbox: Vec<(ObjectReference, bool, &'static str, String)>,
 }
 
 enum Write {
@@ -153,6 +156,7 @@ impl Controller {
             unresolved: HashMap::new(),
             conflicts: BTreeSet::new(),
             desired: HashMap::new(),
+            outbox: Vec::new(),
         })
     }
 
@@ -446,8 +450,7 @@ impl Controller {
                                 "NetworkPolicy {} exists and is not managed by kubefence: left alone, no baseline policy applied",
                                 key.1
                             ),
-                        )
-                        .await;
+                        );
                     }
                 }
                 (Plan::Create, Some(np)) => {
@@ -509,8 +512,7 @@ impl Controller {
                         false,
                         reason,
                         format!("baseline NetworkPolicy {} {verb}", key.1),
-                    )
-                    .await;
+                    );
                 }
                 Ok(None) => {
                     self.retries.remove(&key);
@@ -522,8 +524,7 @@ impl Controller {
                         false,
                         "PolicyDeleted",
                         format!("baseline NetworkPolicy {} deleted", key.1),
-                    )
-                    .await;
+                    );
                 }
                 Err(e) => {
                     pass.failed += 1;
@@ -551,7 +552,7 @@ impl Controller {
             dirty.into_iter().collect()
         };
         let Some(built) = built else {
-            return self.finish(pass, started);
+            return self.finish(pass, started).await;
         };
         let mut by_workload: HashMap<&str, BTreeSet<String>> = HashMap::new();
         for u in &built.report.unresolved {
@@ -577,14 +578,12 @@ impl Controller {
                 if !now.is_empty() {
                     let reference = cluster::workload_reference(w);
                     let note: Vec<String> = now.iter().cloned().collect();
-                    cluster::publish_event(
-                        &self.ctx,
-                        &reference,
+                    self.outbox.push((
+                        reference,
                         true,
                         "UnresolvedReference",
                         truncate(note.join("; ")),
-                    )
-                    .await;
+                    ));
                 }
                 if now.is_empty() {
                     self.unresolved.remove(&wk);
@@ -594,10 +593,11 @@ impl Controller {
             }
         }
 
-        self.finish(pass, started)
+        self.finish(pass, started).await
     }
 
-    fn finish(&self, pass: Pass, started: std::time::Instant) -> Pass {
+    async fn finish(&mut self, pass: Pass, started: std::time::Instant) -> Pass {
+        self.flush_events().await;
         let managed = self
             .state
             .policies()
@@ -611,12 +611,27 @@ impl Controller {
     }
 
     /// An Event on the workload behind policy `key`, if it still exists.
-    async fn event(&self, key: &ObjKey, warning: bool, reason: &str, note: String) {
+    fn event(&mut self, key: &ObjKey, warning: bool, reason: &'static str, note: String) {
         let Some(w) = self.owners.get(key).and_then(|wk| self.state.workload(wk)) else {
             return;
         };
         let reference = cluster::workload_reference(w);
-        cluster::publish_event(&self.ctx, &reference, warning, reason, note).await;
+        self.outbox.push((reference, warning, reason, note));
+    }
+
+    /// Publishes the queued events, as many at once as writes.
+    async fn flush_events(&mut self) {
+        let events = std::mem::take(&mut self.outbox);
+        let ctx = self.ctx.clone();
+        futures::stream::iter(events)
+            .for_each_concurrent(
+                self.ctx.config.write_concurrency.max(1),
+                |(r, warning, reason, note)| {
+                    let ctx = ctx.clone();
+                    async move { cluster::publish_event(&ctx, &r, warning, reason, note).await }
+                },
+            )
+            .await;
     }
 }
 
