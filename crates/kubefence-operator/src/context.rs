@@ -37,6 +37,8 @@ pub struct OperatorConfig {
     /// Off only for a single replica (development).
     pub leader_election: bool,
     pub lease_name: String,
+    /// How long a Lease holds without renewal (at least 2 s).
+    pub lease_duration: Duration,
     /// A full recompute this often, as a safety net (writes only differences).
     pub resync: Duration,
     /// Every API call gives up after this long (then backs off and retries).
@@ -55,6 +57,7 @@ impl Default for OperatorConfig {
             admin_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
             leader_election: true,
             lease_name: "kubefence-operator".into(),
+            lease_duration: Duration::from_secs(15),
             resync: Duration::from_secs(300),
             api_timeout: Duration::from_secs(10),
             write_concurrency: 8,

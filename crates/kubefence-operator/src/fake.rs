@@ -70,6 +70,11 @@ struct Inner {
     resource_version: u64,
     /// (share of failing calls, xorshift state)
     faults: Option<(f64, u64)>,
+    /// coordination.k8s.io Leases, as JSON.
+    leases: BTreeMap<(String, String), Value>,
+    /// Which field manager owns each Lease spec field (server-side apply
+    /// conflicts are what keeps two replicas from both taking a Lease).
+    lease_owners: BTreeMap<(String, String, String), String>,
 }
 
 impl Inner {
@@ -108,6 +113,103 @@ impl Inner {
     }
 }
 
+impl Inner {
+    /// GET, POST, and PATCH (server-side apply with field ownership, or a
+    /// strategic merge) of Leases: what kube-lease-manager uses.
+    fn lease(
+        &mut self,
+        method: &Method,
+        ns: &str,
+        name: Option<&str>,
+        body: Option<Value>,
+        content_type: &str,
+        query: &str,
+    ) -> Response<Body> {
+        let param = |key: &str| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+                .map(String::from)
+        };
+        match (method, name) {
+            (&Method::GET, Some(name)) => match self.leases.get(&(ns.into(), name.into())) {
+                Some(l) => ok(StatusCode::OK, l),
+                None => status(StatusCode::NOT_FOUND, "NotFound", "not found"),
+            },
+            (&Method::POST, None) => {
+                let mut lease = body.unwrap_or(Value::Null);
+                let name = lease
+                    .pointer("/metadata/name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_string();
+                let key = (ns.to_string(), name);
+                if self.leases.contains_key(&key) {
+                    return status(StatusCode::CONFLICT, "AlreadyExists", "already exists");
+                }
+                self.resource_version += 1;
+                lease["metadata"]["namespace"] = json!(ns);
+                lease["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+                self.leases.insert(key, lease.clone());
+                ok(StatusCode::CREATED, &lease)
+            }
+            (&Method::PATCH, Some(name)) => {
+                let key = (ns.to_string(), name.to_string());
+                let manager = param("fieldManager").unwrap_or_default();
+                let force = param("force").as_deref() == Some("true");
+                let apply = content_type.starts_with("application/apply-patch");
+                let Some(lease) = self.leases.get(&key).cloned() else {
+                    return status(StatusCode::NOT_FOUND, "NotFound", "not found");
+                };
+                let patch = body
+                    .as_ref()
+                    .and_then(|b| b.get("spec"))
+                    .and_then(Value::as_object)
+                    .cloned()
+                    .unwrap_or_default();
+                if apply && !force {
+                    for (field, value) in &patch {
+                        let owner =
+                            self.lease_owners
+                                .get(&(key.0.clone(), key.1.clone(), field.clone()));
+                        let current = lease.pointer(&format!("/spec/{field}"));
+                        if owner.is_some_and(|o| *o != manager) && current != Some(value) {
+                            return status(
+                                StatusCode::CONFLICT,
+                                "Conflict",
+                                &format!(
+                                    "Apply failed with 1 conflict: conflict with another manager: .spec.{field}"
+                                ),
+                            );
+                        }
+                    }
+                }
+                let mut lease = lease;
+                if !lease["spec"].is_object() {
+                    lease["spec"] = json!({});
+                }
+                for (field, value) in patch {
+                    let owner_key = (key.0.clone(), key.1.clone(), field.clone());
+                    if value.is_null() {
+                        if let Some(spec) = lease["spec"].as_object_mut() {
+                            spec.remove(&field);
+                        }
+                        self.lease_owners.remove(&owner_key);
+                    } else {
+                        lease["spec"][&field] = value;
+                        self.lease_owners.insert(owner_key, manager.clone());
+                    }
+                }
+                self.resource_version += 1;
+                lease["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+                self.leases.insert(key, lease.clone());
+                ok(StatusCode::OK, &lease)
+            }
+            _ => status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "method"),
+        }
+    }
+}
+
 /// The fake API server's state, shared with the test.
 #[derive(Clone, Default)]
 pub struct FakeApi {
@@ -130,11 +232,16 @@ fn ok(code: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
 }
 
 impl FakeApi {
-    /// A client whose every request this fake answers.
+    /// A fake API server and a client whose every request it answers.
     pub fn start() -> (Client, FakeApi) {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let fake = FakeApi::default();
-        let server = fake.clone();
+        (fake.client(), fake)
+    }
+
+    /// Another client of the same fake server (a second replica).
+    pub fn client(&self) -> Client {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let server = self.clone();
         tokio::spawn(async move {
             while let Some((request, send)) = handle.next_request().await {
                 let (response, hang) = server.answer(request).await;
@@ -149,7 +256,19 @@ impl FakeApi {
                 }
             }
         });
-        (Client::new(service, "default"), fake)
+        Client::new(service, "default")
+    }
+
+    /// The holder of a Lease, if any.
+    pub fn lease_holder(&self, namespace: &str, name: &str) -> Option<String> {
+        self.lock()
+            .leases
+            .get(&(namespace.to_string(), name.to_string()))
+            .and_then(|l| {
+                l.pointer("/spec/holderIdentity")?
+                    .as_str()
+                    .map(String::from)
+            })
     }
 
     /// Fails `rate` (0..1) of the requests from now on, chosen by `seed`.
@@ -374,6 +493,34 @@ impl FakeApi {
                     }
                     _ => status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "method"),
                 }
+            }
+            (
+                m,
+                [
+                    "apis",
+                    "coordination.k8s.io",
+                    "v1",
+                    "namespaces",
+                    ns,
+                    "leases",
+                    rest @ ..,
+                ],
+            ) => {
+                let content_type = parts
+                    .headers
+                    .get(http::header::CONTENT_TYPE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                let query = parts.uri.query().unwrap_or_default().to_string();
+                inner.lease(
+                    m,
+                    ns,
+                    rest.first().copied(),
+                    body.clone(),
+                    &content_type,
+                    &query,
+                )
             }
             (&Method::POST, ["apis", "events.k8s.io", "v1", "namespaces", _, "events"])
             | (&Method::PATCH, ["apis", "events.k8s.io", "v1", "namespaces", _, "events", _]) => {

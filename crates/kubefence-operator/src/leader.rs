@@ -10,10 +10,6 @@ use tokio::sync::watch;
 use crate::context::{FIELD_MANAGER, OperatorConfig};
 use crate::error::Result;
 
-/// Lease duration and renewal grace, in seconds.
-const LEASE_SECONDS: u64 = 15;
-const GRACE_SECONDS: u64 = 5;
-
 /// Starts the election; the Lease is released when every receiver is gone.
 /// Without leader election (one replica) the flag is always `true`.
 pub async fn elect(client: Client, cfg: &OperatorConfig) -> Result<watch::Receiver<bool>> {
@@ -23,12 +19,17 @@ pub async fn elect(client: Client, cfg: &OperatorConfig) -> Result<watch::Receiv
         tokio::spawn(async move { tx.closed().await });
         return Ok(rx);
     }
+    let duration = cfg.lease_duration.as_secs().max(2);
     let manager = LeaseManagerBuilder::new(client, &cfg.lease_name)
         .with_namespace(&cfg.namespace)
         .with_identity(&cfg.identity)
-        .with_duration(LEASE_SECONDS)
-        .with_grace(GRACE_SECONDS)
-        .with_field_manager(FIELD_MANAGER)
+        .with_duration(duration)
+        // Renew a third of the duration before it runs out.
+        .with_grace((duration / 3).max(1))
+        // One field manager per replica: taking a free Lease is a
+        // server-side apply of holderIdentity, and only distinct managers
+        // make two replicas' simultaneous takes conflict (409).
+        .with_field_manager(format!("{FIELD_MANAGER}-{}", cfg.identity))
         .build()
         .await?;
     let (rx, task) = manager.watch().await;
@@ -40,4 +41,89 @@ pub async fn elect(client: Client, cfg: &OperatorConfig) -> Result<watch::Receiv
         }
     });
     Ok(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::fake::FakeApi;
+
+    fn config(identity: &str) -> OperatorConfig {
+        OperatorConfig {
+            identity: identity.into(),
+            lease_duration: Duration::from_secs(2),
+            ..OperatorConfig::default()
+        }
+    }
+
+    async fn until(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+        let start = std::time::Instant::now();
+        while start.elapsed() < limit {
+            if done() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        done()
+    }
+
+    /// Two replicas: one leads, the other follows through renewals, and
+    /// takes over when the leader lets go. Real time (the Lease's expiry is
+    /// wall-clock time): about 3 to 5 seconds.
+    #[tokio::test]
+    async fn one_replica_leads_and_the_other_takes_over() {
+        let fake = FakeApi::default();
+        let a = elect(fake.client(), &config("replica-a")).await.unwrap();
+        assert!(
+            until(Duration::from_secs(5), || *a.borrow()).await,
+            "a leads"
+        );
+        let b = elect(fake.client(), &config("replica-b")).await.unwrap();
+        // Longer than a lease duration: a renews, b never leads meanwhile.
+        let both = until(Duration::from_millis(2500), || *a.borrow() && *b.borrow()).await;
+        assert!(!both, "never two leaders");
+        assert!(*a.borrow() && !*b.borrow());
+        assert_eq!(
+            fake.lease_holder("kubefence-system", "kubefence-operator")
+                .as_deref(),
+            Some("replica-a")
+        );
+        // a goes away (its last receiver dropped): it releases the Lease.
+        drop(a);
+        assert!(
+            until(Duration::from_secs(10), || *b.borrow()).await,
+            "b takes over"
+        );
+        assert_eq!(
+            fake.lease_holder("kubefence-system", "kubefence-operator")
+                .as_deref(),
+            Some("replica-b")
+        );
+    }
+
+    /// Both replicas start at once: the simultaneous takes conflict and
+    /// exactly one leads, at every moment checked.
+    #[tokio::test]
+    async fn simultaneous_starts_elect_exactly_one() {
+        let fake = FakeApi::default();
+        let (ca, cb) = (config("replica-a"), config("replica-b"));
+        let (a, b) = tokio::join!(elect(fake.client(), &ca), elect(fake.client(), &cb));
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert!(until(Duration::from_secs(5), || *a.borrow() || *b.borrow()).await);
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_millis(2500) {
+            assert!(!(*a.borrow() && *b.borrow()), "two leaders");
+            assert!(*a.borrow() || *b.borrow(), "no leader");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let holder = fake.lease_holder("kubefence-system", "kubefence-operator");
+        let leader = if *a.borrow() {
+            "replica-a"
+        } else {
+            "replica-b"
+        };
+        assert_eq!(holder.as_deref(), Some(leader));
+    }
 }
