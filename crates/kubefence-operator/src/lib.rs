@@ -4,7 +4,7 @@
 //! ```text
 //!            ┌────────────── run(config, shutdown) ──────────────┐
 //!            │ Client · Metrics · Recorder · leader (Lease)      │
-//!            │ shutdown signal · Readiness      = Arc<Context>   │
+//!            │ shutdown · Readiness · Stores    = Arc<Context>   │
 //!            └──────┬──────────────────┬─────────────────┬───────┘
 //!    controllers::all()          admin server        leader.rs
 //!      baseline (watches ─▶ index ─▶ build ─▶ diff ─▶ SSA)   /healthz /readyz /metrics
@@ -74,6 +74,7 @@ pub async fn run(
     ));
 
     let mut tasks = JoinSet::new();
+    tasks.spawn(fill_stores(ctx.clone()));
     for c in controllers::all() {
         tracing::info!(controller = c.name, "starting");
         let fut = (c.start)(ctx.clone());
@@ -103,6 +104,54 @@ pub async fn run(
     // Dropping the context drops the last leader receiver: the Lease is released.
     drop(ctx);
     outcome
+}
+
+/// The name of the shared stores in readiness.
+const STORES: &str = "stores";
+
+/// Keeps `ctx.stores` filled (a reflector per store) until shutdown.
+async fn fill_stores(ctx: Arc<Context>) -> (&'static str, Result<()>) {
+    use futures::StreamExt;
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    use kube::runtime::{WatchStreamExt, reflector, watcher};
+
+    let writer = match ctx.writers.lock() {
+        Ok(mut w) => w.take(),
+        Err(poisoned) => poisoned.into_inner().take(),
+    };
+    let Some(writer) = writer else {
+        return (STORES, Ok(()));
+    };
+    ctx.readiness.register(STORES);
+    let api: kube::Api<NetworkPolicy> = kube::Api::all(ctx.client.clone());
+    let config = watcher::Config::default().labels(&format!(
+        "{}={}",
+        kubefence_core::naming::MANAGED_BY_LABEL,
+        kubefence_core::naming::MANAGED_BY_VALUE
+    ));
+    let stream = reflector(
+        writer,
+        watcher(api, config)
+            .default_backoff()
+            .modify(|np| np.metadata.managed_fields = None),
+    )
+    .for_each(|_| std::future::ready(()));
+    let ready = {
+        let store = ctx.stores.owned_policies.clone();
+        let readiness = ctx.readiness.clone();
+        async move {
+            if store.wait_until_ready().await.is_ok() {
+                readiness.set(STORES, true);
+            }
+            std::future::pending::<()>().await
+        }
+    };
+    let mut shutdown = ctx.shutdown.clone();
+    tokio::select! {
+        () = stream => (STORES, Err(Error::ControllerStopped(STORES))),
+        () = ready => (STORES, Ok(())),
+        _ = shutdown.wait_for(|stop| *stop) => (STORES, Ok(())),
+    }
 }
 
 #[cfg(test)]
