@@ -224,6 +224,26 @@ fn status(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
     r
 }
 
+/// `%2F` → `/` and so on (label selectors in query strings).
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Ok(b) = u8::from_str_radix(&s[i + 1..i + 3], 16)
+        {
+            out.push(b);
+            i += 3;
+        } else {
+            out.push(if bytes[i] == b'+' { b' ' } else { bytes[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 fn ok(code: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut r = Response::new(Body::from(bytes));
@@ -521,6 +541,38 @@ impl FakeApi {
                     &content_type,
                     &query,
                 )
+            }
+            // A cluster-wide list (with an equality label selector), or a
+            // watch, which stays open without events.
+            (&Method::GET, ["apis", "networking.k8s.io", "v1", "networkpolicies"]) => {
+                let query = parts.uri.query().unwrap_or_default();
+                if query
+                    .split('&')
+                    .any(|kv| kv == "watch=true" || kv == "watch=1")
+                {
+                    return (ok(StatusCode::OK, &Value::Null), true);
+                }
+                let selector = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("labelSelector="))
+                    .map(percent_decode)
+                    .unwrap_or_default();
+                let wanted: Vec<(String, String)> = selector
+                    .split(',')
+                    .filter_map(|kv| kv.split_once('='))
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+                let items: Vec<&NetworkPolicy> = inner
+                    .policies
+                    .values()
+                    .filter(|p| {
+                        let labels = p.metadata.labels.clone().unwrap_or_default();
+                        wanted.iter().all(|(k, v)| labels.get(k) == Some(v))
+                    })
+                    .collect();
+                let list = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicyList",
+                    "metadata": {"resourceVersion": inner.resource_version.to_string()}, "items": items});
+                ok(StatusCode::OK, &list)
             }
             (&Method::POST, ["apis", "events.k8s.io", "v1", "namespaces", _, "events"])
             | (&Method::PATCH, ["apis", "events.k8s.io", "v1", "namespaces", _, "events", _]) => {

@@ -157,6 +157,50 @@ async fn fill_stores(ctx: Arc<Context>) -> (&'static str, Result<()>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn the_shared_store_holds_every_policy_kubefence_owns() {
+        let (client, fake) = fake::FakeApi::start();
+        let mut ours = fixtures::foreign_policy("shop", "kf-baseline-deployment-web");
+        ours.metadata.labels = Some(
+            [(
+                "app.kubernetes.io/managed-by".to_string(),
+                "kubefence".to_string(),
+            )]
+            .into(),
+        );
+        fake.put(ours);
+        fake.put(fixtures::foreign_policy("shop", "theirs"));
+        let (_leader_tx, leader) = watch::channel(true);
+        let (stop, shutdown) = watch::channel(false);
+        let ctx = Arc::new(Context::new(
+            client,
+            OperatorConfig::default(),
+            Arc::new(metrics::Metrics::default()),
+            leader,
+            shutdown,
+        ));
+        let task = tokio::spawn(fill_stores(ctx.clone()));
+        for _ in 0..200 {
+            if ctx.readiness.is_ready() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(ctx.readiness.is_ready());
+        let names: Vec<String> = ctx
+            .stores
+            .owned_policies
+            .state()
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(names, vec!["kf-baseline-deployment-web"]);
+        stop.send(true).unwrap();
+        let (name, outcome) = task.await.unwrap();
+        assert_eq!(name, STORES);
+        assert!(outcome.is_ok());
+    }
     use kubefence_core::baseline::{ExpressionConfig, PeerConfig, SelectorConfig};
 
     #[tokio::test]
