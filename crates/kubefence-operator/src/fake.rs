@@ -109,8 +109,31 @@ impl Inner {
             self.next_uid += 1;
             format!("uid-{}", self.next_uid)
         }));
-        np.metadata.managed_fields = None;
     }
+}
+
+/// Adds `manager` (with `operation`) to the object's managedFields, as the
+/// API server records who wrote an object (field sets are not modelled).
+fn record_manager(
+    np: &mut NetworkPolicy,
+    before: Option<&NetworkPolicy>,
+    manager: &str,
+    operation: &str,
+) {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
+    let mut entries = before
+        .and_then(|b| b.metadata.managed_fields.clone())
+        .unwrap_or_default();
+    entries.retain(|e| {
+        !(e.manager.as_deref() == Some(manager) && e.operation.as_deref() == Some(operation))
+    });
+    entries.push(ManagedFieldsEntry {
+        manager: Some(manager.to_string()),
+        operation: Some(operation.to_string()),
+        api_version: Some("networking.k8s.io/v1".into()),
+        ..ManagedFieldsEntry::default()
+    });
+    np.metadata.managed_fields = Some(entries);
 }
 
 impl Inner {
@@ -335,17 +358,19 @@ impl FakeApi {
     }
 
     /// Stores a policy as someone else would (a hand edit or a foreign
-    /// policy) and tells the watchers.
+    /// policy; recorded as manager `kubectl-edit` unless the policy lists
+    /// its managedFields) and tells the watchers.
     pub fn put(&self, mut np: NetworkPolicy) {
         let mut inner = self.lock();
         let key = (
             np.metadata.namespace.clone().unwrap_or_default(),
             np.metadata.name.clone().unwrap_or_default(),
         );
-        let uid = inner
-            .policies
-            .get(&key)
-            .and_then(|p| p.metadata.uid.clone());
+        let before = inner.policies.get(&key).cloned();
+        let uid = before.as_ref().and_then(|p| p.metadata.uid.clone());
+        if np.metadata.managed_fields.is_none() {
+            record_manager(&mut np, before.as_ref(), "kubectl-edit", "Update");
+        }
         inner.stamp(&mut np, uid);
         inner.policies.insert(key, np.clone());
         inner.publish(Event::Apply(np));
@@ -475,10 +500,17 @@ impl FakeApi {
                             ann.extend(np.metadata.annotations.take().unwrap_or_default());
                             np.metadata.annotations = (!ann.is_empty()).then_some(ann);
                         }
-                        let uid = inner
-                            .policies
-                            .get(&key)
-                            .and_then(|p| p.metadata.uid.clone());
+                        let before = inner.policies.get(&key).cloned();
+                        let manager = parts
+                            .uri
+                            .query()
+                            .unwrap_or_default()
+                            .split('&')
+                            .find_map(|kv| kv.strip_prefix("fieldManager="))
+                            .unwrap_or_default()
+                            .to_string();
+                        record_manager(&mut np, before.as_ref(), &manager, "Apply");
+                        let uid = before.as_ref().and_then(|p| p.metadata.uid.clone());
                         inner.stamp(&mut np, uid);
                         inner.policies.insert(key, np.clone());
                         inner.publish(Event::Apply(np.clone()));

@@ -99,7 +99,8 @@ pub enum Plan {
     Create,
     /// Ours, but different: apply it again.
     Update,
-    /// Ours and no longer wanted: delete it (only that exact object).
+    /// Ours (labelled, and written by kubefence's apply) and no longer
+    /// wanted: delete it (only that exact object).
     Delete { uid: Option<String> },
     /// Wanted, but a policy kubefence does not manage has the name: leave it.
     Conflict,
@@ -115,7 +116,9 @@ pub fn plan(desired: Option<&Comparable>, observed: Option<&ObservedPolicy>) -> 
             Some(obs) if d.satisfied_by(obs) => Plan::Keep,
             _ => Plan::Update,
         },
-        (None, Some(o)) if o.is_baseline() => Plan::Delete { uid: o.uid.clone() },
+        (None, Some(o)) if o.is_baseline() && o.applied_by_us => {
+            Plan::Delete { uid: o.uid.clone() }
+        }
         (None, _) => Plan::Keep,
     }
 }
@@ -137,6 +140,7 @@ mod tests {
             managed,
             source: managed.then(|| "baseline".to_string()),
             object: managed.then(|| Comparable::of(&p)),
+            applied_by_us: managed,
         }
     }
 
@@ -195,5 +199,10 @@ mod tests {
                 uid: Some("u1".into())
             }
         );
+        // Labelled as ours but applied by someone else (generate output
+        // applied with kubectl): not ours to delete.
+        let mut applied_elsewhere = observed(base(), true);
+        applied_elsewhere.applied_by_us = false;
+        assert_eq!(plan(None, Some(&applied_elsewhere)), Plan::Keep);
     }
 }

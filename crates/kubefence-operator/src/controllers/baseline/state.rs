@@ -89,6 +89,11 @@ pub struct ObservedPolicy {
     pub managed: bool,
     /// `kubefence.dev/source`, for managed policies.
     pub source: Option<String>,
+    /// Written by kubefence's server-side apply (managedFields has manager
+    /// `kubefence`, operation Apply). Only such a policy is ever deleted:
+    /// `kubefence generate` output applied by kubectl or GitOps carries the
+    /// same labels but is not the operator's to remove.
+    pub applied_by_us: bool,
     /// What [`super::diff`] compares, for managed policies only (foreign
     /// ones are never compared, so their content is not kept).
     pub object: Option<super::diff::Comparable>,

@@ -331,7 +331,7 @@ async fn opt_out_deletes_the_policy_and_only_ours() {
 }
 
 #[tokio::test]
-async fn orphans_are_deleted_and_foreign_policies_left_alone() {
+async fn orphans_are_deleted_and_policies_not_ours_left_alone() {
     let h = harness(None);
     // An owned policy whose workload is gone…
     let mut orphan = fixtures::foreign_policy("shop", &name("gone"));
@@ -345,7 +345,29 @@ async fn orphans_are_deleted_and_foreign_policies_left_alone() {
         ]
         .into(),
     );
+    // (written by the operator earlier: its server-side apply)
+    orphan.metadata.managed_fields = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+            manager: Some("kubefence".into()),
+            operation: Some("Apply".into()),
+            ..Default::default()
+        },
+    ]);
     h.fake.put(orphan);
+    // …`kubefence generate` output applied with kubectl (same labels, no
+    // workload here, not written by the operator: not its to delete)…
+    let mut generated = fixtures::foreign_policy("shop", &name("legacy"));
+    generated.metadata.labels = Some(
+        [
+            (
+                "app.kubernetes.io/managed-by".to_string(),
+                "kubefence".to_string(),
+            ),
+            ("kubefence.dev/source".to_string(), "baseline".to_string()),
+        ]
+        .into(),
+    );
+    h.fake.put(generated);
     // …a policy of another source (never ours to delete here)…
     let mut quarantine = fixtures::foreign_policy("shop", "kf-quarantine-deployment-web");
     quarantine.metadata.labels = Some(
@@ -386,6 +408,7 @@ async fn orphans_are_deleted_and_foreign_policies_left_alone() {
             .policy("shop", "kf-quarantine-deployment-web")
             .is_some()
     );
+    assert!(h.fake.policy("shop", &name("legacy")).is_some());
     let reasons = event_reasons(&requests);
     assert!(
         reasons.contains(&"PolicyNameTaken".to_string()),

@@ -23,6 +23,7 @@ use serde::de::DeserializeOwned;
 use super::diff::Comparable;
 use super::state::{Kind, ObservedPolicy};
 use super::{Change, ObjectRef, Payload};
+use crate::context::FIELD_MANAGER;
 
 /// What the controller keeps of a NetworkPolicy.
 pub fn observed_policy(np: &NetworkPolicy) -> ObservedPolicy {
@@ -37,6 +38,9 @@ pub fn observed_policy(np: &NetworkPolicy) -> ObservedPolicy {
             .then(|| labels.get(naming::SOURCE_LABEL).cloned())
             .flatten(),
         object: managed.then(|| Comparable::of(np)),
+        applied_by_us: np.metadata.managed_fields.iter().flatten().any(|e| {
+            e.manager.as_deref() == Some(FIELD_MANAGER) && e.operation.as_deref() == Some("Apply")
+        }),
     }
 }
 
