@@ -82,6 +82,20 @@ pub enum Command {
     Crds(cmd::crds::CrdsOpts),
 }
 
+/// The manifests a command reads.
+#[derive(Debug, Clone, Args)]
+pub struct InputFiles {
+    /// Manifest file or directory (repeatable); `-` reads stdin.
+    #[arg(
+        short = 'f',
+        long = "filename",
+        alias = "file",
+        value_name = "PATH",
+        required = true
+    )]
+    pub files: Vec<String>,
+}
+
 /// How objects are read and evaluated; shared by every command that reads
 /// manifests.
 #[derive(Debug, Clone, Args)]

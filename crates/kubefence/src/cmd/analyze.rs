@@ -4,7 +4,7 @@
 use clap::Args;
 use kubefence_core::engine::{Connectivity, analyze};
 
-use crate::cli::ModelOpts;
+use crate::cli::{InputFiles, ModelOpts};
 use crate::exit;
 use crate::inputs;
 use crate::output::{self, Format};
@@ -40,15 +40,8 @@ bad (reported on stderr) and the rest was analysed and printed.";
 #[derive(Debug, Args)]
 #[command(long_about = LONG_ABOUT, after_long_help = AFTER_LONG_HELP)]
 pub struct AnalyzeOpts {
-    /// Manifest file or directory (repeatable); `-` reads stdin.
-    #[arg(
-        short = 'f',
-        long = "filename",
-        alias = "file",
-        value_name = "PATH",
-        required = true
-    )]
-    pub files: Vec<String>,
+    #[command(flatten)]
+    pub input: InputFiles,
     /// Output format.
     #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
     pub output: Format,
@@ -57,9 +50,12 @@ pub struct AnalyzeOpts {
 }
 
 pub fn run(opts: &AnalyzeOpts) -> anyhow::Result<u8> {
-    inputs::check_paths(&opts.files)?;
-    let (cluster, errors, skipped) =
-        inputs::load_inputs(&opts.files, &opts.model.namespace, opts.model.by_pod());
+    inputs::check_paths(&opts.input.files)?;
+    let (cluster, errors, skipped) = inputs::load_inputs(
+        &opts.input.files,
+        &opts.model.namespace,
+        opts.model.by_pod(),
+    );
     let had_errors = inputs::report(&errors, &skipped);
     let conn = analyze(&cluster, &opts.model.analyze_options());
     tracing::info!(

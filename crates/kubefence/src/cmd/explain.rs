@@ -5,7 +5,7 @@ use clap::Args;
 use kubefence_core::Protocol;
 use kubefence_core::engine::explain;
 
-use crate::cli::ModelOpts;
+use crate::cli::{InputFiles, ModelOpts};
 use crate::exit;
 use crate::inputs;
 use crate::output::{self, ExplainFormat};
@@ -37,15 +37,8 @@ were bad (reported on stderr): the verdict was printed but may be incomplete.";
 #[derive(Debug, Args)]
 #[command(long_about = LONG_ABOUT, after_long_help = AFTER_LONG_HELP)]
 pub struct ExplainOpts {
-    /// Manifest file or directory (repeatable); `-` reads stdin.
-    #[arg(
-        short = 'f',
-        long = "filename",
-        alias = "file",
-        value_name = "PATH",
-        required = true
-    )]
-    pub files: Vec<String>,
+    #[command(flatten)]
+    pub input: InputFiles,
     /// Source endpoint: namespace/Kind/name, namespace/name, IP or CIDR.
     #[arg(long, value_name = "ENDPOINT")]
     pub from: String,
@@ -80,9 +73,12 @@ pub fn parse_port(s: &str) -> Result<(Protocol, u16), String> {
 }
 
 pub fn run(opts: &ExplainOpts) -> anyhow::Result<u8> {
-    inputs::check_paths(&opts.files)?;
-    let (cluster, errors, skipped) =
-        inputs::load_inputs(&opts.files, &opts.model.namespace, opts.model.by_pod());
+    inputs::check_paths(&opts.input.files)?;
+    let (cluster, errors, skipped) = inputs::load_inputs(
+        &opts.input.files,
+        &opts.model.namespace,
+        opts.model.by_pod(),
+    );
     let had_errors = inputs::report(&errors, &skipped);
     let x = explain(
         &cluster,

@@ -10,6 +10,7 @@ use clap::{Args, ValueEnum};
 use kubefence_core::baseline::{self, Baseline, BaselineConfig, Scope};
 use kubefence_k8s::render;
 
+use crate::cli::InputFiles;
 use crate::exit;
 use crate::inputs;
 
@@ -91,15 +92,8 @@ pub enum ReportFormat {
 #[derive(Debug, Args)]
 #[command(long_about = LONG_ABOUT, after_long_help = AFTER_LONG_HELP)]
 pub struct GenerateOpts {
-    /// Manifest file or directory (repeatable); `-` reads stdin.
-    #[arg(
-        short = 'f',
-        long = "filename",
-        alias = "file",
-        value_name = "PATH",
-        required = true
-    )]
-    pub files: Vec<String>,
+    #[command(flatten)]
+    pub input: InputFiles,
     /// Generate only for this namespace (protected ones included when named);
     /// also the namespace of objects that name none. Default: every
     /// namespace but the protected ones, and `default` for unnamed objects.
@@ -127,9 +121,9 @@ pub fn run(opts: &GenerateOpts) -> anyhow::Result<u8> {
         Some(path) => read_config(path)?,
         None => BaselineConfig::default(),
     };
-    inputs::check_paths(&opts.files)?;
+    inputs::check_paths(&opts.input.files)?;
     let namespace = opts.namespace.as_deref().unwrap_or("default");
-    let (cluster, errors, skipped) = inputs::load_inputs(&opts.files, namespace, false);
+    let (cluster, errors, skipped) = inputs::load_inputs(&opts.input.files, namespace, false);
     let had_input_errors = inputs::report(&errors, &skipped);
     let scope = Scope {
         namespaces: opts
