@@ -1,4 +1,224 @@
-//! kubefence-operator: controllers that keep kubefence policies true in a live cluster.
+//! kubefence-operator: controllers that keep kubefence policies true in a
+//! live cluster, and the runtime they share.
+//!
+//! ```text
+//!            ┌────────────── run(config, shutdown) ──────────────┐
+//!            │ Client · Metrics · Recorder · leader (Lease)      │
+//!            │ shutdown · Readiness · Stores    = Arc<Context>   │
+//!            └──────┬──────────────────┬─────────────────┬───────┘
+//!    controllers::all()          admin server        leader.rs
+//!      baseline (watches ─▶ index ─▶ build ─▶ diff ─▶ SSA)   /healthz /readyz /metrics
+//! ```
+//!
+//! Every API call lives in this crate: writes in [`cluster`], watches in
+//! each controller, the Lease in [`leader`]; [`rbac::CALLS`] lists them for
+//! the RBAC test. Controllers register in [`controllers::all`].
 #![forbid(unsafe_code)]
 
+pub mod admin;
+pub mod cluster;
+pub mod context;
+pub mod controllers;
+pub mod error;
+#[cfg(feature = "fake")]
+pub mod fake;
+#[cfg(feature = "fake")]
+pub mod fixtures;
+pub mod leader;
+pub mod metrics;
 pub mod quarantine;
+pub mod rbac;
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+pub use context::{Context, OperatorConfig};
+pub use error::{Error, Result};
+
+/// How long running controllers get to finish after the shutdown signal.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Runs the operator until `shutdown` resolves (SIGTERM) or a controller
+/// fails: admin server, leader election, then every registered controller.
+pub async fn run(
+    config: OperatorConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let config = config.normalized();
+    // Fail early on a bad config, before any API call.
+    controllers::baseline::state::State::new(&config.baseline)?;
+    let client = kube::Client::try_default().await?;
+    let metrics = Arc::new(metrics::Metrics::default());
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let listener = tokio::net::TcpListener::bind(config.admin_addr)
+        .await
+        .map_err(Error::Admin)?;
+    tracing::info!(addr = %config.admin_addr, "admin server listening");
+
+    let leader = leader::elect(client.clone(), &config).await?;
+    let ctx = Arc::new(Context::new(
+        client,
+        config,
+        metrics.clone(),
+        leader,
+        stop_rx.clone(),
+    ));
+    let admin = tokio::spawn(admin::serve(
+        listener,
+        metrics,
+        ctx.readiness.clone(),
+        stop_rx,
+    ));
+
+    let mut tasks = JoinSet::new();
+    tasks.spawn(fill_stores(ctx.clone()));
+    for c in controllers::all() {
+        tracing::info!(controller = c.name, "starting");
+        let fut = (c.start)(ctx.clone());
+        tasks.spawn(async move { (c.name, fut.await) });
+    }
+    let mut shutdown = std::pin::pin!(shutdown);
+    let outcome = tokio::select! {
+        () = &mut shutdown => {
+            tracing::info!("shutdown signal received");
+            Ok(())
+        }
+        Some(done) = tasks.join_next() => match done {
+            Ok((name, Ok(()))) => Err(Error::ControllerStopped(name)),
+            Ok((name, Err(e))) => {
+                tracing::error!(controller = name, error = %e, "controller failed");
+                Err(e)
+            }
+            Err(_) => Err(Error::ControllerStopped("a controller task")),
+        },
+    };
+    let _ = stop_tx.send(true);
+    let drain = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(SHUTDOWN_GRACE, drain).await.is_err() {
+        tasks.abort_all();
+    }
+    admin.abort();
+    // Dropping the context drops the last leader receiver: the Lease is released.
+    drop(ctx);
+    outcome
+}
+
+/// The name of the shared stores in readiness.
+const STORES: &str = "stores";
+
+/// Keeps `ctx.stores` filled (a reflector per store) until shutdown.
+async fn fill_stores(ctx: Arc<Context>) -> (&'static str, Result<()>) {
+    use futures::StreamExt;
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    use kube::runtime::{WatchStreamExt, reflector, watcher};
+
+    let writer = match ctx.writers.lock() {
+        Ok(mut w) => w.take(),
+        Err(poisoned) => poisoned.into_inner().take(),
+    };
+    let Some(writer) = writer else {
+        return (STORES, Ok(()));
+    };
+    ctx.readiness.register(STORES);
+    let api: kube::Api<NetworkPolicy> = kube::Api::all(ctx.client.clone());
+    let config = watcher::Config::default().labels(&format!(
+        "{}={}",
+        kubefence_core::naming::MANAGED_BY_LABEL,
+        kubefence_core::naming::MANAGED_BY_VALUE
+    ));
+    let stream = reflector(
+        writer,
+        watcher(api, config)
+            .default_backoff()
+            .modify(|np| np.metadata.managed_fields = None),
+    )
+    .for_each(|_| std::future::ready(()));
+    let ready = {
+        let store = ctx.stores.owned_policies.clone();
+        let readiness = ctx.readiness.clone();
+        async move {
+            if store.wait_until_ready().await.is_ok() {
+                readiness.set(STORES, true);
+            }
+            std::future::pending::<()>().await
+        }
+    };
+    let mut shutdown = ctx.shutdown.clone();
+    tokio::select! {
+        () = stream => (STORES, Err(Error::ControllerStopped(STORES))),
+        () = ready => (STORES, Ok(())),
+        _ = shutdown.wait_for(|stop| *stop) => (STORES, Ok(())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn the_shared_store_holds_every_policy_kubefence_owns() {
+        let (client, fake) = fake::FakeApi::start();
+        let mut ours = fixtures::foreign_policy("shop", "kf-baseline-deployment-web");
+        ours.metadata.labels = Some(
+            [(
+                "app.kubernetes.io/managed-by".to_string(),
+                "kubefence".to_string(),
+            )]
+            .into(),
+        );
+        fake.put(ours);
+        fake.put(fixtures::foreign_policy("shop", "theirs"));
+        let (_leader_tx, leader) = watch::channel(true);
+        let (stop, shutdown) = watch::channel(false);
+        let ctx = Arc::new(Context::new(
+            client,
+            OperatorConfig::default(),
+            Arc::new(metrics::Metrics::default()),
+            leader,
+            shutdown,
+        ));
+        let task = tokio::spawn(fill_stores(ctx.clone()));
+        for _ in 0..200 {
+            if ctx.readiness.is_ready() {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert!(ctx.readiness.is_ready());
+        let names: Vec<String> = ctx
+            .stores
+            .owned_policies
+            .state()
+            .iter()
+            .map(|p| p.metadata.name.clone().unwrap_or_default())
+            .collect();
+        assert_eq!(names, vec!["kf-baseline-deployment-web"]);
+        stop.send(true).unwrap();
+        let (name, outcome) = task.await.unwrap();
+        assert_eq!(name, STORES);
+        assert!(outcome.is_ok());
+    }
+    use kubefence_core::baseline::{ExpressionConfig, PeerConfig, SelectorConfig};
+
+    #[tokio::test]
+    async fn a_bad_config_fails_before_any_api_call() {
+        let mut config = OperatorConfig::default();
+        config.baseline.ingress_controllers.push(PeerConfig {
+            namespace_selector: SelectorConfig {
+                match_labels: Default::default(),
+                match_expressions: vec![ExpressionConfig {
+                    key: "a".into(),
+                    operator: "Near".into(),
+                    values: vec![],
+                }],
+            },
+            pod_selector: SelectorConfig::default(),
+        });
+        // No kubeconfig is needed to fail: the config is checked first.
+        let err = run(config, std::future::pending()).await.unwrap_err();
+        assert!(matches!(err, Error::Config(_)), "{err}");
+    }
+}

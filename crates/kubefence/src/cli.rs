@@ -75,6 +75,11 @@ pub enum Command {
     Demo(cmd::demo::DemoOpts),
     Quarantine(cmd::quarantine::QuarantineOpts),
     Release(cmd::release::ReleaseOpts),
+    /// Run the operator: keep baseline policies true in the live cluster.
+    #[command(alias = "run-operator")]
+    Operator(cmd::operator::OperatorOpts),
+    /// Print kubefence's CustomResourceDefinitions as YAML.
+    Crds(cmd::crds::CrdsOpts),
 }
 
 /// The manifests a command reads.

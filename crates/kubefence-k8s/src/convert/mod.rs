@@ -4,6 +4,7 @@
 //! a [`ConvertError`] naming the field, so a bad object is reported and left
 //! out whole, never half converted.
 
+mod live;
 mod network_policy;
 mod objects;
 mod selector;
@@ -14,6 +15,7 @@ use serde_json::Value;
 
 use crate::load::{Diagnostic, LoadOptions, Location, RawInput, Skipped};
 
+pub use live::{LiveObject, live_object};
 pub use network_policy::network_policy;
 pub use selector::label_selector;
 pub use workload::{container, workload_from_template};

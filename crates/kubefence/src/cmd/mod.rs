@@ -6,10 +6,12 @@ use std::io::{BufWriter, StdoutLock, Write};
 use crate::cli::{Cli, Command};
 
 pub mod analyze;
+pub mod crds;
 pub mod demo;
 pub mod diff;
 pub mod explain;
 pub mod generate;
+pub mod operator;
 pub mod quarantine;
 pub mod release;
 
@@ -22,6 +24,8 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Demo(opts) => demo::run(&opts),
         Command::Quarantine(opts) => quarantine::run(&opts),
         Command::Release(opts) => release::run(&opts),
+        Command::Operator(opts) => operator::run(&opts),
+        Command::Crds(opts) => crds::run(&opts),
     }
 }
 

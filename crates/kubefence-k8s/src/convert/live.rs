@@ -1,0 +1,125 @@
+//! One live object (from a watch) → the core value it stands for.
+//!
+//! The operator keeps the cluster as core values, object by object, and
+//! assembles a [`kubefence_core::Cluster`] from them; this is the per-object
+//! step of [`crate::load`], with the same validation and the same rules for
+//! what is a workload: a ReplicaSet owned by a Deployment, a Job owned by a
+//! CronJob and a Pod owned by anything are part of their owner, not
+//! workloads of their own.
+
+use kubefence_core::model::{ConfigMap, Ingress, Namespace, Service, Workload};
+use serde_json::Value;
+
+use super::ConvertError;
+use crate::load::RawInput;
+
+/// What one object is, for the operator.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LiveObject {
+    Namespace(Namespace),
+    /// A workload that gets its own policy (bare Pods included).
+    Workload(Workload),
+    /// A ReplicaSet, Job or Pod that belongs to another object.
+    Owned,
+    Service(Service),
+    Ingress(Ingress),
+    ConfigMap(ConfigMap),
+}
+
+/// Converts one object of `kind` (`Deployment`, `Service`, …) given as JSON.
+/// The namespace is the object's own (`default` when it names none).
+pub fn live_object(kind: &str, mut value: Value) -> Result<LiveObject, ConvertError> {
+    if let Some(map) = value.as_object_mut() {
+        map.insert("kind".into(), Value::String(kind.into()));
+        let api_version = super::accepted_api_version(kind, "v1")
+            .or_else(|| super::accepted_api_version(kind, "apps/v1"))
+            .or_else(|| super::accepted_api_version(kind, "batch/v1"))
+            .or_else(|| super::accepted_api_version(kind, "networking.k8s.io/v1"))
+            .ok_or_else(|| ConvertError::new("kind", format!("kind {kind} is not read")))?;
+        map.insert("apiVersion".into(), Value::String(api_version.into()));
+    }
+    let namespace = value
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_string();
+    let has_owner = value
+        .pointer("/metadata/ownerReferences")
+        .and_then(Value::as_array)
+        .is_some_and(|refs| !refs.is_empty());
+    let mut raw = RawInput::default();
+    super::objects::convert(kind, value, &namespace, &mut raw)?;
+    if let Some(pod) = raw.pods.pop() {
+        // A live Pod with any owner is part of something else.
+        return Ok(if has_owner || pod.owner.is_some() {
+            LiveObject::Owned
+        } else {
+            LiveObject::Workload(pod.workload)
+        });
+    }
+    if !raw.owned.is_empty() {
+        return Ok(LiveObject::Owned);
+    }
+    let mut cluster = raw.cluster;
+    if let Some(w) = cluster.workloads.pop() {
+        return Ok(LiveObject::Workload(w));
+    }
+    if let Some(s) = cluster.services.pop() {
+        return Ok(LiveObject::Service(s));
+    }
+    if let Some(i) = cluster.ingresses.pop() {
+        return Ok(LiveObject::Ingress(i));
+    }
+    if let Some(c) = cluster.config_maps.pop() {
+        return Ok(LiveObject::ConfigMap(c));
+    }
+    if let Some((_, n)) = cluster.namespaces.pop_first() {
+        return Ok(LiveObject::Namespace(n));
+    }
+    Err(ConvertError::new(
+        "kind",
+        format!("kind {kind} is not read"),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn kinds_and_ownership() {
+        let d = json!({"metadata": {"name": "web", "namespace": "shop"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c"}]}}}});
+        match live_object("Deployment", d) {
+            Ok(LiveObject::Workload(w)) => assert_eq!(w.id(), "shop/Deployment/web"),
+            other => panic!("{other:?}"),
+        }
+        let rs = json!({"metadata": {"name": "web-1", "namespace": "shop",
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "u", "controller": true}]},
+            "spec": {"selector": {"matchLabels": {"app": "web"}},
+                     "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c"}]}}}});
+        assert_eq!(live_object("ReplicaSet", rs), Ok(LiveObject::Owned));
+        let pod = json!({"metadata": {"name": "p", "namespace": "shop", "labels": {"a": "b"}},
+            "spec": {"containers": [{"name": "c"}]}});
+        assert!(matches!(
+            live_object("Pod", pod),
+            Ok(LiveObject::Workload(_))
+        ));
+        let owned_pod = json!({"metadata": {"name": "p", "namespace": "shop",
+            "ownerReferences": [{"apiVersion": "example.com/v1", "kind": "Thing", "name": "t", "uid": "u"}]},
+            "spec": {"containers": [{"name": "c"}]}});
+        assert_eq!(live_object("Pod", owned_pod), Ok(LiveObject::Owned));
+        // As a metadata-only watch delivers it.
+        let ns = json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": {"name": "shop", "labels": {"x": "y"}}});
+        match live_object("Namespace", ns) {
+            Ok(LiveObject::Namespace(n)) => assert_eq!(n.labels.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        let bad = json!({"metadata": {"name": "s", "namespace": "shop"}, "spec": {"ports": [{"port": 0}]}});
+        assert!(live_object("Service", bad).is_err());
+        assert!(live_object("Secret", json!({"metadata": {"name": "s"}})).is_err());
+    }
+}

@@ -1,0 +1,170 @@
+//! What every controller shares: the client, the config, metrics, the event
+//! recorder, the leader flag, the shutdown signal and readiness.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store, store::Writer};
+use kubefence_core::baseline::BaselineConfig;
+use tokio::sync::watch;
+
+use crate::metrics::Metrics;
+
+/// The field manager of every write, and the events' reporting controller.
+pub const FIELD_MANAGER: &str = "kubefence";
+/// The namespace label that opts a namespace in to baseline policies.
+pub const OPT_IN_LABEL: &str = "kubefence.dev/baseline";
+/// Its value.
+pub const OPT_IN_VALUE: &str = "enabled";
+
+/// How the operator runs (from `kubefence operator` flags and `--config`).
+#[derive(Clone, Debug)]
+pub struct OperatorConfig {
+    /// Shared with `generate`: DNS and ingress-controller selectors, cluster
+    /// domain, protected namespaces (the operator's own is added).
+    pub baseline: BaselineConfig,
+    /// Every namespace but the protected ones, without the opt-in label.
+    pub all_namespaces: bool,
+    /// The operator's own namespace (holds the Lease; never baselined).
+    pub namespace: String,
+    /// This replica's name in the Lease and in events.
+    pub identity: String,
+    /// Where `/healthz`, `/readyz` and `/metrics` are served.
+    pub admin_addr: SocketAddr,
+    /// Off only for a single replica (development).
+    pub leader_election: bool,
+    pub lease_name: String,
+    /// How long a Lease holds without renewal (at least 2 s).
+    pub lease_duration: Duration,
+    /// A full recompute this often, as a safety net (writes only differences).
+    pub resync: Duration,
+    /// Every API call gives up after this long (then backs off and retries).
+    pub api_timeout: Duration,
+    /// Writes in flight at once.
+    pub write_concurrency: usize,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        Self {
+            baseline: BaselineConfig::default(),
+            all_namespaces: false,
+            namespace: "kubefence-system".into(),
+            identity: "kubefence".into(),
+            admin_addr: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            leader_election: true,
+            lease_name: "kubefence-operator".into(),
+            lease_duration: Duration::from_secs(15),
+            resync: Duration::from_secs(300),
+            api_timeout: Duration::from_secs(10),
+            write_concurrency: 8,
+        }
+    }
+}
+
+impl OperatorConfig {
+    /// The config with the operator's own namespace protected.
+    pub fn normalized(mut self) -> Self {
+        self.baseline
+            .protected_namespaces
+            .insert(self.namespace.clone());
+        self
+    }
+}
+
+/// Readiness: each controller registers a flag and sets it once its watches
+/// have listed everything and its first reconcile is done.
+#[derive(Debug, Default)]
+pub struct Readiness {
+    flags: Mutex<BTreeMap<&'static str, bool>>,
+}
+
+impl Readiness {
+    pub fn register(&self, name: &'static str) {
+        self.with(|f| {
+            f.entry(name).or_insert(false);
+        });
+    }
+
+    pub fn set(&self, name: &'static str, ready: bool) {
+        self.with(|f| {
+            f.insert(name, ready);
+        });
+    }
+
+    /// Ready when at least one controller is registered and all are ready.
+    pub fn is_ready(&self) -> bool {
+        self.with(|f| !f.is_empty() && f.values().all(|r| *r))
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&mut BTreeMap<&'static str, bool>) -> T) -> T {
+        let mut guard = match self.flags.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(&mut guard)
+    }
+}
+
+/// Shared read caches (kube-runtime reflector stores) that any controller
+/// may read; `crate::run` keeps them filled. Each controller also keeps
+/// what it alone needs in its own compact form (the baseline controller's
+/// `State`).
+#[derive(Clone)]
+pub struct Stores {
+    /// Every NetworkPolicy labelled `app.kubernetes.io/managed-by:
+    /// kubefence`, whatever its source (baseline, quarantine, …).
+    pub owned_policies: Store<NetworkPolicy>,
+}
+
+/// Shared by every controller (`Arc<Context>`).
+pub struct Context {
+    pub client: Client,
+    pub config: OperatorConfig,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    /// `true` while this replica holds the Lease; only then may it write.
+    pub leader: watch::Receiver<bool>,
+    /// Turns `true` once, on SIGTERM: every controller stops.
+    pub shutdown: watch::Receiver<bool>,
+    pub readiness: Arc<Readiness>,
+    pub stores: Stores,
+    /// Taken by `crate::run`, which runs the reflector that fills `stores`.
+    pub(crate) writers: Mutex<Option<Writer<NetworkPolicy>>>,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        config: OperatorConfig,
+        metrics: Arc<Metrics>,
+        leader: watch::Receiver<bool>,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: FIELD_MANAGER.into(),
+            instance: Some(config.identity.clone()),
+        };
+        let (owned_policies, writer) = reflector::store();
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            config,
+            metrics,
+            leader,
+            shutdown,
+            readiness: Arc::default(),
+            stores: Stores { owned_policies },
+            writers: Mutex::new(Some(writer)),
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        *self.leader.borrow()
+    }
+}

@@ -1,0 +1,734 @@
+//! The reconcile logic against the fake API server (one pass at a time),
+//! and the whole controller loop driven by synthetic watch streams.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use http::Method;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::runtime::watcher::Event;
+use kubefence_core::model::WorkloadKind;
+use serde_json::json;
+use tokio::sync::{mpsc, watch as tokio_watch};
+
+use super::state::Kind;
+use super::watch::{change, changes};
+use super::*;
+use crate::context::{Context, OperatorConfig};
+use crate::fake::{FakeApi, Recorded};
+use crate::fixtures::{self, World};
+use crate::metrics::Metrics;
+
+const DEPLOYMENT: Kind = Kind::Workload(WorkloadKind::Deployment);
+
+struct Harness {
+    fake: FakeApi,
+    ctx: Arc<Context>,
+    leader: tokio_watch::Sender<bool>,
+    shutdown: tokio_watch::Sender<bool>,
+}
+
+fn harness(fake_faults: Option<(f64, u64)>) -> Harness {
+    let (client, fake) = FakeApi::start();
+    let fake = match fake_faults {
+        Some((rate, seed)) => fake.with_faults(rate, seed),
+        None => fake,
+    };
+    let config = OperatorConfig {
+        leader_election: false,
+        resync: Duration::from_secs(60),
+        ..OperatorConfig::default()
+    }
+    .normalized();
+    let (leader, leader_rx) = tokio_watch::channel(true);
+    let (shutdown, shutdown_rx) = tokio_watch::channel(false);
+    let ctx = Arc::new(Context::new(
+        client,
+        config,
+        Arc::new(Metrics::default()),
+        leader_rx,
+        shutdown_rx,
+    ));
+    Harness {
+        fake,
+        ctx,
+        leader,
+        shutdown,
+    }
+}
+
+/// shop (opted in): web → Service api → api (8080); db (5432) unused.
+fn shop() -> World {
+    World {
+        namespaces: vec![
+            fixtures::namespace("shop", true),
+            fixtures::namespace("other", false),
+        ],
+        deployments: vec![
+            fixtures::deployment("shop", "web", &[("BACKEND_URL", "http://api:80")], &[]),
+            fixtures::deployment("shop", "api", &[], &[("http", 8080)]),
+            fixtures::deployment("shop", "db", &[], &[("pg", 5432)]),
+            fixtures::deployment("other", "tool", &[], &[]),
+        ],
+        services: vec![
+            fixtures::service("shop", "api", "api", 80, 8080),
+            fixtures::service("shop", "db", "db", 5432, 5432),
+        ],
+        ..World::default()
+    }
+}
+
+fn name(workload: &str) -> String {
+    format!("kf-baseline-deployment-{workload}")
+}
+
+/// A controller that has listed `world` and the fake's policies.
+async fn listed(h: &Harness, world: &World) -> Controller {
+    let mut c = Controller::new(h.ctx.clone()).unwrap();
+    for ch in world.initial_list() {
+        c.handle(ch);
+    }
+    let mut policies = Box::pin(changes(Kind::NetworkPolicy, h.fake.policy_watch()));
+    while let Some(ch) = policies.next().await {
+        let done = matches!(ch, Change::InitDone(_));
+        c.handle(ch);
+        if done {
+            break;
+        }
+    }
+    assert!(c.synced());
+    c
+}
+
+fn policy_writes(requests: &[Recorded]) -> Vec<(Method, String)> {
+    requests
+        .iter()
+        .filter(|r| r.is_policy_write())
+        .map(|r| {
+            let path = r.uri.split('?').next().unwrap_or_default();
+            (
+                r.method.clone(),
+                path.rsplit('/').next().unwrap_or_default().to_string(),
+            )
+        })
+        .collect()
+}
+
+fn patches(names: &[&str]) -> Vec<(Method, String)> {
+    names.iter().map(|n| (Method::PATCH, name(n))).collect()
+}
+
+fn event_reasons(requests: &[Recorded]) -> Vec<String> {
+    requests
+        .iter()
+        .filter(|r| r.is_event())
+        .filter_map(|r| r.body.as_ref()?.get("reason")?.as_str().map(String::from))
+        .collect()
+}
+
+#[tokio::test]
+async fn first_apply_is_server_side_apply_with_our_field_manager() {
+    let h = harness(None);
+    let mut c = listed(&h, &shop()).await;
+    let pass = c.reconcile().await;
+    assert_eq!((pass.created, pass.updated, pass.deleted), (3, 0, 0));
+    let requests = h.fake.requests();
+    assert_eq!(policy_writes(&requests), patches(&["api", "db", "web"]));
+    let apply = requests
+        .iter()
+        .find(|r| r.uri.contains(&name("api")))
+        .unwrap();
+    assert_eq!(
+        apply.uri,
+        format!(
+            "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/{}?&force=true&fieldManager=kubefence",
+            name("api")
+        )
+    );
+    let body = apply.body.as_ref().unwrap();
+    assert_eq!(body["apiVersion"], "networking.k8s.io/v1");
+    assert_eq!(body["kind"], "NetworkPolicy");
+    assert_eq!(
+        body["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "kubefence"
+    );
+    assert_eq!(
+        body["metadata"]["labels"]["kubefence.dev/source"],
+        "baseline"
+    );
+    assert_eq!(
+        body["metadata"]["ownerReferences"],
+        json!([{"apiVersion": "apps/v1", "kind": "Deployment", "name": "api", "uid": "uid-shop-api"}])
+    );
+    assert_eq!(
+        body["spec"]["podSelector"],
+        json!({"matchLabels": {"app": "api"}})
+    );
+    // api accepts web on 8080.
+    let ingress = body["spec"]["ingress"].to_string();
+    assert!(
+        ingress.contains("\"port\":8080") && ingress.contains("\"app\":\"web\""),
+        "{ingress}"
+    );
+    assert_eq!(event_reasons(&requests), vec!["PolicyCreated"; 3]);
+    // Nothing in namespaces that did not opt in.
+    assert!(h.fake.policies().keys().all(|(ns, _)| ns == "shop"));
+}
+
+#[tokio::test]
+async fn no_write_when_nothing_changed() {
+    let h = harness(None);
+    let mut c = listed(&h, &shop()).await;
+    c.reconcile().await;
+    h.fake.clear_requests();
+    c.request_full();
+    let pass = c.reconcile().await;
+    assert_eq!(pass.examined, 3);
+    assert_eq!(pass.writes(), 0);
+    assert_eq!(
+        h.fake.requests(),
+        vec![],
+        "a full pass over an unchanged cluster sends nothing"
+    );
+    // The echo of our own writes (watch events) does not cause writes either.
+    let mut c2 = listed(&h, &shop()).await;
+    c2.request_full();
+    assert_eq!(c2.reconcile().await.writes(), 0);
+    assert_eq!(h.fake.requests(), vec![]);
+}
+
+async fn after_first_pass(world: &World) -> (Harness, Controller) {
+    let h = harness(None);
+    let mut c = listed(&h, world).await;
+    c.reconcile().await;
+    h.fake.clear_requests();
+    (h, c)
+}
+
+#[tokio::test]
+async fn env_change_updates_both_ends_of_old_and_new_references() {
+    let (h, mut c) = after_first_pass(&shop()).await;
+    let web = fixtures::deployment("shop", "web", &[("BACKEND_URL", "postgres://db:5432")], &[]);
+    c.handle(change(DEPLOYMENT, Event::Apply(web)));
+    let pass = c.reconcile().await;
+    assert_eq!(pass.examined, 3, "web, api (loses web) and db (gains web)");
+    assert_eq!(
+        policy_writes(&h.fake.requests()),
+        patches(&["api", "db", "web"])
+    );
+    assert_eq!(event_reasons(&h.fake.requests()), vec!["PolicyUpdated"; 3]);
+}
+
+#[tokio::test]
+async fn label_change_updates_the_workload_and_its_peers() {
+    let (h, mut c) = after_first_pass(&shop()).await;
+    let mut web: Deployment =
+        fixtures::deployment("shop", "web", &[("BACKEND_URL", "http://api:80")], &[]);
+    let spec = web.spec.as_mut().unwrap();
+    spec.selector.match_labels = Some([("app".to_string(), "web-v2".to_string())].into());
+    spec.template.metadata.as_mut().unwrap().labels =
+        Some([("app".to_string(), "web-v2".to_string())].into());
+    c.handle(change(DEPLOYMENT, Event::Apply(web)));
+    c.reconcile().await;
+    assert_eq!(policy_writes(&h.fake.requests()), patches(&["api", "web"]));
+    let api = h.fake.policy("shop", &name("api")).unwrap();
+    assert!(serde_json::to_string(&api.spec).unwrap().contains("web-v2"));
+}
+
+#[tokio::test]
+async fn port_change_updates_both_ends() {
+    let (h, mut c) = after_first_pass(&shop()).await;
+    let api = fixtures::deployment("shop", "api", &[], &[("http", 8080)]);
+    c.handle(change(DEPLOYMENT, Event::Apply(api)));
+    assert_eq!(
+        c.reconcile().await.writes(),
+        0,
+        "same object again: nothing to do"
+    );
+    let svc = fixtures::service("shop", "api", "api", 80, 9090);
+    c.handle(change(Kind::Service, Event::Apply(svc)));
+    let pass = c.reconcile().await;
+    assert_eq!(
+        pass.examined, 2,
+        "only the Service's referrer and target are looked at"
+    );
+    assert_eq!(policy_writes(&h.fake.requests()), patches(&["api", "web"]));
+    let web = h.fake.policy("shop", &name("web")).unwrap();
+    assert!(serde_json::to_string(&web.spec).unwrap().contains("9090"));
+}
+
+#[tokio::test]
+async fn service_change_recomputes_only_affected_workloads() {
+    let (h, mut c) = after_first_pass(&shop()).await;
+    // Re-point Service api at db's pods.
+    let svc = fixtures::service("shop", "api", "db", 80, 5432);
+    c.handle(change(Kind::Service, Event::Apply(svc)));
+    let pending: Vec<String> = c.pending().iter().map(|k| k.2.clone()).collect();
+    assert_eq!(pending, vec!["api", "db", "web"]);
+    let pass = c.reconcile().await;
+    assert_eq!(pass.examined, 3);
+    assert_eq!(
+        policy_writes(&h.fake.requests()),
+        patches(&["api", "db", "web"])
+    );
+    // A Service nobody names and that selects nothing reaches nobody.
+    h.fake.clear_requests();
+    c.handle(change(
+        Kind::Service,
+        Event::Apply(fixtures::service("shop", "unused", "nothing", 1, 1)),
+    ));
+    assert!(c.pending().is_empty());
+    assert_eq!(c.reconcile().await, Pass::default());
+    assert_eq!(h.fake.requests(), vec![]);
+}
+
+#[tokio::test]
+async fn opt_out_deletes_the_policy_and_only_ours() {
+    let (h, mut c) = after_first_pass(&shop()).await;
+    let uid = h
+        .fake
+        .policy("shop", &name("web"))
+        .unwrap()
+        .metadata
+        .uid
+        .unwrap();
+    let mut web = fixtures::deployment("shop", "web", &[("BACKEND_URL", "http://api:80")], &[]);
+    web.metadata.annotations =
+        Some([("kubefence.dev/baseline".to_string(), "disabled".to_string())].into());
+    c.handle(change(DEPLOYMENT, Event::Apply(web)));
+    c.reconcile().await;
+    let requests = h.fake.requests();
+    // api keeps accepting web: the pair keeps working.
+    assert_eq!(
+        policy_writes(&requests),
+        vec![(Method::DELETE, name("web"))]
+    );
+    let delete = requests
+        .iter()
+        .find(|r| r.method == Method::DELETE)
+        .unwrap();
+    assert_eq!(
+        delete.body.as_ref().unwrap()["preconditions"]["uid"],
+        json!(uid)
+    );
+    assert_eq!(event_reasons(&requests), vec!["PolicyDeleted"]);
+    assert!(h.fake.policy("shop", &name("web")).is_none());
+
+    // The namespace opts out: every policy goes.
+    h.fake.clear_requests();
+    c.handle(change(
+        Kind::Namespace,
+        Event::Apply(fixtures::namespace("shop", false)),
+    ));
+    c.reconcile().await;
+    assert_eq!(
+        policy_writes(&h.fake.requests()),
+        vec![(Method::DELETE, name("api")), (Method::DELETE, name("db"))]
+    );
+    assert!(h.fake.policies().is_empty());
+}
+
+#[tokio::test]
+async fn orphans_are_deleted_and_policies_not_ours_left_alone() {
+    let h = harness(None);
+    // An owned policy whose workload is gone…
+    let mut orphan = fixtures::foreign_policy("shop", &name("gone"));
+    orphan.metadata.labels = Some(
+        [
+            (
+                "app.kubernetes.io/managed-by".to_string(),
+                "kubefence".to_string(),
+            ),
+            ("kubefence.dev/source".to_string(), "baseline".to_string()),
+        ]
+        .into(),
+    );
+    // (written by the operator earlier: its server-side apply)
+    orphan.metadata.managed_fields = Some(vec![
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry {
+            manager: Some("kubefence".into()),
+            operation: Some("Apply".into()),
+            ..Default::default()
+        },
+    ]);
+    h.fake.put(orphan);
+    // …`kubefence generate` output applied with kubectl (same labels, no
+    // workload here, not written by the operator: not its to delete)…
+    let mut generated = fixtures::foreign_policy("shop", &name("legacy"));
+    generated.metadata.labels = Some(
+        [
+            (
+                "app.kubernetes.io/managed-by".to_string(),
+                "kubefence".to_string(),
+            ),
+            ("kubefence.dev/source".to_string(), "baseline".to_string()),
+        ]
+        .into(),
+    );
+    h.fake.put(generated);
+    // …a policy of another source (never ours to delete here)…
+    let mut quarantine = fixtures::foreign_policy("shop", "kf-quarantine-deployment-web");
+    quarantine.metadata.labels = Some(
+        [
+            (
+                "app.kubernetes.io/managed-by".to_string(),
+                "kubefence".to_string(),
+            ),
+            ("kubefence.dev/source".to_string(), "quarantine".to_string()),
+        ]
+        .into(),
+    );
+    h.fake.put(quarantine);
+    // …and someone else's policy with the name web's would have.
+    h.fake.put(fixtures::foreign_policy("shop", &name("web")));
+    let before_web: NetworkPolicy = h.fake.policy("shop", &name("web")).unwrap();
+    h.fake.clear_requests();
+
+    let mut c = listed(&h, &shop()).await;
+    let pass = c.reconcile().await;
+    assert_eq!((pass.created, pass.deleted, pass.conflicts), (2, 1, 1));
+    let requests = h.fake.requests();
+    assert_eq!(
+        policy_writes(&requests),
+        vec![
+            (Method::PATCH, name("api")),
+            (Method::PATCH, name("db")),
+            (Method::DELETE, name("gone")),
+        ]
+    );
+    assert_eq!(
+        h.fake.policy("shop", &name("web")),
+        Some(before_web),
+        "foreign policy untouched"
+    );
+    assert!(
+        h.fake
+            .policy("shop", "kf-quarantine-deployment-web")
+            .is_some()
+    );
+    assert!(h.fake.policy("shop", &name("legacy")).is_some());
+    let reasons = event_reasons(&requests);
+    assert!(
+        reasons.contains(&"PolicyNameTaken".to_string()),
+        "{reasons:?}"
+    );
+
+    // Reported once, not on every pass.
+    h.fake.clear_requests();
+    c.request_full();
+    assert_eq!(c.reconcile().await.conflicts, 1);
+    assert_eq!(h.fake.requests(), vec![]);
+}
+
+#[tokio::test]
+async fn unresolved_references_are_reported_once() {
+    let mut world = shop();
+    world.deployments.push(fixtures::deployment(
+        "shop",
+        "lost",
+        &[("BACKEND_URL", "http://missing:80")],
+        &[],
+    ));
+    let h = harness(None);
+    let mut c = listed(&h, &world).await;
+    c.reconcile().await;
+    let reasons = event_reasons(&h.fake.requests());
+    assert_eq!(
+        reasons
+            .iter()
+            .filter(|r| *r == "UnresolvedReference")
+            .count(),
+        1,
+        "{reasons:?}"
+    );
+    h.fake.clear_requests();
+    c.request_full();
+    c.reconcile().await;
+    assert_eq!(h.fake.requests(), vec![]);
+}
+
+#[tokio::test]
+async fn followers_write_nothing() {
+    let h = harness(None);
+    h.leader.send(false).unwrap();
+    let mut c = listed(&h, &shop()).await;
+    c.request_full();
+    assert_eq!(c.reconcile().await, Pass::default());
+    assert_eq!(h.fake.requests(), vec![]);
+    h.leader.send(true).unwrap();
+    c.request_full();
+    assert_eq!(c.reconcile().await.created, 3);
+}
+
+#[tokio::test]
+async fn bad_objects_are_ignored_without_panicking() {
+    let (h, mut c) = after_first_pass(&shop()).await;
+    let mut bad = fixtures::service("shop", "api", "api", 80, 8080);
+    bad.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].port = 0;
+    c.handle(change(Kind::Service, Event::Apply(bad)));
+    assert_eq!(c.reconcile().await.writes(), 0);
+    assert_eq!(h.fake.requests(), vec![]);
+}
+
+// === the whole loop ===
+
+struct Running {
+    h: Harness,
+    tx: mpsc::UnboundedSender<Change>,
+    task: tokio::task::JoinHandle<crate::Result<()>>,
+}
+
+fn start(h: Harness, world: &World) -> Running {
+    let (tx, rx) = mpsc::unbounded_channel();
+    for ch in world.initial_list() {
+        tx.send(ch).unwrap();
+    }
+    let synthetic =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) });
+    let policies = changes(Kind::NetworkPolicy, h.fake.policy_watch());
+    let stream = futures::stream::select(synthetic, policies);
+    let task = tokio::spawn(run(h.ctx.clone(), stream));
+    Running { h, tx, task }
+}
+
+/// Lets simulated time pass until `done` holds (at most `limit`).
+async fn eventually(limit: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let start = tokio::time::Instant::now();
+    while tokio::time::Instant::now() - start < limit {
+        if done() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    done()
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_loop_keeps_policies_true() {
+    let world = World {
+        namespaces: vec![fixtures::namespace("shop", true)],
+        ..World::default()
+    };
+    let r = start(harness(None), &world);
+    let fake = r.h.fake.clone();
+    let ready = r.h.ctx.readiness.clone();
+    ready.register(NAME);
+    assert!(
+        eventually(Duration::from_secs(5), || ready.is_ready()).await,
+        "ready after the lists"
+    );
+
+    // Create a workload: its policy appears.
+    r.tx.send(change(
+        DEPLOYMENT,
+        Event::Apply(fixtures::deployment("shop", "api", &[], &[("http", 8080)])),
+    ))
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || fake
+            .policy("shop", &name("api"))
+            .is_some())
+        .await
+    );
+
+    // Change its env: the policy is updated.
+    r.tx.send(change(
+        Kind::Service,
+        Event::Apply(fixtures::service("shop", "db", "db", 5432, 5432)),
+    ))
+    .unwrap();
+    r.tx.send(change(
+        DEPLOYMENT,
+        Event::Apply(fixtures::deployment("shop", "db", &[], &[("pg", 5432)])),
+    ))
+    .unwrap();
+    r.tx.send(change(
+        DEPLOYMENT,
+        Event::Apply(fixtures::deployment(
+            "shop",
+            "api",
+            &[("DB_HOST", "db")],
+            &[("http", 8080)],
+        )),
+    ))
+    .unwrap();
+    let egress_to_db = |fake: &FakeApi| {
+        fake.policy("shop", &name("api"))
+            .is_some_and(|p| serde_json::to_string(&p.spec).unwrap().contains("5432"))
+    };
+    assert!(eventually(Duration::from_secs(5), || egress_to_db(&fake)).await);
+
+    // A hand edit is restored.
+    let mut edited = fake.policy("shop", &name("api")).unwrap();
+    edited.spec.as_mut().unwrap().egress = None;
+    fake.put(edited);
+    assert!(!egress_to_db(&fake));
+    assert!(eventually(Duration::from_secs(5), || egress_to_db(&fake)).await);
+
+    // A hand delete is restored.
+    fake.remove("shop", &name("api"));
+    assert!(eventually(Duration::from_secs(5), || egress_to_db(&fake)).await);
+
+    // A resync of the unchanged cluster writes nothing.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    fake.clear_requests();
+    tokio::time::sleep(Duration::from_secs(150)).await; // two resyncs
+    assert_eq!(
+        fake.requests(),
+        vec![],
+        "resyncs of an unchanged cluster send nothing"
+    );
+
+    // Delete the workload: its policy goes.
+    r.tx.send(change(
+        DEPLOYMENT,
+        Event::Delete(fixtures::deployment("shop", "api", &[], &[])),
+    ))
+    .unwrap();
+    assert!(
+        eventually(Duration::from_secs(5), || fake
+            .policy("shop", &name("api"))
+            .is_none())
+        .await
+    );
+
+    // SIGTERM: the loop ends cleanly.
+    r.h.shutdown.send(true).unwrap();
+    assert!(matches!(r.task.await, Ok(Ok(()))));
+}
+
+/// The world of the fault test: 12 workloads in 3 namespaces, each
+/// referencing the next through a Service.
+fn chain_world() -> World {
+    let mut w = World::default();
+    for ns in ["a", "b", "c"] {
+        w.namespaces.push(fixtures::namespace(ns, true));
+        for i in 0..4 {
+            let next = (i + 1) % 4;
+            w.deployments.push(fixtures::deployment(
+                ns,
+                &format!("w{i}"),
+                &[("NEXT_URL", &format!("http://s{next}:80"))],
+                &[("http", 8000 + i)],
+            ));
+            w.services.push(fixtures::service(
+                ns,
+                &format!("s{i}"),
+                &format!("w{i}"),
+                80,
+                8000 + i,
+            ));
+        }
+    }
+    w
+}
+
+/// The changes applied after the initial list, in order.
+fn chain_changes() -> Vec<Change> {
+    vec![
+        // env change
+        change(
+            DEPLOYMENT,
+            Event::Apply(fixtures::deployment(
+                "a",
+                "w0",
+                &[("NEXT_URL", "http://s2:80")],
+                &[("http", 8000)],
+            )),
+        ),
+        // port change
+        change(
+            Kind::Service,
+            Event::Apply(fixtures::service("b", "s1", "w1", 80, 9001)),
+        ),
+        change(
+            DEPLOYMENT,
+            Event::Apply(fixtures::deployment(
+                "b",
+                "w1",
+                &[("NEXT_URL", "http://s2:80")],
+                &[("http", 9001)],
+            )),
+        ),
+        // delete
+        change(
+            DEPLOYMENT,
+            Event::Delete(fixtures::deployment("c", "w3", &[], &[])),
+        ),
+        // opt-out of a namespace
+        change(
+            Kind::Namespace,
+            Event::Apply(fixtures::namespace("c", false)),
+        ),
+    ]
+}
+
+type Stored = Vec<(
+    (String, String),
+    Option<serde_json::Value>,
+    Option<std::collections::BTreeMap<String, String>>,
+)>;
+
+fn stored(fake: &FakeApi) -> Stored {
+    fake.policies()
+        .into_iter()
+        .map(|(k, p)| (k, serde_json::to_value(&p.spec).ok(), p.metadata.labels))
+        .collect()
+}
+
+async fn converge(faults: Option<(f64, u64)>) -> (Stored, usize, usize) {
+    let r = start(harness(faults), &chain_world());
+    let fake = r.h.fake.clone();
+    tokio::time::sleep(Duration::from_secs(30)).await;
+    for ch in chain_changes() {
+        r.tx.send(ch).unwrap();
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    // Backoff is at most 5 minutes and a resync runs every minute.
+    tokio::time::sleep(Duration::from_secs(20 * 60)).await;
+    fake.heal();
+    tokio::time::sleep(Duration::from_secs(10 * 60)).await;
+    let faulted = fake.requests().iter().filter(|r| r.faulted).count();
+    let total = fake.requests().len();
+    r.h.shutdown.send(true).unwrap();
+    let _ = r.task.await;
+    (stored(&fake), faulted, total)
+}
+
+#[tokio::test(start_paused = true)]
+async fn converges_when_a_fifth_of_the_calls_fail() {
+    let (expected, _, _) = converge(None).await;
+    // a: 4, b: 4, c: opted out.
+    assert_eq!(expected.len(), 8, "{expected:#?}");
+    assert!(
+        expected
+            .iter()
+            .all(|((ns, _), _, _)| ns == "a" || ns == "b")
+    );
+    for seed in [7, 42, 1234] {
+        let (got, faulted, total) = converge(Some((0.2, seed))).await;
+        assert!(
+            faulted > 0 && faulted < total,
+            "seed {seed}: {faulted} of {total} failed"
+        );
+        // Same names (no duplicate, no orphan), same content.
+        assert_eq!(got, expected, "seed {seed}");
+    }
+}
+
+#[tokio::test]
+async fn status_only_updates_change_nothing() {
+    let (h, mut c) = after_first_pass(&shop()).await;
+    let mut web = fixtures::deployment("shop", "web", &[("BACKEND_URL", "http://api:80")], &[]);
+    web.status = Some(k8s_openapi::api::apps::v1::DeploymentStatus {
+        ready_replicas: Some(3),
+        ..Default::default()
+    });
+    web.metadata.resource_version = Some("999".into());
+    c.handle(change(DEPLOYMENT, Event::Apply(web)));
+    assert!(c.pending().is_empty());
+    assert_eq!(c.reconcile().await, Pass::default());
+    assert_eq!(h.fake.requests(), vec![]);
+}

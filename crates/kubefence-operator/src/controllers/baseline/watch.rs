@@ -1,0 +1,151 @@
+//! Watch events → [`Change`]s: the one place that turns Kubernetes objects
+//! into what the controller keeps.
+//!
+//! Production streams come from kube-runtime watchers (a metadata-only
+//! watcher for Namespaces, whose labels are all that is read); tests feed
+//! synthetic `watcher::Event`s through the same [`changes`] adapter.
+
+use futures::stream::{BoxStream, Stream, StreamExt};
+use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+use k8s_openapi::api::batch::v1::{CronJob, Job};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
+use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event, watcher};
+use kube::{Client, Resource, ResourceExt};
+use kubefence_core::model::WorkloadKind;
+use kubefence_core::naming;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::diff::Comparable;
+use super::state::{Kind, ObservedPolicy};
+use super::{Change, ObjectRef, Payload};
+use crate::context::FIELD_MANAGER;
+
+/// What the controller keeps of a NetworkPolicy.
+pub fn observed_policy(np: &NetworkPolicy) -> ObservedPolicy {
+    let labels = np.labels();
+    let managed =
+        labels.get(naming::MANAGED_BY_LABEL).map(String::as_str) == Some(naming::MANAGED_BY_VALUE);
+    ObservedPolicy {
+        uid: np.metadata.uid.clone(),
+        resource_version: np.metadata.resource_version.clone(),
+        managed,
+        source: managed
+            .then(|| labels.get(naming::SOURCE_LABEL).cloned())
+            .flatten(),
+        object: managed.then(|| Comparable::of(np)),
+        applied_by_us: np.metadata.managed_fields.iter().flatten().any(|e| {
+            e.manager.as_deref() == Some(FIELD_MANAGER) && e.operation.as_deref() == Some("Apply")
+        }),
+    }
+}
+
+fn object_ref<K: Resource>(kind: Kind, obj: &K) -> ObjectRef {
+    ObjectRef {
+        kind,
+        namespace: obj.namespace().unwrap_or_default(),
+        name: obj.name_any(),
+    }
+}
+
+fn payload<K: Resource + Serialize>(kind: Kind, obj: &K) -> Payload {
+    // Pods with an owner are part of their workload: skip the conversion
+    // (pods change often; most have an owner).
+    if kind == Kind::Workload(WorkloadKind::Pod)
+        && obj
+            .meta()
+            .owner_references
+            .as_ref()
+            .is_some_and(|r| !r.is_empty())
+    {
+        return Payload::Live(Box::new(kubefence_k8s::convert::LiveObject::Owned));
+    }
+    let value = match serde_json::to_value(obj) {
+        Ok(v) => v,
+        Err(e) => return Payload::Invalid(e.to_string()),
+    };
+    if kind == Kind::NetworkPolicy {
+        return match serde_json::from_value::<NetworkPolicy>(value) {
+            Ok(np) => Payload::Policy(Box::new(observed_policy(&np))),
+            Err(e) => Payload::Invalid(e.to_string()),
+        };
+    }
+    match kubefence_k8s::convert::live_object(kind.as_str(), value) {
+        Ok(live) => Payload::Live(Box::new(live)),
+        Err(e) => Payload::Invalid(e.to_string()),
+    }
+}
+
+/// One watch event → one change.
+pub fn change<K: Resource + Serialize>(kind: Kind, event: Event<K>) -> Change {
+    match event {
+        Event::Init => Change::Init(kind),
+        Event::InitDone => Change::InitDone(kind),
+        Event::Apply(o) | Event::InitApply(o) => {
+            Change::Apply(object_ref(kind, &o), payload(kind, &o))
+        }
+        Event::Delete(o) => Change::Delete(object_ref(kind, &o)),
+    }
+}
+
+/// Adapts a watch stream; watch errors are logged (the watcher retries with
+/// backoff) and dropped.
+pub fn changes<K, S>(kind: Kind, stream: S) -> impl Stream<Item = Change> + Send + 'static
+where
+    K: Resource + Serialize + Send + 'static,
+    S: Stream<Item = Result<Event<K>, watcher::Error>> + Send + 'static,
+{
+    stream.filter_map(move |ev| {
+        let out = match ev {
+            Ok(ev) => Some(change(kind, ev)),
+            Err(e) => {
+                tracing::warn!(kind = kind.as_str(), error = %e, "watch error; retrying");
+                None
+            }
+        };
+        std::future::ready(out)
+    })
+}
+
+fn typed<K>(client: &Client, kind: Kind) -> BoxStream<'static, Change>
+where
+    K: Resource<DynamicType = ()>
+        + Clone
+        + DeserializeOwned
+        + Serialize
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let api: Api<K> = Api::all(client.clone());
+    changes(
+        kind,
+        watcher(api, watcher::Config::default()).default_backoff(),
+    )
+    .boxed()
+}
+
+/// Every watch of the baseline controller, merged.
+pub fn cluster_changes(client: &Client) -> BoxStream<'static, Change> {
+    let streams = vec![
+        typed::<Deployment>(client, Kind::Workload(WorkloadKind::Deployment)),
+        typed::<StatefulSet>(client, Kind::Workload(WorkloadKind::StatefulSet)),
+        typed::<DaemonSet>(client, Kind::Workload(WorkloadKind::DaemonSet)),
+        typed::<ReplicaSet>(client, Kind::Workload(WorkloadKind::ReplicaSet)),
+        typed::<Job>(client, Kind::Workload(WorkloadKind::Job)),
+        typed::<CronJob>(client, Kind::Workload(WorkloadKind::CronJob)),
+        typed::<Pod>(client, Kind::Workload(WorkloadKind::Pod)),
+        typed::<Service>(client, Kind::Service),
+        typed::<Ingress>(client, Kind::Ingress),
+        typed::<ConfigMap>(client, Kind::ConfigMap),
+        typed::<NetworkPolicy>(client, Kind::NetworkPolicy),
+        // Metadata only: labels are all that is read.
+        typed::<PartialObjectMeta<Namespace>>(client, Kind::Namespace),
+    ];
+    futures::stream::select_all(streams).boxed()
+}

@@ -1,0 +1,87 @@
+//! Every API call the operator makes, as RBAC sees it.
+//!
+//! Keep this table next to the code that makes the calls: `cluster.rs`
+//! (writes), `controllers/baseline/watch.rs` (list and watch),
+//! `leader.rs` (the Lease, through kube-lease-manager: get, create, patch)
+//! and the event recorder (create, and patch for repeated events). The
+//! test `deploy_rbac_covers_every_call` in `tests/deploy.rs` checks the
+//! ClusterRole and the lease Role in `deploy/base/` against it and that
+//! neither has a wildcard.
+
+/// Where a permission must be granted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// The ClusterRole (every namespace).
+    Cluster,
+    /// The Role in the operator's own namespace.
+    OwnNamespace,
+}
+
+/// (scope, API group, resource, verb)
+pub const CALLS: &[(Scope, &str, &str, &str)] = &[
+    // Watches (list + watch) of the baseline controller.
+    (Scope::Cluster, "apps", "deployments", "list"),
+    (Scope::Cluster, "apps", "deployments", "watch"),
+    (Scope::Cluster, "apps", "statefulsets", "list"),
+    (Scope::Cluster, "apps", "statefulsets", "watch"),
+    (Scope::Cluster, "apps", "daemonsets", "list"),
+    (Scope::Cluster, "apps", "daemonsets", "watch"),
+    (Scope::Cluster, "apps", "replicasets", "list"),
+    (Scope::Cluster, "apps", "replicasets", "watch"),
+    (Scope::Cluster, "batch", "jobs", "list"),
+    (Scope::Cluster, "batch", "jobs", "watch"),
+    (Scope::Cluster, "batch", "cronjobs", "list"),
+    (Scope::Cluster, "batch", "cronjobs", "watch"),
+    (Scope::Cluster, "", "pods", "list"),
+    (Scope::Cluster, "", "pods", "watch"),
+    (Scope::Cluster, "", "services", "list"),
+    (Scope::Cluster, "", "services", "watch"),
+    (Scope::Cluster, "", "configmaps", "list"),
+    (Scope::Cluster, "", "configmaps", "watch"),
+    (Scope::Cluster, "", "namespaces", "list"),
+    (Scope::Cluster, "", "namespaces", "watch"),
+    (Scope::Cluster, "networking.k8s.io", "ingresses", "list"),
+    (Scope::Cluster, "networking.k8s.io", "ingresses", "watch"),
+    (
+        Scope::Cluster,
+        "networking.k8s.io",
+        "networkpolicies",
+        "list",
+    ),
+    (
+        Scope::Cluster,
+        "networking.k8s.io",
+        "networkpolicies",
+        "watch",
+    ),
+    // Writes (cluster.rs): server-side apply is a patch; delete if ours.
+    (
+        Scope::Cluster,
+        "networking.k8s.io",
+        "networkpolicies",
+        "patch",
+    ),
+    (
+        Scope::Cluster,
+        "networking.k8s.io",
+        "networkpolicies",
+        "delete",
+    ),
+    // Events on workloads (kube::runtime::events::Recorder).
+    (Scope::Cluster, "events.k8s.io", "events", "create"),
+    (Scope::Cluster, "events.k8s.io", "events", "patch"),
+    // Leader election (leader.rs, kube-lease-manager).
+    (Scope::OwnNamespace, "coordination.k8s.io", "leases", "get"),
+    (
+        Scope::OwnNamespace,
+        "coordination.k8s.io",
+        "leases",
+        "create",
+    ),
+    (
+        Scope::OwnNamespace,
+        "coordination.k8s.io",
+        "leases",
+        "patch",
+    ),
+];
