@@ -10,12 +10,9 @@
 //! to [`all`]; `crate::run` starts every entry and stops the process when
 //! one fails.
 //!
-//! The Quarantine controller (`crate::quarantine::run_controller`) is not
-//! registered yet: it runs its own kube-runtime `Controller` with its own
-//! signal handling and writes whether or not this replica leads. Wiring it
-//! in means an entry here whose future runs it until `ctx.shutdown`, with
-//! its writes gated on `ctx.is_leader()`, and its RBAC
-//! (`deploy/components/quarantine`) added to the install.
+//! The Quarantine controller runs only while this replica leads (see
+//! [`quarantine`]); its policy rights are the opt-in
+//! `deploy/components/quarantine`.
 
 use std::sync::Arc;
 
@@ -25,6 +22,7 @@ use crate::context::Context;
 use crate::error::Result;
 
 pub mod baseline;
+pub mod quarantine;
 
 /// A registered controller.
 pub struct Registration {
@@ -34,8 +32,14 @@ pub struct Registration {
 
 /// Every controller the operator runs.
 pub fn all() -> Vec<Registration> {
-    vec![Registration {
-        name: baseline::NAME,
-        start: baseline::start,
-    }]
+    vec![
+        Registration {
+            name: baseline::NAME,
+            start: baseline::start,
+        },
+        Registration {
+            name: quarantine::NAME,
+            start: quarantine::start,
+        },
+    ]
 }

@@ -58,12 +58,29 @@ impl Context {
     }
 }
 
-/// Runs the Quarantine controller until the stream ends (shutdown signal).
+/// Runs the Quarantine controller alone until SIGTERM or Ctrl-C.
 pub async fn run_controller(client: Client, cfg: QuarantineConfig) {
-    let ctx = Arc::new(Context::new(client.clone(), cfg));
-    let api: Api<Quarantine> = Api::all(client);
+    let ctx = Arc::new(Context::new(client, cfg));
+    drive(controller(&ctx).shutdown_on_signal(), ctx).await;
+}
+
+/// Runs the Quarantine controller until `stop` resolves; reconciles in
+/// flight finish first. The operator's runtime uses this to run it only
+/// while its replica leads.
+pub async fn run_until(
+    ctx: Arc<Context>,
+    stop: impl std::future::Future<Output = ()> + Send + Sync + 'static,
+) {
+    drive(controller(&ctx).graceful_shutdown_on(stop), ctx).await;
+}
+
+fn controller(ctx: &Context) -> Controller<Quarantine> {
+    let api: Api<Quarantine> = Api::all(ctx.client.clone());
     Controller::new(api, watcher::Config::default().any_semantic())
-        .shutdown_on_signal()
+}
+
+async fn drive(controller: Controller<Quarantine>, ctx: Arc<Context>) {
+    controller
         .run(reconcile, error_policy, ctx)
         .for_each(|res| async move {
             match res {

@@ -27,7 +27,7 @@ use std::sync::Arc;
 use k8s_openapi::jiff::Timestamp;
 use kubefence_core::quarantine::{self as core_q, QuarantineError};
 
-pub use controller::{Context, error_policy, reconcile, run_controller};
+pub use controller::{Context, error_policy, reconcile, run_controller, run_until};
 pub use ops::{
     ApplyOutcome, ReleaseOutcome, apply, is_ours, object_reference, plan, record_quarantined,
     record_released, release, release_named,
