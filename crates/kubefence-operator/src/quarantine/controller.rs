@@ -204,8 +204,10 @@ async fn release(q: &Quarantine, ctx: &Context) -> Result<Action, Error> {
     let engine: Engine = q.spec.engine.into();
     // What was written: the status says; a confirmed spec whose first
     // reconcile did not record it yet may have written its own policy.
+    let recorded = written(q);
+    let isolation_recorded = recorded.is_some();
     let written =
-        written(q).or_else(|| (!q.spec.dry_run).then(|| (engine, target.object_name(engine))));
+        recorded.or_else(|| (!q.spec.dry_run).then(|| (engine, target.object_name(engine))));
     // A protected namespace or a dry run: nothing was ever written.
     let Some(written) = written else {
         return Ok(Action::await_change());
@@ -225,7 +227,20 @@ async fn release(q: &Quarantine, ctx: &Context) -> Result<Action, Error> {
         patch_status(q, ctx, status).await?;
         return Ok(Action::await_change());
     }
-    if release_quietly(ctx, &target.namespace, &written).await? == ReleaseOutcome::Released {
+    let outcome = match release_quietly(ctx, &target.namespace, &written).await {
+        // Without the policy rights (a default install) no isolation was
+        // ever recorded, so nothing of ours can exist: finish the deletion
+        // rather than leave the Quarantine stuck in Terminating. Once an
+        // isolation is recorded, a Forbidden release keeps the finalizer:
+        // the workload stays isolated until someone with the rights
+        // releases it.
+        Err(Error::Forbidden { what, message }) if !isolation_recorded => {
+            tracing::info!(quarantine = %q.name_any(), %what, %message, "release forbidden, and no isolation was ever recorded: nothing to release");
+            ReleaseOutcome::NotQuarantined
+        }
+        other => other?,
+    };
+    if outcome == ReleaseOutcome::Released {
         let reference = ops::object_reference(&target, None);
         if let Err(e) = ops::record_released(
             &ctx.recorder,

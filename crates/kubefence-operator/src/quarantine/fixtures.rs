@@ -36,6 +36,8 @@ struct State {
     log: Vec<Seen>,
     /// Paths under which writes answer 403 (a default install's RBAC).
     forbidden_writes: Vec<String>,
+    /// Paths under which every request answers 403.
+    forbidden: Vec<String>,
     next_uid: u64,
 }
 
@@ -86,6 +88,15 @@ impl FakeApi {
             .push(prefix.to_string());
     }
 
+    /// Every request under `prefix` answers 403 (reads included).
+    pub fn forbid(&self, prefix: &str) {
+        self.state
+            .lock()
+            .unwrap()
+            .forbidden
+            .push(prefix.to_string());
+    }
+
     /// Every request so far, and forgets them.
     pub fn take_log(&self) -> Vec<Seen> {
         std::mem::take(&mut self.state.lock().unwrap().log)
@@ -125,11 +136,12 @@ impl FakeApi {
                 .and_then(|b| b["dryRun"].as_array())
                 .is_some_and(|a| a.iter().any(|v| v == "All"));
         let path = path.to_string();
-        if method != Method::GET
-            && st
-                .forbidden_writes
-                .iter()
-                .any(|p| path.starts_with(p.as_str()))
+        if st.forbidden.iter().any(|p| path.starts_with(p.as_str()))
+            || method != Method::GET
+                && st
+                    .forbidden_writes
+                    .iter()
+                    .any(|p| path.starts_with(p.as_str()))
         {
             return status(
                 StatusCode::FORBIDDEN,

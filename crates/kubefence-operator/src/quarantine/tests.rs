@@ -514,6 +514,44 @@ async fn the_quarantine_resource_goes_through_planned_isolated_released() {
 }
 
 #[tokio::test]
+async fn without_the_opt_in_rights_a_quarantine_fails_and_can_still_be_deleted() {
+    // A default install: the operator may list policies and write
+    // Quarantines, but not read targets nor read or write policies.
+    let (client, fake) = with_api(app_api());
+    fake.forbid("/apis/apps/v1/namespaces/shop/deployments/");
+    fake.forbid(&format!("{NP}/"));
+    fake.forbid_writes(NP);
+    let qpath = quarantine_path("shop", "incident-7");
+    fake.insert(&qpath, quarantine_object(false));
+    let ctx = Arc::new(Context::new(client, cfg()));
+    let policy = netpol_path("shop", "kf-quarantine-deployment-api");
+
+    let _ = reconcile(Arc::new(read_q(&fake)), ctx.clone()).await;
+    let q = read_q(&fake);
+    let status = q.status.clone().unwrap();
+    assert_eq!(status.phase, Some(Phase::Failed));
+    let ready = condition(&q, "Ready");
+    assert_eq!(ready.0, "False");
+    assert!(fake.get(&policy).is_none());
+    let writes: Vec<String> = fake
+        .take_lines()
+        .into_iter()
+        .filter(|l| !l.starts_with("GET "))
+        .filter(|l| !l.contains("/quarantines/") && !l.contains("/events"))
+        .collect();
+    assert!(writes.is_empty(), "nothing but the Quarantine: {writes:?}");
+
+    // Deleting it does not hang on the finalizer: nothing was isolated.
+    let mut obj = fake.get(&qpath).unwrap();
+    obj["metadata"]["deletionTimestamp"] = json!("2026-11-24T23:50:00Z");
+    fake.insert(&qpath, obj);
+    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    let q = read_q(&fake);
+    assert!(q.metadata.finalizers.unwrap_or_default().is_empty());
+    assert!(fake.get(&policy).is_none());
+}
+
+#[tokio::test]
 async fn a_quarantine_with_an_open_path_is_not_effective() {
     let (client, fake) = with_api(app_api());
     let (path, obj) = allow_ingress_from_web("shop");
