@@ -9,7 +9,7 @@ use std::future::Future;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::runtime::events::{Event, EventType};
 use kubefence_core::model::Workload;
 
@@ -23,15 +23,40 @@ async fn timed<T>(ctx: &Context, call: impl Future<Output = Result<T, kube::Erro
     }
 }
 
-/// Server-side apply, field manager `kubefence`, forcing ownership of the
-/// fields it sets. Returns the object as stored.
-pub async fn apply_network_policy(ctx: &Context, np: &NetworkPolicy) -> Result<NetworkPolicy> {
+/// Creates a policy that the cache says does not exist (field manager
+/// `kubefence`). A create never touches an existing object: when someone
+/// else made one with that name since the cache last heard, the API server
+/// answers AlreadyExists, and the next pass sees it. A forced server-side
+/// apply would instead take that object over.
+pub async fn create_network_policy(ctx: &Context, np: &NetworkPolicy) -> Result<NetworkPolicy> {
+    let ns = np.metadata.namespace.clone().unwrap_or_default();
+    let api: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), &ns);
+    let params = PostParams {
+        dry_run: false,
+        field_manager: Some(FIELD_MANAGER.to_string()),
+    };
+    ctx.metrics.write("create", "networkpolicies");
+    timed(ctx, api.create(&params, np)).await
+}
+
+/// Server-side apply of one of our policies, field manager `kubefence`,
+/// forcing ownership of the fields it sets. `resource_version` is the
+/// version the cache saw as ours: the server refuses (Conflict) if the
+/// object changed since, so an object replaced by someone else in between
+/// is never taken over. Returns the object as stored.
+pub async fn apply_network_policy(
+    ctx: &Context,
+    np: &NetworkPolicy,
+    resource_version: Option<String>,
+) -> Result<NetworkPolicy> {
     let ns = np.metadata.namespace.clone().unwrap_or_default();
     let name = np.metadata.name.clone().unwrap_or_default();
     let api: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), &ns);
     let params = PatchParams::apply(FIELD_MANAGER).force();
+    let mut body = np.clone();
+    body.metadata.resource_version = resource_version;
     ctx.metrics.write("apply", "networkpolicies");
-    timed(ctx, api.patch(&name, &params, &Patch::Apply(np))).await
+    timed(ctx, api.patch(&name, &params, &Patch::Apply(&body))).await
 }
 
 /// Deletes exactly the observed object (uid precondition), so a policy

@@ -44,8 +44,26 @@ impl Recorded {
         self.method != Method::GET
     }
 
+    /// A write of a NetworkPolicy: a create (POST to the collection) or a
+    /// write of one object.
     pub fn is_policy_write(&self) -> bool {
-        self.is_write() && self.uri.contains("/networkpolicies/")
+        self.is_write() && self.uri.contains("/networkpolicies")
+    }
+
+    /// The policy a request is about: the last path segment, or, for a
+    /// create, the name in the body.
+    pub fn policy_name(&self) -> String {
+        let path = self.uri.split('?').next().unwrap_or_default();
+        match path.rsplit('/').next().unwrap_or_default() {
+            "networkpolicies" => self
+                .body
+                .as_ref()
+                .and_then(|b| b.pointer("/metadata/name"))
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string(),
+            name => name.to_string(),
+        }
     }
 
     pub fn is_event(&self) -> bool {
@@ -458,6 +476,51 @@ impl FakeApi {
         let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
         let response = match (&parts.method, segments.as_slice()) {
             (
+                &Method::POST,
+                [
+                    "apis",
+                    "networking.k8s.io",
+                    "v1",
+                    "namespaces",
+                    ns,
+                    "networkpolicies",
+                ],
+            ) => {
+                let Some(mut np) = body
+                    .clone()
+                    .and_then(|b| serde_json::from_value::<NetworkPolicy>(b).ok())
+                else {
+                    return (
+                        status(StatusCode::BAD_REQUEST, "BadRequest", "not a NetworkPolicy"),
+                        hang,
+                    );
+                };
+                let key = (ns.to_string(), np.metadata.name.clone().unwrap_or_default());
+                if inner.policies.contains_key(&key) {
+                    return (
+                        status(
+                            StatusCode::CONFLICT,
+                            "AlreadyExists",
+                            &format!("networkpolicies \"{}\" already exists", key.1),
+                        ),
+                        hang,
+                    );
+                }
+                let manager = parts
+                    .uri
+                    .query()
+                    .unwrap_or_default()
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("fieldManager="))
+                    .unwrap_or_default()
+                    .to_string();
+                record_manager(&mut np, None, &manager, "Update");
+                inner.stamp(&mut np, None);
+                inner.policies.insert(key, np.clone());
+                inner.publish(Event::Apply(np.clone()));
+                ok(StatusCode::CREATED, &np)
+            }
+            (
                 m,
                 [
                     "apis",
@@ -490,6 +553,23 @@ impl FakeApi {
                             );
                         };
                         let existing = inner.policies.get(&key).cloned();
+                        // A resourceVersion in the body is a precondition,
+                        // as on a real API server.
+                        if let Some(want) = np.metadata.resource_version.clone() {
+                            let current = existing
+                                .as_ref()
+                                .and_then(|o| o.metadata.resource_version.clone());
+                            if current.as_deref() != Some(want.as_str()) {
+                                return (
+                                    status(
+                                        StatusCode::CONFLICT,
+                                        "Conflict",
+                                        "the object has been modified; please apply your changes to the latest version and try again",
+                                    ),
+                                    hang,
+                                );
+                            }
+                        }
                         let created = existing.is_none();
                         if let Some(old) = existing {
                             // Fields set by others survive; ours are replaced.

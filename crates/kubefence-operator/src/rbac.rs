@@ -55,7 +55,15 @@ pub const CALLS: &[(Scope, &str, &str, &str)] = &[
         "networkpolicies",
         "watch",
     ),
-    // Writes (cluster.rs): server-side apply is a patch; delete if ours.
+    // Writes (cluster.rs): a policy the cache does not know is created
+    // (never applied over someone else's); ours are updated with
+    // server-side apply, a patch; delete if ours.
+    (
+        Scope::Cluster,
+        "networking.k8s.io",
+        "networkpolicies",
+        "create",
+    ),
     (
         Scope::Cluster,
         "networking.k8s.io",

@@ -136,7 +136,10 @@ pub struct Controller {
 }
 
 enum Write {
-    Apply(Box<NetworkPolicy>, bool),
+    /// Nothing by that name in the cache: create, never take over.
+    Create(Box<NetworkPolicy>),
+    /// Ours, seen at this resourceVersion: apply on exactly that version.
+    Apply(Box<NetworkPolicy>, Option<String>),
     Delete(Option<String>),
 }
 
@@ -453,11 +456,13 @@ impl Controller {
                         );
                     }
                 }
-                (Plan::Create, Some(np)) => {
-                    writes.push((key.clone(), Write::Apply(Box::new(np), true)))
-                }
+                (Plan::Create, Some(np)) => writes.push((key.clone(), Write::Create(Box::new(np)))),
                 (Plan::Update, Some(np)) => {
-                    writes.push((key.clone(), Write::Apply(Box::new(np), false)))
+                    let seen = self
+                        .state
+                        .policy(key)
+                        .and_then(|p| p.resource_version.clone());
+                    writes.push((key.clone(), Write::Apply(Box::new(np), seen)))
                 }
                 (Plan::Delete { uid }, _) => writes.push((key.clone(), Write::Delete(uid))),
                 (Plan::Create | Plan::Update, None) => {}
@@ -474,9 +479,15 @@ impl Controller {
                     let ctx = ctx.clone();
                     async move {
                         match w {
-                            Write::Apply(np, created) => {
-                                let r = cluster::apply_network_policy(&ctx, &np).await.map(Some);
-                                (key, created, r)
+                            Write::Create(np) => {
+                                let r = cluster::create_network_policy(&ctx, &np).await.map(Some);
+                                (key, true, r)
+                            }
+                            Write::Apply(np, seen) => {
+                                let r = cluster::apply_network_policy(&ctx, &np, seen)
+                                    .await
+                                    .map(Some);
+                                (key, false, r)
                             }
                             Write::Delete(uid) => {
                                 let r = cluster::delete_network_policy(&ctx, &key.0, &key.1, uid)

@@ -89,8 +89,8 @@ pub struct ObservedPolicy {
     pub managed: bool,
     /// `kubefence.dev/source`, for managed policies.
     pub source: Option<String>,
-    /// Written by kubefence's server-side apply (managedFields has manager
-    /// `kubefence`, operation Apply). Only such a policy is ever deleted:
+    /// Written by the operator (managedFields has manager `kubefence`, from
+    /// its create or its server-side apply). Only such a policy is ever deleted:
     /// `kubefence generate` output applied by kubectl or GitOps carries the
     /// same labels but is not the operator's to remove.
     pub applied_by_us: bool,

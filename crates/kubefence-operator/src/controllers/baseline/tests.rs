@@ -106,18 +106,16 @@ fn policy_writes(requests: &[Recorded]) -> Vec<(Method, String)> {
     requests
         .iter()
         .filter(|r| r.is_policy_write())
-        .map(|r| {
-            let path = r.uri.split('?').next().unwrap_or_default();
-            (
-                r.method.clone(),
-                path.rsplit('/').next().unwrap_or_default().to_string(),
-            )
-        })
+        .map(|r| (r.method.clone(), r.policy_name()))
         .collect()
 }
 
 fn patches(names: &[&str]) -> Vec<(Method, String)> {
     names.iter().map(|n| (Method::PATCH, name(n))).collect()
+}
+
+fn creates(names: &[&str]) -> Vec<(Method, String)> {
+    names.iter().map(|n| (Method::POST, name(n))).collect()
 }
 
 fn event_reasons(requests: &[Recorded]) -> Vec<String> {
@@ -129,25 +127,24 @@ fn event_reasons(requests: &[Recorded]) -> Vec<String> {
 }
 
 #[tokio::test]
-async fn first_apply_is_server_side_apply_with_our_field_manager() {
+async fn first_write_creates_then_updates_are_server_side_apply_with_our_field_manager() {
     let h = harness(None);
     let mut c = listed(&h, &shop()).await;
     let pass = c.reconcile().await;
     assert_eq!((pass.created, pass.updated, pass.deleted), (3, 0, 0));
     let requests = h.fake.requests();
-    assert_eq!(policy_writes(&requests), patches(&["api", "db", "web"]));
-    let apply = requests
+    // A policy the cache does not know is created, never applied: an apply
+    // would take over an object someone made since the cache last heard.
+    assert_eq!(policy_writes(&requests), creates(&["api", "db", "web"]));
+    let create = requests
         .iter()
-        .find(|r| r.uri.contains(&name("api")))
+        .find(|r| r.is_policy_write() && r.policy_name() == name("api"))
         .unwrap();
     assert_eq!(
-        apply.uri,
-        format!(
-            "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/{}?&force=true&fieldManager=kubefence",
-            name("api")
-        )
+        create.uri,
+        "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies?&fieldManager=kubefence"
     );
-    let body = apply.body.as_ref().unwrap();
+    let body = create.body.as_ref().unwrap();
     assert_eq!(body["apiVersion"], "networking.k8s.io/v1");
     assert_eq!(body["kind"], "NetworkPolicy");
     assert_eq!(
@@ -175,6 +172,89 @@ async fn first_apply_is_server_side_apply_with_our_field_manager() {
     assert_eq!(event_reasons(&requests), vec!["PolicyCreated"; 3]);
     // Nothing in namespaces that did not opt in.
     assert!(h.fake.policies().keys().all(|(ns, _)| ns == "shop"));
+
+    // A change to one of ours is a server-side apply on the version seen.
+    h.fake.clear_requests();
+    let seen = h
+        .fake
+        .policy("shop", &name("api"))
+        .unwrap()
+        .metadata
+        .resource_version;
+    let api = fixtures::deployment(
+        "shop",
+        "api",
+        &[("DB_URL", "postgres://db:5432")],
+        &[("http", 8080)],
+    );
+    c.handle(change(DEPLOYMENT, Event::Apply(api)));
+    c.reconcile().await;
+    let requests = h.fake.requests();
+    let apply = requests
+        .iter()
+        .find(|r| r.is_policy_write() && r.policy_name() == name("api"))
+        .unwrap();
+    assert_eq!(apply.method, Method::PATCH);
+    assert_eq!(
+        apply.uri,
+        format!(
+            "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/{}?&force=true&fieldManager=kubefence",
+            name("api")
+        )
+    );
+    let body = apply.body.as_ref().unwrap();
+    assert_eq!(
+        body["metadata"]["resourceVersion"].as_str(),
+        seen.as_deref()
+    );
+}
+
+#[tokio::test]
+async fn a_foreign_policy_the_cache_has_not_seen_yet_is_never_taken_over() {
+    // Someone creates a policy with our name on the server; the operator's
+    // watch has not delivered it yet when it writes.
+    let h = harness(None);
+    let mut c = listed(&h, &shop()).await;
+    h.fake.put(fixtures::foreign_policy("shop", &name("api")));
+    let before = h.fake.policy("shop", &name("api")).unwrap();
+    c.reconcile().await;
+    let after = h.fake.policy("shop", &name("api")).unwrap();
+    assert_eq!(
+        after, before,
+        "the create met AlreadyExists; nothing changed"
+    );
+    assert!(
+        !after
+            .metadata
+            .labels
+            .unwrap_or_default()
+            .contains_key("app.kubernetes.io/managed-by")
+    );
+    // The others were created.
+    assert!(h.fake.policy("shop", &name("db")).is_some());
+
+    // Same for one of ours replaced by a foreign one between the cache's
+    // view and the write: the apply carries the version seen and is refused.
+    let (h, mut c) = after_first_pass(&shop()).await;
+    h.fake.remove("shop", &name("db"));
+    h.fake.put(fixtures::foreign_policy("shop", &name("db")));
+    let foreign = h.fake.policy("shop", &name("db")).unwrap();
+    let db = fixtures::deployment(
+        "shop",
+        "db",
+        &[("API_URL", "http://api:80")],
+        &[("pg", 5432)],
+    );
+    c.handle(change(DEPLOYMENT, Event::Apply(db)));
+    c.reconcile().await;
+    let refused = h
+        .fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.is_policy_write() && r.policy_name() == name("db"))
+        .count();
+    assert_eq!(refused, 1, "db's policy was due for an update, and tried");
+    assert_eq!(h.fake.policy("shop", &name("db")).unwrap(), foreign);
 }
 
 #[tokio::test]
@@ -393,8 +473,8 @@ async fn orphans_are_deleted_and_policies_not_ours_left_alone() {
     assert_eq!(
         policy_writes(&requests),
         vec![
-            (Method::PATCH, name("api")),
-            (Method::PATCH, name("db")),
+            (Method::POST, name("api")),
+            (Method::POST, name("db")),
             (Method::DELETE, name("gone")),
         ]
     );

@@ -39,7 +39,10 @@ pub fn observed_policy(np: &NetworkPolicy) -> ObservedPolicy {
             .flatten(),
         object: managed.then(|| Comparable::of(np)),
         applied_by_us: np.metadata.managed_fields.iter().flatten().any(|e| {
-            e.manager.as_deref() == Some(FIELD_MANAGER) && e.operation.as_deref() == Some("Apply")
+            // Created by our POST (operation Update) or written by our
+            // server-side apply (Apply).
+            e.manager.as_deref() == Some(FIELD_MANAGER)
+                && matches!(e.operation.as_deref(), Some("Apply" | "Update"))
         }),
     }
 }
