@@ -10,13 +10,11 @@
 //! None carries an ownerReference to the target: a quarantine policy must
 //! outlive the workload's deletion (evidence, re-creation by an attacker).
 
-use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core_v1};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use kubefence_core::model::{NAMESPACE_NAME_LABEL, Workload, WorkloadKind};
 use kubefence_core::quarantine::{Engine, Plan};
 use serde_json::{Value, json};
 
-use crate::convert::{ConvertError, workload_from_template};
+use crate::convert::{ConvertError, live_workload};
 use crate::render;
 
 /// Where the object of an engine lives in the API.
@@ -79,92 +77,18 @@ pub fn workload_api(kind: WorkloadKind) -> (&'static str, &'static str) {
     (render::workload_api_version(kind), plural)
 }
 
-fn typed<T: serde::de::DeserializeOwned>(value: Value) -> Result<T, ConvertError> {
-    serde_json::from_value(value).map_err(|e| ConvertError::new("", e.to_string()))
-}
-
 /// The live target object (as the API server returned it) as a workload:
-/// its full `spec.selector`, or a Pod's own labels.
+/// its full `spec.selector`, or a Pod's own labels. The same conversion as
+/// manifests and the operator's watches; `namespace` is the target's.
 pub fn target_workload(
     kind: WorkloadKind,
     namespace: &str,
-    object: Value,
+    mut object: Value,
 ) -> Result<Workload, ConvertError> {
-    macro_rules! templated {
-        ($ty:ty) => {{
-            let o: $ty = typed(object)?;
-            let spec = o.spec.as_ref();
-            workload_from_template(
-                kind,
-                namespace,
-                &o.metadata,
-                spec.map(|s| &s.selector),
-                spec.map(|s| &s.template),
-                "spec.template",
-            )
-        }};
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.insert("namespace".into(), Value::String(namespace.into()));
     }
-    match kind {
-        WorkloadKind::Deployment => templated!(apps::Deployment),
-        WorkloadKind::StatefulSet => templated!(apps::StatefulSet),
-        WorkloadKind::DaemonSet => templated!(apps::DaemonSet),
-        WorkloadKind::ReplicaSet => {
-            let o: apps::ReplicaSet = typed(object)?;
-            let spec = o.spec.as_ref();
-            workload_from_template(
-                kind,
-                namespace,
-                &o.metadata,
-                spec.map(|s| &s.selector),
-                spec.and_then(|s| s.template.as_ref()),
-                "spec.template",
-            )
-        }
-        WorkloadKind::Job => {
-            let o: batch::Job = typed(object)?;
-            let spec = o.spec.as_ref();
-            workload_from_template(
-                kind,
-                namespace,
-                &o.metadata,
-                spec.and_then(|s| s.selector.as_ref()),
-                spec.map(|s| &s.template),
-                "spec.template",
-            )
-        }
-        WorkloadKind::CronJob => {
-            let o: batch::CronJob = typed(object)?;
-            let job = o.spec.as_ref().and_then(|s| s.job_template.spec.as_ref());
-            workload_from_template(
-                kind,
-                namespace,
-                &o.metadata,
-                job.and_then(|s| s.selector.as_ref()),
-                job.map(|s| &s.template),
-                "spec.jobTemplate.spec.template",
-            )
-        }
-        WorkloadKind::Pod => {
-            let o: core_v1::Pod = typed(object)?;
-            let labels = o.metadata.labels.clone().unwrap_or_default();
-            let selector = meta::LabelSelector {
-                match_labels: Some(labels),
-                match_expressions: None,
-            };
-            let template = core_v1::PodTemplateSpec {
-                metadata: Some(o.metadata.clone()),
-                spec: o.spec.clone(),
-            };
-            workload_from_template(
-                kind,
-                namespace,
-                &o.metadata,
-                Some(&selector),
-                Some(&template),
-                "spec",
-            )
-        }
-    }
+    live_workload(kind, object)
 }
 
 /// Cilium entities a quarantined pod stops accepting traffic from: all but

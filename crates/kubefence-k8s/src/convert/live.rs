@@ -7,7 +7,7 @@
 //! CronJob and a Pod owned by anything are part of their owner, not
 //! workloads of their own.
 
-use kubefence_core::model::{ConfigMap, Ingress, Namespace, Service, Workload};
+use kubefence_core::model::{ConfigMap, Ingress, Namespace, Service, Workload, WorkloadKind};
 use serde_json::Value;
 
 use super::ConvertError;
@@ -28,27 +28,12 @@ pub enum LiveObject {
 
 /// Converts one object of `kind` (`Deployment`, `Service`, …) given as JSON.
 /// The namespace is the object's own (`default` when it names none).
-pub fn live_object(kind: &str, mut value: Value) -> Result<LiveObject, ConvertError> {
-    if let Some(map) = value.as_object_mut() {
-        map.insert("kind".into(), Value::String(kind.into()));
-        let api_version = super::accepted_api_version(kind, "v1")
-            .or_else(|| super::accepted_api_version(kind, "apps/v1"))
-            .or_else(|| super::accepted_api_version(kind, "batch/v1"))
-            .or_else(|| super::accepted_api_version(kind, "networking.k8s.io/v1"))
-            .ok_or_else(|| ConvertError::new("kind", format!("kind {kind} is not read")))?;
-        map.insert("apiVersion".into(), Value::String(api_version.into()));
-    }
-    let namespace = value
-        .pointer("/metadata/namespace")
-        .and_then(Value::as_str)
-        .unwrap_or("default")
-        .to_string();
+pub fn live_object(kind: &str, value: Value) -> Result<LiveObject, ConvertError> {
     let has_owner = value
         .pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
         .is_some_and(|refs| !refs.is_empty());
-    let mut raw = RawInput::default();
-    super::objects::convert(kind, value, &namespace, &mut raw)?;
+    let mut raw = convert_one(kind, value)?;
     if let Some(pod) = raw.pods.pop() {
         // A live Pod with any owner is part of something else.
         return Ok(if has_owner || pod.owner.is_some() {
@@ -82,6 +67,41 @@ pub fn live_object(kind: &str, mut value: Value) -> Result<LiveObject, ConvertEr
     ))
 }
 
+/// One live workload of `kind` as the workload it is, whoever owns it (a
+/// ReplicaSet of a Deployment, a Pod of a ReplicaSet): what a quarantine of
+/// exactly that object acts on.
+pub fn live_workload(kind: WorkloadKind, value: Value) -> Result<Workload, ConvertError> {
+    let mut raw = convert_one(kind.as_str(), value)?;
+    raw.cluster
+        .workloads
+        .pop()
+        .or_else(|| raw.owned.pop().map(|o| o.workload))
+        .or_else(|| raw.pods.pop().map(|p| p.workload))
+        .ok_or_else(|| ConvertError::new("kind", format!("{kind} is not a workload")))
+}
+
+/// Converts one object with the loader's per-kind conversion; the kind and
+/// apiVersion are set first (watches and GETs of typed APIs may omit them).
+fn convert_one(kind: &str, mut value: Value) -> Result<RawInput, ConvertError> {
+    if let Some(map) = value.as_object_mut() {
+        map.insert("kind".into(), Value::String(kind.into()));
+        let api_version = super::accepted_api_version(kind, "v1")
+            .or_else(|| super::accepted_api_version(kind, "apps/v1"))
+            .or_else(|| super::accepted_api_version(kind, "batch/v1"))
+            .or_else(|| super::accepted_api_version(kind, "networking.k8s.io/v1"))
+            .ok_or_else(|| ConvertError::new("kind", format!("kind {kind} is not read")))?;
+        map.insert("apiVersion".into(), Value::String(api_version.into()));
+    }
+    let namespace = value
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or("default")
+        .to_string();
+    let mut raw = RawInput::default();
+    super::objects::convert(kind, value, &namespace, &mut raw)?;
+    Ok(raw)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -100,7 +120,12 @@ mod tests {
             "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment", "name": "web", "uid": "u", "controller": true}]},
             "spec": {"selector": {"matchLabels": {"app": "web"}},
                      "template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c"}]}}}});
-        assert_eq!(live_object("ReplicaSet", rs), Ok(LiveObject::Owned));
+        assert_eq!(live_object("ReplicaSet", rs.clone()), Ok(LiveObject::Owned));
+        // The same ReplicaSet, as the target of a quarantine, is a workload.
+        match live_workload(WorkloadKind::ReplicaSet, rs) {
+            Ok(w) => assert_eq!(w.id(), "shop/ReplicaSet/web-1"),
+            other => panic!("{other:?}"),
+        }
         let pod = json!({"metadata": {"name": "p", "namespace": "shop", "labels": {"a": "b"}},
             "spec": {"containers": [{"name": "c"}]}});
         assert!(matches!(
@@ -110,7 +135,11 @@ mod tests {
         let owned_pod = json!({"metadata": {"name": "p", "namespace": "shop",
             "ownerReferences": [{"apiVersion": "example.com/v1", "kind": "Thing", "name": "t", "uid": "u"}]},
             "spec": {"containers": [{"name": "c"}]}});
-        assert_eq!(live_object("Pod", owned_pod), Ok(LiveObject::Owned));
+        assert_eq!(live_object("Pod", owned_pod.clone()), Ok(LiveObject::Owned));
+        match live_workload(WorkloadKind::Pod, owned_pod) {
+            Ok(w) => assert_eq!(w.id(), "shop/Pod/p"),
+            other => panic!("{other:?}"),
+        }
         // As a metadata-only watch delivers it.
         let ns = json!({"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
             "metadata": {"name": "shop", "labels": {"x": "y"}}});

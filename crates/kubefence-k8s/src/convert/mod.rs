@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use crate::load::{Diagnostic, LoadOptions, Location, RawInput, Skipped};
 
-pub use live::{LiveObject, live_object};
+pub use live::{LiveObject, live_object, live_workload};
 pub use network_policy::network_policy;
 pub use selector::label_selector;
 pub use workload::{container, workload_from_template};
