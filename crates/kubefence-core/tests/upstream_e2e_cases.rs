@@ -1,5 +1,5 @@
 //! The Kubernetes e2e NetworkPolicy cases (E1–E23 of
-//! `shared/data/netpol-cases.md`, restated from kubernetes/kubernetes
+//! `testdata/third-party/netpol-cases.md`, restated from kubernetes/kubernetes
 //! `test/e2e/network/netpol/network_policy.go`), as truth tables.
 //!
 //! Pods `x/a`, `y/b`, … carry `pod=<name>`; namespaces carry

@@ -1,4 +1,4 @@
-//! np-guard's netpol-analyzer test cases (shared/data/np-guard-netpol-analyzer)
+//! np-guard's netpol-analyzer test cases (testdata/third-party/np-guard-netpol-analyzer)
 //! against their expected connection lists: every listed connection must be
 //! what we compute, and every connection we compute must be listed.
 //!
@@ -22,7 +22,7 @@ use kubefence_k8s::load::{LoadOptions, Loaded, Source, load};
 fn data(rel: &str) -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/np-guard-netpol-analyzer/"
+        "/../../testdata/third-party/np-guard-netpol-analyzer/"
     ))
     .join(rel)
 }

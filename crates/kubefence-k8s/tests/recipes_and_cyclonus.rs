@@ -1,4 +1,4 @@
-//! Third-party cases with stated outcomes (shared/data/netpol-cases.md):
+//! Third-party cases with stated outcomes (testdata/third-party/netpol-cases.md):
 //! the ahmetb NetworkPolicy recipes (R-cases) and the cyclonus examples
 //! (C-cases). Each recipe's YAML is loaded as published; the pods and
 //! namespaces of its setup are written here.
@@ -14,7 +14,7 @@ use kubefence_k8s::load::{LoadOptions, load_str, merge};
 fn shared(rel: &str) -> PathBuf {
     PathBuf::from(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/data/"
+        "/../../testdata/third-party/"
     ))
     .join(rel)
 }

@@ -1,4 +1,4 @@
-//! Baseline policies on real demo applications (shared/data): Online
+//! Baseline policies on real demo applications (testdata/third-party): Online
 //! Boutique, sock-shop and the AKS store, checked with the semantics engine
 //! and with IBM's network-config-analyzer.
 //!
@@ -58,7 +58,7 @@ const CONTROLLER_ID: &str = "ingress-nginx/Deployment/ingress-nginx-controller";
 
 fn data(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/data")
+        .join("../../testdata/third-party")
         .join(path)
 }
 
