@@ -27,6 +27,7 @@ pub mod naming;
 pub mod policy;
 pub mod quarantine;
 pub mod selector;
+pub mod validation;
 
 pub use conn::{ConnSet, Protocol};
 pub use ipnet::IpNet;
