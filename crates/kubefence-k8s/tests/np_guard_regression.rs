@@ -260,6 +260,7 @@ fn netpol_named_port_test() {
         "netpol_named_port_test",
         &["tests/netpol_named_port_test"],
         &[
+            "Deployment helloworld/pod-a): spec.template.spec.containers[0].ports[1].containerport: unknown field `containerport`: did you mean `containerPort`?",
             "Deployment helloworld/pod-a): spec.template.spec.containers[0].ports[1].containerPort: port 0 is not in 1-65535",
         ],
         expected_txt("netpol_named_port_test_connlist_output.txt"),

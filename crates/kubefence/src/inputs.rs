@@ -44,6 +44,9 @@ pub fn load_options(namespace: &str, by_pod: bool) -> LoadOptions {
 
 /// A loader result as (cluster, errors, skipped) with printable messages.
 pub fn split(loaded: Loaded) -> (Cluster, Vec<String>, Vec<String>) {
+    for warning in &loaded.warnings {
+        tracing::warn!("{warning}");
+    }
     let errors = loaded.errors.iter().map(ToString::to_string).collect();
     let skipped = loaded
         .skipped

@@ -10,8 +10,7 @@
 use kubefence_core::model::{ConfigMap, Ingress, Namespace, Service, Workload, WorkloadKind};
 use serde_json::Value;
 
-use super::ConvertError;
-use crate::load::RawInput;
+use super::{ConvertError, Converted, Strictness, first_error};
 
 /// What one object is, for the operator.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -33,56 +32,54 @@ pub fn live_object(kind: &str, value: Value) -> Result<LiveObject, ConvertError>
         .pointer("/metadata/ownerReferences")
         .and_then(Value::as_array)
         .is_some_and(|refs| !refs.is_empty());
-    let mut raw = convert_one(kind, value)?;
-    if let Some(pod) = raw.pods.pop() {
+    Ok(match convert_one(kind, value)? {
         // A live Pod with any owner is part of something else.
-        return Ok(if has_owner || pod.owner.is_some() {
-            LiveObject::Owned
-        } else {
-            LiveObject::Workload(pod.workload)
-        });
-    }
-    if !raw.owned.is_empty() {
-        return Ok(LiveObject::Owned);
-    }
-    let mut cluster = raw.cluster;
-    if let Some(w) = cluster.workloads.pop() {
-        return Ok(LiveObject::Workload(w));
-    }
-    if let Some(s) = cluster.services.pop() {
-        return Ok(LiveObject::Service(s));
-    }
-    if let Some(i) = cluster.ingresses.pop() {
-        return Ok(LiveObject::Ingress(i));
-    }
-    if let Some(c) = cluster.config_maps.pop() {
-        return Ok(LiveObject::ConfigMap(c));
-    }
-    if let Some((_, n)) = cluster.namespaces.pop_first() {
-        return Ok(LiveObject::Namespace(n));
-    }
-    Err(ConvertError::new(
-        "kind",
-        format!("kind {kind} is not read"),
-    ))
+        Converted::Pod { workload, owner } => {
+            if has_owner || owner.is_some() {
+                LiveObject::Owned
+            } else {
+                LiveObject::Workload(workload)
+            }
+        }
+        Converted::Workload { workload, owner } => {
+            if super::is_part_of_owner(workload.kind, owner.as_ref()) {
+                LiveObject::Owned
+            } else {
+                LiveObject::Workload(workload)
+            }
+        }
+        Converted::Service(s) => LiveObject::Service(s),
+        Converted::Ingress(i) => LiveObject::Ingress(i),
+        Converted::ConfigMap(c) => LiveObject::ConfigMap(c),
+        Converted::Namespace(n) => LiveObject::Namespace(n),
+        Converted::NetworkPolicy(_) => {
+            return Err(ConvertError::new(
+                "kind",
+                "a NetworkPolicy is not a live object of the baseline",
+            ));
+        }
+    })
 }
 
 /// One live workload of `kind` as the workload it is, whoever owns it (a
 /// ReplicaSet of a Deployment, a Pod of a ReplicaSet): what a quarantine of
 /// exactly that object acts on.
 pub fn live_workload(kind: WorkloadKind, value: Value) -> Result<Workload, ConvertError> {
-    let mut raw = convert_one(kind.as_str(), value)?;
-    raw.cluster
-        .workloads
-        .pop()
-        .or_else(|| raw.owned.pop().map(|o| o.workload))
-        .or_else(|| raw.pods.pop().map(|p| p.workload))
-        .ok_or_else(|| ConvertError::new("kind", format!("{kind} is not a workload")))
+    match convert_one(kind.as_str(), value)? {
+        Converted::Workload { workload, .. } | Converted::Pod { workload, .. } => Ok(workload),
+        _ => Err(ConvertError::new(
+            "kind",
+            format!("{kind} is not a workload"),
+        )),
+    }
 }
 
 /// Converts one object with the loader's per-kind conversion; the kind and
 /// apiVersion are set first (watches and GETs of typed APIs may omit them).
-fn convert_one(kind: &str, mut value: Value) -> Result<RawInput, ConvertError> {
+/// The API server validated the object already: fields newer than
+/// kubefence's Kubernetes types are not errors here. The first error is
+/// the one reported.
+fn convert_one(kind: &str, mut value: Value) -> Result<Converted, ConvertError> {
     if let Some(map) = value.as_object_mut() {
         map.insert("kind".into(), Value::String(kind.into()));
         let api_version = super::accepted_api_version(kind, "v1")
@@ -97,9 +94,7 @@ fn convert_one(kind: &str, mut value: Value) -> Result<RawInput, ConvertError> {
         .and_then(Value::as_str)
         .unwrap_or("default")
         .to_string();
-    let mut raw = RawInput::default();
-    super::objects::convert(kind, value, &namespace, &mut raw)?;
-    Ok(raw)
+    super::object(kind, value, &namespace, Strictness::Lenient).map_err(first_error)
 }
 
 #[cfg(test)]

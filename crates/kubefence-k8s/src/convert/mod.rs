@@ -1,23 +1,26 @@
 //! Kubernetes objects (k8s-openapi types) → kubefence-core values.
 //!
-//! Every conversion validates what the API server would reject and returns
-//! a [`ConvertError`] naming the field, so a bad object is reported and left
-//! out whole, never half converted.
+//! Every conversion validates what the API server would reject (unknown
+//! fields, names, labels, selectors, ports, CIDRs…) and returns one
+//! [`ConvertError`] per bad field, so a bad object is reported whole and
+//! left out, never half converted. One object in, one [`Converted`] value
+//! out: collecting objects into a cluster is the loader's job.
 
 mod live;
 mod network_policy;
 mod objects;
 mod selector;
+mod strict;
 mod workload;
 
-use serde::de::DeserializeOwned;
+use kubefence_core::model::{ConfigMap, Ingress, Namespace, Service, Workload};
+use kubefence_core::policy::NetworkPolicy;
+use kubefence_core::validation::Invalid;
 use serde_json::Value;
-
-use crate::load::{Diagnostic, LoadOptions, Location, RawInput, Skipped};
 
 pub use live::{LiveObject, live_object, live_workload};
 pub use network_policy::network_policy;
-pub use selector::label_selector;
+pub use strict::Strictness;
 pub use workload::{container, workload_from_template};
 
 /// A field that cannot be converted, and why.
@@ -38,9 +41,104 @@ impl ConvertError {
     }
 }
 
+/// The first of an object's errors, where one error is reported.
+pub(crate) fn first_error(errors: Vec<ConvertError>) -> ConvertError {
+    errors
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| ConvertError::new("", "cannot be converted"))
+}
+
+/// An object's controller, from its ownerReferences.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Owner {
+    pub kind: String,
+    pub name: String,
+}
+
+/// What one object is, converted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Converted {
+    Namespace(Namespace),
+    /// A workload object (Deployment, StatefulSet, DaemonSet, ReplicaSet,
+    /// Job, CronJob) and its controller, if it has one.
+    Workload {
+        workload: Workload,
+        owner: Option<Owner>,
+    },
+    /// A Pod, as a workload of its own, and its controller.
+    Pod {
+        workload: Workload,
+        owner: Option<Owner>,
+    },
+    Service(Service),
+    Ingress(Ingress),
+    ConfigMap(ConfigMap),
+    NetworkPolicy(NetworkPolicy),
+}
+
+/// Whether a workload is part of its owner rather than a workload of its
+/// own: a Deployment's ReplicaSets and a CronJob's Jobs.
+pub fn is_part_of_owner(kind: kubefence_core::WorkloadKind, owner: Option<&Owner>) -> bool {
+    use kubefence_core::WorkloadKind as K;
+    owner.is_some_and(|o| {
+        matches!(
+            (kind, o.kind.as_str()),
+            (K::ReplicaSet, "Deployment") | (K::Job, "CronJob")
+        )
+    })
+}
+
+/// The errors of one object, collected so every bad field is reported.
+#[derive(Debug, Default)]
+pub(crate) struct Problems(Vec<ConvertError>);
+
+impl Problems {
+    pub(crate) fn push(&mut self, error: ConvertError) {
+        self.0.push(error);
+    }
+
+    /// The value, or `None` after recording why there is none.
+    pub(crate) fn take<T>(&mut self, result: Result<T, ConvertError>) -> Option<T> {
+        result.map_err(|e| self.0.push(e)).ok()
+    }
+
+    pub(crate) fn take_all<T>(&mut self, result: Result<T, Vec<ConvertError>>) -> Option<T> {
+        result.map_err(|e| self.0.extend(e)).ok()
+    }
+
+    /// Records validation findings under `prefix` (`metadata.labels`…).
+    pub(crate) fn invalid(&mut self, prefix: &str, findings: Vec<Invalid>) {
+        for Invalid { field, message } in findings {
+            let field = match (prefix.is_empty(), field.is_empty(), field.starts_with('[')) {
+                (true, _, _) => field,
+                (false, true, _) => prefix.to_string(),
+                (false, false, true) => format!("{prefix}{field}"),
+                (false, false, false) => format!("{prefix}.{field}"),
+            };
+            self.0.push(ConvertError::new(field, message));
+        }
+    }
+
+    #[cfg(test)]
+    pub(crate) fn into_errors(self) -> Vec<ConvertError> {
+        self.0
+    }
+
+    /// `value` when nothing was recorded, else every error.
+    pub(crate) fn finish<T>(self, value: Option<T>) -> Result<T, Vec<ConvertError>> {
+        match value {
+            Some(v) if self.0.is_empty() => Ok(v),
+            _ if self.0.is_empty() => Err(vec![ConvertError::new("", "cannot be converted")]),
+            _ => Err(self.0),
+        }
+    }
+}
+
 /// The apiVersions read for each kind (old ones included: their fields are
-/// the same for what kubefence reads), and the one k8s-openapi expects.
-fn accepted_api_version(kind: &str, api_version: &str) -> Option<&'static str> {
+/// the same for what kubefence reads), and the one k8s-openapi expects;
+/// `None` for a kind kubefence does not read.
+pub(crate) fn accepted_api_version(kind: &str, api_version: &str) -> Option<&'static str> {
     let (versions, current): (&[&str], &'static str) = match kind {
         "Namespace" | "Pod" | "Service" | "ConfigMap" => (&["v1"], "v1"),
         "Deployment" | "StatefulSet" | "DaemonSet" | "ReplicaSet" => (
@@ -64,82 +162,15 @@ fn accepted_api_version(kind: &str, api_version: &str) -> Option<&'static str> {
     versions.contains(&api_version).then_some(current)
 }
 
-/// Converts one object into `raw`, or records it as skipped or bad.
-pub(crate) fn object(
-    mut value: Value,
-    location: &Location,
-    opts: &LoadOptions,
-    raw: &mut RawInput,
-) {
-    let text = |v: &Value, pointer: &str| {
-        v.pointer(pointer)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    let kind = text(&value, "/kind").unwrap_or_default();
-    let api_version = text(&value, "/apiVersion").unwrap_or_default();
-    let name = text(&value, "/metadata/name").unwrap_or_default();
-    let namespace =
-        text(&value, "/metadata/namespace").unwrap_or_else(|| opts.default_namespace.clone());
-    let location = Location {
-        object: Some(if kind == "Namespace" {
-            format!("Namespace {name}")
-        } else {
-            format!("{kind} {namespace}/{name}")
-        }),
-        ..location.clone()
-    };
-    if kind.is_empty() || api_version.is_empty() {
-        raw.errors.push(Diagnostic {
-            location: Location {
-                object: None,
-                ..location
-            },
-            message: "not a Kubernetes object: apiVersion and kind are required".into(),
-        });
-        return;
-    }
-    let Some(current) = accepted_api_version(&kind, &api_version) else {
-        tracing::debug!(%location, %api_version, %kind, "skipped: kind not read by kubefence");
-        raw.skipped.push(Skipped {
-            location,
-            api_version,
-            kind,
-        });
-        return;
-    };
-    if name.is_empty() {
-        raw.errors.push(Diagnostic {
-            location: Location {
-                field: Some("metadata.name".into()),
-                ..location
-            },
-            message: "is required".into(),
-        });
-        return;
-    }
-    // k8s-openapi checks apiVersion; older versions share the fields we read.
-    if let Some(map) = value.as_object_mut() {
-        map.insert("apiVersion".into(), Value::String(current.into()));
-    }
-    if let Err(e) = objects::convert(&kind, value, &namespace, raw) {
-        raw.errors.push(Diagnostic {
-            location: Location {
-                field: (!e.field.is_empty()).then_some(e.field),
-                ..location
-            },
-            message: e.message,
-        });
-    }
-}
-
-/// Deserializes a typed object, naming the offending field on failure.
-pub(crate) fn typed<T: DeserializeOwned>(value: Value) -> Result<T, ConvertError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let field = if path == "." { String::new() } else { path };
-        ConvertError::new(field, e.into_inner().to_string())
-    })
+/// Converts one object of `kind` in `namespace` (the object's own, or the
+/// default one); its apiVersion must already be the current one.
+pub fn object(
+    kind: &str,
+    value: Value,
+    namespace: &str,
+    strictness: Strictness,
+) -> Result<Converted, Vec<ConvertError>> {
+    objects::convert(kind, value, namespace, strictness)
 }
 
 /// A port number in 1..=65535.

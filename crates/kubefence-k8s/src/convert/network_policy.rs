@@ -7,26 +7,50 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kubefence_core::policy::{IpBlock, NetworkPolicy, Peer, PolicyTypes, PortRef, PortSpec, Rule};
 use kubefence_core::selector::LabelSelector;
 
-use super::{ConvertError, is_port_name, label_selector, port_number, protocol};
+use super::{ConvertError, Problems, first_error, is_port_name, port_number, protocol};
+use crate::convert::selector::label_selector;
 
+/// One policy, or the first thing wrong with it (see [`policy_all_errors`]
+/// for every error).
 pub fn network_policy(
     policy: &net::NetworkPolicy,
     namespace: &str,
 ) -> Result<NetworkPolicy, ConvertError> {
+    policy_all_errors(policy, namespace).map_err(first_error)
+}
+
+/// One policy, or every bad field of it.
+pub(crate) fn policy_all_errors(
+    policy: &net::NetworkPolicy,
+    namespace: &str,
+) -> Result<NetworkPolicy, Vec<ConvertError>> {
+    let mut problems = Problems::default();
     let spec = policy.spec.clone().unwrap_or_default();
     let pod_selector = match &spec.pod_selector {
-        Some(s) => label_selector(s, "spec.podSelector")?,
-        None => LabelSelector::everything(),
+        Some(s) => problems.take_all(label_selector(s, "spec.podSelector")),
+        None => Some(LabelSelector::everything()),
     };
     let mut ingress = Vec::new();
     for (i, r) in spec.ingress.iter().flatten().enumerate() {
         let at = format!("spec.ingress[{i}]");
-        ingress.push(rule(r.from.as_deref(), r.ports.as_deref(), &at, "from")?);
+        ingress.extend(rule(
+            r.from.as_deref(),
+            r.ports.as_deref(),
+            &at,
+            "from",
+            &mut problems,
+        ));
     }
     let mut egress = Vec::new();
     for (i, r) in spec.egress.iter().flatten().enumerate() {
         let at = format!("spec.egress[{i}]");
-        egress.push(rule(r.to.as_deref(), r.ports.as_deref(), &at, "to")?);
+        egress.extend(rule(
+            r.to.as_deref(),
+            r.ports.as_deref(),
+            &at,
+            "to",
+            &mut problems,
+        ));
     }
     let policy_types = match &spec.policy_types {
         None => PolicyTypes::defaulted(!egress.is_empty()),
@@ -37,65 +61,78 @@ pub fn network_policy(
                 match t.as_str() {
                     "Ingress" => out.ingress = true,
                     "Egress" => out.egress = true,
-                    other => {
-                        return Err(ConvertError::new(
-                            format!("spec.policyTypes[{i}]"),
-                            format!("unknown policy type {other:?} (expected Ingress or Egress)"),
-                        ));
-                    }
+                    other => problems.push(ConvertError::new(
+                        format!("spec.policyTypes[{i}]"),
+                        format!("unknown policy type {other:?} (expected Ingress or Egress)"),
+                    )),
                 }
             }
             out
         }
     };
-    Ok(NetworkPolicy {
+    let policy = pod_selector.map(|pod_selector| NetworkPolicy {
         namespace: namespace.to_string(),
         name: policy.metadata.name.clone().unwrap_or_default(),
         pod_selector,
         policy_types,
         ingress,
         egress,
-    })
+    });
+    problems.finish(policy)
 }
 
+/// A rule, or `None` when any of its peers or ports is bad (each recorded).
 fn rule(
     peers: Option<&[net::NetworkPolicyPeer]>,
     ports: Option<&[net::NetworkPolicyPort]>,
     at: &str,
     peers_field: &str,
-) -> Result<Rule, ConvertError> {
+    problems: &mut Problems,
+) -> Option<Rule> {
     let mut out = Rule::default();
+    let mut complete = true;
     for (i, p) in peers.unwrap_or_default().iter().enumerate() {
-        out.peers
-            .push(peer(p, &format!("{at}.{peers_field}[{i}]"))?);
+        match peer(p, &format!("{at}.{peers_field}[{i}]")) {
+            Ok(peer) => out.peers.push(peer),
+            Err(errors) => {
+                complete = false;
+                problems.take_all::<()>(Err(errors));
+            }
+        }
     }
     for (i, p) in ports.unwrap_or_default().iter().enumerate() {
-        out.ports.push(port(p, &format!("{at}.ports[{i}]"))?);
+        match problems.take(port(p, &format!("{at}.ports[{i}]"))) {
+            Some(port) => out.ports.push(port),
+            None => complete = false,
+        }
     }
-    Ok(out)
+    complete.then_some(out)
 }
 
-fn peer(p: &net::NetworkPolicyPeer, at: &str) -> Result<Peer, ConvertError> {
+fn peer(p: &net::NetworkPolicyPeer, at: &str) -> Result<Peer, Vec<ConvertError>> {
     match (&p.ip_block, &p.namespace_selector, &p.pod_selector) {
-        (Some(block), None, None) => ip_block(block, &format!("{at}.ipBlock")),
-        (Some(_), _, _) => Err(ConvertError::new(
+        (Some(block), None, None) => ip_block(block, &format!("{at}.ipBlock")).map_err(|e| vec![e]),
+        (Some(_), _, _) => Err(vec![ConvertError::new(
             at,
             "ipBlock cannot be combined with podSelector or namespaceSelector in one peer",
-        )),
-        (None, None, None) => Err(ConvertError::new(
+        )]),
+        (None, None, None) => Err(vec![ConvertError::new(
             at,
             "a peer needs podSelector, namespaceSelector or ipBlock",
-        )),
-        (None, ns, pod) => Ok(Peer::Pods {
-            namespace_selector: ns
+        )]),
+        (None, ns, pod) => {
+            let mut problems = Problems::default();
+            let namespace_selector = ns
                 .as_ref()
-                .map(|s| label_selector(s, &format!("{at}.namespaceSelector")))
-                .transpose()?,
-            pod_selector: pod
+                .map(|s| problems.take_all(label_selector(s, &format!("{at}.namespaceSelector"))));
+            let pod_selector = pod
                 .as_ref()
-                .map(|s| label_selector(s, &format!("{at}.podSelector")))
-                .transpose()?,
-        }),
+                .map(|s| problems.take_all(label_selector(s, &format!("{at}.podSelector"))));
+            problems.finish(Some(Peer::Pods {
+                namespace_selector: namespace_selector.flatten(),
+                pod_selector: pod_selector.flatten(),
+            }))
+        }
     }
 }
 

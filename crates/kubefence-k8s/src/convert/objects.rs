@@ -1,156 +1,144 @@
 //! Dispatch by kind, and the simple kinds: Namespace, Service, Ingress,
-//! ConfigMap, Pod.
+//! ConfigMap, Pod. Workload kinds share one generic conversion
+//! ([`super::workload::WorkloadObject`]).
 
 use std::net::IpAddr;
 
 use k8s_openapi::api::{
     apps::v1 as apps, batch::v1 as batch, core::v1 as core_v1, networking::v1 as net,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kubefence_core::model::{
     ConfigMap, Ingress, IngressBackend, NAMESPACE_NAME_LABEL, Namespace, Service, ServicePort,
     ServicePortRef, ServiceType, TargetPort, Workload, WorkloadKind,
 };
 use kubefence_core::selector::LabelSelector;
+use kubefence_core::validation;
 use serde_json::Value;
 
-use super::{ConvertError, network_policy, port_number, protocol, typed, workload_from_template};
-use crate::load::RawInput;
-use crate::load::fold::{OwnedWorkload, Owner, RawPod};
+use super::network_policy::policy_all_errors;
+use super::strict::{Strictness, read};
+use super::workload::{WorkloadObject, workload_of};
+use super::{ConvertError, Converted, Owner, Problems, port_number, protocol};
 
 pub(crate) fn convert(
     kind: &str,
     value: Value,
     namespace: &str,
-    raw: &mut RawInput,
-) -> Result<(), ConvertError> {
+    strictness: Strictness,
+) -> Result<Converted, Vec<ConvertError>> {
     match kind {
         "Namespace" => {
-            let ns: core_v1::Namespace = typed(value)?;
-            let name = ns.metadata.name.unwrap_or_default();
-            let mut labels = ns.metadata.labels.unwrap_or_default();
-            // The API server sets it on every namespace.
-            labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.clone());
-            raw.cluster
-                .namespaces
-                .insert(name.clone(), Namespace { name, labels });
+            let (ns, problems) = read::<core_v1::Namespace>(value, strictness)?;
+            checked(kind, &ns.metadata, None, problems, |_| {
+                let name = ns.metadata.name.clone().unwrap_or_default();
+                let mut labels = ns.metadata.labels.clone().unwrap_or_default();
+                // The API server sets it on every namespace.
+                labels.insert(NAMESPACE_NAME_LABEL.to_string(), name.clone());
+                Some(Converted::Namespace(Namespace { name, labels }))
+            })
         }
         "Pod" => {
-            let pod: core_v1::Pod = typed(value)?;
-            raw.pods.push(pod_of(&pod, namespace)?);
+            let (pod, problems) = read::<core_v1::Pod>(value, strictness)?;
+            checked(kind, &pod.metadata, Some(namespace), problems, |problems| {
+                pod_of(&pod, namespace, problems)
+            })
         }
-        "Deployment" => {
-            let d: apps::Deployment = typed(value)?;
-            let spec = d.spec.as_ref();
-            let w = workload_from_template(
-                WorkloadKind::Deployment,
-                namespace,
-                &d.metadata,
-                spec.map(|s| &s.selector),
-                spec.map(|s| &s.template),
-                "spec.template",
-            )?;
-            push_workload(raw, w, &d.metadata);
-        }
-        "StatefulSet" => {
-            let d: apps::StatefulSet = typed(value)?;
-            let spec = d.spec.as_ref();
-            let w = workload_from_template(
-                WorkloadKind::StatefulSet,
-                namespace,
-                &d.metadata,
-                spec.map(|s| &s.selector),
-                spec.map(|s| &s.template),
-                "spec.template",
-            )?;
-            push_workload(raw, w, &d.metadata);
-        }
-        "DaemonSet" => {
-            let d: apps::DaemonSet = typed(value)?;
-            let spec = d.spec.as_ref();
-            let w = workload_from_template(
-                WorkloadKind::DaemonSet,
-                namespace,
-                &d.metadata,
-                spec.map(|s| &s.selector),
-                spec.map(|s| &s.template),
-                "spec.template",
-            )?;
-            push_workload(raw, w, &d.metadata);
-        }
-        "ReplicaSet" => {
-            let d: apps::ReplicaSet = typed(value)?;
-            let spec = d.spec.as_ref();
-            let w = workload_from_template(
-                WorkloadKind::ReplicaSet,
-                namespace,
-                &d.metadata,
-                spec.map(|s| &s.selector),
-                spec.and_then(|s| s.template.as_ref()),
-                "spec.template",
-            )?;
-            push_workload(raw, w, &d.metadata);
-        }
-        "Job" => {
-            let d: batch::Job = typed(value)?;
-            let spec = d.spec.as_ref();
-            let w = workload_from_template(
-                WorkloadKind::Job,
-                namespace,
-                &d.metadata,
-                spec.and_then(|s| s.selector.as_ref()),
-                spec.map(|s| &s.template),
-                "spec.template",
-            )?;
-            push_workload(raw, w, &d.metadata);
-        }
-        "CronJob" => {
-            let d: batch::CronJob = typed(value)?;
-            let job_spec = d.spec.as_ref().and_then(|s| s.job_template.spec.as_ref());
-            let w = workload_from_template(
-                WorkloadKind::CronJob,
-                namespace,
-                &d.metadata,
-                job_spec.and_then(|s| s.selector.as_ref()),
-                job_spec.map(|s| &s.template),
-                "spec.jobTemplate.spec.template",
-            )?;
-            push_workload(raw, w, &d.metadata);
-        }
+        "Deployment" => workload::<apps::Deployment>(value, namespace, strictness),
+        "StatefulSet" => workload::<apps::StatefulSet>(value, namespace, strictness),
+        "DaemonSet" => workload::<apps::DaemonSet>(value, namespace, strictness),
+        "ReplicaSet" => workload::<apps::ReplicaSet>(value, namespace, strictness),
+        "Job" => workload::<batch::Job>(value, namespace, strictness),
+        "CronJob" => workload::<batch::CronJob>(value, namespace, strictness),
         "Service" => {
-            let s: core_v1::Service = typed(value)?;
-            raw.cluster.services.push(service(&s, namespace)?);
+            let (s, problems) = read::<core_v1::Service>(value, strictness)?;
+            checked(kind, &s.metadata, Some(namespace), problems, |problems| {
+                service(&s, namespace, problems).map(Converted::Service)
+            })
         }
         "Ingress" => {
-            let i: net::Ingress = typed(value)?;
-            raw.cluster.ingresses.push(ingress(&i, namespace)?);
+            let (i, problems) = read::<net::Ingress>(value, strictness)?;
+            checked(kind, &i.metadata, Some(namespace), problems, |problems| {
+                problems
+                    .take(ingress(&i, namespace))
+                    .map(Converted::Ingress)
+            })
         }
         "ConfigMap" => {
-            let c: core_v1::ConfigMap = typed(value)?;
-            raw.cluster.config_maps.push(ConfigMap {
-                namespace: namespace.to_string(),
-                name: c.metadata.name.unwrap_or_default(),
-                data: c.data.unwrap_or_default(),
-            });
+            let (c, problems) = read::<core_v1::ConfigMap>(value, strictness)?;
+            checked(kind, &c.metadata, Some(namespace), problems, |_| {
+                Some(Converted::ConfigMap(ConfigMap {
+                    namespace: namespace.to_string(),
+                    name: c.metadata.name.clone().unwrap_or_default(),
+                    data: c.data.clone().unwrap_or_default(),
+                }))
+            })
         }
         "NetworkPolicy" => {
-            let p: net::NetworkPolicy = typed(value)?;
-            raw.cluster.policies.push(network_policy(&p, namespace)?);
+            let (p, problems) = read::<net::NetworkPolicy>(value, strictness)?;
+            checked(kind, &p.metadata, Some(namespace), problems, |problems| {
+                problems
+                    .take_all(policy_all_errors(&p, namespace))
+                    .map(Converted::NetworkPolicy)
+            })
         }
-        other => {
-            return Err(ConvertError::new(
-                "kind",
-                format!("kind {other} is not read"),
-            ));
-        }
+        other => Err(vec![ConvertError::new(
+            "kind",
+            format!("kind {other} is not read"),
+        )]),
     }
-    Ok(())
+}
+
+/// Validates the metadata as the API server does (name by kind, namespace,
+/// labels, annotation keys), then converts the rest; every error of both
+/// is reported. `namespace` is `None` for cluster-scoped kinds.
+fn checked(
+    kind: &str,
+    metadata: &ObjectMeta,
+    namespace: Option<&str>,
+    mut problems: Problems,
+    convert: impl FnOnce(&mut Problems) -> Option<Converted>,
+) -> Result<Converted, Vec<ConvertError>> {
+    problems.invalid(
+        "",
+        validation::object_meta(
+            kind,
+            metadata.name.as_deref().unwrap_or_default(),
+            namespace,
+            metadata.labels.as_ref().unwrap_or(&Default::default()),
+            metadata.annotations.as_ref().unwrap_or(&Default::default()),
+        ),
+    );
+    let converted = convert(&mut problems);
+    problems.finish(converted)
+}
+
+/// Any workload kind: read strictly, validated, converted.
+fn workload<W: WorkloadObject>(
+    value: Value,
+    namespace: &str,
+    strictness: Strictness,
+) -> Result<Converted, Vec<ConvertError>> {
+    let (object, problems) = read::<W>(value, strictness)?;
+    checked(
+        W::KIND.as_str(),
+        object.metadata(),
+        Some(namespace),
+        problems,
+        |problems| {
+            problems
+                .take_all(workload_of(&object, namespace))
+                .map(|workload| Converted::Workload {
+                    workload,
+                    owner: controller_owner(object.metadata()),
+                })
+        },
+    )
 }
 
 /// The controller ownerReference of an object, if any.
-fn controller_owner(
-    metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) -> Option<Owner> {
+fn controller_owner(metadata: &ObjectMeta) -> Option<Owner> {
     let refs = metadata.owner_references.as_ref()?;
     let chosen = refs
         .iter()
@@ -162,30 +150,10 @@ fn controller_owner(
     })
 }
 
-/// Workloads owned by another workload (a Deployment's ReplicaSets, a
-/// CronJob's Jobs) are folded into their owner later.
-fn push_workload(
-    raw: &mut RawInput,
-    workload: Workload,
-    metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
-) {
-    match controller_owner(metadata) {
-        Some(owner)
-            if matches!(
-                (workload.kind, owner.kind.as_str()),
-                (WorkloadKind::ReplicaSet, "Deployment") | (WorkloadKind::Job, "CronJob")
-            ) =>
-        {
-            raw.owned.push(OwnedWorkload { workload, owner })
-        }
-        _ => raw.cluster.workloads.push(workload),
-    }
-}
-
-fn pod_of(pod: &core_v1::Pod, namespace: &str) -> Result<RawPod, ConvertError> {
+fn pod_of(pod: &core_v1::Pod, namespace: &str, problems: &mut Problems) -> Option<Converted> {
     let labels = pod.metadata.labels.clone().unwrap_or_default();
     let containers = match &pod.spec {
-        Some(spec) => super::workload::pod_containers(spec, "spec")?,
+        Some(spec) => problems.take_all(super::workload::pod_containers(spec, "spec"))?,
         None => Vec::new(),
     };
     let mut ips: Vec<IpAddr> = Vec::new();
@@ -197,18 +165,18 @@ fn pod_of(pod: &core_v1::Pod, namespace: &str) -> Result<RawPod, ConvertError> {
             .map(|p| p.ip.clone())
             .chain(status.pod_ip.clone());
         for (i, text) in texts.enumerate() {
-            let ip = text.parse().map_err(|_| {
+            let ip = problems.take(text.parse().map_err(|_| {
                 ConvertError::new(
                     format!("status.podIPs[{i}]"),
                     format!("{text:?} is not an IP address"),
                 )
-            })?;
+            }))?;
             if !ips.contains(&ip) {
                 ips.push(ip);
             }
         }
     }
-    Ok(RawPod {
+    Some(Converted::Pod {
         workload: Workload {
             kind: WorkloadKind::Pod,
             namespace: namespace.to_string(),
@@ -225,45 +193,57 @@ fn pod_of(pod: &core_v1::Pod, namespace: &str) -> Result<RawPod, ConvertError> {
     })
 }
 
-fn service(s: &core_v1::Service, namespace: &str) -> Result<Service, ConvertError> {
+fn service(s: &core_v1::Service, namespace: &str, problems: &mut Problems) -> Option<Service> {
     let spec = s.spec.clone().unwrap_or_default();
     let service_type = match spec.type_.as_deref() {
-        None | Some("ClusterIP") => ServiceType::ClusterIp,
-        Some("NodePort") => ServiceType::NodePort,
-        Some("LoadBalancer") => ServiceType::LoadBalancer,
-        Some("ExternalName") => ServiceType::ExternalName,
+        None | Some("ClusterIP") => Some(ServiceType::ClusterIp),
+        Some("NodePort") => Some(ServiceType::NodePort),
+        Some("LoadBalancer") => Some(ServiceType::LoadBalancer),
+        Some("ExternalName") => Some(ServiceType::ExternalName),
         Some(other) => {
-            return Err(ConvertError::new(
+            problems.push(ConvertError::new(
                 "spec.type",
                 format!(
                     "unknown Service type {other:?} (expected ClusterIP, NodePort, LoadBalancer or ExternalName)"
                 ),
             ));
+            None
         }
     };
+    if let Some(selector) = &spec.selector {
+        problems.invalid("spec.selector", validation::labels(selector));
+    }
     let mut ports = Vec::new();
     for (i, p) in spec.ports.iter().flatten().enumerate() {
         let at = format!("spec.ports[{i}]");
-        let port = port_number(p.port, &format!("{at}.port"))?;
+        let Some(port) = problems.take(port_number(p.port, &format!("{at}.port"))) else {
+            continue;
+        };
         let target_port = match &p.target_port {
-            None => TargetPort::Number(port),
+            None => Ok(TargetPort::Number(port)),
             Some(IntOrString::Int(n)) => {
-                TargetPort::Number(port_number(*n, &format!("{at}.targetPort"))?)
+                port_number(*n, &format!("{at}.targetPort")).map(TargetPort::Number)
             }
             // A numeric string is tolerated as the number it spells.
             Some(IntOrString::String(s)) => match s.parse::<i32>() {
-                Ok(n) => TargetPort::Number(port_number(n, &format!("{at}.targetPort"))?),
-                Err(_) => TargetPort::Name(s.clone()),
+                Ok(n) => port_number(n, &format!("{at}.targetPort")).map(TargetPort::Number),
+                Err(_) => Ok(TargetPort::Name(s.clone())),
             },
         };
-        ports.push(ServicePort {
-            name: p.name.clone(),
-            port,
-            target_port,
-            protocol: protocol(p.protocol.as_deref(), &format!("{at}.protocol"))?,
-        });
+        let protocol = protocol(p.protocol.as_deref(), &format!("{at}.protocol"));
+        if let (Some(target_port), Some(protocol)) =
+            (problems.take(target_port), problems.take(protocol))
+        {
+            ports.push(ServicePort {
+                name: p.name.clone(),
+                port,
+                target_port,
+                protocol,
+            });
+        }
     }
-    Ok(Service {
+    let service_type = service_type?;
+    Some(Service {
         namespace: namespace.to_string(),
         name: s.metadata.name.clone().unwrap_or_default(),
         selector: spec.selector.clone(),

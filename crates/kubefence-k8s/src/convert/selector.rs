@@ -1,39 +1,42 @@
-//! meta/v1 LabelSelector → core LabelSelector, validated.
+//! meta/v1 LabelSelector → core LabelSelector, validated as the API server
+//! validates it (label keys and values, operators and their values).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use kubefence_core::selector::{LabelSelector, Labels, Operator, Requirement};
+use kubefence_core::validation;
 
-use super::ConvertError;
+use super::{ConvertError, Problems};
 
-/// Converts a selector; `field` is its path, for errors. `matchLabels: null`
-/// and an absent selector are both the empty selector.
-pub fn label_selector(
+/// Converts a selector; `field` is its path, for errors, and every bad key,
+/// value or operator is an error of its own. `matchLabels: null` and an
+/// absent selector are both the empty selector.
+pub(crate) fn label_selector(
     selector: &meta::LabelSelector,
     field: &str,
-) -> Result<LabelSelector, ConvertError> {
+) -> Result<LabelSelector, Vec<ConvertError>> {
+    let mut problems = Problems::default();
     let match_labels: Labels = selector.match_labels.clone().unwrap_or_default();
-    if match_labels.keys().any(String::is_empty) {
-        return Err(ConvertError::new(
-            format!("{field}.matchLabels"),
-            "empty label key",
-        ));
-    }
+    problems.invalid(
+        &format!("{field}.matchLabels"),
+        validation::labels(&match_labels),
+    );
     let mut requirements = Vec::new();
     for (i, expr) in selector.match_expressions.iter().flatten().enumerate() {
+        let values = expr.values.clone().unwrap_or_default();
+        let findings = validation::requirement(i, &expr.key, &expr.operator, &values);
+        if !findings.is_empty() {
+            problems.invalid(field, findings);
+            continue;
+        }
         let at = format!("{field}.matchExpressions[{i}]");
-        let operator: Operator =
-            expr.operator
-                .parse()
-                .map_err(|e: kubefence_core::selector::SelectorError| {
-                    ConvertError::new(format!("{at}.operator"), e.to_string())
-                })?;
-        let requirement = Requirement::new(
-            expr.key.clone(),
-            operator,
-            expr.values.clone().unwrap_or_default(),
-        )
-        .map_err(|e| ConvertError::new(at, e.to_string()))?;
-        requirements.push(requirement);
+        let requirement = expr
+            .operator
+            .parse::<Operator>()
+            .and_then(|operator| Requirement::new(expr.key.clone(), operator, values))
+            .map_err(|e| ConvertError::new(at, e.to_string()));
+        if let Some(r) = problems.take(requirement) {
+            requirements.push(r);
+        }
     }
-    Ok(LabelSelector::new(match_labels, requirements))
+    problems.finish(Some(LabelSelector::new(match_labels, requirements)))
 }

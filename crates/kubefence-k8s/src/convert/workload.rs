@@ -1,90 +1,245 @@
 //! Workloads and their pod templates → core `Workload`s.
 
-use k8s_openapi::api::core::v1 as core_v1;
+use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core_v1};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1 as meta;
 use kubefence_core::model::{
     Container, ContainerPort, EnvFromConfigMap, EnvValue, EnvVar, Workload, WorkloadKind,
 };
 use kubefence_core::selector::{LabelSelector, Labels};
+use kubefence_core::validation;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
 
-use super::{ConvertError, is_port_name, label_selector, port_number, protocol};
+use super::selector::label_selector;
+use super::{ConvertError, Problems, is_port_name, port_number, protocol};
 
-/// A workload from its metadata, `spec.selector` and pod template.
-/// `template_field` is the template's path (`spec.template`, or
-/// `spec.jobTemplate.spec.template` for a CronJob), for errors.
+/// What kubefence reads of a workload object: its metadata, its pod
+/// selector and its pod template, wherever the kind keeps them.
+pub trait WorkloadObject: DeserializeOwned + JsonSchema {
+    const KIND: WorkloadKind;
+    /// The selector's path, for errors.
+    const SELECTOR_FIELD: &'static str = "spec.selector";
+    /// The pod template's path, for errors.
+    const TEMPLATE_FIELD: &'static str = "spec.template";
+    fn metadata(&self) -> &meta::ObjectMeta;
+    /// `None` where the kind may omit it (Jobs select by their template).
+    fn selector(&self) -> Option<&meta::LabelSelector>;
+    fn template(&self) -> Option<&core_v1::PodTemplateSpec>;
+}
+
+impl WorkloadObject for apps::Deployment {
+    const KIND: WorkloadKind = WorkloadKind::Deployment;
+    fn metadata(&self) -> &meta::ObjectMeta {
+        &self.metadata
+    }
+    fn selector(&self) -> Option<&meta::LabelSelector> {
+        self.spec.as_ref().map(|s| &s.selector)
+    }
+    fn template(&self) -> Option<&core_v1::PodTemplateSpec> {
+        self.spec.as_ref().map(|s| &s.template)
+    }
+}
+
+impl WorkloadObject for apps::StatefulSet {
+    const KIND: WorkloadKind = WorkloadKind::StatefulSet;
+    fn metadata(&self) -> &meta::ObjectMeta {
+        &self.metadata
+    }
+    fn selector(&self) -> Option<&meta::LabelSelector> {
+        self.spec.as_ref().map(|s| &s.selector)
+    }
+    fn template(&self) -> Option<&core_v1::PodTemplateSpec> {
+        self.spec.as_ref().map(|s| &s.template)
+    }
+}
+
+impl WorkloadObject for apps::DaemonSet {
+    const KIND: WorkloadKind = WorkloadKind::DaemonSet;
+    fn metadata(&self) -> &meta::ObjectMeta {
+        &self.metadata
+    }
+    fn selector(&self) -> Option<&meta::LabelSelector> {
+        self.spec.as_ref().map(|s| &s.selector)
+    }
+    fn template(&self) -> Option<&core_v1::PodTemplateSpec> {
+        self.spec.as_ref().map(|s| &s.template)
+    }
+}
+
+impl WorkloadObject for apps::ReplicaSet {
+    const KIND: WorkloadKind = WorkloadKind::ReplicaSet;
+    fn metadata(&self) -> &meta::ObjectMeta {
+        &self.metadata
+    }
+    fn selector(&self) -> Option<&meta::LabelSelector> {
+        self.spec.as_ref().map(|s| &s.selector)
+    }
+    fn template(&self) -> Option<&core_v1::PodTemplateSpec> {
+        self.spec.as_ref().and_then(|s| s.template.as_ref())
+    }
+}
+
+impl WorkloadObject for batch::Job {
+    const KIND: WorkloadKind = WorkloadKind::Job;
+    fn metadata(&self) -> &meta::ObjectMeta {
+        &self.metadata
+    }
+    fn selector(&self) -> Option<&meta::LabelSelector> {
+        self.spec.as_ref().and_then(|s| s.selector.as_ref())
+    }
+    fn template(&self) -> Option<&core_v1::PodTemplateSpec> {
+        self.spec.as_ref().map(|s| &s.template)
+    }
+}
+
+impl WorkloadObject for batch::CronJob {
+    const KIND: WorkloadKind = WorkloadKind::CronJob;
+    const SELECTOR_FIELD: &'static str = "spec.jobTemplate.spec.selector";
+    const TEMPLATE_FIELD: &'static str = "spec.jobTemplate.spec.template";
+    fn metadata(&self) -> &meta::ObjectMeta {
+        &self.metadata
+    }
+    fn selector(&self) -> Option<&meta::LabelSelector> {
+        job_spec(self).and_then(|s| s.selector.as_ref())
+    }
+    fn template(&self) -> Option<&core_v1::PodTemplateSpec> {
+        job_spec(self).map(|s| &s.template)
+    }
+}
+
+/// The spec of the Jobs a CronJob creates.
+fn job_spec(cron_job: &batch::CronJob) -> Option<&batch::JobSpec> {
+    cron_job
+        .spec
+        .as_ref()
+        .and_then(|s| s.job_template.spec.as_ref())
+}
+
+/// Any workload object → the core workload, with every bad field reported.
+pub(crate) fn workload_of<W: WorkloadObject>(
+    object: &W,
+    namespace: &str,
+) -> Result<Workload, Vec<ConvertError>> {
+    workload_from_template(
+        W::KIND,
+        namespace,
+        object.metadata(),
+        object.selector().map(|s| (s, W::SELECTOR_FIELD)),
+        object.template(),
+        W::TEMPLATE_FIELD,
+    )
+}
+
+/// A workload from its metadata, selector (and the selector's path) and
+/// pod template. `template_field` is the template's path (`spec.template`,
+/// or `spec.jobTemplate.spec.template` for a CronJob), for errors.
 pub fn workload_from_template(
     kind: WorkloadKind,
     namespace: &str,
     metadata: &meta::ObjectMeta,
-    selector: Option<&meta::LabelSelector>,
+    selector: Option<(&meta::LabelSelector, &str)>,
     template: Option<&core_v1::PodTemplateSpec>,
     template_field: &str,
-) -> Result<Workload, ConvertError> {
-    let pod_labels: Labels = template
-        .and_then(|t| t.metadata.as_ref())
+) -> Result<Workload, Vec<ConvertError>> {
+    let mut problems = Problems::default();
+    let template_meta = template.and_then(|t| t.metadata.as_ref());
+    let pod_labels: Labels = template_meta
         .and_then(|m| m.labels.clone())
         .unwrap_or_default();
+    problems.invalid(
+        &format!("{template_field}.metadata.labels"),
+        validation::labels(&pod_labels),
+    );
+    if let Some(annotations) = template_meta.and_then(|m| m.annotations.as_ref()) {
+        problems.invalid(
+            &format!("{template_field}.metadata.annotations"),
+            validation::annotation_keys(annotations.keys()),
+        );
+    }
     let selector = match selector {
-        Some(s) => label_selector(s, "spec.selector")?,
+        Some((s, field)) => problems.take_all(label_selector(s, field)),
         // Jobs and CronJobs may omit it: the controller selects by the template.
-        None => LabelSelector::from_labels(pod_labels.clone()),
+        None => Some(LabelSelector::from_labels(pod_labels.clone())),
     };
     let containers = match template.and_then(|t| t.spec.as_ref()) {
-        Some(spec) => pod_containers(spec, &format!("{template_field}.spec"))?,
-        None => Vec::new(),
+        Some(spec) => problems.take_all(pod_containers(spec, &format!("{template_field}.spec"))),
+        None => Some(Vec::new()),
     };
-    Ok(Workload {
-        kind,
-        namespace: namespace.to_string(),
-        name: metadata.name.clone().unwrap_or_default(),
-        uid: metadata.uid.clone(),
-        labels: metadata.labels.clone().unwrap_or_default(),
-        annotations: metadata.annotations.clone().unwrap_or_default(),
-        selector,
-        pod_labels,
-        containers,
-        pod_ips: Vec::new(),
-    })
+    let workload = match (selector, containers) {
+        (Some(selector), Some(containers)) => Some(Workload {
+            kind,
+            namespace: namespace.to_string(),
+            name: metadata.name.clone().unwrap_or_default(),
+            uid: metadata.uid.clone(),
+            labels: metadata.labels.clone().unwrap_or_default(),
+            annotations: metadata.annotations.clone().unwrap_or_default(),
+            selector,
+            pod_labels,
+            containers,
+            pod_ips: Vec::new(),
+        }),
+        _ => None,
+    };
+    problems.finish(workload)
 }
 
 /// Every container of a pod spec, init containers first.
 pub(crate) fn pod_containers(
     spec: &core_v1::PodSpec,
     field: &str,
-) -> Result<Vec<Container>, ConvertError> {
+) -> Result<Vec<Container>, Vec<ConvertError>> {
+    let mut problems = Problems::default();
     let mut out = Vec::new();
-    for (i, c) in spec.init_containers.iter().flatten().enumerate() {
-        out.push(container(c, true, &format!("{field}.initContainers[{i}]"))?);
+    let all = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, c)| (c, true, format!("{field}.initContainers[{i}]")))
+        .chain(
+            spec.containers
+                .iter()
+                .enumerate()
+                .map(|(i, c)| (c, false, format!("{field}.containers[{i}]"))),
+        );
+    for (c, init, at) in all {
+        out.extend(problems.take_all(container(c, init, &at)));
     }
-    for (i, c) in spec.containers.iter().enumerate() {
-        out.push(container(c, false, &format!("{field}.containers[{i}]"))?);
-    }
-    Ok(out)
+    problems.finish(Some(out))
 }
 
+/// One container; every bad port is reported.
 pub fn container(
     c: &core_v1::Container,
     init: bool,
     field: &str,
-) -> Result<Container, ConvertError> {
+) -> Result<Container, Vec<ConvertError>> {
+    let mut problems = Problems::default();
     let mut ports = Vec::new();
     for (i, p) in c.ports.iter().flatten().enumerate() {
         let at = format!("{field}.ports[{i}]");
         if let Some(name) = &p.name
             && !is_port_name(name)
         {
-            return Err(ConvertError::new(
+            problems.push(ConvertError::new(
                 format!("{at}.name"),
                 format!(
                     "{name:?} is not a valid port name (1-15 lower-case letters, digits and '-', with a letter)"
                 ),
             ));
         }
-        ports.push(ContainerPort {
-            name: p.name.clone(),
-            port: port_number(p.container_port, &format!("{at}.containerPort"))?,
-            protocol: protocol(p.protocol.as_deref(), &format!("{at}.protocol"))?,
-        });
+        let number = problems.take(port_number(
+            p.container_port,
+            &format!("{at}.containerPort"),
+        ));
+        let protocol = problems.take(protocol(p.protocol.as_deref(), &format!("{at}.protocol")));
+        if let (Some(port), Some(protocol)) = (number, protocol) {
+            ports.push(ContainerPort {
+                name: p.name.clone(),
+                port,
+                protocol,
+            });
+        }
     }
     let env = c
         .env
@@ -116,7 +271,7 @@ pub fn container(
             })
         })
         .collect();
-    Ok(Container {
+    problems.finish(Some(Container {
         name: c.name.clone(),
         init,
         command: c.command.clone().unwrap_or_default(),
@@ -124,5 +279,5 @@ pub fn container(
         env,
         env_from,
         ports,
-    })
+    }))
 }

@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-use super::{Diagnostic, LoadOptions, Location, RawInput};
+use super::{Diagnostic, LoadOptions, Location, Placed, RawInput, Skipped};
+use crate::convert::{self, Strictness};
 
 /// Parses every document of `text` and hands each object to the converter.
 /// A document that does not parse is an error; the others still load.
@@ -27,7 +28,10 @@ pub(crate) fn parse_into(text: &str, label: &str, opts: &LoadOptions, raw: &mut 
             Ok(value) => walk(value, &location, opts, raw),
             Err(e) => raw.errors.push(Diagnostic {
                 location,
-                message: format!("invalid YAML (the document starts at line {first_line}): {e}"),
+                message: format!(
+                    "invalid YAML (the document starts at line {first_line}): {}",
+                    yaml_message(&e, first_line)
+                ),
             }),
         }
     }
@@ -66,13 +70,82 @@ fn split_documents(text: &str) -> Vec<(usize, &str)> {
     docs
 }
 
-/// Unwraps arrays and lists, then converts each object.
+/// Words for the YAML parser's errors where its own are written for the
+/// programmer (`set DuplicateKeyPolicy in Options`, `budget breached:
+/// Nodes { nodes: 250001 }`).
+fn yaml_message(error: &serde_saphyr::Error, first_line: usize) -> String {
+    use serde_saphyr::Error as E;
+    use serde_saphyr::budget::BudgetBreach as B;
+    let mut inner = error;
+    while let E::WithSnippet { error, .. } | E::AliasError { error, .. } = inner {
+        inner = error;
+    }
+    // Lines are counted from the document's start; report them in the file.
+    let line = |location: &serde_saphyr::Location| {
+        let l = usize::try_from(location.line()).unwrap_or(0);
+        if l == 0 {
+            String::new()
+        } else {
+            format!(" (line {})", l + first_line - 1)
+        }
+    };
+    let limits = serde_saphyr::Budget::default();
+    match inner {
+        E::DuplicateMappingKey { key, location } => match key {
+            Some(k) => format!("duplicate key `{k}`{}", line(location)),
+            None => format!("duplicate key{}", line(location)),
+        },
+        E::Budget { breach, .. } => match breach {
+            B::Nodes { .. } => format!(
+                "document too large: more than {} nodes (values, lists and mappings)",
+                limits.max_nodes
+            ),
+            B::Events { .. } => format!(
+                "document too large: more than {} parser events",
+                limits.max_events
+            ),
+            B::Depth { .. } => format!(
+                "document nested too deeply: more than {} levels",
+                limits.max_depth
+            ),
+            B::Aliases { .. } | B::AliasAnchorRatio { .. } => {
+                "too many aliases (`*name`): refused as a possible alias bomb".to_string()
+            }
+            B::Anchors { .. } => format!("too many anchors: more than {}", limits.max_anchors),
+            B::Documents { .. } => {
+                format!("too many documents: more than {}", limits.max_documents)
+            }
+            B::ScalarBytes { .. } => format!(
+                "document too large: more than {} bytes of values",
+                limits.max_total_scalar_bytes
+            ),
+            B::MergeKeys { .. } => {
+                format!(
+                    "too many merge keys (`<<`): more than {}",
+                    limits.max_merge_keys
+                )
+            }
+            other => format!("document too large or malformed ({other:?})"),
+        },
+        _ => error.to_string(),
+    }
+}
+
+/// Unwraps arrays and lists, then converts each object; items are named by
+/// their index (`items[3]`, `[3]`).
 fn walk(value: Value, location: &Location, opts: &LoadOptions, raw: &mut RawInput) {
+    let item = |path: String| Location {
+        item: Some(match &location.item {
+            Some(outer) => format!("{outer}.{path}"),
+            None => path,
+        }),
+        ..location.clone()
+    };
     match value {
         Value::Null => {}
         Value::Array(items) => {
-            for item in items {
-                walk(item, location, opts, raw);
+            for (i, value) in items.into_iter().enumerate() {
+                walk(value, &item(format!("[{i}]")), opts, raw);
             }
         }
         Value::Object(mut map) => {
@@ -87,8 +160,9 @@ fn walk(value: Value, location: &Location, opts: &LoadOptions, raw: &mut RawInpu
                 let api_version = map.get("apiVersion").cloned();
                 match map.remove("items") {
                     Some(Value::Array(items)) => {
-                        for mut item in items {
-                            if let (Some(item_kind), Value::Object(fields)) = (item_kind, &mut item)
+                        for (i, mut value) in items.into_iter().enumerate() {
+                            if let (Some(item_kind), Value::Object(fields)) =
+                                (item_kind, &mut value)
                             {
                                 fields
                                     .entry("kind")
@@ -97,7 +171,7 @@ fn walk(value: Value, location: &Location, opts: &LoadOptions, raw: &mut RawInpu
                                     fields.entry("apiVersion").or_insert_with(|| v.clone());
                                 }
                             }
-                            walk(item, location, opts, raw);
+                            walk(value, &item(format!("items[{i}]")), opts, raw);
                         }
                     }
                     Some(Value::Null) | None => {}
@@ -111,7 +185,7 @@ fn walk(value: Value, location: &Location, opts: &LoadOptions, raw: &mut RawInpu
                 }
                 return;
             }
-            crate::convert::object(Value::Object(map), location, opts, raw);
+            object(Value::Object(map), location, opts, raw);
         }
         other => raw.errors.push(Diagnostic {
             location: location.clone(),
@@ -120,6 +194,82 @@ fn walk(value: Value, location: &Location, opts: &LoadOptions, raw: &mut RawInpu
                 value_kind(&other)
             ),
         }),
+    }
+}
+
+/// Converts one object into `raw`, or records it as skipped or bad (one
+/// error per bad field).
+fn object(mut value: Value, location: &Location, opts: &LoadOptions, raw: &mut RawInput) {
+    let text = |v: &Value, pointer: &str| {
+        v.pointer(pointer)
+            .and_then(Value::as_str)
+            .map(str::to_string)
+    };
+    let kind = text(&value, "/kind").unwrap_or_default();
+    let api_version = text(&value, "/apiVersion").unwrap_or_default();
+    let name = text(&value, "/metadata/name").unwrap_or_default();
+    let namespace =
+        text(&value, "/metadata/namespace").unwrap_or_else(|| opts.default_namespace.clone());
+    let location = Location {
+        object: Some(if kind == "Namespace" {
+            format!("Namespace {name}")
+        } else {
+            format!("{kind} {namespace}/{name}")
+        }),
+        ..location.clone()
+    };
+    if kind.is_empty() || api_version.is_empty() {
+        raw.errors.push(Diagnostic {
+            location: Location {
+                object: None,
+                ..location
+            },
+            message: "not a Kubernetes object: apiVersion and kind are required".into(),
+        });
+        return;
+    }
+    let Some(current) = convert::accepted_api_version(&kind, &api_version) else {
+        tracing::debug!(%location, %api_version, %kind, "skipped: kind not read by kubefence");
+        raw.skipped.push(Skipped {
+            location,
+            api_version,
+            kind,
+        });
+        return;
+    };
+    if name.is_empty() {
+        raw.errors.push(Diagnostic {
+            location: Location {
+                field: Some("metadata.name".into()),
+                ..location
+            },
+            message: "is required".into(),
+        });
+        return;
+    }
+    // k8s-openapi checks apiVersion; older versions share the fields we read.
+    if let Some(map) = value.as_object_mut() {
+        map.insert("apiVersion".into(), Value::String(current.into()));
+    }
+    match convert::object(&kind, value, &namespace, Strictness::Strict) {
+        Ok(converted) => raw.objects.push(Placed {
+            location,
+            kind: kind.clone(),
+            namespace: if kind == "Namespace" {
+                String::new()
+            } else {
+                namespace
+            },
+            name,
+            converted,
+        }),
+        Err(errors) => raw.errors.extend(errors.into_iter().map(|e| Diagnostic {
+            location: Location {
+                field: (!e.field.is_empty()).then_some(e.field),
+                ..location.clone()
+            },
+            message: e.message,
+        })),
     }
 }
 

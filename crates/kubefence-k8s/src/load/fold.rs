@@ -13,17 +13,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use kubefence_core::model::{Cluster, Workload, WorkloadKind};
 use kubefence_core::selector::LabelSelector;
 
-use super::{Granularity, RawInput};
+use super::Granularity;
+use crate::convert::{Converted, Owner, is_part_of_owner};
 
 /// The label the Deployment controller puts on a ReplicaSet's pods.
 const POD_TEMPLATE_HASH: &str = "pod-template-hash";
-
-/// An object's controller, from its ownerReferences.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Owner {
-    pub kind: String,
-    pub name: String,
-}
 
 #[derive(Clone, Debug)]
 pub(crate) struct RawPod {
@@ -38,6 +32,38 @@ pub(crate) struct OwnedWorkload {
     pub owner: Owner,
 }
 
+/// The objects to fold, sorted by what they are.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Given {
+    /// Everything but Pods and workloads owned by another workload.
+    pub cluster: Cluster,
+    pub pods: Vec<RawPod>,
+    pub owned: Vec<OwnedWorkload>,
+}
+
+impl Given {
+    pub fn add(&mut self, converted: Converted) {
+        let cluster = &mut self.cluster;
+        match converted {
+            Converted::Namespace(n) => {
+                cluster.namespaces.insert(n.name.clone(), n);
+            }
+            Converted::Pod { workload, owner } => self.pods.push(RawPod { workload, owner }),
+            Converted::Workload {
+                workload,
+                owner: Some(owner),
+            } if is_part_of_owner(workload.kind, Some(&owner)) => {
+                self.owned.push(OwnedWorkload { workload, owner })
+            }
+            Converted::Workload { workload, .. } => cluster.workloads.push(workload),
+            Converted::Service(s) => cluster.services.push(s),
+            Converted::Ingress(i) => cluster.ingresses.push(i),
+            Converted::ConfigMap(c) => cluster.config_maps.push(c),
+            Converted::NetworkPolicy(p) => cluster.policies.push(p),
+        }
+    }
+}
+
 /// (namespace, kind, name)
 type Key = (String, WorkloadKind, String);
 
@@ -45,7 +71,7 @@ fn key(w: &Workload) -> Key {
     (w.namespace.clone(), w.kind, w.name.clone())
 }
 
-pub(crate) fn fold(raw: &RawInput, granularity: Granularity) -> Cluster {
+pub(crate) fn fold(raw: &Given, granularity: Granularity) -> Cluster {
     let mut cluster = raw.cluster.clone();
     let mut index: BTreeMap<Key, usize> = cluster
         .workloads

@@ -13,11 +13,18 @@
 
 mod documents;
 pub(crate) mod fold;
+mod namespaces;
+// A Diagnostic (an error path, once per unreadable source) is returned by
+// value: boxing it would only make every caller clumsier.
+#[allow(clippy::result_large_err)]
 mod source;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use kubefence_core::Cluster;
+
+use crate::convert::Converted;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Granularity {
@@ -51,6 +58,9 @@ pub enum Source {
 pub struct Location {
     pub file: String,
     pub document: Option<usize>,
+    /// Where in a list the object is: `items[3]` (a `kind: List` or typed
+    /// list), `[3]` (a bare JSON or YAML array), or both nested.
+    pub item: Option<String>,
     pub object: Option<String>,
     pub field: Option<String>,
 }
@@ -60,6 +70,9 @@ impl std::fmt::Display for Location {
         f.write_str(&self.file)?;
         if let Some(d) = self.document {
             write!(f, ": document {d}")?;
+        }
+        if let Some(item) = &self.item {
+            write!(f, ": {item}")?;
         }
         if let Some(o) = &self.object {
             write!(f, " ({o})")?;
@@ -96,6 +109,9 @@ pub struct Skipped {
 pub struct Loaded {
     pub cluster: Cluster,
     pub errors: Vec<Diagnostic>,
+    /// What was read but deserves a word: duplicates (the later one is
+    /// used), namespaces used but not given.
+    pub warnings: Vec<Diagnostic>,
     pub skipped: Vec<Skipped>,
     /// The objects before folding, so [`merge`] can fold across parts.
     raw: RawInput,
@@ -147,15 +163,21 @@ pub fn merge(parts: Vec<Loaded>) -> Loaded {
     raw.finish(&opts)
 }
 
-/// Objects as read, before pods are folded into workloads.
+/// One converted object and where it was read.
+#[derive(Clone, Debug)]
+pub(crate) struct Placed {
+    pub location: Location,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+    pub converted: Converted,
+}
+
+/// Objects as read, in input order, before duplicates are resolved and
+/// pods are folded into workloads.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct RawInput {
-    /// Everything but Pods and workloads owned by another object.
-    pub cluster: Cluster,
-    /// Pod objects with their owners, folded in `finish`.
-    pub pods: Vec<fold::RawPod>,
-    /// Workloads owned by another object, folded in `finish`.
-    pub owned: Vec<fold::OwnedWorkload>,
+    pub objects: Vec<Placed>,
     pub errors: Vec<Diagnostic>,
     pub skipped: Vec<Skipped>,
     pub granularity: Granularity,
@@ -163,22 +185,23 @@ pub(crate) struct RawInput {
 
 impl RawInput {
     fn extend(&mut self, other: RawInput) {
-        self.cluster.namespaces.extend(other.cluster.namespaces);
-        self.cluster.workloads.extend(other.cluster.workloads);
-        self.cluster.services.extend(other.cluster.services);
-        self.cluster.ingresses.extend(other.cluster.ingresses);
-        self.cluster.config_maps.extend(other.cluster.config_maps);
-        self.cluster.policies.extend(other.cluster.policies);
-        self.pods.extend(other.pods);
-        self.owned.extend(other.owned);
+        self.objects.extend(other.objects);
         self.errors.extend(other.errors);
         self.skipped.extend(other.skipped);
     }
 
     fn finish(mut self, opts: &LoadOptions) -> Loaded {
         self.granularity = opts.granularity;
-        let mut cluster = fold::fold(&self, opts.granularity);
+        let mut warnings = Vec::new();
+        let objects = latest_of_each(&self.objects, &mut warnings);
+        let mut given = fold::Given::default();
+        for placed in objects {
+            given.add(placed.converted.clone());
+        }
+        let mut cluster = fold::fold(&given, opts.granularity);
+        let undeclared = namespaces::undeclared(&cluster);
         cluster.add_implicit_namespaces();
+        warnings.extend(namespaces::warning(&cluster, &undeclared));
         cluster.workloads.sort_by_cached_key(|w| w.id());
         cluster.workloads.dedup_by(|a, b| a.id() == b.id());
         let key = |ns: &str, name: &str| (ns.to_string(), name.to_string());
@@ -193,8 +216,42 @@ impl RawInput {
         Loaded {
             cluster,
             errors: self.errors.clone(),
+            warnings,
             skipped: self.skipped.clone(),
             raw: self,
         }
     }
+}
+
+/// The objects with duplicates resolved: of two objects with the same kind,
+/// namespace and name the later one is kept, as `kubectl apply` of both
+/// would leave it, and a warning names both places.
+fn latest_of_each<'a>(objects: &'a [Placed], warnings: &mut Vec<Diagnostic>) -> Vec<&'a Placed> {
+    let mut latest: BTreeMap<(&str, &str, &str), usize> = BTreeMap::new();
+    for (i, placed) in objects.iter().enumerate() {
+        let key = (
+            placed.kind.as_str(),
+            placed.namespace.as_str(),
+            placed.name.as_str(),
+        );
+        if let Some(earlier) = latest.insert(key, i) {
+            warnings.push(Diagnostic {
+                location: placed.location.clone(),
+                message: format!(
+                    "duplicate: the same object is also given at {}; the later one is used",
+                    Location {
+                        object: None,
+                        ..objects[earlier].location.clone()
+                    }
+                ),
+            });
+        }
+    }
+    let keep: BTreeSet<usize> = latest.into_values().collect();
+    objects
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| keep.contains(i))
+        .map(|(_, placed)| placed)
+        .collect()
 }

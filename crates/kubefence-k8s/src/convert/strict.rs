@@ -1,0 +1,252 @@
+//! Reading a typed object strictly, as the API server does with strict
+//! field validation: a field the type does not know is an error, not
+//! something silently dropped (`ingress: [{form: …}]` must never read as a
+//! rule without peers, which allows every peer).
+//!
+//! k8s-openapi's types skip unknown keys while deserializing; the
+//! [`serde_ignored`] wrapper reports every key the type skipped, with its
+//! path, so the check is exactly "what the typed object did not read"
+//! whatever the kind, the nesting, or the value (`form: null` included).
+//! A close known key, found in the type's JSON schema, is suggested.
+
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::{ConvertError, Problems};
+
+/// How a field that kubefence's Kubernetes types do not know is treated.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Strictness {
+    /// Manifests: an error, as `kubectl apply` with strict field validation.
+    Strict,
+    /// Objects read back from the API server, which validated them already
+    /// (a newer server may add fields kubefence does not know yet).
+    Lenient,
+}
+
+/// One step of a path into an object.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Segment {
+    Key(String),
+    Index(usize),
+}
+
+/// `spec.ingress[0].from`, the notation of the API server's messages.
+fn path_text(path: &[Segment]) -> String {
+    let mut out = String::new();
+    for segment in path {
+        match segment {
+            Segment::Key(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Index(i) => out.push_str(&format!("[{i}]")),
+        }
+    }
+    out
+}
+
+fn segments(path: &serde_ignored::Path<'_>, out: &mut Vec<Segment>) {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => {}
+        Path::Seq { parent, index } => {
+            segments(parent, out);
+            out.push(Segment::Index(*index));
+        }
+        Path::Map { parent, key } => {
+            segments(parent, out);
+            out.push(Segment::Key(key.clone()));
+        }
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => segments(parent, out),
+    }
+}
+
+/// Deserializes `T` from `value`: the typed object and one error per
+/// unknown field (the object is still checked further, so every bad field is
+/// reported at once), or, for a wrong type, every error (serde stops at the
+/// first wrong type).
+pub(crate) fn read<T: DeserializeOwned + JsonSchema>(
+    value: Value,
+    strictness: Strictness,
+) -> Result<(T, Problems), Vec<ConvertError>> {
+    let mut unknown: Vec<Vec<Segment>> = Vec::new();
+    let mut track = serde_path_to_error::Track::new();
+    let result: Result<T, serde_json::Error> = {
+        let with_path = serde_path_to_error::Deserializer::new(value, &mut track);
+        serde_ignored::deserialize(with_path, |path| {
+            let mut path_segments = Vec::new();
+            segments(&path, &mut path_segments);
+            unknown.push(path_segments);
+        })
+    };
+    // The server writes status and `kubectl apply` leaves it alone; dumps
+    // from other Kubernetes versions carry status fields of their own.
+    let (tolerated, unknown): (Vec<_>, Vec<_>) = unknown.into_iter().partition(|path| {
+        strictness == Strictness::Lenient
+            || path.first() == Some(&Segment::Key("status".to_string()))
+    });
+    for path in &tolerated {
+        tracing::debug!(field = %path_text(path), "field not known to kubefence, ignored");
+    }
+    let mut errors: Vec<ConvertError> = Vec::new();
+    if !unknown.is_empty() {
+        let schema = schemars::SchemaGenerator::default().into_root_schema_for::<T>();
+        for path in &unknown {
+            errors.push(unknown_field(schema.as_value(), path));
+        }
+    }
+    match result {
+        Ok(typed) => {
+            let mut problems = Problems::default();
+            for e in errors {
+                problems.push(e);
+            }
+            Ok((typed, problems))
+        }
+        Err(e) => {
+            let path = track.path().to_string();
+            let field = if path == "." { String::new() } else { path };
+            errors.push(ConvertError::new(field, e.to_string()));
+            Err(errors)
+        }
+    }
+}
+
+fn unknown_field(root: &Value, path: &[Segment]) -> ConvertError {
+    let field = path_text(path);
+    let Some((Segment::Key(key), parent)) = path.split_last() else {
+        return ConvertError::new(field, "unknown field");
+    };
+    let known = schema_at(root, root, parent)
+        .map(|schema| property_names(root, schema))
+        .unwrap_or_default();
+    let message = match closest(key, &known) {
+        Some(close) => format!("unknown field `{key}`: did you mean `{close}`?"),
+        None if known.is_empty() => format!("unknown field `{key}`"),
+        None => format!(
+            "unknown field `{key}` (known here: {})",
+            known
+                .iter()
+                .map(|k| format!("`{k}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    ConvertError::new(field, message)
+}
+
+/// Follows `$ref`s (`#/$defs/…`) to the schema they name.
+fn resolve<'a>(root: &'a Value, mut schema: &'a Value) -> &'a Value {
+    for _ in 0..32 {
+        let Some(target) = schema
+            .get("$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix('#'))
+            .and_then(|pointer| root.pointer(pointer))
+        else {
+            break;
+        };
+        schema = target;
+    }
+    schema
+}
+
+/// The schema of the value at `path`, if the schema describes it.
+fn schema_at<'a>(root: &'a Value, schema: &'a Value, path: &[Segment]) -> Option<&'a Value> {
+    let schema = resolve(root, schema);
+    let Some((first, rest)) = path.split_first() else {
+        return Some(schema);
+    };
+    let next = match first {
+        Segment::Key(key) => schema
+            .get("properties")
+            .and_then(|p| p.get(key))
+            .or_else(|| schema.get("additionalProperties").filter(|a| a.is_object()))?,
+        Segment::Index(_) => schema.get("items")?,
+    };
+    schema_at(root, next, rest)
+}
+
+fn property_names(root: &Value, schema: &Value) -> Vec<String> {
+    resolve(root, schema)
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|p| p.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// The known key a typo most likely meant: the same but for case, or at
+/// most one edit away (two for longer keys), transpositions counting one.
+fn closest<'a>(key: &str, known: &'a [String]) -> Option<&'a str> {
+    let lower = key.to_ascii_lowercase();
+    if let Some(same) = known.iter().find(|k| k.to_ascii_lowercase() == lower) {
+        return Some(same);
+    }
+    let budget = if key.len() >= 8 { 2 } else { 1 };
+    known
+        .iter()
+        .map(|k| {
+            (
+                strsim::damerau_levenshtein(&lower, &k.to_ascii_lowercase()),
+                k,
+            )
+        })
+        .filter(|(distance, _)| *distance <= budget)
+        .min()
+        .map(|(_, k)| k.as_str())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::networking::v1::NetworkPolicy;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_keys_are_found_at_any_depth_with_a_suggestion() {
+        let value = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "p", "creationTimestamp": null, "labels": {}},
+            "spec": {"podSelector": {"app": "web"}, "ingress": [{"from": []}, {"form": null}]}});
+        let problems = match read::<NetworkPolicy>(value, Strictness::Strict) {
+            Ok((_, problems)) => problems.into_errors(),
+            Err(errors) => errors,
+        };
+        let texts: Vec<String> = problems.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            texts,
+            [
+                "spec.ingress[1].form: unknown field `form`: did you mean `from`?",
+                "spec.podSelector.app: unknown field `app` (known here: `matchExpressions`, `matchLabels`)",
+            ]
+        );
+    }
+
+    #[test]
+    fn lenient_reading_ignores_unknown_keys() {
+        let value = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "p"}, "spec": {"newField": 1}});
+        let read = read::<NetworkPolicy>(value, Strictness::Lenient);
+        assert!(read.is_ok_and(|(_, problems)| problems.into_errors().is_empty()));
+    }
+
+    #[test]
+    fn suggestions_are_close_or_absent() {
+        let known: Vec<String> = ["from", "ports", "namespaceSelector", "labels"]
+            .map(String::from)
+            .to_vec();
+        assert_eq!(closest("form", &known), Some("from"));
+        assert_eq!(
+            closest("nameSpaceSelector", &known),
+            Some("namespaceSelector")
+        );
+        assert_eq!(closest("lables", &known), Some("labels"));
+        assert_eq!(closest("name", &known), None);
+        assert_eq!(closest("app", &known), None);
+    }
+}
