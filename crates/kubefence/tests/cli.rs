@@ -914,3 +914,163 @@ fn bundled_example_on_disk_matches_the_demo() {
     );
     assert!(run.stderr.contains("ServiceAccount"), "{}", run.stderr);
 }
+
+// === strict reading (issue 9) ===
+
+/// The database in `prod`, a pod in `other`, and a policy meant to admit
+/// only `prod`'s own pods on 5432.
+const CROSS_NAMESPACE: &str = r#"apiVersion: v1
+kind: Namespace
+metadata: {name: prod}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: other}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: db, namespace: prod, labels: {app: db}}
+spec: {containers: [{name: db, image: postgres, ports: [{containerPort: 5432}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: intruder, namespace: other, labels: {app: intruder}}
+spec: {containers: [{name: c, image: busybox}]}
+"#;
+
+fn db_policy(rule: &str) -> String {
+    format!(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: db, namespace: prod}}\nspec:\n  podSelector: {{matchLabels: {{app: db}}}}\n  ingress:\n{rule}"
+    )
+}
+
+#[test]
+fn a_typo_in_a_policy_is_an_input_error_not_an_open_door() {
+    // (the rule with a typo, the field path, the suggestion)
+    let cases = [
+        (
+            "  - form: [{podSelector: {}}]\n    ports: [{port: 5432}]\n",
+            "spec.ingress[0].form",
+            Some("from"),
+        ),
+        (
+            "  - from: [{namespaceSelector: {name: prod}}]\n",
+            "spec.ingress[0].from[0].namespaceSelector.name",
+            None,
+        ),
+        (
+            "  - from: [{podSelector: {app: web}}]\n",
+            "spec.ingress[0].from[0].podSelector.app",
+            None,
+        ),
+        (
+            "  - from: [{podSelector: {}}]\n    ports: [{port: 5432, protcol: TCP}]\n",
+            "spec.ingress[0].ports[0].protcol",
+            Some("protocol"),
+        ),
+    ];
+    for (rule, field, hint) in cases {
+        let dir = dir_with(&[
+            ("cluster.yaml", CROSS_NAMESPACE),
+            ("policy.yaml", &db_policy(rule)),
+        ]);
+        let run = run_in(
+            dir.path(),
+            &[
+                "explain",
+                "-f",
+                "cluster.yaml",
+                "-f",
+                "policy.yaml",
+                "--from",
+                "other/intruder",
+                "--to",
+                "prod/db",
+                "--port",
+                "5432",
+            ],
+            None,
+        );
+        assert_eq!(run.code, 3, "input errors exit 3: {rule}");
+        let line = run
+            .stderr
+            .lines()
+            .find(|l| l.contains(field))
+            .unwrap_or_else(|| panic!("no error names {field}: {}", run.stderr));
+        assert!(line.contains("policy.yaml"), "{line}");
+        assert!(line.contains("document 1"), "{line}");
+        assert!(line.contains("NetworkPolicy prod/db"), "{line}");
+        assert!(line.contains("unknown field"), "{line}");
+        match hint {
+            Some(key) => assert!(line.contains(&format!("did you mean `{key}`?")), "{line}"),
+            None => assert!(!line.contains("did you mean"), "{line}"),
+        }
+        // The bad policy is left out: the database is not isolated, and
+        // the verdict must not rest on a rule without peers.
+        assert!(
+            !run.stdout.contains("prod/db: spec.ingress[0] allows"),
+            "the misspelt rule was enforced: {}",
+            run.stdout
+        );
+    }
+    // Spelt right, the same rule keeps the intruder out.
+    let dir = dir_with(&[
+        ("cluster.yaml", CROSS_NAMESPACE),
+        (
+            "policy.yaml",
+            &db_policy("  - from: [{podSelector: {}}]\n    ports: [{port: 5432}]\n"),
+        ),
+    ]);
+    let run = run_in(
+        dir.path(),
+        &[
+            "explain",
+            "-f",
+            "cluster.yaml",
+            "-f",
+            "policy.yaml",
+            "--from",
+            "other/intruder",
+            "--to",
+            "prod/db",
+            "--port",
+            "5432",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 1, "denied");
+    assert!(run.stdout.starts_with("DENIED"), "{}", run.stdout);
+}
+
+#[test]
+fn duplicates_and_undeclared_namespaces_are_warnings_on_stderr() {
+    let dir = dir_with(&[("apps.yaml", APPS), ("again.yaml", APPS)]);
+    let run = run_in(
+        dir.path(),
+        &[
+            "analyze",
+            "-f",
+            "apps.yaml",
+            "-f",
+            "again.yaml",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 0, "duplicates are warnings, not errors");
+    let dup_lines = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("duplicate"))
+        .count();
+    assert_eq!(dup_lines, 2, "one per duplicated object: {}", run.stderr);
+    assert!(run.stderr.contains("again.yaml") && run.stderr.contains("apps.yaml"));
+    let undeclared: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("not given as Namespace objects"))
+        .collect();
+    assert_eq!(undeclared.len(), 1, "{}", run.stderr);
+    assert!(undeclared[0].contains("default"), "{}", undeclared[0]);
+}
