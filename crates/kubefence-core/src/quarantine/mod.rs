@@ -386,14 +386,7 @@ pub fn annotations(target: &Target, audit: &Audit) -> Labels {
 /// A valid label value for `value`: itself when it is one, else a cut
 /// prefix and a hash of `identity`.
 fn label_value(value: &str, identity: &str) -> String {
-    let valid = |s: &str| {
-        s.len() <= MAX_NAME_LEN
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-            && s.chars().next().is_none_or(|c| c.is_ascii_alphanumeric())
-            && s.chars().last().is_none_or(|c| c.is_ascii_alphanumeric())
-    };
-    if valid(value) {
+    if crate::validation::label_value(value).is_empty() {
         return value.to_string();
     }
     let clean: String = value
