@@ -262,12 +262,15 @@ fn unknown_endpoint_is_fatal() {
     assert!(run.stderr.contains("default/nope"), "{}", run.stderr);
 }
 
+/// Nothing read is not a result (issue 9): an empty stdin used to print an
+/// empty connection list with exit 0; it is now a fatal error naming stdin.
 #[test]
-fn empty_input_prints_valid_json() {
+fn empty_input_is_an_error_not_an_empty_result() {
     let dir = dir_with(&[]);
     let run = run_in(dir.path(), &["analyze", "-f", "-", "-o", "json"], Some(""));
-    assert_eq!(run.code, 0);
-    assert_eq!(json(&run)["connections"], json!([]));
+    assert_eq!(run.code, 2);
+    assert_eq!(run.stdout, "");
+    assert!(run.stderr.contains("<stdin>"), "{}", run.stderr);
 }
 
 #[test]
