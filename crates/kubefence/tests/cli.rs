@@ -917,3 +917,75 @@ fn bundled_example_on_disk_matches_the_demo() {
     );
     assert!(run.stderr.contains("ServiceAccount"), "{}", run.stderr);
 }
+
+// === one output format family (issue 9) ===
+
+#[test]
+fn every_command_takes_auto_and_lists_only_its_own_formats() {
+    let dir = dir_with(&[("apps.yaml", APPS)]);
+    let commands: [(&[&str], &[&str], &[&str]); 5] = [
+        (
+            &["analyze", "-f", "apps.yaml"],
+            &["auto", "table", "json", "csv", "dot", "mermaid"],
+            &["yaml", "text"],
+        ),
+        (
+            &["diff", "--before", "apps.yaml", "--after", "apps.yaml"],
+            &["auto", "table", "json", "csv"],
+            &["dot", "yaml"],
+        ),
+        (
+            &["explain", "-f", "apps.yaml", "--from", WEB, "--to", DB],
+            &["auto", "text", "json"],
+            &["table", "csv"],
+        ),
+        (
+            &["generate", "-f", "apps.yaml"],
+            &["auto", "yaml", "json"],
+            &["table", "text"],
+        ),
+        (
+            &[
+                "quarantine",
+                "deploy/web",
+                "--offline",
+                "-f",
+                "apps.yaml",
+                "--reason",
+                "t",
+            ],
+            &["auto", "text", "yaml", "json"],
+            &["table", "csv"],
+        ),
+    ];
+    for (args, accepted, refused) in commands {
+        let default = run_in(dir.path(), args, None);
+        let with = |format: &str| {
+            let mut a = args.to_vec();
+            a.extend(["-o", format]);
+            run_in(dir.path(), &a, None)
+        };
+        let auto = with("auto");
+        assert!(auto.code == 0 || auto.code == 1, "{args:?} -o auto");
+        assert_eq!(auto.stdout, default.stdout, "{args:?}: auto is the default");
+        for format in refused {
+            let run = with(format);
+            assert_eq!(run.code, 2, "{args:?} -o {format} is refused");
+            for value in accepted {
+                assert!(
+                    run.stderr.contains(value),
+                    "{args:?}: the error lists {value}: {}",
+                    run.stderr
+                );
+            }
+        }
+        let help = run_in(dir.path(), &[args[0], "--help"], None);
+        for value in accepted {
+            assert!(
+                help.stdout.contains(value),
+                "{} --help lists {value}",
+                args[0]
+            );
+        }
+    }
+}

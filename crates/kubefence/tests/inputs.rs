@@ -622,3 +622,20 @@ fn online_boutique_is_kept_once() {
         "a second copy of Online Boutique"
     );
 }
+
+#[test]
+fn a_fifo_in_a_directory_is_reported_not_read() {
+    let dir = dir_with(&[("m/apps.yaml", &apps())]);
+    let fifo = dir.path().join("m/pipe.yaml");
+    let made = Command::new("mkfifo").arg(&fifo).status();
+    if !made.is_ok_and(|s| s.success()) {
+        eprintln!("SKIPPED: mkfifo is not available");
+        return;
+    }
+    // Reading a FIFO nobody writes to would block forever.
+    let run = run_in(dir.path(), &["analyze", "-f", "m", "-o", "json"], None);
+    assert_eq!(run.code, 3, "{}", run.stderr);
+    assert!(run.stderr.contains("pipe.yaml"), "{}", run.stderr);
+    assert!(run.stderr.contains("not a regular file"), "{}", run.stderr);
+    assert_eq!(workload_connections(&run.stdout), 2);
+}

@@ -146,7 +146,15 @@ fn walk(root: &Path, out: &mut SourceTexts) {
                 continue;
             }
         };
-        if !entry.file_type().is_file() || !is_manifest(entry.path()) {
+        if entry.file_type().is_dir() || !is_manifest(entry.path()) {
+            continue;
+        }
+        if !entry.file_type().is_file() {
+            // A FIFO would block the read forever; a device is no manifest.
+            out.errors.push(Diagnostic {
+                location: at(&entry.path().display().to_string()),
+                message: "not a regular file (a FIFO, socket or device); not read".to_string(),
+            });
             continue;
         }
         if let Ok(meta) = entry.metadata()
@@ -330,5 +338,14 @@ mod tests {
         assert_eq!(template_line(config_map), None);
         assert_eq!(template_line("kind: Pod\n"), None);
         assert_eq!(template_line("{\"kind\": \"Pod\", \"x\": \"{{\"}"), None);
+    }
+
+    #[test]
+    fn io_errors_are_said_in_words() {
+        let x = Path::new("x.yaml");
+        let denied = std::io::Error::from(std::io::ErrorKind::PermissionDenied);
+        assert!(describe(x, &denied).starts_with("permission denied"));
+        let eloop = std::io::Error::from_raw_os_error(ELOOP);
+        assert!(describe(x, &eloop).starts_with("symlink loop"));
     }
 }
