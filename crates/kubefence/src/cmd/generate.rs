@@ -160,7 +160,11 @@ fn report_problems(generated: &Baseline, point_to_report: bool) -> bool {
         );
     }
     for p in &report.skipped {
-        tracing::info!(workload = %p.workload, "skipped: {}", p.message);
+        logging::report(
+            Severity::Info,
+            Place::object(&p.workload.to_string()),
+            &format!("skipped: {}", p.message),
+        );
     }
     if point_to_report && (!report.unresolved.is_empty() || !report.external.is_empty()) {
         logging::report(

@@ -22,8 +22,8 @@ pub mod table;
 /// can render (see [`FormatParser`]).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// For people on a terminal (table or text), else the command's default
-    /// for pipes and files.
+    /// The command's own format (the option's help says which): a table or
+    /// text for people, YAML for policies.
     #[default]
     Auto,
     /// Aligned columns, for people.
