@@ -23,8 +23,8 @@ const MANIFEST_EXTENSIONS: [&str; 3] = ["yaml", "yml", "json"];
 /// The file that makes a directory a Helm chart.
 const CHART_FILES: [&str; 2] = ["Chart.yaml", "Chart.yml"];
 
-/// What a source held: its texts (label, text) in a stable order, the
-/// errors of what could not be read, and how many manifest files it had.
+/// What a source held: its texts (label, text) in a stable order, and the
+/// errors of what could not be read.
 #[derive(Debug, Default)]
 pub(crate) struct SourceTexts {
     pub texts: Vec<(String, String)>,
