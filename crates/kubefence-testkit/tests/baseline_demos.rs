@@ -62,6 +62,13 @@ fn data(path: &str) -> PathBuf {
         .join(path)
 }
 
+/// The bundled Online Boutique example (the one copy, with its licence).
+fn boutique_file(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/online-boutique")
+        .join(path)
+}
+
 fn read(path: &Path) -> String {
     std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
@@ -278,9 +285,7 @@ fn nca_or_skip() -> Option<PathBuf> {
 fn online_boutique() {
     let checked = check_demo(&Demo {
         name: "online-boutique",
-        manifests: vec![data(
-            "demo-online-boutique/release/kubernetes-manifests.yaml",
-        )],
+        manifests: vec![boutique_file("kubernetes-manifests.yaml")],
         with_ingress_controller: false,
     });
     // The dangling reference of the release manifests.
@@ -316,11 +321,9 @@ fn online_boutique() {
     // which workload may call which: exactly the pairs we found.
     let mut texts: Vec<(String, String)> = vec![(
         "kubernetes-manifests.yaml".into(),
-        read(&data(
-            "demo-online-boutique/release/kubernetes-manifests.yaml",
-        )),
+        read(&boutique_file("kubernetes-manifests.yaml")),
     )];
-    let policy_dir = data("demo-online-boutique/kustomize/components/network-policies");
+    let policy_dir = boutique_file("policies");
     for entry in std::fs::read_dir(&policy_dir).unwrap() {
         let path = entry.unwrap().path();
         if path.file_name().is_some_and(|n| n != "kustomization.yaml") {

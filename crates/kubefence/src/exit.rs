@@ -6,7 +6,8 @@ pub const OK: u8 = 0;
 /// `explain`: the connection is denied. `diff --exit-code`: differences.
 /// `quarantine`: paths stay open through other policies (not effective).
 pub const NEGATIVE: u8 = 1;
-/// Usage error or fatal error (bad flags, missing file, unknown endpoint).
+/// Usage error or fatal error (bad flags, missing file, unknown endpoint,
+/// nothing read at all).
 pub const FATAL: u8 = 2;
 /// Some documents or objects were bad: they were reported on stderr, and
 /// the rest was analysed and printed.
@@ -18,7 +19,8 @@ Exit codes:
   0  success (explain: the connection is allowed; diff: see --exit-code)
   1  explain: the connection is denied; diff --exit-code: connectivity differs;
      quarantine: paths stay open through other policies (not effective)
-  2  usage error or fatal error (bad flag, missing file, unknown endpoint)
+  2  usage error or fatal error (bad flag, missing file, unknown endpoint,
+     nothing read: an empty file, directory or stdin is not an empty result)
   3  input errors: some documents or objects were bad and were reported on
      stderr; the rest was analysed and printed (takes precedence over 0 and 1)";
 

@@ -1,21 +1,27 @@
 //! Reading manifests: the one place that calls the loader, and the one that
 //! reports what it could not read.
 
-use std::io::Write;
 use std::path::Path;
 
 use anyhow::bail;
 use kubefence_core::Cluster;
 use kubefence_k8s::load::{self, Granularity, LoadOptions, Loaded, Source};
 
-/// Loads every path (`-` is stdin; directories are read recursively by the
-/// loader). Returns the cluster, the input errors and the skipped objects,
-/// each already formatted for stderr.
-pub fn load_inputs(
-    paths: &[String],
-    namespace: &str,
-    by_pod: bool,
-) -> (Cluster, Vec<String>, Vec<String>) {
+use crate::logging::{self, Severity};
+
+/// What a command read: the cluster, and whether some input was bad (the
+/// errors were reported already).
+pub struct Inputs {
+    pub cluster: Cluster,
+    pub had_errors: bool,
+}
+
+/// Checks and loads every path (`-` is stdin; directories are read
+/// recursively by the loader), reports what could not be read, and fails
+/// when nothing at all was read: an empty input is not an empty result.
+/// `flag` names the paths in that error (`-f`, `--before`).
+pub fn read(paths: &[String], namespace: &str, by_pod: bool, flag: &str) -> anyhow::Result<Inputs> {
+    check_paths(paths)?;
     let sources: Vec<Source> = paths
         .iter()
         .map(|p| {
@@ -28,7 +34,13 @@ pub fn load_inputs(
         .collect();
     let opts = load_options(namespace, by_pod);
     tracing::info!(inputs = paths.len(), "loading manifests");
-    split(load::load(&sources, &opts))
+    let loaded = load::load(&sources, &opts);
+    let had_errors = report(&loaded);
+    ensure_something_read(&loaded, flag, paths)?;
+    Ok(Inputs {
+        cluster: loaded.cluster,
+        had_errors,
+    })
 }
 
 pub fn load_options(namespace: &str, by_pod: bool) -> LoadOptions {
@@ -42,23 +54,37 @@ pub fn load_options(namespace: &str, by_pod: bool) -> LoadOptions {
     }
 }
 
-/// A loader result as (cluster, errors, skipped) with printable messages.
-pub fn split(loaded: Loaded) -> (Cluster, Vec<String>, Vec<String>) {
-    for warning in &loaded.warnings {
-        tracing::warn!("{warning}");
+/// Fails when `loaded` holds no object that kubefence reads: analysing
+/// nothing would print "no connection is allowed", a verdict about nothing.
+fn ensure_something_read(loaded: &Loaded, flag: &str, paths: &[String]) -> anyhow::Result<()> {
+    let c = &loaded.cluster;
+    let empty = c.namespaces.is_empty()
+        && c.workloads.is_empty()
+        && c.services.is_empty()
+        && c.ingresses.is_empty()
+        && c.config_maps.is_empty()
+        && c.policies.is_empty();
+    if !empty {
+        return Ok(());
     }
-    let errors = loaded.errors.iter().map(ToString::to_string).collect();
-    let skipped = loaded
-        .skipped
+    let sources = paths
         .iter()
-        .map(|s| {
-            format!(
-                "{}: skipped {} ({}): not used by the analysis",
-                s.location, s.kind, s.api_version
-            )
-        })
-        .collect();
-    (loaded.cluster, errors, skipped)
+        .map(|p| if p == "-" { "<stdin>" } else { p.as_str() })
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut kinds: Vec<&str> = loaded.skipped.iter().map(|s| s.kind.as_str()).collect();
+    kinds.sort_unstable();
+    kinds.dedup();
+    let skipped = if kinds.is_empty() {
+        String::new()
+    } else {
+        format!(
+            " ({} objects of kinds kubefence does not read: {})",
+            loaded.skipped.len(),
+            kinds.join(", ")
+        )
+    };
+    bail!("{flag} {sources}: nothing to work on: no Kubernetes object was read{skipped}");
 }
 
 /// Fails (a usage error) when a path does not exist or stdin is named twice:
@@ -78,20 +104,27 @@ pub fn check_paths<'a>(paths: impl IntoIterator<Item = &'a String>) -> anyhow::R
     Ok(())
 }
 
-/// Prints input errors (always) and skipped objects (as info logs, shown
-/// with `-v`) to stderr. Returns whether there were input errors.
-pub fn report(errors: &[String], skipped: &[String]) -> bool {
-    for s in skipped {
-        tracing::info!("{s}");
+/// Reports input errors (always) and skipped objects (with `-v`) on
+/// stderr. Returns whether there were input errors.
+pub fn report(loaded: &Loaded) -> bool {
+    for s in &loaded.skipped {
+        logging::report_at(
+            Severity::Info,
+            &s.location,
+            &format!(
+                "skipped {} ({}): not used by the analysis",
+                s.kind, s.api_version
+            ),
+        );
     }
-    if !skipped.is_empty() {
-        tracing::debug!(count = skipped.len(), "objects skipped");
+    if !loaded.skipped.is_empty() {
+        tracing::debug!(count = loaded.skipped.len(), "objects skipped");
     }
-    let stderr = std::io::stderr();
-    let mut err = stderr.lock();
-    for e in errors {
-        // Nowhere to report a failing stderr.
-        let _ = writeln!(err, "kubefence: {e}");
+    for w in &loaded.warnings {
+        logging::report_at(Severity::Warning, &w.location, &w.message);
     }
-    !errors.is_empty()
+    for e in &loaded.errors {
+        logging::report_at(Severity::Error, &e.location, &e.message);
+    }
+    loaded.has_errors()
 }

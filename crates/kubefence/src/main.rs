@@ -17,14 +17,22 @@ mod logging;
 mod output;
 
 fn main() -> ExitCode {
-    let cli = cli::Cli::parse();
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cli = match cli::Cli::try_parse_from(&args) {
+        Ok(cli) => cli,
+        Err(e) => return ExitCode::from(logging::usage_error(&e, &args)),
+    };
     logging::init(&cli.global);
     match cmd::run(cli) {
         Ok(code) => ExitCode::from(code),
         // Unix convention: a reader that went away (`| head`) is not an error.
         Err(e) if exit::is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("kubefence: {e:#}");
+            logging::report(
+                logging::Severity::Error,
+                logging::Place::default(),
+                &format!("{e:#}"),
+            );
             ExitCode::from(exit::FATAL)
         }
     }

@@ -262,12 +262,15 @@ fn unknown_endpoint_is_fatal() {
     assert!(run.stderr.contains("default/nope"), "{}", run.stderr);
 }
 
+/// Nothing read is not a result (issue 9): an empty stdin used to print an
+/// empty connection list with exit 0; it is now a fatal error naming stdin.
 #[test]
-fn empty_input_prints_valid_json() {
+fn empty_input_is_an_error_not_an_empty_result() {
     let dir = dir_with(&[]);
     let run = run_in(dir.path(), &["analyze", "-f", "-", "-o", "json"], Some(""));
-    assert_eq!(run.code, 0);
-    assert_eq!(json(&run)["connections"], json!([]));
+    assert_eq!(run.code, 2);
+    assert_eq!(run.stdout, "");
+    assert!(run.stderr.contains("<stdin>"), "{}", run.stderr);
 }
 
 #[test]
@@ -1073,4 +1076,74 @@ fn duplicates_and_undeclared_namespaces_are_warnings_on_stderr() {
         .collect();
     assert_eq!(undeclared.len(), 1, "{}", run.stderr);
     assert!(undeclared[0].contains("default"), "{}", undeclared[0]);
+// === one output format family (issue 9) ===
+
+#[test]
+fn every_command_takes_auto_and_lists_only_its_own_formats() {
+    let dir = dir_with(&[("apps.yaml", APPS)]);
+    let commands: [(&[&str], &[&str], &[&str]); 5] = [
+        (
+            &["analyze", "-f", "apps.yaml"],
+            &["auto", "table", "json", "csv", "dot", "mermaid"],
+            &["yaml", "text"],
+        ),
+        (
+            &["diff", "--before", "apps.yaml", "--after", "apps.yaml"],
+            &["auto", "table", "json", "csv"],
+            &["dot", "yaml"],
+        ),
+        (
+            &["explain", "-f", "apps.yaml", "--from", WEB, "--to", DB],
+            &["auto", "text", "json"],
+            &["table", "csv"],
+        ),
+        (
+            &["generate", "-f", "apps.yaml"],
+            &["auto", "yaml", "json"],
+            &["table", "text"],
+        ),
+        (
+            &[
+                "quarantine",
+                "deploy/web",
+                "--offline",
+                "-f",
+                "apps.yaml",
+                "--reason",
+                "t",
+            ],
+            &["auto", "text", "yaml", "json"],
+            &["table", "csv"],
+        ),
+    ];
+    for (args, accepted, refused) in commands {
+        let default = run_in(dir.path(), args, None);
+        let with = |format: &str| {
+            let mut a = args.to_vec();
+            a.extend(["-o", format]);
+            run_in(dir.path(), &a, None)
+        };
+        let auto = with("auto");
+        assert!(auto.code == 0 || auto.code == 1, "{args:?} -o auto");
+        assert_eq!(auto.stdout, default.stdout, "{args:?}: auto is the default");
+        for format in refused {
+            let run = with(format);
+            assert_eq!(run.code, 2, "{args:?} -o {format} is refused");
+            for value in accepted {
+                assert!(
+                    run.stderr.contains(value),
+                    "{args:?}: the error lists {value}: {}",
+                    run.stderr
+                );
+            }
+        }
+        let help = run_in(dir.path(), &[args[0], "--help"], None);
+        for value in accepted {
+            assert!(
+                help.stdout.contains(value),
+                "{} --help lists {value}",
+                args[0]
+            );
+        }
+    }
 }

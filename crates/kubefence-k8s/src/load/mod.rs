@@ -127,13 +127,15 @@ impl Loaded {
 pub fn load(sources: &[Source], opts: &LoadOptions) -> Loaded {
     let mut raw = RawInput::default();
     for src in sources {
-        match source::read(src) {
-            Ok(texts) => {
-                for (label, text) in texts {
-                    documents::parse_into(&text, &label, opts, &mut raw);
-                }
-            }
-            Err(diagnostic) => raw.errors.push(diagnostic),
+        let before = raw.entries();
+        let read = source::read(src);
+        raw.errors.extend(read.errors);
+        for (label, text) in read.texts {
+            documents::parse_into(&text, &label, opts, &mut raw);
+        }
+        // Nothing read is not a result: an empty source is an error.
+        if raw.entries() == before {
+            raw.errors.push(source::nothing_in(src));
         }
     }
     raw.finish(opts)
@@ -184,6 +186,21 @@ pub(crate) struct RawInput {
 }
 
 impl RawInput {
+    /// Everything read so far: objects, errors and skipped objects.
+    fn entries(&self) -> usize {
+        let c = &self.cluster;
+        c.namespaces.len()
+            + c.workloads.len()
+            + c.services.len()
+            + c.ingresses.len()
+            + c.config_maps.len()
+            + c.policies.len()
+            + self.pods.len()
+            + self.owned.len()
+            + self.errors.len()
+            + self.skipped.len()
+    }
+
     fn extend(&mut self, other: RawInput) {
         self.objects.extend(other.objects);
         self.errors.extend(other.errors);

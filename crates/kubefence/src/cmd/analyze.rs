@@ -7,7 +7,7 @@ use kubefence_core::engine::{Connectivity, analyze};
 use crate::cli::{InputFiles, ModelOpts};
 use crate::exit;
 use crate::inputs;
-use crate::output::{self, Format};
+use crate::output::{self, Format, FormatParser};
 
 const LONG_ABOUT: &str = "\
 Lists the allowed connections of every ordered pair of distinct endpoints.
@@ -27,14 +27,16 @@ Examples:
   kubectl get pods,deploy,svc,netpol -A -o yaml | kubefence analyze -f -
 
 Output formats (-o):
-  table    aligned FROM / TO / ALLOWED columns (the default, also when piped)
+  auto     table (the default, also when piped)
+  table    aligned FROM / TO / ALLOWED columns
   json     stable format, see docs/analyze-json.md
   csv      from,to,allowed with a header row
   dot      Graphviz digraph
   mermaid  Mermaid flowchart LR
 
-Exit codes: 0 ok; 2 usage or fatal error; 3 some documents or objects were
-bad (reported on stderr) and the rest was analysed and printed.";
+Exit codes: 0 ok; 2 usage or fatal error, or nothing was read; 3 some
+documents or objects were bad (reported on stderr) and the rest was analysed
+and printed.";
 
 /// Allowed connections between every pair of workloads.
 #[derive(Debug, Args)]
@@ -42,28 +44,31 @@ bad (reported on stderr) and the rest was analysed and printed.";
 pub struct AnalyzeOpts {
     #[command(flatten)]
     pub input: InputFiles,
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = Format::Table)]
+    /// Output format (auto: table).
+    #[arg(short = 'o', long, value_name = "FORMAT", value_parser = FormatParser(output::ANALYZE_FORMATS), default_value = "auto")]
     pub output: Format,
     #[command(flatten)]
     pub model: ModelOpts,
 }
 
 pub fn run(opts: &AnalyzeOpts) -> anyhow::Result<u8> {
-    inputs::check_paths(&opts.input.files)?;
-    let (cluster, errors, skipped) = inputs::load_inputs(
+    let inputs::Inputs {
+        cluster,
+        had_errors,
+    } = inputs::read(
         &opts.input.files,
         &opts.model.namespace,
         opts.model.by_pod(),
-    );
-    let had_errors = inputs::report(&errors, &skipped);
+        "-f",
+    )?;
     let conn = analyze(&cluster, &opts.model.analyze_options());
     tracing::info!(
         endpoints = conn.endpoints.len(),
         connections = conn.connection_count(),
         "analysed"
     );
-    super::with_stdout(|w| write(w, &conn, opts.output))?;
+    let format = opts.output.resolve(Format::Table, Format::Table);
+    super::with_stdout(|w| write(w, &conn, format))?;
     Ok(exit::with_input_errors(exit::OK, had_errors))
 }
 
@@ -74,10 +79,11 @@ pub fn write<W: std::io::Write>(
     format: Format,
 ) -> std::io::Result<()> {
     match format {
-        Format::Table => output::table::write_connectivity(w, conn),
         Format::Json => output::json::write_connectivity(w, conn),
         Format::Csv => output::csv::write_connectivity(w, conn),
         Format::Dot => output::dot::write_connectivity(w, conn),
         Format::Mermaid => output::mermaid::write_connectivity(w, conn),
+        // The parser admits no other value; auto is a table.
+        _ => output::table::write_connectivity(w, conn),
     }
 }

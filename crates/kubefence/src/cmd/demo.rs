@@ -17,7 +17,7 @@ use kubefence_k8s::load::{self, Loaded};
 
 use crate::exit;
 use crate::inputs;
-use crate::output::{self, DiffFormat};
+use crate::output::{self, Format};
 
 /// One embedded file: (label shown in diagnostics, contents).
 type File = (&'static str, &'static str);
@@ -79,9 +79,9 @@ pub fn run(_opts: &DemoOpts) -> anyhow::Result<u8> {
     let analyze_opts = AnalyzeOptions::default();
     let mut had_errors = false;
     let mut cluster_of = |files: &[&[File]]| -> Cluster {
-        let (cluster, errors, skipped) = inputs::split(load_bundle(files));
-        had_errors |= inputs::report(&errors, &skipped);
-        cluster
+        let loaded = load_bundle(files);
+        had_errors |= inputs::report(&loaded);
+        loaded.cluster
     };
     let before = cluster_of(&[MANIFESTS]);
     let upstream = cluster_of(&[MANIFESTS, UPSTREAM_POLICIES]);
@@ -233,7 +233,7 @@ pub fn section_summary<W: Write>(
         changes.removed().count(),
         changes.changed().count()
     )?;
-    super::diff::write(w, changes, DiffFormat::Table)
+    super::diff::write(w, changes, Format::Table)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use kubefence_core::engine::{ConnectivityDiff, diff};
 use crate::cli::ModelOpts;
 use crate::exit;
 use crate::inputs;
-use crate::output::{self, DiffFormat};
+use crate::output::{self, Format, FormatParser};
 
 const LONG_ABOUT: &str = "\
 Compares the connectivity of two sets of manifests: the connections added
@@ -39,9 +39,9 @@ pub struct DiffOpts {
     /// Manifests after the change: files or directories; `-` reads stdin.
     #[arg(long, value_name = "PATH", num_args = 1.., required = true)]
     pub after: Vec<String>,
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = DiffFormat::Table)]
-    pub output: DiffFormat,
+    /// Output format (auto: table).
+    #[arg(short = 'o', long, value_name = "FORMAT", value_parser = FormatParser(output::DIFF_FORMATS), default_value = "auto")]
+    pub output: Format,
     /// Exit with 1 when connectivity differs (like `git diff --exit-code`).
     #[arg(long)]
     pub exit_code: bool,
@@ -51,16 +51,15 @@ pub struct DiffOpts {
 
 pub fn run(opts: &DiffOpts) -> anyhow::Result<u8> {
     inputs::check_paths(opts.before.iter().chain(&opts.after))?;
-    let (before, mut errors, mut skipped) =
-        inputs::load_inputs(&opts.before, &opts.model.namespace, opts.model.by_pod());
-    let (after, errors_after, skipped_after) =
-        inputs::load_inputs(&opts.after, &opts.model.namespace, opts.model.by_pod());
-    errors.extend(errors_after);
-    skipped.extend(skipped_after);
-    let had_errors = inputs::report(&errors, &skipped);
+    let (ns, by_pod) = (&opts.model.namespace, opts.model.by_pod());
+    let before = inputs::read(&opts.before, ns, by_pod, "--before")?;
+    let after = inputs::read(&opts.after, ns, by_pod, "--after")?;
+    let had_errors = before.had_errors || after.had_errors;
+    let (before, after) = (before.cluster, after.cluster);
     let d = diff(&before, &after, &opts.model.analyze_options());
     tracing::info!(changes = d.entries.len(), "compared");
-    super::with_stdout(|w| write(w, &d, opts.output))?;
+    let format = opts.output.resolve(Format::Table, Format::Table);
+    super::with_stdout(|w| write(w, &d, format))?;
     let code = if opts.exit_code && !d.is_empty() {
         exit::NEGATIVE
     } else {
@@ -72,11 +71,12 @@ pub fn run(opts: &DiffOpts) -> anyhow::Result<u8> {
 pub fn write<W: std::io::Write>(
     w: &mut W,
     d: &ConnectivityDiff,
-    format: DiffFormat,
+    format: Format,
 ) -> std::io::Result<()> {
     match format {
-        DiffFormat::Table => output::table::write_diff(w, d),
-        DiffFormat::Json => output::json::write_diff(w, d),
-        DiffFormat::Csv => output::csv::write_diff(w, d),
+        Format::Json => output::json::write_diff(w, d),
+        Format::Csv => output::csv::write_diff(w, d),
+        // The parser admits no other value; auto is a table.
+        _ => output::table::write_diff(w, d),
     }
 }

@@ -8,7 +8,7 @@ use kubefence_core::engine::explain;
 use crate::cli::{InputFiles, ModelOpts};
 use crate::exit;
 use crate::inputs;
-use crate::output::{self, ExplainFormat};
+use crate::output::{self, Format, FormatParser};
 
 const LONG_ABOUT: &str = "\
 Explains whether one endpoint may reach another: the verdict, then each
@@ -48,9 +48,9 @@ pub struct ExplainOpts {
     /// One port to ask about: 8080 (TCP), 8080/TCP, 53/UDP or UDP/53.
     #[arg(long, value_name = "PORT[/PROTO]", value_parser = parse_port)]
     pub port: Option<(Protocol, u16)>,
-    /// Output format.
-    #[arg(short = 'o', long, value_enum, default_value_t = ExplainFormat::Text)]
-    pub output: ExplainFormat,
+    /// Output format (auto: text).
+    #[arg(short = 'o', long, value_name = "FORMAT", value_parser = FormatParser(output::EXPLAIN_FORMATS), default_value = "auto")]
+    pub output: Format,
     #[command(flatten)]
     pub model: ModelOpts,
 }
@@ -73,13 +73,15 @@ pub fn parse_port(s: &str) -> Result<(Protocol, u16), String> {
 }
 
 pub fn run(opts: &ExplainOpts) -> anyhow::Result<u8> {
-    inputs::check_paths(&opts.input.files)?;
-    let (cluster, errors, skipped) = inputs::load_inputs(
+    let inputs::Inputs {
+        cluster,
+        had_errors,
+    } = inputs::read(
         &opts.input.files,
         &opts.model.namespace,
         opts.model.by_pod(),
-    );
-    let had_errors = inputs::report(&errors, &skipped);
+        "-f",
+    )?;
     let x = explain(
         &cluster,
         &opts.from,
@@ -88,9 +90,9 @@ pub fn run(opts: &ExplainOpts) -> anyhow::Result<u8> {
         &opts.model.analyze_options(),
     )
     .context("cannot explain")?;
-    super::with_stdout(|w| match opts.output {
-        ExplainFormat::Text => output::explain::write_text(w, &x),
-        ExplainFormat::Json => output::explain::write_json(w, &x),
+    super::with_stdout(|w| match opts.output.resolve(Format::Text, Format::Text) {
+        Format::Json => output::explain::write_json(w, &x),
+        _ => output::explain::write_text(w, &x),
     })?;
     let verdict = if x.is_allowed() {
         exit::OK

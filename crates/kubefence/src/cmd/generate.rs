@@ -2,17 +2,17 @@
 //! what its manifests already say.
 
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 use kubefence_core::baseline::{self, Baseline, BaselineConfig, Scope};
-use kubefence_k8s::render;
 
 use crate::cli::InputFiles;
 use crate::exit;
 use crate::inputs;
+use crate::logging::{self, Place, Severity};
+use crate::output::{self, Format, FormatParser};
 
 const LONG_ABOUT: &str = "\
 Generates one least-privilege NetworkPolicy per workload (Deployment,
@@ -71,23 +71,6 @@ Exit codes: 0 ok; 2 usage or fatal error (bad flag, missing file, bad
 --config); 3 some documents or objects were bad, or some workloads could not
 get a correct policy (reported on stderr); the rest was generated.";
 
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum PolicyFormat {
-    /// Multi-document YAML, one NetworkPolicy a document.
-    #[default]
-    Yaml,
-    /// One `kind: List` holding every NetworkPolicy.
-    Json,
-}
-
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum ReportFormat {
-    /// One section a list, one line an entry.
-    Text,
-    /// `{"references":[…],"unresolved":[…],"external":[…],"errors":[…],"skipped":[…]}`.
-    Json,
-}
-
 /// Generate a baseline NetworkPolicy for every workload.
 #[derive(Debug, Args)]
 #[command(long_about = LONG_ABOUT, after_long_help = AFTER_LONG_HELP)]
@@ -99,17 +82,20 @@ pub struct GenerateOpts {
     /// namespace but the protected ones, and `default` for unnamed objects.
     #[arg(short = 'n', long, value_name = "NS")]
     pub namespace: Option<String>,
-    /// Policy format.
-    #[arg(short = 'o', long, value_enum, default_value_t = PolicyFormat::Yaml)]
-    pub output: PolicyFormat,
+    /// Policy format: YAML documents, one NetworkPolicy a document, or one
+    /// JSON `kind: List` (auto: yaml).
+    #[arg(short = 'o', long, value_name = "FORMAT", value_parser = FormatParser(output::POLICY_FORMATS), default_value = "auto")]
+    pub output: Format,
     /// Write one file per policy, DIR/<namespace>/<name>.yaml (or .json),
     /// instead of printing; other files in DIR are left alone.
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
     /// Print what was inferred (references, unresolved names, external
     /// hosts, errors, skipped workloads) instead of the policies.
-    #[arg(long, value_enum, value_name = "FORMAT")]
-    pub report: Option<ReportFormat>,
+    /// `text`: one section a list, one line an entry; `json`:
+    /// {"references":[…],"unresolved":[…],"external":[…],"errors":[…],"skipped":[…]}.
+    #[arg(long, value_name = "FORMAT", value_parser = FormatParser(output::REPORT_FORMATS))]
+    pub report: Option<Format>,
     /// Baseline configuration (YAML): DNS and ingress controller selectors,
     /// cluster domain, external CIDRs, protected namespaces.
     #[arg(long, value_name = "FILE")]
@@ -121,10 +107,11 @@ pub fn run(opts: &GenerateOpts) -> anyhow::Result<u8> {
         Some(path) => read_config(path)?,
         None => BaselineConfig::default(),
     };
-    inputs::check_paths(&opts.input.files)?;
     let namespace = opts.namespace.as_deref().unwrap_or("default");
-    let (cluster, errors, skipped) = inputs::load_inputs(&opts.input.files, namespace, false);
-    let had_input_errors = inputs::report(&errors, &skipped);
+    let inputs::Inputs {
+        cluster,
+        had_errors: had_input_errors,
+    } = inputs::read(&opts.input.files, namespace, false, "-f")?;
     let scope = Scope {
         namespaces: opts
             .namespace
@@ -134,21 +121,20 @@ pub fn run(opts: &GenerateOpts) -> anyhow::Result<u8> {
     let generated = baseline::build(&cluster, &config, &scope)?;
     let had_policy_errors = report_problems(&generated, opts.report.is_none());
 
+    let format = opts.output.resolve(Format::Yaml, Format::Yaml);
+    let mut refused = false;
     match (opts.report, &opts.out_dir) {
-        (Some(format), _) => super::with_stdout(|w| write_report(w, &generated, format))?,
-        (None, Some(dir)) => {
-            let written = write_dir(dir, &generated, opts.output)?;
-            eprintln!(
-                "kubefence: wrote {written} {} to {}",
-                plural(written, "policy", "policies"),
-                dir.display()
-            );
+        (Some(report), _) => {
+            super::with_stdout(|w| output::policies::write_report(w, &generated, report))?;
         }
-        (None, None) => super::with_stdout(|w| write_policies(w, &generated, opts.output))?,
+        (None, Some(dir)) => refused = write_dir(dir, &generated, format)?,
+        (None, None) => {
+            super::with_stdout(|w| output::policies::write_policies(w, &generated, format))?;
+        }
     }
     Ok(exit::with_input_errors(
         exit::OK,
-        had_input_errors || had_policy_errors,
+        had_input_errors || had_policy_errors || refused,
     ))
 }
 
@@ -166,23 +152,31 @@ fn read_config(path: &Path) -> anyhow::Result<BaselineConfig> {
 /// unresolved. Returns whether any workload is in error.
 fn report_problems(generated: &Baseline, point_to_report: bool) -> bool {
     let report = &generated.report;
-    let stderr = std::io::stderr();
-    let mut err = stderr.lock();
     for p in &report.errors {
-        // Nowhere to report a failing stderr.
-        let _ = writeln!(err, "kubefence: {}: {}", p.workload, p.message);
+        logging::report(
+            Severity::Error,
+            Place::object(&p.workload.to_string()),
+            &p.message,
+        );
     }
     for p in &report.skipped {
-        tracing::info!(workload = %p.workload, "skipped: {}", p.message);
+        logging::report(
+            Severity::Info,
+            Place::object(&p.workload.to_string()),
+            &format!("skipped: {}", p.message),
+        );
     }
     if point_to_report && (!report.unresolved.is_empty() || !report.external.is_empty()) {
-        let _ = writeln!(
-            err,
-            "kubefence: note: {} unresolved {}, {} external {} (no rule added; see --report text)",
-            report.unresolved.len(),
-            plural(report.unresolved.len(), "name", "names"),
-            report.external.len(),
-            plural(report.external.len(), "host", "hosts"),
+        logging::report(
+            Severity::Note,
+            Place::default(),
+            &format!(
+                "note: {} unresolved {}, {} external {} (no rule added; see --report text)",
+                report.unresolved.len(),
+                plural(report.unresolved.len(), "name", "names"),
+                report.external.len(),
+                plural(report.external.len(), "host", "hosts"),
+            ),
         );
     }
     !report.errors.is_empty()
@@ -192,84 +186,48 @@ fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
     if n == 1 { one } else { many }
 }
 
-pub fn write_report<W: Write>(
-    w: &mut W,
-    generated: &Baseline,
-    format: ReportFormat,
-) -> std::io::Result<()> {
-    match format {
-        ReportFormat::Text => w.write_all(generated.report.to_text().as_bytes()),
-        ReportFormat::Json => {
-            serde_json::to_writer_pretty(&mut *w, &generated.report)?;
-            writeln!(w)
-        }
+/// Writes one file per policy under `dir` (never outside it, see
+/// [`output::out_dir`]). Returns whether some policy was refused.
+fn write_dir(dir: &Path, generated: &Baseline, format: Format) -> anyhow::Result<bool> {
+    let entries = generated
+        .policies
+        .iter()
+        .map(|p| {
+            Ok(output::out_dir::Entry {
+                namespace: &p.policy.namespace,
+                name: &p.policy.name,
+                object: format!("NetworkPolicy {}/{}", p.policy.namespace, p.policy.name),
+                text: output::policies::policy_file(p, format)?,
+            })
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let outcome = output::out_dir::write_all(dir, output::policies::extension(format), entries)?;
+    for link in &outcome.replaced_links {
+        logging::report(
+            Severity::Warning,
+            Place::default(),
+            &format!(
+                "{} was a symbolic link: replaced by the policy file, not followed",
+                link.display()
+            ),
+        );
     }
-}
-
-/// Every policy to `w`: YAML documents separated by `---`, or one JSON List.
-pub fn write_policies<W: Write>(
-    w: &mut W,
-    generated: &Baseline,
-    format: PolicyFormat,
-) -> std::io::Result<()> {
-    match format {
-        PolicyFormat::Yaml => {
-            for (i, p) in generated.policies.iter().enumerate() {
-                if i > 0 {
-                    w.write_all(b"---\n")?;
-                }
-                w.write_all(policy_yaml(&render::generated_policy(p))?.as_bytes())?;
-            }
-            Ok(())
-        }
-        PolicyFormat::Json => {
-            let items: Vec<serde_json::Value> = generated
-                .policies
-                .iter()
-                .map(|p| policy_json(&render::generated_policy(p)))
-                .collect::<Result<_, _>>()?;
-            let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": items});
-            serde_json::to_writer_pretty(&mut *w, &list)?;
-            writeln!(w)
-        }
+    for r in &outcome.refused {
+        logging::report(
+            Severity::Error,
+            Place::object(&r.object),
+            &format!("not written: {}", r.reason),
+        );
     }
-}
-
-/// A policy as JSON with apiVersion and kind first (k8s-openapi adds them).
-fn policy_json(
-    policy: &kubefence_k8s::render::NetworkPolicyObject,
-) -> std::io::Result<serde_json::Value> {
-    serde_json::to_value(policy).map_err(std::io::Error::other)
-}
-
-fn policy_yaml(policy: &kubefence_k8s::render::NetworkPolicyObject) -> std::io::Result<String> {
-    serde_saphyr::to_string(policy).map_err(std::io::Error::other)
-}
-
-/// Writes one file per policy; each goes to a temporary file first and is
-/// renamed into place, so an interrupted run leaves no half-written policy.
-fn write_dir(dir: &Path, generated: &Baseline, format: PolicyFormat) -> anyhow::Result<usize> {
-    let extension = match format {
-        PolicyFormat::Yaml => "yaml",
-        PolicyFormat::Json => "json",
-    };
-    for p in &generated.policies {
-        let object = render::generated_policy(p);
-        let ns_dir = dir.join(&p.policy.namespace);
-        fs::create_dir_all(&ns_dir)
-            .with_context(|| format!("cannot create {}", ns_dir.display()))?;
-        let path = ns_dir.join(format!("{}.{extension}", p.policy.name));
-        let text = match format {
-            PolicyFormat::Yaml => policy_yaml(&object)?,
-            PolicyFormat::Json => {
-                let mut s = serde_json::to_string_pretty(&policy_json(&object)?)?;
-                s.push('\n');
-                s
-            }
-        };
-        let tmp = ns_dir.join(format!(".{}.{extension}.tmp", p.policy.name));
-        fs::write(&tmp, text).with_context(|| format!("cannot write {}", tmp.display()))?;
-        fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
-    }
-    Ok(generated.policies.len())
+    logging::report(
+        Severity::Note,
+        Place::default(),
+        &format!(
+            "wrote {} {} to {}",
+            outcome.written,
+            plural(outcome.written, "policy", "policies"),
+            dir.display()
+        ),
+    );
+    Ok(!outcome.refused.is_empty())
 }

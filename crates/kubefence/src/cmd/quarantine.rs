@@ -1,16 +1,14 @@
 //! `kubefence quarantine KIND/NAME`: cut one workload off the network.
 
-use std::io::Write;
-
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use kubefence_core::WorkloadKind;
 use kubefence_core::quarantine::{self as core_q, Audit, Engine, Plan, Target};
-use kubefence_k8s::quarantine::{plan_document, policy_api};
 use kubefence_operator::quarantine::{self as ops, ApplyOutcome, QuarantineConfig};
 
 use crate::exit;
 use crate::inputs;
+use crate::output::{self, Format, FormatParser};
 
 const LONG_ABOUT: &str = "\
 Isolates one workload during an incident: a policy denies all ingress and all
@@ -44,14 +42,6 @@ Exit codes: 0 done (or planned) and effective; 1 done (or planned) but paths
 stay open through other policies (not effective); 2 refused or failed
 (protected namespace, empty selector, not found, foreign policy, forbidden);
 3 offline: some documents were bad (reported on stderr).";
-
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum PlanFormat {
-    #[default]
-    Text,
-    Yaml,
-    Json,
-}
 
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum EngineArg {
@@ -108,8 +98,8 @@ pub struct QuarantineOpts {
     #[arg(long, value_name = "NAME")]
     pub requester: Option<String>,
     /// Output format of the plan.
-    #[arg(short = 'o', long, value_enum, default_value_t = PlanFormat::Text)]
-    pub output: PlanFormat,
+    #[arg(short = 'o', long, value_name = "FORMAT", value_parser = FormatParser(output::PLAN_FORMATS), default_value = "auto")]
+    pub output: Format,
 }
 
 /// `KIND/NAME`.
@@ -169,9 +159,10 @@ fn offline(
     now: String,
     cfg: &QuarantineConfig,
 ) -> anyhow::Result<u8> {
-    inputs::check_paths(&opts.files)?;
-    let (cluster, errors, skipped) = inputs::load_inputs(&opts.files, &opts.namespace, false);
-    let had_errors = inputs::report(&errors, &skipped);
+    let inputs::Inputs {
+        cluster,
+        had_errors,
+    } = inputs::read(&opts.files, &opts.namespace, false, "-f")?;
     let Some(workload) = cluster.workloads.iter().find(|w| {
         w.kind == target.kind && w.namespace == target.namespace && w.name == target.name
     }) else {
@@ -254,78 +245,8 @@ fn verdict(plan: &Plan) -> u8 {
 
 fn print(opts: &QuarantineOpts, plan: &Plan, outcome: Outcome) -> anyhow::Result<()> {
     let dry_run = outcome != Outcome::Created && outcome != Outcome::AlreadyIsolated;
-    super::with_stdout(|w| match opts.output {
-        PlanFormat::Text => write_text(w, plan, outcome),
-        PlanFormat::Yaml | PlanFormat::Json => {
-            let mut doc = plan_document(plan, dry_run);
-            doc["result"] = serde_json::json!(outcome.as_str());
-            let text = if opts.output == PlanFormat::Json {
-                serde_json::to_string_pretty(&doc).map_err(std::io::Error::other)?
-            } else {
-                serde_saphyr::to_string(&doc).map_err(std::io::Error::other)?
-            };
-            writeln!(w, "{}", text.trim_end())
-        }
-    })
-}
-
-fn write_text(w: &mut impl Write, plan: &Plan, outcome: Outcome) -> std::io::Result<()> {
-    let api = policy_api(plan.engine);
-    let scope = if api.namespaced {
-        format!("{}/{}", plan.target.namespace, plan.policy_name)
-    } else {
-        plan.policy_name.clone()
-    };
-    writeln!(w, "quarantine {} (engine {})", plan.target, plan.engine)?;
-    writeln!(w, "  policy:    {} {scope}", api.kind)?;
-    writeln!(w, "  selects:   {}", plan.selector)?;
-    writeln!(
-        w,
-        "  denies:    all ingress and all egress of those pods; they keep running"
-    )?;
-    writeln!(w, "  result:    {}", outcome.as_str())?;
-    let open = plan.open_paths().count();
-    for u in &plan.unreadable_policies {
-        writeln!(w, "  unreadable policy (paths unknown): {u}")?;
-    }
-    if plan.remaining_paths.is_empty() && !plan.effective() {
-        writeln!(w, "  effective: NOT KNOWN, some policies could not be read")?;
-        return Ok(());
-    }
-    if plan.remaining_paths.is_empty() {
-        writeln!(
-            w,
-            "  effective: yes, no other policy lets traffic reach or leave these pods"
-        )?;
-        return Ok(());
-    }
-    if open == 0 {
-        writeln!(
-            w,
-            "  effective: yes, {} path(s) allowed by other policies are overridden by the {} deny rules (if the CNI enforces {}):",
-            plan.remaining_paths.len(),
-            api.kind,
-            api.kind
-        )?;
-    } else {
-        writeln!(
-            w,
-            "  effective: NO, {open} path(s) stay open: NetworkPolicies are additive, a deny-all cannot cut what another policy allows:"
-        )?;
-    }
-    for p in &plan.remaining_paths {
-        writeln!(w, "    {p}")?;
-        if !p.endpoints.is_empty() {
-            writeln!(w, "      known peers: {}", p.endpoints.join(", "))?;
-        }
-    }
-    if open > 0 && plan.engine != Engine::Cilium {
-        writeln!(
-            w,
-            "  hint:      --engine cilium (or adminnetworkpolicy, for in-cluster peers) overrides allows; see docs/quarantine.md"
-        )?;
-    }
-    Ok(())
+    let format = opts.output.resolve(Format::Text, Format::Text);
+    super::with_stdout(|w| output::plan::write_plan(w, plan, outcome.as_str(), dry_run, format))
 }
 
 #[cfg(test)]

@@ -2,6 +2,8 @@
 //! binary) and streams: a million connections are written row by row, never
 //! collected into one string.
 
+use std::io::IsTerminal;
+
 use clap::ValueEnum;
 use kubefence_core::ConnSet;
 use serde::Serialize;
@@ -11,17 +13,28 @@ pub mod dot;
 pub mod explain;
 pub mod json;
 pub mod mermaid;
+pub mod out_dir;
+pub mod plan;
+pub mod policies;
 pub mod table;
 
-/// `analyze -o`.
+/// `-o` of every command: one family, each command accepting the subset it
+/// can render (see [`FormatParser`]).
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum Format {
-    /// Aligned FROM / TO / ALLOWED columns, for people.
+    /// The command's own format (the option's help says which): a table or
+    /// text for people, YAML for policies.
     #[default]
+    Auto,
+    /// Aligned columns, for people.
     Table,
-    /// The stable format of docs/analyze-json.md.
+    /// Prose, for people.
+    Text,
+    /// JSON (stable formats, documented under docs/).
     Json,
-    /// `from,to,allowed` with a header row.
+    /// YAML documents.
+    Yaml,
+    /// Comma-separated values with a header row.
     Csv,
     /// A Graphviz digraph (`dot -Tsvg`).
     Dot,
@@ -29,22 +42,75 @@ pub enum Format {
     Mermaid,
 }
 
-/// `diff -o`.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum DiffFormat {
-    #[default]
-    Table,
-    Json,
-    Csv,
+impl Format {
+    /// `auto` as `terminal` when stdout is a terminal, else as `piped`;
+    /// any other format as itself.
+    pub fn resolve(self, terminal: Self, piped: Self) -> Self {
+        match self {
+            Self::Auto if std::io::stdout().is_terminal() => terminal,
+            Self::Auto => piped,
+            other => other,
+        }
+    }
 }
 
-/// `explain -o`.
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, ValueEnum)]
-pub enum ExplainFormat {
-    /// Verdict and reasons, for people.
-    #[default]
-    Text,
-    Json,
+/// The `-o` values of `analyze`.
+pub const ANALYZE_FORMATS: &[Format] = &[
+    Format::Auto,
+    Format::Table,
+    Format::Json,
+    Format::Csv,
+    Format::Dot,
+    Format::Mermaid,
+];
+/// The `-o` values of `diff`.
+pub const DIFF_FORMATS: &[Format] = &[Format::Auto, Format::Table, Format::Json, Format::Csv];
+/// The `-o` values of `explain`.
+pub const EXPLAIN_FORMATS: &[Format] = &[Format::Auto, Format::Text, Format::Json];
+/// The `-o` values of `generate` (the policies).
+pub const POLICY_FORMATS: &[Format] = &[Format::Auto, Format::Yaml, Format::Json];
+/// The values of `generate --report`.
+pub const REPORT_FORMATS: &[Format] = &[Format::Text, Format::Json];
+/// The `-o` values of `quarantine` (the plan).
+pub const PLAN_FORMATS: &[Format] = &[Format::Auto, Format::Text, Format::Yaml, Format::Json];
+
+/// Parses a [`Format`] among the ones a command accepts, so `--help` and
+/// the error for a bad value list exactly those.
+#[derive(Clone, Debug)]
+pub struct FormatParser(pub &'static [Format]);
+
+impl clap::builder::TypedValueParser for FormatParser {
+    type Value = Format;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<Format, clap::Error> {
+        let names = self
+            .0
+            .iter()
+            .filter_map(ValueEnum::to_possible_value)
+            .collect::<Vec<_>>();
+        let name = clap::builder::PossibleValuesParser::new(names).parse_ref(cmd, arg, value)?;
+        self.0
+            .iter()
+            .copied()
+            .find(|f| {
+                f.to_possible_value()
+                    .is_some_and(|p| p.matches(&name, false))
+            })
+            .ok_or_else(|| clap::Error::new(clap::error::ErrorKind::InvalidValue).with_cmd(cmd))
+    }
+
+    fn possible_values(
+        &self,
+    ) -> Option<Box<dyn Iterator<Item = clap::builder::PossibleValue> + '_>> {
+        Some(Box::new(
+            self.0.iter().filter_map(ValueEnum::to_possible_value),
+        ))
+    }
 }
 
 /// What a pair allows, as JSON: `"all"` or a sorted list of port strings
