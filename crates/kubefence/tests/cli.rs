@@ -329,16 +329,18 @@ fn analyze_json_without_policies_allows_everything() {
         .iter()
         .map(|e| e["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, [DB, WEB, "0.0.0.0/0"]);
+    assert_eq!(ids, [DB, WEB, "0.0.0.0/0", "::/0"]);
     assert_eq!(
         v["endpoints"][1],
         json!({"id": WEB, "namespace": "default", "kind": "Deployment", "name": "web",
                "labels": {"app": "web"}})
     );
     assert_eq!(v["endpoints"][2]["addresses"], json!(["0.0.0.0/0"]));
+    assert_eq!(v["endpoints"][3]["addresses"], json!(["::/0"]));
     assert_eq!(connection(&v, WEB, DB), Some(&json!("all")));
     assert_eq!(connection(&v, "0.0.0.0/0", WEB), Some(&json!("all")));
-    assert_eq!(v["connections"].as_array().unwrap().len(), 6);
+    assert_eq!(connection(&v, "::/0", WEB), Some(&json!("all")));
+    assert_eq!(v["connections"].as_array().unwrap().len(), 10);
 }
 
 #[test]
@@ -416,7 +418,7 @@ fn stdin_is_read_with_dash() {
     );
     assert_eq!(run.code, 0);
     let v = json(&run);
-    assert_eq!(v["endpoints"].as_array().unwrap().len(), 3);
+    assert_eq!(v["endpoints"].as_array().unwrap().len(), 4);
     assert_eq!(connection(&v, WEB, DB), None);
 }
 
@@ -561,8 +563,8 @@ fn demo_prints_before_and_after() {
     assert!(run.stdout.contains("== Summary =="));
     assert!(run.stdout.contains("default/Deployment/frontend"));
     assert!(
-        run.stdout.contains("allowed connections no policy: 156"),
-        "12 workloads x 11 + 12 x 2 external"
+        run.stdout.contains("allowed connections no policy: 180"),
+        "12 workloads x 11 + 12 x 2 directions x 2 external ranges (IPv4, IPv6)"
     );
     // 16 references, plus the outside world to the frontend's LoadBalancer
     // (IPv4 and IPv6).
