@@ -146,7 +146,12 @@ fn without_policies_both_families_are_open() {
     let c = cluster(vec![]);
     let conn = analyze(&c, &AnalyzeOptions::default());
     assert_eq!(external_ids(&conn), ["0.0.0.0/0", "::/0"]);
-    for addr in ["8.8.8.8", "2001:db8::1", "::", "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"] {
+    for addr in [
+        "8.8.8.8",
+        "2001:db8::1",
+        "::",
+        "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+    ] {
         assert!(to(&conn, addr).is_all(), "web -> {addr}");
         assert!(from(&conn, addr).is_all(), "{addr} -> web");
     }
@@ -178,16 +183,22 @@ fn egress_to_all_ipv4_does_not_cover_ipv6() {
         "{}",
         miss.reason
     );
-    assert!(explain(&c, WEB, "::/0", None, &opts).unwrap().allowed.is_empty());
-    assert!(explain(&c, WEB, "8.8.8.8", None, &opts).unwrap().is_allowed());
+    assert!(
+        explain(&c, WEB, "::/0", None, &opts)
+            .unwrap()
+            .allowed
+            .is_empty()
+    );
+    assert!(
+        explain(&c, WEB, "8.8.8.8", None, &opts)
+            .unwrap()
+            .is_allowed()
+    );
 }
 
 #[test]
 fn ipv6_except_carves_a_hole() {
-    let c = cluster(vec![web_egress(
-        vec![block("::/0", &["fd00::/8"])],
-        vec![],
-    )]);
+    let c = cluster(vec![web_egress(vec![block("::/0", &["fd00::/8"])], vec![])]);
     let conn = analyze(&c, &AnalyzeOptions::default());
     assert_families_apart(&conn);
     for addr in [
@@ -199,7 +210,11 @@ fn ipv6_except_carves_a_hole() {
     ] {
         assert!(to(&conn, addr).is_all(), "web -> {addr}");
     }
-    for addr in ["fd00::", "fd12:3456::1", "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"] {
+    for addr in [
+        "fd00::",
+        "fd12:3456::1",
+        "fdff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+    ] {
         assert!(to(&conn, addr).is_empty(), "web -> {addr} is excepted");
     }
     // IPv4 is not named by the only rule: denied.
@@ -215,8 +230,16 @@ fn ipv6_except_carves_a_hole() {
     );
 
     let opts = AnalyzeOptions::default();
-    assert!(!explain(&c, WEB, "fd00::1", None, &opts).unwrap().is_allowed());
-    assert!(explain(&c, WEB, "2001:db8::1", None, &opts).unwrap().is_allowed());
+    assert!(
+        !explain(&c, WEB, "fd00::1", None, &opts)
+            .unwrap()
+            .is_allowed()
+    );
+    assert!(
+        explain(&c, WEB, "2001:db8::1", None, &opts)
+            .unwrap()
+            .is_allowed()
+    );
 }
 
 #[test]
@@ -347,6 +370,9 @@ fn quarantine_lists_ipv6_paths_and_only_where_they_are_open() {
     // The plan's own check: after quarantine, IPv6 reaches web on 8080 only
     // and web reaches no IPv6 address.
     let conn = analyze(&plan.apply_to(&c), &AnalyzeOptions::default());
-    assert_eq!(from(&conn, "2001:db8::1"), ConnSet::port(Protocol::Tcp, 8080));
+    assert_eq!(
+        from(&conn, "2001:db8::1"),
+        ConnSet::port(Protocol::Tcp, 8080)
+    );
     assert!(to(&conn, "2001:db8::1").is_empty());
 }

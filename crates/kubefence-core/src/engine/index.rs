@@ -447,22 +447,14 @@ fn external_partition(cluster: &Cluster, extra: &[IpSet], pod_ips: &IpSet) -> Ve
     blocks.dedup();
 
     let universe = IpSet::everything().difference(pod_ips);
-    let v4 = family_pieces(
-        blocks.iter().map(|b| &b.v4),
-        &universe.v4,
-        |piece| IpSet {
-            v4: piece,
-            v6: IntervalSet::empty(),
-        },
-    );
-    let v6 = family_pieces(
-        blocks.iter().map(|b| &b.v6),
-        &universe.v6,
-        |piece| IpSet {
-            v4: IntervalSet::empty(),
-            v6: piece,
-        },
-    );
+    let v4 = family_pieces(blocks.iter().map(|b| &b.v4), &universe.v4, |piece| IpSet {
+        v4: piece,
+        v6: IntervalSet::empty(),
+    });
+    let v6 = family_pieces(blocks.iter().map(|b| &b.v6), &universe.v6, |piece| IpSet {
+        v4: IntervalSet::empty(),
+        v6: piece,
+    });
 
     // Group the pieces of each family by the set of blocks that contain them.
     let mut groups: BTreeMap<(bool, Vec<usize>), IpSet> = BTreeMap::new();
@@ -486,14 +478,11 @@ fn external_partition(cluster: &Cluster, extra: &[IpSet], pod_ips: &IpSet) -> Ve
 
 /// The elementary pieces of one family's `universe`: cut at the start of
 /// every range of every block and one past its end.
-fn family_pieces<'b, T: Bound + Ord>(
+fn family_pieces<'b, T: Bound + 'b>(
     blocks: impl Iterator<Item = &'b IntervalSet<T>>,
     universe: &'b IntervalSet<T>,
     wrap: impl Fn(IntervalSet<T>) -> IpSet,
-) -> Vec<IpSet>
-where
-    T: 'b,
-{
+) -> Vec<IpSet> {
     let mut cuts: BTreeSet<T> = BTreeSet::new();
     for set in blocks.chain(std::iter::once(universe)) {
         for &(lo, hi) in set.ranges() {
@@ -507,10 +496,7 @@ where
     cuts.iter()
         .enumerate()
         .filter_map(|(i, &lo)| {
-            let hi = cuts
-                .get(i + 1)
-                .and_then(|n| n.prev())
-                .unwrap_or(T::MAX);
+            let hi = cuts.get(i + 1).and_then(|n| n.prev()).unwrap_or(T::MAX);
             let piece = IntervalSet::range(lo, hi);
             universe.is_superset(&piece).then(|| wrap(piece))
         })
