@@ -916,3 +916,121 @@ fn bundled_example_on_disk_matches_the_demo() {
     );
     assert!(run.stderr.contains("ServiceAccount"), "{}", run.stderr);
 }
+
+/// `web` reaches `db` through its egress on the named port `pg` and db's
+/// ingress on 5432; both sides are isolated.
+const PORTS_BY_NAME: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: web, ports: [{name: http, containerPort: 8080}]}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: db, namespace: shop}
+spec:
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: c, image: db, ports: [{name: pg, containerPort: 5432}]}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-in, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: web}}}]
+    ports: [{port: 5432}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-out, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{podSelector: {matchLabels: {app: db}}}]
+    ports: [{port: pg}]
+"#;
+
+#[test]
+fn explain_port_miss_names_the_asked_port() {
+    let dir = dir_with(&[("shop.yaml", PORTS_BY_NAME)]);
+    let explain = |port: &str, format: &str| {
+        run_in(
+            dir.path(),
+            &[
+                "explain",
+                "-f",
+                "shop.yaml",
+                "--from",
+                "shop/web",
+                "--to",
+                "shop/db",
+                "--port",
+                port,
+                "-o",
+                format,
+            ],
+            None,
+        )
+    };
+    let run = explain("22", "text");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let out = &run.stdout;
+    assert!(
+        out.starts_with("DENIED: shop/Deployment/web -> shop/Deployment/db (TCP/22)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "egress at shop/Deployment/web (source): isolated by shop/web-out; \
+             does not allow TCP/22\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "  shop/web-out: does not allow TCP/22; nearest rule spec.egress[0]: \
+             the peer matches but the ports do not: the rule allows port `pg` \
+             (TCP/5432 on the destination), not TCP/22\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "  shop/db-in: does not allow TCP/22; nearest rule spec.ingress[0]: \
+             the peer matches but the ports do not: the rule allows TCP/5432, not TCP/22\n"
+        ),
+        "{out}"
+    );
+
+    let run = explain("22/TCP", "json");
+    assert_eq!(run.code, 1);
+    let v = json(&run);
+    assert_eq!(v["port"], "TCP/22");
+    assert_eq!(
+        v["ingress"]["policies"][0]["nearest_miss"]["reason"],
+        "the peer matches but the ports do not: the rule allows TCP/5432, not TCP/22"
+    );
+    assert!(
+        v["egress"]["policies"][0]["nearest_miss"]["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("not TCP/22")
+    );
+
+    // The port the rules allow is allowed, and said so.
+    let run = explain("5432", "text");
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("  shop/db-in: spec.ingress[0] allows TCP/5432\n"),
+        "{}",
+        run.stdout
+    );
+}
