@@ -1034,3 +1034,211 @@ fn explain_port_miss_names_the_asked_port() {
         run.stdout
     );
 }
+
+const WEB_ONLY: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: web}]}
+"#;
+
+/// web may reach all of IPv4 on 443 and nothing of IPv6.
+const EGRESS_V4_ONLY: &str = r#"apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-out, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{ipBlock: {cidr: 0.0.0.0/0}}]
+    ports: [{port: 443}]
+"#;
+
+/// The same plus IPv6 but the unique-local range: one peer list with both
+/// families.
+const EGRESS_BOTH: &str = r#"apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-out, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Egress]
+  egress:
+  - to:
+    - ipBlock: {cidr: 0.0.0.0/0}
+    - ipBlock: {cidr: "::/0", except: ["fd00::/8"]}
+    ports: [{port: 443}]
+"#;
+
+const WEB_ID: &str = "shop/Deployment/web";
+const V6_BUT_ULA: &str = "::-fcff:ffff:ffff:ffff:ffff:ffff:ffff:ffff,fe00::/7";
+
+#[test]
+fn analyze_sees_ipv6_in_every_output_format() {
+    let dir = dir_with(&[
+        ("web.yaml", WEB_ONLY),
+        ("v4.yaml", EGRESS_V4_ONLY),
+        ("both.yaml", EGRESS_BOTH),
+    ]);
+    let analyze = |policy: &str, format: &str| {
+        let run = run_in(
+            dir.path(),
+            &["analyze", "-f", "web.yaml", "-f", policy, "-o", format],
+            None,
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.stdout
+    };
+
+    // An egress rule to 0.0.0.0/0 allows no IPv6 destination; IPv6 clients
+    // still reach web (its ingress is not isolated).
+    let v: Value = serde_json::from_str(&analyze("v4.yaml", "json")).unwrap();
+    let ids: Vec<&str> = v["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [WEB_ID, "0.0.0.0/0", "::/0"]);
+    assert_eq!(
+        connection(&v, WEB_ID, "0.0.0.0/0"),
+        Some(&json!(["TCP/443"]))
+    );
+    assert_eq!(connection(&v, WEB_ID, "::/0"), None);
+    assert_eq!(connection(&v, "::/0", WEB_ID), Some(&json!("all")));
+
+    let v: Value = serde_json::from_str(&analyze("both.yaml", "json")).unwrap();
+    let endpoint = |id: &str| {
+        v["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no endpoint {id}: {v}"))
+    };
+    assert_eq!(endpoint("fd00::/8")["addresses"], json!(["fd00::/8"]));
+    assert_eq!(endpoint("fd00::/8")["kind"], "External");
+    assert_eq!(
+        endpoint(V6_BUT_ULA)["addresses"],
+        json!([
+            "::/1", "8000::/2", "c000::/3", "e000::/4", "f000::/5", "f800::/6", "fc00::/8",
+            "fe00::/7"
+        ])
+    );
+    assert_eq!(
+        connection(&v, WEB_ID, V6_BUT_ULA),
+        Some(&json!(["TCP/443"]))
+    );
+    assert_eq!(connection(&v, WEB_ID, "fd00::/8"), None);
+
+    let table = analyze("both.yaml", "table");
+    let width = V6_BUT_ULA.len();
+    assert!(
+        table.contains(&format!("{WEB_ID:width$}  {V6_BUT_ULA:width$}  TCP/443\n")),
+        "{table}"
+    );
+    assert!(
+        !table.contains(&format!("{WEB_ID:width$}  fd00::/8")),
+        "{table}"
+    );
+
+    // The range with a comma is one quoted CSV field.
+    let csv = analyze("both.yaml", "csv");
+    assert!(
+        csv.lines()
+            .any(|l| l == format!("{WEB_ID},\"{V6_BUT_ULA}\",TCP/443")),
+        "{csv}"
+    );
+    assert!(
+        csv.lines().any(|l| l == format!("fd00::/8,{WEB_ID},all")),
+        "{csv}"
+    );
+
+    let dot = analyze("both.yaml", "dot");
+    assert!(
+        dot.contains("[label=\"fd00::/8\", shape=ellipse];"),
+        "{dot}"
+    );
+    assert!(
+        dot.contains(&format!("[label=\"{V6_BUT_ULA}\", shape=ellipse];")),
+        "{dot}"
+    );
+
+    let mermaid = analyze("both.yaml", "mermaid");
+    assert!(mermaid.contains("([\"fd00::/8\"])"), "{mermaid}");
+    assert!(
+        mermaid.contains(&format!("([\"{V6_BUT_ULA}\"])")),
+        "{mermaid}"
+    );
+}
+
+#[test]
+fn diff_reports_a_change_on_the_ipv6_side_only() {
+    let dir = dir_with(&[
+        ("web.yaml", WEB_ONLY),
+        ("v4.yaml", EGRESS_V4_ONLY),
+        ("both.yaml", EGRESS_BOTH),
+    ]);
+    let diff = |format: &str| {
+        run_in(
+            dir.path(),
+            &[
+                "diff",
+                "--before",
+                "web.yaml",
+                "--before",
+                "v4.yaml",
+                "--after",
+                "web.yaml",
+                "--after",
+                "both.yaml",
+                "-o",
+                format,
+            ],
+            None,
+        )
+    };
+    let run = diff("json");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v = json(&run);
+    assert_eq!(
+        v["added"],
+        json!([{"from": WEB_ID, "to": V6_BUT_ULA, "allowed": ["TCP/443"]}])
+    );
+    assert_eq!(v["removed"], json!([]));
+    assert_eq!(v["changed"], json!([]));
+    let table = diff("table").stdout;
+    assert!(table.contains(V6_BUT_ULA), "{table}");
+    assert!(!table.contains("0.0.0.0"), "{table}");
+
+    // Isolating egress to all of IPv4 on every port takes IPv6 away and
+    // changes nothing on the IPv4 side.
+    let v4_all = EGRESS_V4_ONLY.replace("    ports: [{port: 443}]\n", "");
+    std::fs::write(dir.path().join("v4-all.yaml"), v4_all).unwrap();
+    let run = run_in(
+        dir.path(),
+        &[
+            "diff",
+            "--before",
+            "web.yaml",
+            "--after",
+            "web.yaml",
+            "--after",
+            "v4-all.yaml",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v = json(&run);
+    assert_eq!(v["added"], json!([]));
+    assert_eq!(
+        v["removed"],
+        json!([{"from": WEB_ID, "to": "::/0", "allowed": "all"}])
+    );
+    assert_eq!(v["changed"], json!([]));
+}
