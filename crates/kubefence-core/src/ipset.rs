@@ -19,6 +19,14 @@ impl IpSet {
         Self::default()
     }
 
+    /// Every address of both families: `0.0.0.0/0` and `::/0`.
+    pub fn everything() -> Self {
+        Self {
+            v4: IntervalSet::full(),
+            v6: IntervalSet::full(),
+        }
+    }
+
     pub fn from_net(net: &IpNet) -> Self {
         let mut set = Self::empty();
         match net {

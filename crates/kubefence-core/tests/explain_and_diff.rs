@@ -283,3 +283,72 @@ fn diff_reports_removed_added_and_changed_pairs() {
     assert_eq!(d.removed().count(), 0);
     assert!(diff(&before, &before, &AnalyzeOptions::default()).is_empty());
 }
+
+/// The reason of a port miss at `side` (egress or ingress), first policy.
+fn port_miss(e: &kubefence_core::engine::Explanation, ingress: bool) -> String {
+    let side = if ingress { &e.ingress } else { &e.egress };
+    side.policies[0]
+        .nearest_miss
+        .as_ref()
+        .unwrap()
+        .reason
+        .clone()
+}
+
+#[test]
+fn a_port_miss_names_the_asked_port_on_both_sides() {
+    let c = shop();
+    let opts = AnalyzeOptions::default();
+    // frontend -> web on 22: frontend's egress allows only its named port
+    // `http`, web's ingress only 8080.
+    let e = explain(
+        &c,
+        "shop/frontend",
+        "shop/web",
+        Some((Protocol::Tcp, 22)),
+        &opts,
+    )
+    .unwrap();
+    assert!(!e.is_allowed());
+    assert_eq!(
+        port_miss(&e, false),
+        "the peer matches but the ports do not: the rule allows port `http` \
+         (TCP/8080 on the destination), not TCP/22"
+    );
+    assert_eq!(
+        port_miss(&e, true),
+        "the peer matches but the ports do not: the rule allows TCP/8080, not TCP/22"
+    );
+    // The protocol is named too: 8080/UDP is not 8080/TCP.
+    let e = explain(
+        &c,
+        "shop/frontend",
+        "shop/web",
+        Some((Protocol::Udp, 8080)),
+        &opts,
+    )
+    .unwrap();
+    assert!(port_miss(&e, true).ends_with("the rule allows TCP/8080, not UDP/8080"));
+
+    // Without a probe there is no port to name, and a named port the
+    // destination does not declare says so.
+    let e = explain(&c, "shop/frontend", "shop/batch", None, &opts).unwrap();
+    let miss = port_miss(&e, false);
+    assert!(!miss.contains(", not "), "{miss}");
+    let e = explain(
+        &c,
+        "shop/frontend",
+        "203.0.113.1",
+        Some((Protocol::Tcp, 22)),
+        &opts,
+    )
+    .unwrap();
+    let miss = port_miss(&e, false);
+    assert!(
+        miss.ends_with(
+            "the rule allows port `http` (nothing outside the cluster: addresses have no \
+             named ports), not TCP/22"
+        ),
+        "{miss}"
+    );
+}

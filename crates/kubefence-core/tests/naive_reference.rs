@@ -1,10 +1,12 @@
 //! `analyze` folds endpoints into classes and cuts the address space into
 //! pieces; this test checks those optimisations against a literal, pair by
-//! pair reading of the NetworkPolicy rules on random clusters.
+//! pair reading of the NetworkPolicy rules on random clusters. The address
+//! space is both families: ipBlocks are IPv4 or IPv6, and addresses of both
+//! families are probed whatever the policies name.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use kubefence_core::engine::{AnalyzeOptions, analyze};
 use kubefence_core::model::{Container, ContainerPort, Namespace, Workload, WorkloadKind};
@@ -72,6 +74,9 @@ fn random_selector(rng: &mut Rng, keys: &[&str]) -> LabelSelector {
 }
 
 fn random_cidr(rng: &mut Rng) -> ipnet::IpNet {
+    if rng.chance(40) {
+        return random_v6_cidr(rng);
+    }
     let prefix = *rng.pick(&[8u8, 16, 24, 32]);
     let addr = Ipv4Addr::new(
         *rng.pick(&[10u8, 192, 203]),
@@ -82,13 +87,34 @@ fn random_cidr(rng: &mut Rng) -> ipnet::IpNet {
     ipnet::IpNet::V4(ipnet::Ipv4Net::new(addr, prefix).unwrap().trunc())
 }
 
+/// IPv6 CIDRs that nest: `::/0`, documentation and ULA ranges, and hosts
+/// in them.
+fn random_v6_cidr(rng: &mut Rng) -> ipnet::IpNet {
+    let prefix = *rng.pick(&[0u8, 8, 32, 48, 64, 128]);
+    let addr = Ipv6Addr::new(
+        *rng.pick(&[0x2001u16, 0xfd00, 0xfe80]),
+        *rng.pick(&[0x0db8u16, 0]),
+        rng.below(3) as u16,
+        0,
+        0,
+        0,
+        0,
+        rng.below(3) as u16,
+    );
+    ipnet::IpNet::V6(ipnet::Ipv6Net::new(addr, prefix).unwrap().trunc())
+}
+
 fn random_peer(rng: &mut Rng) -> Peer {
     match rng.below(4) {
         0 => {
             let cidr = random_cidr(rng);
             let except = (0..rng.below(2))
                 .filter_map(|_| {
-                    let inner = random_cidr(rng);
+                    // An except lies inside the CIDR, so in its family.
+                    let inner = match cidr {
+                        ipnet::IpNet::V4(_) => random_cidr(rng),
+                        ipnet::IpNet::V6(_) => random_v6_cidr(rng),
+                    };
                     (cidr.contains(&inner) && inner.prefix_len() > cidr.prefix_len())
                         .then_some(inner)
                 })
@@ -235,14 +261,14 @@ fn random_cluster(seed: u64) -> Cluster {
 #[derive(Clone, Debug)]
 enum End<'a> {
     Pod(&'a Workload),
-    Address(Ipv4Addr),
+    Address(IpAddr),
 }
 
 fn peer_matches(c: &Cluster, policy: &NetworkPolicy, peer: &Peer, end: &End<'_>) -> bool {
     match (peer, end) {
         (Peer::IpBlock(b), End::Address(ip)) => {
-            let ip = IpAddr::V4(*ip);
-            b.cidr.contains(&ip) && !b.except.iter().any(|e| e.contains(&ip))
+            // `IpNet::contains` is false across families.
+            b.cidr.contains(ip) && !b.except.iter().any(|e| e.contains(ip))
         }
         (Peer::IpBlock(_), End::Pod(_)) | (Peer::Pods { .. }, End::Address(_)) => false,
         (
@@ -326,8 +352,20 @@ fn analyze_agrees_with_a_literal_reading_of_the_spec() {
     for seed in 0..400 {
         let c = random_cluster(seed);
         let result = analyze(&c, &AnalyzeOptions::default());
-        // Addresses at and around every ipBlock boundary, plus the extremes.
-        let mut addresses = vec![Ipv4Addr::new(0, 0, 0, 0), Ipv4Addr::new(255, 255, 255, 255)];
+        // Addresses at and around every ipBlock boundary, plus the extremes
+        // and a few of each family, whatever the policies name.
+        let mut addresses: Vec<IpAddr> = [
+            "0.0.0.0",
+            "255.255.255.255",
+            "8.8.8.8",
+            "::",
+            "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff",
+            "2001:db8::1",
+            "fd00::1",
+        ]
+        .iter()
+        .map(|a| a.parse().unwrap())
+        .collect();
         for peer in c
             .policies
             .iter()
@@ -336,22 +374,30 @@ fn analyze_agrees_with_a_literal_reading_of_the_spec() {
         {
             if let Peer::IpBlock(b) = peer {
                 for net in std::iter::once(&b.cidr).chain(&b.except) {
-                    if let ipnet::IpNet::V4(n) = net {
-                        let (lo, hi) = (u32::from(n.network()), u32::from(n.broadcast()));
-                        for a in [lo.saturating_sub(1), lo, hi, hi.saturating_add(1)] {
-                            addresses.push(Ipv4Addr::from(a));
+                    match net {
+                        ipnet::IpNet::V4(n) => {
+                            let (lo, hi) = (u32::from(n.network()), u32::from(n.broadcast()));
+                            for a in [lo.saturating_sub(1), lo, hi, hi.saturating_add(1)] {
+                                addresses.push(IpAddr::V4(Ipv4Addr::from(a)));
+                            }
+                        }
+                        ipnet::IpNet::V6(n) => {
+                            let (lo, hi) = (u128::from(n.network()), u128::from(n.broadcast()));
+                            for a in [lo.saturating_sub(1), lo, hi, hi.saturating_add(1)] {
+                                addresses.push(IpAddr::V6(Ipv6Addr::from(a)));
+                            }
                         }
                     }
                 }
             }
         }
-        let external_of = |ip: Ipv4Addr| {
+        let external_of = |ip: IpAddr| {
             (0..result.endpoints.len())
                 .find(|&i| {
                     result.endpoints[i]
                         .addresses
                         .as_ref()
-                        .is_some_and(|a| a.contains(IpAddr::V4(ip)))
+                        .is_some_and(|a| a.contains(ip))
                 })
                 .unwrap_or_else(|| panic!("seed {seed}: no external endpoint holds {ip}"))
         };

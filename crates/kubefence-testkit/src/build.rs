@@ -8,7 +8,7 @@ use kubefence_core::model::{
 };
 use kubefence_core::policy::{IpBlock, Peer, PolicyTypes, PortRef, PortSpec, Rule};
 use kubefence_core::selector::LabelSelector;
-use kubefence_core::{Cluster, IpNet, NetworkPolicy};
+use kubefence_core::{Cluster, NetworkPolicy};
 
 use crate::synth::{PolicyTypeName, SynthCluster, SynthPeer, SynthPolicy, SynthPortRef, SynthRule};
 
@@ -118,8 +118,8 @@ fn rule(r: &SynthRule) -> Rule {
                     pod_selector: pod_selector.clone(),
                 },
                 SynthPeer::IpBlock { cidr, except } => Peer::IpBlock(IpBlock {
-                    cidr: IpNet::V4(*cidr),
-                    except: except.iter().map(|e| IpNet::V4(*e)).collect(),
+                    cidr: *cidr,
+                    except: except.clone(),
                 }),
             })
             .collect(),

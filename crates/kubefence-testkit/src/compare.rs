@@ -128,14 +128,23 @@ pub fn compare(ours: &Connectivity, nca: &[NcaEdge]) -> Vec<Mismatch> {
                 .as_ref()
                 .is_some_and(|a| a.contains(probe))
         });
+        // Every address, of either family, belongs to one of our external
+        // endpoints; one that does not is a mismatch whatever nca says.
+        let Some(ext) = ext else {
+            out.push(Mismatch {
+                from: probe.to_string(),
+                to: "-".into(),
+                ours: "(no external endpoint holds this address)".into(),
+                nca: "-".into(),
+            });
+            continue;
+        };
         for &w in &workloads {
             for outbound in [true, false] {
-                let mine = match ext {
-                    Some(e) if outbound => Conns::from_conn_set(&ours.allowed(w, e)),
-                    Some(e) => Conns::from_conn_set(&ours.allowed(e, w)),
-                    // An address family we do not model: nothing to compare
-                    // unless nca says something about it.
-                    None => Conns::none(),
+                let mine = if outbound {
+                    Conns::from_conn_set(&ours.allowed(w, ext))
+                } else {
+                    Conns::from_conn_set(&ours.allowed(ext, w))
                 };
                 let mut theirs = Conns::none();
                 for (set, conns) in by_workload.get(&(w, outbound)).unwrap_or(&no_edges) {
@@ -145,10 +154,7 @@ pub fn compare(ours: &Connectivity, nca: &[NcaEdge]) -> Vec<Mismatch> {
                 }
                 if mine != theirs {
                     let wid = ours.endpoints[w].id.clone();
-                    let addr = match ext {
-                        Some(e) => format!("{probe} (in {})", ours.endpoints[e].id),
-                        None => probe.to_string(),
-                    };
+                    let addr = format!("{probe} (in {})", ours.endpoints[ext].id);
                     let (from, to) = if outbound { (wid, addr) } else { (addr, wid) };
                     out.push(Mismatch {
                         from,

@@ -59,15 +59,19 @@ pub fn find_nca() -> Result<PathBuf, String> {
     }
 }
 
-/// Runs `nca --connectivity POLICIES --resource_list RESOURCES -o txt_no_fw_rules`
-/// and returns its standard output.
+/// Runs `nca --connectivity POLICIES --resource_list RESOURCES -o
+/// txt_no_fw_rules --print_ipv6` and returns its standard output.
+///
+/// Without `--print_ipv6`, nca leaves IPv6 addresses out of its output
+/// unless a policy names one; kubefence always analyses both families, so
+/// the oracle must print both.
 pub fn run_connectivity(nca: &Path, policies: &Path, resources: &Path) -> Result<String, String> {
     let output = Command::new(nca)
         .arg("--connectivity")
         .arg(policies)
         .arg("--resource_list")
         .arg(resources)
-        .args(["-o", "txt_no_fw_rules"])
+        .args(["-o", "txt_no_fw_rules", "--print_ipv6"])
         .output()
         .map_err(|e| format!("cannot run {}: {e}", nca.display()))?;
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();

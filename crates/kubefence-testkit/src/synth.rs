@@ -121,9 +121,11 @@ pub enum SynthPeer {
         namespace_selector: Option<LabelSelector>,
         pod_selector: Option<LabelSelector>,
     },
+    /// An IPv4 or IPv6 block; `except` entries lie strictly inside `cidr`
+    /// (so in its family), as the API server requires.
     IpBlock {
-        cidr: ipnet::Ipv4Net,
-        except: Vec<ipnet::Ipv4Net>,
+        cidr: ipnet::IpNet,
+        except: Vec<ipnet::IpNet>,
     },
 }
 
@@ -411,6 +413,9 @@ fn random_peer(rng: &mut StdRng, ns_names: &[String]) -> SynthPeer {
 }
 
 fn random_ip_block(rng: &mut StdRng) -> SynthPeer {
+    if rng.random_bool(0.35) {
+        return random_v6_block(rng);
+    }
     let prefix: u8 = if rng.random_bool(0.15) {
         0
     } else {
@@ -432,11 +437,59 @@ fn random_ip_block(rng: &mut StdRng) -> SynthPeer {
             rng.random_range(0..(1u64 << size_bits)) as u32
         };
         let base = u32::from(cidr.network()).wrapping_add(offset);
-        except.push(v4net(base, sub));
+        except.push(ipnet::IpNet::V4(v4net(base, sub)));
     }
     except.sort();
     except.dedup();
-    SynthPeer::IpBlock { cidr, except }
+    SynthPeer::IpBlock {
+        cidr: ipnet::IpNet::V4(cidr),
+        except,
+    }
+}
+
+/// An IPv6 block: all of IPv6, or a documentation, unique-local or
+/// link-local range (or a random one), with up to two exceptions inside.
+fn random_v6_block(rng: &mut StdRng) -> SynthPeer {
+    let prefix: u8 = if rng.random_bool(0.2) {
+        0
+    } else {
+        rng.random_range(8..=120)
+    };
+    let random_addr: u128 = rng.random();
+    let addr: u128 = *pick(
+        rng,
+        &[
+            0x2001_0db8_u128 << 96,
+            0xfd00_u128 << 112,
+            0xfe80_u128 << 112,
+            random_addr,
+        ],
+    );
+    let cidr = v6net(addr, prefix);
+    let mut except = Vec::new();
+    for _ in 0..rng.random_range(0..=2) {
+        let sub = (prefix + rng.random_range(1..=16)).min(128);
+        let size_bits = 128 - u32::from(prefix);
+        let offset: u128 = if size_bits == 128 {
+            rng.random()
+        } else {
+            rng.random_range(0..(1u128 << size_bits))
+        };
+        let base = u128::from(cidr.network()).wrapping_add(offset);
+        except.push(ipnet::IpNet::V6(v6net(base, sub)));
+    }
+    except.sort();
+    except.dedup();
+    SynthPeer::IpBlock {
+        cidr: ipnet::IpNet::V6(cidr),
+        except,
+    }
+}
+
+fn v6net(addr: u128, prefix: u8) -> ipnet::Ipv6Net {
+    ipnet::Ipv6Net::new(std::net::Ipv6Addr::from(addr), prefix.min(128))
+        .map(|n| n.trunc())
+        .unwrap_or_default()
 }
 
 fn rng_addr(rng: &mut StdRng) -> u32 {
@@ -734,10 +787,11 @@ pub fn scaled(workloads: usize, namespaces: usize, seed: u64) -> SynthCluster {
             // External clients on a port range.
             let second = rng.random_range(0..=255u32);
             let cidr = v4net(0x0a00_0000 | (second << 16), 16);
-            let except = vec![v4net(
+            let except = vec![ipnet::IpNet::V4(v4net(
                 u32::from(cidr.network()) | (rng.random_range(0..=255u32) << 8),
                 24,
-            )];
+            ))];
+            let cidr = ipnet::IpNet::V4(cidr);
             let lo = 30000 + rng.random_range(0..100u16) * 10;
             ingress.push(SynthRule {
                 peers: Some(vec![SynthPeer::IpBlock { cidr, except }]),
@@ -772,12 +826,15 @@ pub fn scaled(workloads: usize, namespaces: usize, seed: u64) -> SynthCluster {
             // External API on HTTPS, anywhere but private ranges.
             egress.push(SynthRule {
                 peers: Some(vec![SynthPeer::IpBlock {
-                    cidr: v4net(0, 0),
-                    except: vec![
+                    cidr: ipnet::IpNet::V4(v4net(0, 0)),
+                    except: [
                         v4net(0x0a00_0000, 8),
                         v4net(0xac10_0000, 12),
                         v4net(0xc0a8_0000, 16),
-                    ],
+                    ]
+                    .into_iter()
+                    .map(ipnet::IpNet::V4)
+                    .collect(),
                 }]),
                 ports: Some(vec![port_spec(Some(Protocol::Tcp), 443, None)]),
             });

@@ -332,16 +332,18 @@ fn analyze_json_without_policies_allows_everything() {
         .iter()
         .map(|e| e["id"].as_str().unwrap())
         .collect();
-    assert_eq!(ids, [DB, WEB, "0.0.0.0/0"]);
+    assert_eq!(ids, [DB, WEB, "0.0.0.0/0", "::/0"]);
     assert_eq!(
         v["endpoints"][1],
         json!({"id": WEB, "namespace": "default", "kind": "Deployment", "name": "web",
                "labels": {"app": "web"}})
     );
     assert_eq!(v["endpoints"][2]["addresses"], json!(["0.0.0.0/0"]));
+    assert_eq!(v["endpoints"][3]["addresses"], json!(["::/0"]));
     assert_eq!(connection(&v, WEB, DB), Some(&json!("all")));
     assert_eq!(connection(&v, "0.0.0.0/0", WEB), Some(&json!("all")));
-    assert_eq!(v["connections"].as_array().unwrap().len(), 6);
+    assert_eq!(connection(&v, "::/0", WEB), Some(&json!("all")));
+    assert_eq!(v["connections"].as_array().unwrap().len(), 10);
 }
 
 #[test]
@@ -419,7 +421,7 @@ fn stdin_is_read_with_dash() {
     );
     assert_eq!(run.code, 0);
     let v = json(&run);
-    assert_eq!(v["endpoints"].as_array().unwrap().len(), 3);
+    assert_eq!(v["endpoints"].as_array().unwrap().len(), 4);
     assert_eq!(connection(&v, WEB, DB), None);
 }
 
@@ -564,8 +566,8 @@ fn demo_prints_before_and_after() {
     assert!(run.stdout.contains("== Summary =="));
     assert!(run.stdout.contains("default/Deployment/frontend"));
     assert!(
-        run.stdout.contains("allowed connections no policy: 156"),
-        "12 workloads x 11 + 12 x 2 external"
+        run.stdout.contains("allowed connections no policy: 180"),
+        "12 workloads x 11 + 12 x 2 directions x 2 external ranges (IPv4, IPv6)"
     );
     // 16 references, plus the outside world to the frontend's LoadBalancer
     // (IPv4 and IPv6).
@@ -1146,4 +1148,330 @@ fn every_command_takes_auto_and_lists_only_its_own_formats() {
             );
         }
     }
+}
+
+/// `web` reaches `db` through its egress on the named port `pg` and db's
+/// ingress on 5432; both sides are isolated.
+const PORTS_BY_NAME: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: web, ports: [{name: http, containerPort: 8080}]}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: db, namespace: shop}
+spec:
+  selector: {matchLabels: {app: db}}
+  template:
+    metadata: {labels: {app: db}}
+    spec: {containers: [{name: c, image: db, ports: [{name: pg, containerPort: 5432}]}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: db-in, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: db}}
+  ingress:
+  - from: [{podSelector: {matchLabels: {app: web}}}]
+    ports: [{port: 5432}]
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-out, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{podSelector: {matchLabels: {app: db}}}]
+    ports: [{port: pg}]
+"#;
+
+#[test]
+fn explain_port_miss_names_the_asked_port() {
+    let dir = dir_with(&[("shop.yaml", PORTS_BY_NAME)]);
+    let explain = |port: &str, format: &str| {
+        run_in(
+            dir.path(),
+            &[
+                "explain",
+                "-f",
+                "shop.yaml",
+                "--from",
+                "shop/web",
+                "--to",
+                "shop/db",
+                "--port",
+                port,
+                "-o",
+                format,
+            ],
+            None,
+        )
+    };
+    let run = explain("22", "text");
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    let out = &run.stdout;
+    assert!(
+        out.starts_with("DENIED: shop/Deployment/web -> shop/Deployment/db (TCP/22)\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "egress at shop/Deployment/web (source): isolated by shop/web-out; \
+             does not allow TCP/22\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "  shop/web-out: does not allow TCP/22; nearest rule spec.egress[0]: \
+             the peer matches but the ports do not: the rule allows port `pg` \
+             (TCP/5432 on the destination), not TCP/22\n"
+        ),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "  shop/db-in: does not allow TCP/22; nearest rule spec.ingress[0]: \
+             the peer matches but the ports do not: the rule allows TCP/5432, not TCP/22\n"
+        ),
+        "{out}"
+    );
+
+    let run = explain("22/TCP", "json");
+    assert_eq!(run.code, 1);
+    let v = json(&run);
+    assert_eq!(v["port"], "TCP/22");
+    assert_eq!(
+        v["ingress"]["policies"][0]["nearest_miss"]["reason"],
+        "the peer matches but the ports do not: the rule allows TCP/5432, not TCP/22"
+    );
+    assert!(
+        v["egress"]["policies"][0]["nearest_miss"]["reason"]
+            .as_str()
+            .unwrap()
+            .ends_with("not TCP/22")
+    );
+
+    // The port the rules allow is allowed, and said so.
+    let run = explain("5432", "text");
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stdout
+            .contains("  shop/db-in: spec.ingress[0] allows TCP/5432\n"),
+        "{}",
+        run.stdout
+    );
+}
+
+const WEB_ONLY: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: c, image: web}]}
+"#;
+
+/// web may reach all of IPv4 on 443 and nothing of IPv6.
+const EGRESS_V4_ONLY: &str = r#"apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-out, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Egress]
+  egress:
+  - to: [{ipBlock: {cidr: 0.0.0.0/0}}]
+    ports: [{port: 443}]
+"#;
+
+/// The same plus IPv6 but the unique-local range: one peer list with both
+/// families.
+const EGRESS_BOTH: &str = r#"apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: web-out, namespace: shop}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Egress]
+  egress:
+  - to:
+    - ipBlock: {cidr: 0.0.0.0/0}
+    - ipBlock: {cidr: "::/0", except: ["fd00::/8"]}
+    ports: [{port: 443}]
+"#;
+
+const WEB_ID: &str = "shop/Deployment/web";
+const V6_BUT_ULA: &str = "::-fcff:ffff:ffff:ffff:ffff:ffff:ffff:ffff,fe00::/7";
+
+#[test]
+fn analyze_sees_ipv6_in_every_output_format() {
+    let dir = dir_with(&[
+        ("web.yaml", WEB_ONLY),
+        ("v4.yaml", EGRESS_V4_ONLY),
+        ("both.yaml", EGRESS_BOTH),
+    ]);
+    let analyze = |policy: &str, format: &str| {
+        let run = run_in(
+            dir.path(),
+            &["analyze", "-f", "web.yaml", "-f", policy, "-o", format],
+            None,
+        );
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.stdout
+    };
+
+    // An egress rule to 0.0.0.0/0 allows no IPv6 destination; IPv6 clients
+    // still reach web (its ingress is not isolated).
+    let v: Value = serde_json::from_str(&analyze("v4.yaml", "json")).unwrap();
+    let ids: Vec<&str> = v["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [WEB_ID, "0.0.0.0/0", "::/0"]);
+    assert_eq!(
+        connection(&v, WEB_ID, "0.0.0.0/0"),
+        Some(&json!(["TCP/443"]))
+    );
+    assert_eq!(connection(&v, WEB_ID, "::/0"), None);
+    assert_eq!(connection(&v, "::/0", WEB_ID), Some(&json!("all")));
+
+    let v: Value = serde_json::from_str(&analyze("both.yaml", "json")).unwrap();
+    let endpoint = |id: &str| {
+        v["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["id"] == id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no endpoint {id}: {v}"))
+    };
+    assert_eq!(endpoint("fd00::/8")["addresses"], json!(["fd00::/8"]));
+    assert_eq!(endpoint("fd00::/8")["kind"], "External");
+    assert_eq!(
+        endpoint(V6_BUT_ULA)["addresses"],
+        json!([
+            "::/1", "8000::/2", "c000::/3", "e000::/4", "f000::/5", "f800::/6", "fc00::/8",
+            "fe00::/7"
+        ])
+    );
+    assert_eq!(
+        connection(&v, WEB_ID, V6_BUT_ULA),
+        Some(&json!(["TCP/443"]))
+    );
+    assert_eq!(connection(&v, WEB_ID, "fd00::/8"), None);
+
+    let table = analyze("both.yaml", "table");
+    let width = V6_BUT_ULA.len();
+    assert!(
+        table.contains(&format!("{WEB_ID:width$}  {V6_BUT_ULA:width$}  TCP/443\n")),
+        "{table}"
+    );
+    assert!(
+        !table.contains(&format!("{WEB_ID:width$}  fd00::/8")),
+        "{table}"
+    );
+
+    // The range with a comma is one quoted CSV field.
+    let csv = analyze("both.yaml", "csv");
+    assert!(
+        csv.lines()
+            .any(|l| l == format!("{WEB_ID},\"{V6_BUT_ULA}\",TCP/443")),
+        "{csv}"
+    );
+    assert!(
+        csv.lines().any(|l| l == format!("fd00::/8,{WEB_ID},all")),
+        "{csv}"
+    );
+
+    let dot = analyze("both.yaml", "dot");
+    assert!(
+        dot.contains("[label=\"fd00::/8\", shape=ellipse];"),
+        "{dot}"
+    );
+    assert!(
+        dot.contains(&format!("[label=\"{V6_BUT_ULA}\", shape=ellipse];")),
+        "{dot}"
+    );
+
+    let mermaid = analyze("both.yaml", "mermaid");
+    assert!(mermaid.contains("([\"fd00::/8\"])"), "{mermaid}");
+    assert!(
+        mermaid.contains(&format!("([\"{V6_BUT_ULA}\"])")),
+        "{mermaid}"
+    );
+}
+
+#[test]
+fn diff_reports_a_change_on_the_ipv6_side_only() {
+    let dir = dir_with(&[
+        ("web.yaml", WEB_ONLY),
+        ("v4.yaml", EGRESS_V4_ONLY),
+        ("both.yaml", EGRESS_BOTH),
+    ]);
+    let diff = |format: &str| {
+        run_in(
+            dir.path(),
+            &[
+                "diff",
+                "--before",
+                "web.yaml",
+                "--before",
+                "v4.yaml",
+                "--after",
+                "web.yaml",
+                "--after",
+                "both.yaml",
+                "-o",
+                format,
+            ],
+            None,
+        )
+    };
+    let run = diff("json");
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v = json(&run);
+    assert_eq!(
+        v["added"],
+        json!([{"from": WEB_ID, "to": V6_BUT_ULA, "allowed": ["TCP/443"]}])
+    );
+    assert_eq!(v["removed"], json!([]));
+    assert_eq!(v["changed"], json!([]));
+    let table = diff("table").stdout;
+    assert!(table.contains(V6_BUT_ULA), "{table}");
+    assert!(!table.contains("0.0.0.0"), "{table}");
+
+    // Isolating egress to all of IPv4 on every port takes IPv6 away and
+    // changes nothing on the IPv4 side.
+    let v4_all = EGRESS_V4_ONLY.replace("    ports: [{port: 443}]\n", "");
+    std::fs::write(dir.path().join("v4-all.yaml"), v4_all).unwrap();
+    let run = run_in(
+        dir.path(),
+        &[
+            "diff",
+            "--before",
+            "web.yaml",
+            "--after",
+            "web.yaml",
+            "--after",
+            "v4-all.yaml",
+            "-o",
+            "json",
+        ],
+        None,
+    );
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let v = json(&run);
+    assert_eq!(v["added"], json!([]));
+    assert_eq!(
+        v["removed"],
+        json!([{"from": WEB_ID, "to": "::/0", "allowed": "all"}])
+    );
+    assert_eq!(v["changed"], json!([]));
 }

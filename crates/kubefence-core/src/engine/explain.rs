@@ -2,6 +2,7 @@
 //! rules that allow it or, when denied, the nearest rule and what did not
 //! match.
 
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -9,11 +10,11 @@ use ipnet::IpNet;
 use crate::conn::{ConnSet, Protocol};
 use crate::ipset::IpSet;
 use crate::model::{Cluster, Workload};
-use crate::policy::{Direction, NetworkPolicy, Peer, Rule};
+use crate::policy::{Direction, NetworkPolicy, Peer, PortRef, PortSpec, Rule};
 use crate::selector::Labels;
 
 use super::AnalyzeOptions;
-use super::index::{Class, Index, PodKey, resolve_ports};
+use super::index::{Class, Index, PodKey};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ExplainError {
@@ -142,6 +143,7 @@ pub fn explain(
         Direction::Egress,
         (src_class, &src),
         (dst_class, &dst),
+        port,
         &restrict,
     );
     let ingress = verdict(
@@ -149,6 +151,7 @@ pub fn explain(
         Direction::Ingress,
         (src_class, &src),
         (dst_class, &dst),
+        port,
         &restrict,
     );
     let allowed = egress.allowed.intersection(&ingress.allowed);
@@ -260,6 +263,7 @@ fn verdict(
     direction: Direction,
     src: (usize, &Resolved<'_>),
     dst: (usize, &Resolved<'_>),
+    probe: Option<(Protocol, u16)>,
     restrict: &dyn Fn(ConnSet) -> ConnSet,
 ) -> DirectionVerdict {
     let (subject, peer) = match direction {
@@ -292,9 +296,16 @@ fn verdict(
                     candidates.push((rule.id.rule, peer_matches, conns));
                 }
             }
-            let nearest_miss = allows
-                .is_empty()
-                .then(|| nearest_miss(cluster, policy, direction, peer.1, dst.1, &candidates));
+            let nearest_miss = allows.is_empty().then(|| {
+                nearest_miss(
+                    cluster,
+                    policy,
+                    direction,
+                    (peer.1, dst.1),
+                    probe,
+                    &candidates,
+                )
+            });
             PolicyVerdict {
                 policy: policy.id(),
                 allows,
@@ -314,13 +325,14 @@ fn verdict(
 
 /// Picks the rule closest to matching: one whose peer matched (only the
 /// ports failed), else one whose ports matched (only the peer failed), else
-/// the first.
+/// the first. A port miss names what the rule allows and, when one port was
+/// asked about, that port.
 fn nearest_miss(
     cluster: &Cluster,
     policy: &NetworkPolicy,
     direction: Direction,
-    peer: &Resolved<'_>,
-    dst: &Resolved<'_>,
+    (peer, dst): (&Resolved<'_>, &Resolved<'_>),
+    probe: Option<(Protocol, u16)>,
     candidates: &[(usize, bool, ConnSet)],
 ) -> RuleMiss {
     if candidates.is_empty() {
@@ -339,14 +351,14 @@ fn nearest_miss(
     let reason = if *peer_ok {
         format!(
             "the peer matches but the ports do not: the rule allows {}",
-            describe_ports(rule, dst)
+            describe_ports(rule, dst, probe)
         )
     } else {
         let why = describe_peer_miss(cluster, policy, rule, peer);
         if conns.is_empty() {
             format!(
                 "{why}; and the ports do not match: the rule allows {}",
-                describe_ports(rule, dst)
+                describe_ports(rule, dst, probe)
             )
         } else {
             why
@@ -358,25 +370,57 @@ fn nearest_miss(
     }
 }
 
-fn describe_ports(rule: &Rule, dst: &Resolved<'_>) -> String {
-    if rule.ports.is_empty() {
-        return "every port".to_string();
-    }
-    let named = match dst {
-        Resolved::Workload(w) => Some(w.named_ports()),
-        Resolved::External(_) => None,
+/// What a rule's `ports` allow, in words: `TCP/5432`, `every UDP port`,
+/// ``port `http` (TCP/8080 on the destination)``; then `, not TCP/22` when
+/// one port was asked about.
+fn describe_ports(rule: &Rule, dst: &Resolved<'_>, probe: Option<(Protocol, u16)>) -> String {
+    let allowed = if rule.ports.is_empty() {
+        "every port".to_string()
+    } else {
+        let named = match dst {
+            Resolved::Workload(w) => Some(w.named_ports()),
+            Resolved::External(_) => None,
+        };
+        rule.ports
+            .iter()
+            .map(|spec| describe_port_spec(spec, named.as_ref()))
+            .collect::<Vec<_>>()
+            .join(", ")
     };
-    let specs: Vec<String> = rule.ports.iter().map(ToString::to_string).collect();
-    let resolved = resolve_ports(&rule.ports, named.as_ref());
-    format!(
-        "{} (here: {})",
-        specs.join(", "),
-        if resolved.is_empty() {
-            "nothing, a named port the destination does not declare".to_string()
-        } else {
-            resolved.to_string()
+    match probe {
+        Some((protocol, port)) => format!("{allowed}, not {protocol}/{port}"),
+        None => allowed,
+    }
+}
+
+fn describe_port_spec(
+    spec: &PortSpec,
+    named: Option<&BTreeMap<String, (Protocol, u16)>>,
+) -> String {
+    let protocol = spec.protocol;
+    match &spec.port {
+        None => format!("every {protocol} port"),
+        Some(PortRef::Number(n)) => match spec.end_port {
+            Some(end) if end != *n => format!("{protocol}/{n}-{end}"),
+            _ => format!("{protocol}/{n}"),
+        },
+        Some(PortRef::Name(name)) => {
+            let resolved = match named {
+                None => "nothing outside the cluster: addresses have no named ports".to_string(),
+                Some(ports) => match ports.get(name) {
+                    Some(&(declared, number)) if declared == protocol => {
+                        format!("{protocol}/{number} on the destination")
+                    }
+                    Some(&(declared, number)) => format!(
+                        "nothing: the destination declares `{name}` as {declared}/{number}, \
+                         not {protocol}"
+                    ),
+                    None => format!("nothing: the destination declares no port named `{name}`"),
+                },
+            };
+            format!("port `{name}` ({resolved})")
         }
-    )
+    }
 }
 
 fn describe_peer_miss(

@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::ops::Range;
 
 use crate::conn::{ConnSet, Protocol};
+use crate::intervals::{Bound, IntervalSet};
 use crate::ipset::IpSet;
 use crate::model::Cluster;
 use crate::policy::{Direction, NetworkPolicy, Peer, PortRef, PortSpec, Rule};
@@ -423,8 +424,13 @@ pub(crate) fn peer_namespaces<'c>(
     }
 }
 
-/// Cuts the address space at every ipBlock boundary (and the extra ones
-/// given) and merges the pieces that every block treats alike.
+/// Cuts the address space, IPv4 and IPv6 alike, at every ipBlock boundary
+/// (and the extra ones given) and merges the pieces of one family that every
+/// block treats alike. The two families are never merged into one piece:
+/// an endpoint is IPv4 or IPv6 ranges, so a name like `0.0.0.0/0` always
+/// means what it says. Both families are always present, whether or not a
+/// policy names them: an IPv4-only policy set still has an IPv6 world to
+/// allow or deny.
 fn external_partition(cluster: &Cluster, extra: &[IpSet], pod_ips: &IpSet) -> Vec<IpSet> {
     let mut blocks: Vec<IpSet> = cluster
         .policies
@@ -440,62 +446,59 @@ fn external_partition(cluster: &Cluster, extra: &[IpSet], pod_ips: &IpSet) -> Ve
     blocks.sort();
     blocks.dedup();
 
-    let wants_v6 = blocks.iter().any(|b| !b.v6.is_empty());
-    let mut universe = IpSet::from_net(&ipnet::IpNet::V4(Default::default()));
-    if wants_v6 {
-        universe = universe.union(&IpSet::from_net(&ipnet::IpNet::V6(Default::default())));
-    }
-    let universe = universe.difference(pod_ips);
+    let universe = IpSet::everything().difference(pod_ips);
+    let v4 = family_pieces(blocks.iter().map(|b| &b.v4), &universe.v4, |piece| IpSet {
+        v4: piece,
+        v6: IntervalSet::empty(),
+    });
+    let v6 = family_pieces(blocks.iter().map(|b| &b.v6), &universe.v6, |piece| IpSet {
+        v4: IntervalSet::empty(),
+        v6: piece,
+    });
 
-    // Elementary pieces: cut at every range start and one past every end.
-    let mut cuts_v4: BTreeSet<u32> = BTreeSet::new();
-    let mut cuts_v6: BTreeSet<u128> = BTreeSet::new();
-    for b in blocks.iter().chain(std::iter::once(&universe)) {
-        for &(lo, hi) in b.v4.ranges() {
-            cuts_v4.insert(lo);
-            if let Some(n) = hi.checked_add(1) {
-                cuts_v4.insert(n);
-            }
-        }
-        for &(lo, hi) in b.v6.ranges() {
-            cuts_v6.insert(lo);
-            if let Some(n) = hi.checked_add(1) {
-                cuts_v6.insert(n);
-            }
+    // Group the pieces of each family by the set of blocks that contain them.
+    let mut groups: BTreeMap<(bool, Vec<usize>), IpSet> = BTreeMap::new();
+    for (is_v6, pieces) in [(false, v4), (true, v6)] {
+        for piece in pieces {
+            let signature: Vec<usize> = blocks
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| b.is_superset(&piece))
+                .map(|(i, _)| i)
+                .collect();
+            let entry = groups.entry((is_v6, signature)).or_default();
+            *entry = entry.union(&piece);
         }
     }
-    let mut pieces: Vec<IpSet> = Vec::new();
-    let v4: Vec<u32> = cuts_v4.into_iter().collect();
-    for (i, &lo) in v4.iter().enumerate() {
-        let hi = v4.get(i + 1).map_or(u32::MAX, |n| n - 1);
-        let mut piece = IpSet::empty();
-        piece.v4 = crate::intervals::IntervalSet::range(lo, hi);
-        pieces.push(piece);
-    }
-    let v6: Vec<u128> = cuts_v6.into_iter().collect();
-    for (i, &lo) in v6.iter().enumerate() {
-        let hi = v6.get(i + 1).map_or(u128::MAX, |n| n - 1);
-        let mut piece = IpSet::empty();
-        piece.v6 = crate::intervals::IntervalSet::range(lo, hi);
-        pieces.push(piece);
-    }
-
-    // Group pieces by the set of blocks that contain them.
-    let mut groups: BTreeMap<Vec<usize>, IpSet> = BTreeMap::new();
-    for piece in pieces {
-        if !universe.is_superset(&piece) {
-            continue;
-        }
-        let signature: Vec<usize> = blocks
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.is_superset(&piece))
-            .map(|(i, _)| i)
-            .collect();
-        let entry = groups.entry(signature).or_default();
-        *entry = entry.union(&piece);
-    }
+    // IPv4 endpoints first, then IPv6, each in address order.
     let mut out: Vec<IpSet> = groups.into_values().collect();
-    out.sort();
+    out.sort_by(|a, b| (a.v4.is_empty(), a).cmp(&(b.v4.is_empty(), b)));
     out
+}
+
+/// The elementary pieces of one family's `universe`: cut at the start of
+/// every range of every block and one past its end.
+fn family_pieces<'b, T: Bound + 'b>(
+    blocks: impl Iterator<Item = &'b IntervalSet<T>>,
+    universe: &'b IntervalSet<T>,
+    wrap: impl Fn(IntervalSet<T>) -> IpSet,
+) -> Vec<IpSet> {
+    let mut cuts: BTreeSet<T> = BTreeSet::new();
+    for set in blocks.chain(std::iter::once(universe)) {
+        for &(lo, hi) in set.ranges() {
+            cuts.insert(lo);
+            if let Some(next) = hi.next() {
+                cuts.insert(next);
+            }
+        }
+    }
+    let cuts: Vec<T> = cuts.into_iter().collect();
+    cuts.iter()
+        .enumerate()
+        .filter_map(|(i, &lo)| {
+            let hi = cuts.get(i + 1).and_then(|n| n.prev()).unwrap_or(T::MAX);
+            let piece = IntervalSet::range(lo, hi);
+            universe.is_superset(&piece).then(|| wrap(piece))
+        })
+        .collect()
 }

@@ -20,7 +20,10 @@
 //! labels and ports, so they behave alike. Addresses outside the cluster are
 //! endpoints too: the address space is cut at every ipBlock boundary and the
 //! pieces that every peer treats alike are merged into one external endpoint.
-//! IPv6 space appears only when some ipBlock names an IPv6 range.
+//! The address space is IPv4 and IPv6, always both: an ipBlock of one family
+//! says nothing about the other (an egress rule to `0.0.0.0/0` allows no
+//! IPv6 destination), and an external endpoint never mixes the families, so
+//! a cluster without ipBlocks has the endpoints `0.0.0.0/0` and `::/0`.
 //!
 //! # ipBlocks and pod addresses
 //!

@@ -5,7 +5,7 @@
 use std::io::{self, Write};
 
 use kubefence_core::engine::{DirectionVerdict, Explanation, PolicyVerdict};
-use kubefence_core::{Direction, Protocol};
+use kubefence_core::{ConnSet, Direction, Protocol};
 use serde::Serialize;
 
 use super::Allowed;
@@ -31,12 +31,25 @@ pub fn write_text<W: Write>(w: &mut W, x: &Explanation) -> io::Result<()> {
     writeln!(w, "  allowed: {}", x.allowed)?;
     for d in [&x.egress, &x.ingress] {
         writeln!(w)?;
-        write_direction(w, d)?;
+        write_direction(w, d, x.port)?;
     }
     Ok(())
 }
 
-fn write_direction<W: Write>(w: &mut W, d: &DirectionVerdict) -> io::Result<()> {
+/// What a direction or policy allows: `allows TCP/5432`, or, when one port
+/// was asked about and is not allowed, `does not allow TCP/22`.
+fn allows_text(allowed: &ConnSet, port: Option<(Protocol, u16)>) -> String {
+    match port {
+        Some((p, n)) if allowed.is_empty() => format!("does not allow {p}/{n}"),
+        _ => format!("allows {allowed}"),
+    }
+}
+
+fn write_direction<W: Write>(
+    w: &mut W,
+    d: &DirectionVerdict,
+    port: Option<(Protocol, u16)>,
+) -> io::Result<()> {
     let role = match d.direction {
         Direction::Egress => "source",
         Direction::Ingress => "destination",
@@ -57,14 +70,26 @@ fn write_direction<W: Write>(w: &mut W, d: &DirectionVerdict) -> io::Result<()> 
         );
     }
     let names: Vec<&str> = d.policies.iter().map(|p| p.policy.as_str()).collect();
-    writeln!(w, "isolated by {}; allows {}", names.join(", "), d.allowed)?;
+    writeln!(
+        w,
+        "isolated by {}; {}",
+        names.join(", "),
+        allows_text(&d.allowed, port)
+    )?;
     for p in &d.policies {
-        write_policy(w, d.direction, p)?;
+        write_policy(w, d.direction, p, port)?;
     }
     Ok(())
 }
 
-fn write_policy<W: Write>(w: &mut W, direction: Direction, p: &PolicyVerdict) -> io::Result<()> {
+fn write_policy<W: Write>(
+    w: &mut W,
+    direction: Direction,
+    p: &PolicyVerdict,
+    port: Option<(Protocol, u16)>,
+) -> io::Result<()> {
+    // "allows none", or "does not allow TCP/22" when a port was asked.
+    let none = allows_text(&ConnSet::none(), port);
     for m in &p.allows {
         writeln!(
             w,
@@ -78,12 +103,12 @@ fn write_policy<W: Write>(w: &mut W, direction: Direction, p: &PolicyVerdict) ->
         match miss.rule {
             Some(r) => writeln!(
                 w,
-                "  {}: allows none; nearest rule {}: {}",
+                "  {}: {none}; nearest rule {}: {}",
                 p.policy,
                 rule_path(direction, r),
                 miss.reason
             )?,
-            None => writeln!(w, "  {}: allows none: {}", p.policy, miss.reason)?,
+            None => writeln!(w, "  {}: {none}: {}", p.policy, miss.reason)?,
         }
     }
     Ok(())

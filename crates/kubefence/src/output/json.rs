@@ -169,8 +169,9 @@ mod tests {
     fn analyze_json_without_policies_allows_all() {
         let v = render(&analyze(&shop(false), &AnalyzeOptions::default()));
         let connections = v["connections"].as_array().unwrap();
-        // 2 workloads and 1 external range: every ordered pair but ext->ext.
-        assert_eq!(connections.len(), 6);
+        // 2 workloads and 2 external ranges (IPv4, IPv6): every ordered
+        // pair but ext->ext.
+        assert_eq!(connections.len(), 10);
         assert!(connections.iter().all(|c| c["allowed"] == "all"));
     }
 

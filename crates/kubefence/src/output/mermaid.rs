@@ -72,9 +72,12 @@ flowchart LR
     n1[\"Deployment/web\"]
   end
   n2([\"0.0.0.0/0\"])
+  n3([\"::/0\"])
   n0 -->|\"all\"| n2
+  n0 -->|\"all\"| n3
   n1 -->|\"TCP/5432,TCP/8000-8010\"| n0
   n1 -->|\"all\"| n2
+  n1 -->|\"all\"| n3
 ";
         assert_eq!(out, expected);
         assert_eq!(label("a\"b"), "\"a#quot;b\"");

@@ -97,8 +97,10 @@ mod tests {
         let expected = "\
 FROM                 TO                   ALLOWED
 shop/Deployment/db   0.0.0.0/0            all
+shop/Deployment/db   ::/0                 all
 shop/Deployment/web  shop/Deployment/db   TCP/5432,TCP/8000-8010
 shop/Deployment/web  0.0.0.0/0            all
+shop/Deployment/web  ::/0                 all
 ";
         assert_eq!(out, expected);
     }
