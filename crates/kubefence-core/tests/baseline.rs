@@ -674,3 +674,225 @@ fn building_twice_gives_identical_output_whatever_the_input_order() {
     let b = build(&reversed, &BaselineConfig::default(), &Scope::default()).unwrap();
     assert_eq!(a, b);
 }
+
+/// shop() plus `db` (Service `db`: 5432 and 5440) and a two-member Mongo
+/// replica set (Services `mongo-a` and `mongo-b`, 27017), for the
+/// reference forms of the docs.
+fn shop_with_databases() -> Cluster {
+    let mut c = shop();
+    c.workloads.push(deployment(
+        "shop",
+        "db",
+        container(&[], &[("pg", 5432), ("admin", 5440)]),
+    ));
+    let mut db = service("shop", "db", "db", 5432, TargetPort::Number(5432));
+    db.ports.push(ServicePort {
+        name: Some("admin".into()),
+        port: 5440,
+        target_port: TargetPort::Number(5440),
+        protocol: Protocol::Tcp,
+    });
+    c.services.push(db);
+    for member in ["mongo-a", "mongo-b"] {
+        c.workloads.push(deployment(
+            "shop",
+            member,
+            container(&[], &[("mongo", 27017)]),
+        ));
+        c.services.push(service(
+            "shop",
+            member,
+            member,
+            27017,
+            TargetPort::Number(27017),
+        ));
+    }
+    c
+}
+
+/// (destination, ports) of each reference; (value, reason) of each
+/// unresolved name.
+type Findings = (Vec<(String, Vec<String>)>, Vec<(String, String)>);
+
+/// What the frontend references, as (destination, ports), and the
+/// unresolved values, once `plant` has changed its first container.
+fn frontend_findings(
+    plant: impl Fn(&mut Container),
+) -> Findings {
+    let mut c = shop_with_databases();
+    c.workloads[0].containers[0].env.clear();
+    plant(&mut c.workloads[0].containers[0]);
+    let b = build(&c, &BaselineConfig::default(), &Scope::default()).unwrap();
+    let refs = b
+        .report
+        .references
+        .iter()
+        .filter(|r| r.from == "shop/Deployment/frontend")
+        .map(|r| (r.to.clone(), r.ports.clone()))
+        .collect();
+    let unresolved = b
+        .report
+        .unresolved
+        .iter()
+        .filter(|u| u.from == "shop/Deployment/frontend")
+        .map(|u| (u.value.clone(), u.reason.clone()))
+        .collect();
+    (refs, unresolved)
+}
+
+fn env(pairs: &[(&str, &str)]) -> impl Fn(&mut Container) {
+    let vars: Vec<EnvVar> = pairs
+        .iter()
+        .map(|(k, v)| EnvVar {
+            name: k.to_string(),
+            value: EnvValue::Literal(v.to_string()),
+        })
+        .collect();
+    move |c: &mut Container| c.env = vars.clone()
+}
+
+fn args(words: &[&str]) -> impl Fn(&mut Container) {
+    let words: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+    move |c: &mut Container| c.args = words.clone()
+}
+
+fn to(id: &str, ports: &[&str]) -> (String, Vec<String>) {
+    (
+        format!("shop/Deployment/{id}"),
+        ports.iter().map(|p| p.to_string()).collect(),
+    )
+}
+
+#[test]
+fn a_bare_argument_after_a_flag_that_names_a_service_is_a_reference() {
+    // `--cart_svc cartservice`: the flag's name says nothing, but the value
+    // is exactly the name of a Service of the namespace.
+    let (refs, unresolved) = frontend_findings(args(&["--cart_svc", "cartservice"]));
+    assert_eq!(refs, [to("cart", &["TCP/7070"])]);
+    assert!(unresolved.is_empty(), "{unresolved:?}");
+    // The same as `--flag=value`, and after a single-dash flag.
+    for words in [&["--cart_svc=cartservice"][..], &["-c", "cartservice"]] {
+        let (refs, _) = frontend_findings(args(words));
+        assert_eq!(refs, [to("cart", &["TCP/7070"])], "{words:?}");
+    }
+    // A redis replica's arguments name its leader and port apart.
+    let (refs, _) = frontend_findings(args(&["--replicaof", "db", "5432"]));
+    assert_eq!(refs, [to("db", &["TCP/5432", "TCP/5440"])]);
+}
+
+#[test]
+fn ordinary_words_in_arguments_are_not_references() {
+    for words in [
+        // Not after a flag.
+        &["serve", "cartservice"][..],
+        // After a flag not named like an address, and no Service has it.
+        &["--mode", "fast"],
+        &["--mode=fast"],
+        // A flag followed by another flag.
+        &["--verbose", "--cart_svc"],
+    ] {
+        let (refs, unresolved) = frontend_findings(args(words));
+        assert!(refs.is_empty(), "{words:?}: {refs:?}");
+        assert!(unresolved.is_empty(), "{words:?}: {unresolved:?}");
+    }
+    // A flag named like an address whose value names no Service: unresolved.
+    let (refs, unresolved) = frontend_findings(args(&["--db-host", "nosuchdb"]));
+    assert!(refs.is_empty());
+    assert_eq!(
+        unresolved,
+        [(
+            "nosuchdb".to_string(),
+            "no Service shop/nosuchdb".to_string()
+        )]
+    );
+}
+
+#[test]
+fn a_host_and_port_that_no_service_can_have_is_unresolved() {
+    let (refs, unresolved) = frontend_findings(env(&[("CART_ADDR", "no_such_svc:4040")]));
+    assert!(refs.is_empty());
+    assert_eq!(unresolved.len(), 1, "{unresolved:?}");
+    assert_eq!(unresolved[0].0, "no_such_svc:4040");
+    assert!(unresolved[0].1.contains("no_such_svc"), "{unresolved:?}");
+    // The same in an argument, and in a variable with an ordinary name.
+    for plant in [
+        Box::new(args(&["--cart", "no_such_svc:4040"])) as Box<dyn Fn(&mut Container)>,
+        Box::new(env(&[("UPSTREAMS", "no_such_svc:4040")])),
+    ] {
+        let (refs, unresolved) = frontend_findings(plant);
+        assert!(refs.is_empty());
+        assert_eq!(unresolved.len(), 1, "{unresolved:?}");
+    }
+}
+
+#[test]
+fn jdbc_and_other_nested_scheme_urls_are_read() {
+    for value in [
+        "jdbc:postgresql://db:5432/app",
+        "jdbc:postgresql://db.shop.svc.cluster.local:5432/app?ssl=true",
+        "jdbc:mysql:loadbalance://db:5432/app",
+        "jdbc:oracle:thin:@//db:5432/XE",
+        "jdbc:oracle:thin:@db:5432:XE",
+    ] {
+        let (refs, unresolved) = frontend_findings(env(&[("SPRING_DATASOURCE_URL", value)]));
+        assert_eq!(refs, [to("db", &["TCP/5432"])], "{value}");
+        assert!(unresolved.is_empty(), "{value}: {unresolved:?}");
+    }
+}
+
+#[test]
+fn host_variables_without_a_port_reach_every_port_of_the_service() {
+    for var in ["PGHOST", "DBHOST", "DB_HOST", "MYSQLHOST"] {
+        let (refs, unresolved) = frontend_findings(env(&[(var, "db")]));
+        assert_eq!(refs, [to("db", &["TCP/5432", "TCP/5440"])], "{var}");
+        assert!(unresolved.is_empty(), "{var}: {unresolved:?}");
+    }
+    // libpq's PGHOST + PGPORT are joined like DB_HOST + DB_PORT.
+    let (refs, _) = frontend_findings(env(&[("PGHOST", "db"), ("PGPORT", "5440")]));
+    assert_eq!(refs, [to("db", &["TCP/5440"])]);
+}
+
+#[test]
+fn words_that_are_not_addresses_are_not_references() {
+    // The guestbook frontend's setting, and other variables that merely
+    // mention an address word.
+    for (var, value) in [
+        ("GET_HOSTS_FROM", "dns"),
+        ("HOSTS_FILE_MODE", "db"),
+        ("URL_SCHEME", "https"),
+        ("ADDRESS_FAMILY", "ipv4"),
+    ] {
+        let (refs, unresolved) = frontend_findings(env(&[(var, value)]));
+        assert!(refs.is_empty(), "{var}={value}: {refs:?}");
+        assert!(unresolved.is_empty(), "{var}={value}: {unresolved:?}");
+    }
+}
+
+#[test]
+fn every_host_of_a_url_is_a_reference_and_its_query_is_not() {
+    let (refs, unresolved) = frontend_findings(env(&[(
+        "MONGO_URL",
+        "mongodb://u:p@mongo-a:27017,mongo-b:27017/x?replicaSet=rs0&w=majority",
+    )]));
+    assert_eq!(
+        refs,
+        [to("mongo-a", &["TCP/27017"]), to("mongo-b", &["TCP/27017"])]
+    );
+    assert!(unresolved.is_empty(), "{unresolved:?}");
+    // Query values after commas are not hosts either.
+    let (refs, unresolved) = frontend_findings(env(&[(
+        "MONGO_URL",
+        "mongodb://mongo-a:27017/x?readPreferenceTags=dc:ny,rack:1",
+    )]));
+    assert_eq!(refs, [to("mongo-a", &["TCP/27017"])]);
+    assert!(unresolved.is_empty(), "{unresolved:?}");
+    // A list of URLs is still a list.
+    let (refs, _) = frontend_findings(env(&[(
+        "BACKENDS",
+        "http://mongo-a:27017/a,http://mongo-b:27017/b",
+    )]));
+    assert_eq!(
+        refs,
+        [to("mongo-a", &["TCP/27017"]), to("mongo-b", &["TCP/27017"])]
+    );
+}
