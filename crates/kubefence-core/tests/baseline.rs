@@ -716,9 +716,7 @@ type Findings = (Vec<(String, Vec<String>)>, Vec<(String, String)>);
 
 /// What the frontend references, as (destination, ports), and the
 /// unresolved values, once `plant` has changed its first container.
-fn frontend_findings(
-    plant: impl Fn(&mut Container),
-) -> Findings {
+fn frontend_findings(plant: impl Fn(&mut Container)) -> Findings {
     let mut c = shop_with_databases();
     c.workloads[0].containers[0].env.clear();
     plant(&mut c.workloads[0].containers[0]);
@@ -895,4 +893,197 @@ fn every_host_of_a_url_is_a_reference_and_its_query_is_not() {
         refs,
         [to("mongo-a", &["TCP/27017"]), to("mongo-b", &["TCP/27017"])]
     );
+}
+
+/// The guestbook's redis: leader and follower both select `app: redis`;
+/// their pods differ by `role`. The follower replicates from the leader
+/// (`redis-server --replicaof redis-leader 6379`); nothing else refers to
+/// either. `leader_kind` is ReplicaSet or Deployment.
+fn guestbook(leader_kind: WorkloadKind) -> Cluster {
+    let redis = |name: &str, role: &str| {
+        let mut w = deployment("gb", name, container(&[], &[("redis", 6379)]));
+        w.selector = LabelSelector::from_labels(labels(&[("app", "redis")]));
+        w.pod_labels = labels(&[
+            ("app", "redis"),
+            ("role", role),
+            ("tier", "backend"),
+            ("pod-template-hash", "5d8f7c9b4"),
+        ]);
+        w
+    };
+    let mut leader = redis("redis-leader", "leader");
+    leader.kind = leader_kind;
+    let mut follower = redis("redis-follower", "follower");
+    follower.containers[0].command = vec!["redis-server".into()];
+    follower.containers[0].args = vec!["--replicaof".into(), "redis-leader".into(), "6379".into()];
+    let frontend = deployment(
+        "gb",
+        "frontend",
+        container(&[("GET_HOSTS_FROM", "dns")], &[("http", 80)]),
+    );
+    let redis_service = |name: &str, role: &str| Service {
+        selector: Some(labels(&[
+            ("app", "redis"),
+            ("role", role),
+            ("tier", "backend"),
+        ])),
+        ..service("gb", name, "redis", 6379, TargetPort::Number(6379))
+    };
+    let mut c = shop();
+    c.workloads = vec![leader, follower, frontend, c.workloads[4].clone()];
+    c.services = vec![
+        redis_service("redis-leader", "leader"),
+        redis_service("redis-follower", "follower"),
+        service("gb", "frontend", "frontend", 80, TargetPort::Number(80)),
+    ];
+    c.namespaces.insert("gb".into(), Namespace::implicit("gb"));
+    c
+}
+
+#[test]
+fn workloads_whose_selectors_overlap_are_told_apart_by_their_pod_labels() {
+    for leader_kind in [WorkloadKind::ReplicaSet, WorkloadKind::Deployment] {
+        let c = guestbook(leader_kind);
+        let b = build(&c, &BaselineConfig::default(), &Scope::default()).unwrap();
+        assert!(b.report.indistinguishable.is_empty(), "{:?}", b.report);
+        assert!(b.report.unresolved.is_empty(), "{:?}", b.report.unresolved);
+        let refs: Vec<(&str, &str, &[String])> = b
+            .report
+            .references
+            .iter()
+            .map(|r| (r.from.as_str(), r.to.as_str(), r.ports.as_slice()))
+            .collect();
+        let leader_id = format!("gb/{leader_kind}/redis-leader");
+        assert_eq!(
+            refs,
+            [(
+                "gb/Deployment/redis-follower",
+                leader_id.as_str(),
+                &["TCP/6379".to_string()][..]
+            )]
+        );
+        // The policies select by role, not by the shared `app: redis`.
+        let leader_policy = b.policies.iter().find(|p| p.workload == leader_id).unwrap();
+        assert_eq!(
+            leader_policy.policy.pod_selector.to_string(),
+            "app=redis,role=leader"
+        );
+        assert!(
+            leader_policy.annotations["kubefence.dev/selector"]
+                .contains("also matches the pods of gb/Deployment/redis-follower"),
+            "{:?}",
+            leader_policy.annotations
+        );
+
+        let e = enforced(&c);
+        let tcp = Protocol::Tcp;
+        assert!(allowed(
+            &e,
+            "gb/redis-follower",
+            "gb/redis-leader",
+            tcp,
+            6379
+        ));
+        for port in [6380, 22, 16379] {
+            assert!(
+                !allowed(&e, "gb/redis-follower", "gb/redis-leader", tcp, port),
+                "{port}"
+            );
+        }
+        for port in [6379, 22] {
+            assert!(
+                !allowed(&e, "gb/redis-leader", "gb/redis-follower", tcp, port),
+                "leader -> follower {port}: no reference"
+            );
+        }
+        for redis in ["gb/redis-leader", "gb/redis-follower"] {
+            assert!(!allowed(&e, "gb/frontend", redis, tcp, 6379), "{redis}");
+            assert!(
+                allowed(&e, redis, "kube-system/coredns", Protocol::Udp, 53),
+                "{redis} DNS"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_workload_with_fewer_labels_is_told_apart_by_what_it_lacks() {
+    let mut c = guestbook(WorkloadKind::Deployment);
+    // The leader's pods carry only `app: redis`.
+    c.workloads[0].pod_labels = labels(&[("app", "redis")]);
+    c.services[0].selector = Some(labels(&[("app", "redis")]));
+    c.services[0].name = "redis-leader".into();
+    let b = build(&c, &BaselineConfig::default(), &Scope::default()).unwrap();
+    let leader = b
+        .policies
+        .iter()
+        .find(|p| p.workload == "gb/Deployment/redis-leader")
+        .unwrap();
+    assert_eq!(
+        leader.policy.pod_selector.to_string(),
+        "app=redis,!role,!tier"
+    );
+    let e = enforced(&c);
+    assert!(allowed(
+        &e,
+        "gb/redis-follower",
+        "gb/redis-leader",
+        Protocol::Tcp,
+        6379
+    ));
+    assert!(!allowed(
+        &e,
+        "gb/redis-leader",
+        "gb/redis-follower",
+        Protocol::Tcp,
+        6379
+    ));
+}
+
+#[test]
+fn workloads_no_label_tells_apart_are_reported_not_silently_widened() {
+    let mut c = guestbook(WorkloadKind::Deployment);
+    // The follower's pods now look exactly like the leader's.
+    c.workloads[1].pod_labels = c.workloads[0].pod_labels.clone();
+    let b = build(&c, &BaselineConfig::default(), &Scope::default()).unwrap();
+    let found: Vec<(&str, &[String])> = b
+        .report
+        .indistinguishable
+        .iter()
+        .map(|d| (d.workload.as_str(), d.also_selects.as_slice()))
+        .collect();
+    assert_eq!(
+        found,
+        [
+            (
+                "gb/Deployment/redis-follower",
+                &["gb/Deployment/redis-leader".to_string()][..]
+            ),
+            (
+                "gb/Deployment/redis-leader",
+                &["gb/Deployment/redis-follower".to_string()][..]
+            ),
+        ]
+    );
+    let text = b.report.to_text();
+    assert!(text.contains("indistinguishable (2):"), "{text}");
+    let follower = b
+        .policies
+        .iter()
+        .find(|p| p.workload == "gb/Deployment/redis-follower")
+        .unwrap();
+    assert!(
+        follower.annotations["kubefence.dev/selector"].contains("no label of the pod template"),
+        "{:?}",
+        follower.annotations
+    );
+    assert!(
+        follower.annotations["kubefence.dev/rules"].contains("no label tells them apart"),
+        "{:?}",
+        follower.annotations
+    );
+    // Still never wider than the pods' own labels say.
+    for p in &b.policies {
+        assert!(!p.policy.pod_selector.is_empty());
+    }
 }

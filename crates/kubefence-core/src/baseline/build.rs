@@ -13,8 +13,9 @@ use crate::selector::{LabelSelector, Labels};
 
 use super::config::{BaselineConfig, ConfigError, Resolved};
 use super::references::{Lookup, Target, candidates, counts, resolve};
-use super::report::{External, Problem, Reference, Report, Unresolved};
-use super::{OPT_OUT_ANNOTATION, OPT_OUT_VALUE, RULES_ANNOTATION};
+use super::report::{External, Indistinguishable, Problem, Reference, Report, Unresolved};
+use super::separate::{Selection, separate};
+use super::{OPT_OUT_ANNOTATION, OPT_OUT_VALUE, RULES_ANNOTATION, SELECTOR_ANNOTATION};
 
 /// Which namespaces get policies.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -149,6 +150,7 @@ pub fn build(
         .collect();
 
     let mut needs: Vec<Needs> = workloads.iter().map(|_| Needs::default()).collect();
+    let selections = separate(workloads);
 
     // References between workloads. Those from out-of-scope workloads still
     // open the destination's ingress, so the pair keeps working.
@@ -343,10 +345,23 @@ pub fn build(
             });
             continue;
         }
+        let selection = &selections[wi];
+        if !selection.still_matched.is_empty() {
+            report.indistinguishable.push(Indistinguishable {
+                workload: w.id(),
+                selector: selection.selector.to_string(),
+                also_selects: selection
+                    .still_matched
+                    .iter()
+                    .map(|&o| workloads[o].id())
+                    .collect(),
+            });
+        }
         policies.push(policy_for(
             cluster,
             wi,
             &needs[wi],
+            &selections,
             &resolved,
             cfg,
             &mut report,
@@ -426,8 +441,9 @@ fn port_specs(conns: &ConnSet) -> Vec<PortSpec> {
     specs
 }
 
-/// A peer naming workload `peer`'s pods, seen from `namespace`.
-fn workload_peer(peer: &Workload, namespace: &str) -> Peer {
+/// A peer naming workload `peer`'s pods (with `selector`), seen from
+/// `namespace`.
+fn workload_peer(peer: &Workload, selector: &LabelSelector, namespace: &str) -> Peer {
     Peer::Pods {
         namespace_selector: (peer.namespace != namespace).then(|| {
             LabelSelector::from_labels(Labels::from([(
@@ -435,7 +451,7 @@ fn workload_peer(peer: &Workload, namespace: &str) -> Peer {
                 peer.namespace.clone(),
             )]))
         }),
-        pod_selector: Some(peer.selector.clone()),
+        pod_selector: Some(selector.clone()),
     }
 }
 
@@ -443,16 +459,18 @@ fn policy_for(
     cluster: &Cluster,
     wi: usize,
     needs: &Needs,
+    selections: &[Selection],
     resolved: &Resolved,
     cfg: &BaselineConfig,
     report: &mut Report,
 ) -> GeneratedPolicy {
     let w = &cluster.workloads[wi];
+    let selector = &selections[wi].selector;
     let mut egress: Vec<(Rule, String)> = Vec::new();
     let mut ingress: Vec<(Rule, String)> = Vec::new();
     let own_pods = Peer::Pods {
         namespace_selector: None,
-        pod_selector: Some(w.selector.clone()),
+        pod_selector: Some(selector.clone()),
     };
 
     let dns_ports = resolved
@@ -490,12 +508,12 @@ fn policy_for(
                       out: &mut Vec<(Rule, String)>,
                       report: &mut Report| {
         // Sorted by the peer's id, so the order does not depend on input order.
-        let mut entries: Vec<(&Workload, &(ConnSet, Reasons))> = map
-            .iter()
-            .map(|(&i, v)| (&cluster.workloads[i], v))
-            .collect();
-        entries.sort_by_key(|(peer, _)| peer.id());
-        for (peer, (conns, reasons)) in entries {
+        let mut entries: Vec<(usize, &(ConnSet, Reasons))> =
+            map.iter().map(|(&i, v)| (i, v)).collect();
+        entries.sort_by_key(|(i, _)| cluster.workloads[*i].id());
+        for (pi, (conns, reasons)) in entries {
+            let peer = &cluster.workloads[pi];
+            let peer_selection = &selections[pi];
             if peer.selector.is_empty() {
                 report.errors.push(Problem {
                     workload: w.id(),
@@ -507,12 +525,25 @@ fn policy_for(
                 });
                 continue;
             }
+            let mut why = reasons.iter().cloned().collect::<Vec<_>>().join("; ");
+            if !peer_selection.still_matched.is_empty() {
+                why.push_str(&format!(
+                    " [the selector of {} also matches the pods of {}: no label tells them apart]",
+                    peer.id(),
+                    peer_selection
+                        .still_matched
+                        .iter()
+                        .map(|&o| cluster.workloads[o].id())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
             out.push((
                 Rule {
-                    peers: vec![workload_peer(peer, &w.namespace)],
+                    peers: vec![workload_peer(peer, &peer_selection.selector, &w.namespace)],
                     ports: port_specs(conns),
                 },
-                reasons.iter().cloned().collect::<Vec<_>>().join("; "),
+                why,
             ));
         }
     };
@@ -582,7 +613,10 @@ fn policy_for(
     if w.name.len() <= naming::MAX_NAME_LEN {
         labels.insert(naming::TARGET_NAME_LABEL.into(), w.name.clone());
     }
-    let annotations = Labels::from([(RULES_ANNOTATION.to_string(), rules_note.join("\n"))]);
+    let mut annotations = Labels::from([(RULES_ANNOTATION.to_string(), rules_note.join("\n"))]);
+    if let Some(note) = selections[wi].note(&cluster.workloads, &w.selector) {
+        annotations.insert(SELECTOR_ANNOTATION.to_string(), note);
+    }
     GeneratedPolicy {
         workload: w.id(),
         owner: OwnerRef {
@@ -593,7 +627,7 @@ fn policy_for(
         policy: NetworkPolicy {
             namespace: w.namespace.clone(),
             name,
-            pod_selector: w.selector.clone(),
+            pod_selector: selector.clone(),
             policy_types: PolicyTypes {
                 ingress: true,
                 egress: true,
