@@ -506,6 +506,7 @@ fn ingress_routed_and_exposed_workloads_accept_their_sources_only_on_routed_port
     c.ingresses.push(Ingress {
         namespace: "shop".into(),
         name: "front".into(),
+        class: None,
         backends: vec![IngressBackend {
             service: "frontend".into(),
             port: ServicePortRef::Name("main".into()),
@@ -1086,4 +1087,134 @@ fn workloads_no_label_tells_apart_are_reported_not_silently_widened() {
     for p in &b.policies {
         assert!(!p.policy.pod_selector.is_empty());
     }
+}
+
+/// shop() with the frontend behind an Ingress of `class`, and two
+/// controllers: ingress-nginx and traefik (each in its own namespace).
+fn shop_behind_an_ingress(class: Option<&str>) -> Cluster {
+    let mut c = shop();
+    c.ingresses.push(Ingress {
+        namespace: "shop".into(),
+        name: "front".into(),
+        class: class.map(String::from),
+        backends: vec![IngressBackend {
+            service: "frontend".into(),
+            port: ServicePortRef::Number(80),
+        }],
+    });
+    c.services.push(service(
+        "shop",
+        "frontend",
+        "frontend",
+        80,
+        TargetPort::Name("http".into()),
+    ));
+    for (ns, key, value) in [
+        ("ingress-nginx", "app.kubernetes.io/name", "ingress-nginx"),
+        ("traefik", "app.kubernetes.io/name", "traefik"),
+    ] {
+        c.namespaces.insert(ns.into(), Namespace::implicit(ns));
+        let mut controller = deployment(ns, "controller", container(&[], &[]));
+        controller.pod_labels.insert(key.into(), value.into());
+        c.workloads.push(controller);
+    }
+    c
+}
+
+/// The default config plus traefik, serving IngressClass `traefik`.
+fn config_with_traefik() -> BaselineConfig {
+    let mut cfg = BaselineConfig::default();
+    cfg.ingress_controllers
+        .push(kubefence_core::baseline::IngressControllerConfig {
+            namespace_selector: kubefence_core::baseline::SelectorConfig::labels(&[(
+                "kubernetes.io/metadata.name",
+                "traefik",
+            )]),
+            pod_selector: kubefence_core::baseline::SelectorConfig::labels(&[(
+                "app.kubernetes.io/name",
+                "traefik",
+            )]),
+            class_name: Some("traefik".into()),
+        });
+    cfg
+}
+
+fn enforced_with(c: &Cluster, cfg: &BaselineConfig) -> Cluster {
+    let b = build(c, cfg, &Scope::default()).unwrap();
+    let mut out = c.clone();
+    out.policies
+        .extend(b.policies.into_iter().map(|g| g.policy));
+    out
+}
+
+#[test]
+fn an_ingress_with_a_class_is_opened_only_to_that_class_controller() {
+    let cfg = config_with_traefik();
+    let reaches = |c: &Cluster, controller: &str| {
+        allowed(c, controller, "shop/frontend", Protocol::Tcp, 8080)
+    };
+    // (class, nginx reaches, traefik reaches)
+    for (class, nginx, traefik) in [
+        (Some("traefik"), false, true),
+        (Some("nginx"), true, false),
+        // No class: the entries without className (ingress-nginx's, by
+        // default), as before classes were read.
+        (None, true, false),
+    ] {
+        let c = shop_behind_an_ingress(class);
+        let b = build(&c, &cfg, &Scope::default()).unwrap();
+        assert!(b.report.unknown_ingress_classes.is_empty(), "{class:?}");
+        let e = enforced_with(&c, &cfg);
+        assert_eq!(reaches(&e, "ingress-nginx/controller"), nginx, "{class:?}");
+        assert_eq!(reaches(&e, "traefik/controller"), traefik, "{class:?}");
+    }
+}
+
+#[test]
+fn an_ingress_of_an_unknown_class_is_reported_and_opens_nothing() {
+    let c = shop_behind_an_ingress(Some("haproxy"));
+    let cfg = config_with_traefik();
+    let b = build(&c, &cfg, &Scope::default()).unwrap();
+    let unknown: Vec<(&str, Option<&str>, &[String])> = b
+        .report
+        .unknown_ingress_classes
+        .iter()
+        .map(|u| {
+            (
+                u.ingress.as_str(),
+                u.class.as_deref(),
+                u.workloads.as_slice(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        unknown,
+        [(
+            "shop/front",
+            Some("haproxy"),
+            &["shop/Deployment/frontend".to_string()][..]
+        )]
+    );
+    assert!(
+        b.report
+            .to_text()
+            .contains("Ingress shop/front (class \"haproxy\")"),
+        "{}",
+        b.report.to_text()
+    );
+    let e = enforced_with(&c, &cfg);
+    for controller in ["ingress-nginx/controller", "traefik/controller"] {
+        assert!(
+            !allowed(&e, controller, "shop/frontend", Protocol::Tcp, 8080),
+            "{controller}"
+        );
+    }
+    // An Ingress without a class, when every controller names its class:
+    // reported too.
+    let c = shop_behind_an_ingress(None);
+    let mut cfg = config_with_traefik();
+    cfg.ingress_controllers.retain(|e| e.class_name.is_some());
+    let b = build(&c, &cfg, &Scope::default()).unwrap();
+    assert_eq!(b.report.unknown_ingress_classes.len(), 1);
+    assert_eq!(b.report.unknown_ingress_classes[0].class, None);
 }

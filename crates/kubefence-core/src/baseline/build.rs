@@ -13,7 +13,9 @@ use crate::selector::{LabelSelector, Labels};
 
 use super::config::{BaselineConfig, ConfigError, Resolved};
 use super::references::{Lookup, Target, candidates, counts, resolve};
-use super::report::{External, Indistinguishable, Problem, Reference, Report, Unresolved};
+use super::report::{
+    External, Indistinguishable, Problem, Reference, Report, UnknownIngressClass, Unresolved,
+};
 use super::separate::{Selection, separate};
 use super::{OPT_OUT_ANNOTATION, OPT_OUT_VALUE, RULES_ANNOTATION, SELECTOR_ANNOTATION};
 
@@ -73,7 +75,9 @@ struct Needs {
     egress: BTreeMap<usize, (ConnSet, Reasons)>,
     /// Source workload index → ports and reasons.
     ingress: BTreeMap<usize, (ConnSet, Reasons)>,
-    ingress_controller: Option<(ConnSet, Reasons)>,
+    /// Ingress controller entry (the first of those with the same
+    /// selectors) → routed ports and reasons.
+    ingress_controllers: BTreeMap<usize, (ConnSet, Reasons)>,
     outside: Option<(ConnSet, Reasons)>,
 }
 
@@ -254,8 +258,29 @@ pub fn build(
         }
     }
 
-    // Workloads behind an Ingress: the controller may reach the routed ports.
+    // Workloads behind an Ingress: the controllers of its class may reach
+    // the routed ports. Entries with the same selectors share one rule.
+    let canonical: Vec<usize> = resolved
+        .ingress_controllers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            resolved
+                .ingress_controllers
+                .iter()
+                .position(|d| d.namespaces == c.namespaces && d.pods == c.pods)
+                .unwrap_or(i)
+        })
+        .collect();
     for ingress in &cluster.ingresses {
+        let serving: BTreeSet<usize> = resolved
+            .ingress_controllers
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.class_name == ingress.class)
+            .map(|(i, _)| canonical[i])
+            .collect();
+        let mut routed_to = BTreeSet::new();
         for backend in &ingress.backends {
             let Some(service) = cluster
                 .services
@@ -270,38 +295,58 @@ pub fn build(
             });
             let ports: Vec<_> = ports.collect();
             for bi in targets_of(service) {
+                routed_to.insert(bi);
                 let conns = target_ports(&workloads[bi], ports.iter().copied());
                 let reason = format!(
                     "ingress controller via Ingress {}/{} to Service {}",
                     ingress.namespace, ingress.name, service.name
                 );
-                add(
-                    needs[bi].ingress_controller.get_or_insert_default(),
-                    &conns,
-                    reason,
-                );
+                for &entry in &serving {
+                    add(
+                        needs[bi].ingress_controllers.entry(entry).or_default(),
+                        &conns,
+                        reason.clone(),
+                    );
+                }
             }
+        }
+        // A class no controller serves is said, never silently dropped:
+        // nothing is opened for it (which controller runs it is unknown).
+        if serving.is_empty() && routed_to.iter().any(|&bi| in_scope[bi]) {
+            report.unknown_ingress_classes.push(UnknownIngressClass {
+                ingress: format!("{}/{}", ingress.namespace, ingress.name),
+                class: ingress.class.clone(),
+                workloads: routed_to.iter().map(|&bi| workloads[bi].id()).collect(),
+            });
         }
     }
 
     // The ingress controllers' own egress to what they route to, so the pair
     // keeps working when the controller's namespace is baselined too.
-    let routed: Vec<(usize, ConnSet)> = needs
-        .iter()
-        .enumerate()
-        .filter_map(|(bi, n)| n.ingress_controller.as_ref().map(|(c, _)| (bi, c.clone())))
-        .filter(|(_, c)| !c.is_empty())
-        .collect();
-    if !routed.is_empty() {
+    for (entry, controller_cfg) in resolved.ingress_controllers.iter().enumerate() {
+        if canonical[entry] != entry {
+            continue;
+        }
+        let routed: Vec<(usize, ConnSet)> = needs
+            .iter()
+            .enumerate()
+            .filter_map(|(bi, n)| {
+                n.ingress_controllers
+                    .get(&entry)
+                    .map(|(c, _)| (bi, c.clone()))
+            })
+            .filter(|(_, c)| !c.is_empty())
+            .collect();
+        if routed.is_empty() {
+            continue;
+        }
         for (ci, controller) in workloads.iter().enumerate() {
             let ns_labels = cluster
                 .namespace_labels(&controller.namespace)
                 .cloned()
                 .unwrap_or_default();
-            let is_controller = resolved
-                .ingress_controllers
-                .iter()
-                .any(|(ns, pods)| ns.matches(&ns_labels) && pods.matches(&controller.pod_labels));
+            let is_controller = controller_cfg.namespaces.matches(&ns_labels)
+                && controller_cfg.pods.matches(&controller.pod_labels);
             if !is_controller {
                 continue;
             }
@@ -549,20 +594,17 @@ fn policy_for(
     };
     peer_rules(&needs.egress, &mut egress, report);
 
-    if let Some((conns, reasons)) = &needs.ingress_controller
-        && !conns.is_empty()
-    {
-        let peers = resolved
-            .ingress_controllers
-            .iter()
-            .map(|(ns, pods)| Peer::Pods {
-                namespace_selector: Some(ns.clone()),
-                pod_selector: (!pods.is_empty()).then(|| pods.clone()),
-            })
-            .collect();
+    for (&entry, (conns, reasons)) in &needs.ingress_controllers {
+        if conns.is_empty() {
+            continue;
+        }
+        let controller = &resolved.ingress_controllers[entry];
         ingress.push((
             Rule {
-                peers,
+                peers: vec![Peer::Pods {
+                    namespace_selector: Some(controller.namespaces.clone()),
+                    pod_selector: (!controller.pods.is_empty()).then(|| controller.pods.clone()),
+                }],
                 ports: port_specs(conns),
             },
             reasons.iter().cloned().collect::<Vec<_>>().join("; "),

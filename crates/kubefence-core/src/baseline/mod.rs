@@ -25,8 +25,8 @@ mod separate;
 pub use address::{Address, addresses};
 pub use build::{Baseline, GeneratedPolicy, OwnerRef, Scope, build};
 pub use config::{
-    BaselineConfig, ConfigError, DnsConfig, ExpressionConfig, PeerConfig, PortConfig,
-    ProtocolConfig, SelectorConfig,
+    BaselineConfig, ConfigError, DnsConfig, ExpressionConfig, IngressControllerConfig, PeerConfig,
+    PortConfig, ProtocolConfig, SelectorConfig,
 };
 pub use report::{
     External, Indistinguishable, Problem, Reference, Report, UnknownIngressClass, Unresolved,
