@@ -789,6 +789,9 @@ fn ordinary_words_in_arguments_are_not_references() {
         &["--mode=fast"],
         // A flag followed by another flag.
         &["--verbose", "--cart_svc"],
+        // The words of a script are no flag's value (Online Boutique's
+        // loadgenerator init container: `sh -exc "... reach frontend ..."`).
+        &["-exc", "echo could not reach cartservice - retrying"],
     ] {
         let (refs, unresolved) = frontend_findings(args(words));
         assert!(refs.is_empty(), "{words:?}: {refs:?}");

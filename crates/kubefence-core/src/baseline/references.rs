@@ -205,12 +205,15 @@ pub(crate) fn candidates(lookup: &Lookup<'_>, workload: &Workload) -> Vec<Candid
             .collect();
         let mut previous_flag: Option<&str> = None;
         for (field, word) in &argv {
+            // Only a whole argument is a flag's value: the words of a
+            // script after `sh -c` are not.
+            let one_word = !word.trim().contains(char::is_whitespace);
             for (key, address) in keyed_addresses(word) {
                 // `--db-host=mysql`: the flag names the value; `--db-host
                 // mysql`: the flag before it does.
                 let (name, flag_value) = match previous_flag {
-                    Some(flag) if key.is_empty() => (flag, true),
-                    _ => (key.as_str(), key.starts_with('-')),
+                    Some(flag) if key.is_empty() => (flag, one_word),
+                    _ => (key.as_str(), one_word && key.starts_with('-')),
                 };
                 out.push(Candidate {
                     value: word.to_string(),
