@@ -338,4 +338,53 @@ mod tests {
         );
         assert!(addresses("host:notaport").is_empty());
     }
+
+    fn hosts(value: &str) -> Vec<(String, Option<u16>)> {
+        addresses(value)
+            .into_iter()
+            .map(|a| (a.host, a.port))
+            .collect()
+    }
+
+    #[test]
+    fn nested_schemes_and_hosts_of_one_url() {
+        let db = vec![("db".to_string(), Some(5432))];
+        for value in [
+            "jdbc:postgresql://db:5432/app",
+            "jdbc:mysql:loadbalance://db:5432/app",
+            "jdbc:oracle:thin:@//db:5432/XE",
+            "jdbc:oracle:thin:@db:5432:XE",
+            "--url=jdbc:postgresql://db:5432/app?ssl=true&x=a,b",
+        ] {
+            assert_eq!(hosts(value), db, "{value}");
+        }
+        assert_eq!(
+            hosts("mongodb://u:p@a:1,b:2,c/x?replicaSet=rs0,tags=d:3"),
+            [
+                ("a".to_string(), Some(1)),
+                ("b".to_string(), Some(2)),
+                ("c".to_string(), None)
+            ]
+        );
+        // A list of URLs, and a list after a URL without a query.
+        assert_eq!(
+            hosts("http://a:1/p,http://b:2/q?x=1,2 c:3"),
+            [
+                ("a".to_string(), Some(1)),
+                ("b".to_string(), Some(2)),
+                ("c".to_string(), Some(3))
+            ]
+        );
+        assert_eq!(
+            hosts("http://a:1/p,b:2"),
+            [("a".to_string(), Some(1)), ("b".to_string(), Some(2))]
+        );
+        // Not a DNS name, but written as an address: kept for the report.
+        assert_eq!(
+            hosts("no_such_svc:4040"),
+            [("no_such_svc".to_string(), Some(4040))]
+        );
+        assert!(hosts("no_such_svc").is_empty());
+        assert!(hosts("jdbc:postgresql:app").is_empty());
+    }
 }
