@@ -220,8 +220,14 @@ pub struct IngressBackend {
 pub struct Ingress {
     pub namespace: String,
     pub name: String,
+    /// `spec.ingressClassName`, else the legacy `kubernetes.io/ingress.class`
+    /// annotation; `None` when neither is set (the cluster's default class).
+    pub class: Option<String>,
     pub backends: Vec<IngressBackend>,
 }
+
+/// The legacy annotation that names an Ingress's class.
+pub const INGRESS_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConfigMap {

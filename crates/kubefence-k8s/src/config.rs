@@ -69,6 +69,31 @@ protectedNamespaces: [kube-system, ops]
     }
 
     #[test]
+    fn ingress_controllers_may_name_the_class_they_serve() {
+        let text = "\
+ingressControllers:
+  - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: traefik}}
+    podSelector: {matchLabels: {app.kubernetes.io/name: traefik}}
+    className: traefik
+  - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}
+";
+        let cfg = parse_baseline_config(text, "c.yaml").unwrap();
+        let classes: Vec<Option<&str>> = cfg
+            .ingress_controllers
+            .iter()
+            .map(|c| c.class_name.as_deref())
+            .collect();
+        assert_eq!(classes, [Some("traefik"), None]);
+        // A misspelt key is an error, not an entry serving every class.
+        let err = parse_baseline_config(
+            "ingressControllers:\n  - namespaceSelector: {}\n    classname: traefik\n",
+            "c.yaml",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("classname"), "{err}");
+    }
+
+    #[test]
     fn a_typo_is_an_error_naming_the_file() {
         let err = parse_baseline_config("clusterDomian: x\n", "c.yaml").unwrap_err();
         let text = err.to_string();

@@ -186,6 +186,7 @@ pub fn plan_document(plan: &Plan, dry_run: bool) -> Value {
         "dryRun": dry_run,
         "policy": format!("{}/{}", api.kind, plan.policy_name),
         "selector": json_selector(plan),
+        "alsoSelects": plan.also_selects,
         "effective": plan.effective(),
         "remainingPaths": plan.remaining_paths.iter().map(|p| json!({
             "direction": p.direction.to_string(),

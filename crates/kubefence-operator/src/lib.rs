@@ -201,22 +201,26 @@ mod tests {
         assert_eq!(name, STORES);
         assert!(outcome.is_ok());
     }
-    use kubefence_core::baseline::{ExpressionConfig, PeerConfig, SelectorConfig};
+    use kubefence_core::baseline::{ExpressionConfig, IngressControllerConfig, SelectorConfig};
 
     #[tokio::test]
     async fn a_bad_config_fails_before_any_api_call() {
         let mut config = OperatorConfig::default();
-        config.baseline.ingress_controllers.push(PeerConfig {
-            namespace_selector: SelectorConfig {
-                match_labels: Default::default(),
-                match_expressions: vec![ExpressionConfig {
-                    key: "a".into(),
-                    operator: "Near".into(),
-                    values: vec![],
-                }],
-            },
-            pod_selector: SelectorConfig::default(),
-        });
+        config
+            .baseline
+            .ingress_controllers
+            .push(IngressControllerConfig {
+                namespace_selector: SelectorConfig {
+                    match_labels: Default::default(),
+                    match_expressions: vec![ExpressionConfig {
+                        key: "a".into(),
+                        operator: "Near".into(),
+                        values: vec![],
+                    }],
+                },
+                pod_selector: SelectorConfig::default(),
+                class_name: None,
+            });
         // No kubeconfig is needed to fail: the config is checked first.
         let err = run(config, std::future::pending()).await.unwrap_err();
         assert!(matches!(err, Error::Config(_)), "{err}");

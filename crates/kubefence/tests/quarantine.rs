@@ -394,3 +394,50 @@ fn the_text_plan_says_what_stays_open() {
         "{stdout}"
     );
 }
+
+#[test]
+fn the_plan_names_other_workloads_the_selector_matches() {
+    // The guestbook's redis leader selects app=redis, which the follower's
+    // pods carry too: quarantining the leader isolates the follower as well.
+    let guestbook = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/guestbook/guestbook.yaml")
+        .display()
+        .to_string();
+    let base = [
+        "quarantine",
+        "deploy/redis-leader",
+        "--offline",
+        "-f",
+        guestbook.as_str(),
+        "--reason",
+        "x",
+    ];
+    let (code, stdout, stderr) = kubefence(&base);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains(
+            "also:      the selector matches the pods of default/Deployment/redis-follower too"
+        ),
+        "{stdout}"
+    );
+    let (_, stdout, _) = kubefence(&[&base[..], &["-o", "yaml"]].concat());
+    let plan: Value = serde_saphyr::from_str(&stdout).unwrap();
+    assert_eq!(
+        plan["alsoSelects"],
+        serde_json::json!(["default/Deployment/redis-follower"])
+    );
+    // The frontend's selector matches only its own pods.
+    let (_, stdout, _) = kubefence(&[
+        "quarantine",
+        "deploy/frontend",
+        "--offline",
+        "-f",
+        guestbook.as_str(),
+        "--reason",
+        "x",
+        "-o",
+        "yaml",
+    ]);
+    let plan: Value = serde_saphyr::from_str(&stdout).unwrap();
+    assert_eq!(plan["alsoSelects"], serde_json::json!([]));
+}

@@ -13,8 +13,11 @@ use crate::selector::{LabelSelector, Labels};
 
 use super::config::{BaselineConfig, ConfigError, Resolved};
 use super::references::{Lookup, Target, candidates, counts, resolve};
-use super::report::{External, Problem, Reference, Report, Unresolved};
-use super::{OPT_OUT_ANNOTATION, OPT_OUT_VALUE, RULES_ANNOTATION};
+use super::report::{
+    External, Indistinguishable, Problem, Reference, Report, UnknownIngressClass, Unresolved,
+};
+use super::separate::{Selection, separate};
+use super::{OPT_OUT_ANNOTATION, OPT_OUT_VALUE, RULES_ANNOTATION, SELECTOR_ANNOTATION};
 
 /// Which namespaces get policies.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -72,7 +75,9 @@ struct Needs {
     egress: BTreeMap<usize, (ConnSet, Reasons)>,
     /// Source workload index → ports and reasons.
     ingress: BTreeMap<usize, (ConnSet, Reasons)>,
-    ingress_controller: Option<(ConnSet, Reasons)>,
+    /// Ingress controller entry (the first of those with the same
+    /// selectors) → routed ports and reasons.
+    ingress_controllers: BTreeMap<usize, (ConnSet, Reasons)>,
     outside: Option<(ConnSet, Reasons)>,
 }
 
@@ -149,6 +154,7 @@ pub fn build(
         .collect();
 
     let mut needs: Vec<Needs> = workloads.iter().map(|_| Needs::default()).collect();
+    let selections = separate(workloads);
 
     // References between workloads. Those from out-of-scope workloads still
     // open the destination's ingress, so the pair keeps working.
@@ -252,8 +258,29 @@ pub fn build(
         }
     }
 
-    // Workloads behind an Ingress: the controller may reach the routed ports.
+    // Workloads behind an Ingress: the controllers of its class may reach
+    // the routed ports. Entries with the same selectors share one rule.
+    let canonical: Vec<usize> = resolved
+        .ingress_controllers
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            resolved
+                .ingress_controllers
+                .iter()
+                .position(|d| d.namespaces == c.namespaces && d.pods == c.pods)
+                .unwrap_or(i)
+        })
+        .collect();
     for ingress in &cluster.ingresses {
+        let serving: BTreeSet<usize> = resolved
+            .ingress_controllers
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.class_name == ingress.class)
+            .map(|(i, _)| canonical[i])
+            .collect();
+        let mut routed_to = BTreeSet::new();
         for backend in &ingress.backends {
             let Some(service) = cluster
                 .services
@@ -268,38 +295,58 @@ pub fn build(
             });
             let ports: Vec<_> = ports.collect();
             for bi in targets_of(service) {
+                routed_to.insert(bi);
                 let conns = target_ports(&workloads[bi], ports.iter().copied());
                 let reason = format!(
                     "ingress controller via Ingress {}/{} to Service {}",
                     ingress.namespace, ingress.name, service.name
                 );
-                add(
-                    needs[bi].ingress_controller.get_or_insert_default(),
-                    &conns,
-                    reason,
-                );
+                for &entry in &serving {
+                    add(
+                        needs[bi].ingress_controllers.entry(entry).or_default(),
+                        &conns,
+                        reason.clone(),
+                    );
+                }
             }
+        }
+        // A class no controller serves is said, never silently dropped:
+        // nothing is opened for it (which controller runs it is unknown).
+        if serving.is_empty() && routed_to.iter().any(|&bi| in_scope[bi]) {
+            report.unknown_ingress_classes.push(UnknownIngressClass {
+                ingress: format!("{}/{}", ingress.namespace, ingress.name),
+                class: ingress.class.clone(),
+                workloads: routed_to.iter().map(|&bi| workloads[bi].id()).collect(),
+            });
         }
     }
 
     // The ingress controllers' own egress to what they route to, so the pair
     // keeps working when the controller's namespace is baselined too.
-    let routed: Vec<(usize, ConnSet)> = needs
-        .iter()
-        .enumerate()
-        .filter_map(|(bi, n)| n.ingress_controller.as_ref().map(|(c, _)| (bi, c.clone())))
-        .filter(|(_, c)| !c.is_empty())
-        .collect();
-    if !routed.is_empty() {
+    for (entry, controller_cfg) in resolved.ingress_controllers.iter().enumerate() {
+        if canonical[entry] != entry {
+            continue;
+        }
+        let routed: Vec<(usize, ConnSet)> = needs
+            .iter()
+            .enumerate()
+            .filter_map(|(bi, n)| {
+                n.ingress_controllers
+                    .get(&entry)
+                    .map(|(c, _)| (bi, c.clone()))
+            })
+            .filter(|(_, c)| !c.is_empty())
+            .collect();
+        if routed.is_empty() {
+            continue;
+        }
         for (ci, controller) in workloads.iter().enumerate() {
             let ns_labels = cluster
                 .namespace_labels(&controller.namespace)
                 .cloned()
                 .unwrap_or_default();
-            let is_controller = resolved
-                .ingress_controllers
-                .iter()
-                .any(|(ns, pods)| ns.matches(&ns_labels) && pods.matches(&controller.pod_labels));
+            let is_controller = controller_cfg.namespaces.matches(&ns_labels)
+                && controller_cfg.pods.matches(&controller.pod_labels);
             if !is_controller {
                 continue;
             }
@@ -343,10 +390,23 @@ pub fn build(
             });
             continue;
         }
+        let selection = &selections[wi];
+        if !selection.still_matched.is_empty() {
+            report.indistinguishable.push(Indistinguishable {
+                workload: w.id(),
+                selector: selection.selector.to_string(),
+                also_selects: selection
+                    .still_matched
+                    .iter()
+                    .map(|&o| workloads[o].id())
+                    .collect(),
+            });
+        }
         policies.push(policy_for(
             cluster,
             wi,
             &needs[wi],
+            &selections,
             &resolved,
             cfg,
             &mut report,
@@ -426,8 +486,9 @@ fn port_specs(conns: &ConnSet) -> Vec<PortSpec> {
     specs
 }
 
-/// A peer naming workload `peer`'s pods, seen from `namespace`.
-fn workload_peer(peer: &Workload, namespace: &str) -> Peer {
+/// A peer naming workload `peer`'s pods (with `selector`), seen from
+/// `namespace`.
+fn workload_peer(peer: &Workload, selector: &LabelSelector, namespace: &str) -> Peer {
     Peer::Pods {
         namespace_selector: (peer.namespace != namespace).then(|| {
             LabelSelector::from_labels(Labels::from([(
@@ -435,7 +496,7 @@ fn workload_peer(peer: &Workload, namespace: &str) -> Peer {
                 peer.namespace.clone(),
             )]))
         }),
-        pod_selector: Some(peer.selector.clone()),
+        pod_selector: Some(selector.clone()),
     }
 }
 
@@ -443,16 +504,18 @@ fn policy_for(
     cluster: &Cluster,
     wi: usize,
     needs: &Needs,
+    selections: &[Selection],
     resolved: &Resolved,
     cfg: &BaselineConfig,
     report: &mut Report,
 ) -> GeneratedPolicy {
     let w = &cluster.workloads[wi];
+    let selector = &selections[wi].selector;
     let mut egress: Vec<(Rule, String)> = Vec::new();
     let mut ingress: Vec<(Rule, String)> = Vec::new();
     let own_pods = Peer::Pods {
         namespace_selector: None,
-        pod_selector: Some(w.selector.clone()),
+        pod_selector: Some(selector.clone()),
     };
 
     let dns_ports = resolved
@@ -490,12 +553,12 @@ fn policy_for(
                       out: &mut Vec<(Rule, String)>,
                       report: &mut Report| {
         // Sorted by the peer's id, so the order does not depend on input order.
-        let mut entries: Vec<(&Workload, &(ConnSet, Reasons))> = map
-            .iter()
-            .map(|(&i, v)| (&cluster.workloads[i], v))
-            .collect();
-        entries.sort_by_key(|(peer, _)| peer.id());
-        for (peer, (conns, reasons)) in entries {
+        let mut entries: Vec<(usize, &(ConnSet, Reasons))> =
+            map.iter().map(|(&i, v)| (i, v)).collect();
+        entries.sort_by_key(|(i, _)| cluster.workloads[*i].id());
+        for (pi, (conns, reasons)) in entries {
+            let peer = &cluster.workloads[pi];
+            let peer_selection = &selections[pi];
             if peer.selector.is_empty() {
                 report.errors.push(Problem {
                     workload: w.id(),
@@ -507,31 +570,41 @@ fn policy_for(
                 });
                 continue;
             }
+            let mut why = reasons.iter().cloned().collect::<Vec<_>>().join("; ");
+            if !peer_selection.still_matched.is_empty() {
+                why.push_str(&format!(
+                    " [the selector of {} also matches the pods of {}: no label tells them apart]",
+                    peer.id(),
+                    peer_selection
+                        .still_matched
+                        .iter()
+                        .map(|&o| cluster.workloads[o].id())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
             out.push((
                 Rule {
-                    peers: vec![workload_peer(peer, &w.namespace)],
+                    peers: vec![workload_peer(peer, &peer_selection.selector, &w.namespace)],
                     ports: port_specs(conns),
                 },
-                reasons.iter().cloned().collect::<Vec<_>>().join("; "),
+                why,
             ));
         }
     };
     peer_rules(&needs.egress, &mut egress, report);
 
-    if let Some((conns, reasons)) = &needs.ingress_controller
-        && !conns.is_empty()
-    {
-        let peers = resolved
-            .ingress_controllers
-            .iter()
-            .map(|(ns, pods)| Peer::Pods {
-                namespace_selector: Some(ns.clone()),
-                pod_selector: (!pods.is_empty()).then(|| pods.clone()),
-            })
-            .collect();
+    for (&entry, (conns, reasons)) in &needs.ingress_controllers {
+        if conns.is_empty() {
+            continue;
+        }
+        let controller = &resolved.ingress_controllers[entry];
         ingress.push((
             Rule {
-                peers,
+                peers: vec![Peer::Pods {
+                    namespace_selector: Some(controller.namespaces.clone()),
+                    pod_selector: (!controller.pods.is_empty()).then(|| controller.pods.clone()),
+                }],
                 ports: port_specs(conns),
             },
             reasons.iter().cloned().collect::<Vec<_>>().join("; "),
@@ -582,7 +655,10 @@ fn policy_for(
     if w.name.len() <= naming::MAX_NAME_LEN {
         labels.insert(naming::TARGET_NAME_LABEL.into(), w.name.clone());
     }
-    let annotations = Labels::from([(RULES_ANNOTATION.to_string(), rules_note.join("\n"))]);
+    let mut annotations = Labels::from([(RULES_ANNOTATION.to_string(), rules_note.join("\n"))]);
+    if let Some(note) = selections[wi].note(&cluster.workloads, &w.selector) {
+        annotations.insert(SELECTOR_ANNOTATION.to_string(), note);
+    }
     GeneratedPolicy {
         workload: w.id(),
         owner: OwnerRef {
@@ -593,7 +669,7 @@ fn policy_for(
         policy: NetworkPolicy {
             namespace: w.namespace.clone(),
             name,
-            pod_selector: w.selector.clone(),
+            pod_selector: selector.clone(),
             policy_types: PolicyTypes {
                 ingress: true,
                 egress: true,

@@ -61,6 +61,20 @@ pub struct PeerConfig {
     pub pod_selector: SelectorConfig,
 }
 
+/// An ingress controller: where its pods run, and which Ingresses it serves.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct IngressControllerConfig {
+    pub namespace_selector: SelectorConfig,
+    #[serde(default)]
+    pub pod_selector: SelectorConfig,
+    /// The IngressClass it serves (an Ingress's `spec.ingressClassName` or
+    /// `kubernetes.io/ingress.class` annotation). Without it, the entry
+    /// serves the Ingresses that name no class.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_name: Option<String>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DnsConfig {
@@ -113,15 +127,46 @@ fn default_dns_ports() -> Vec<PortConfig> {
     ]
 }
 
+/// ingress-nginx (IngressClass `nginx`) and the OpenShift router
+/// (IngressClass `openshift-default`, its namespace carries
+/// `network.openshift.io/policy-group: ingress`), each also serving the
+/// Ingresses without a class (either may be the cluster's default).
+fn default_ingress_controllers() -> Vec<IngressControllerConfig> {
+    let nginx = |class_name: Option<&str>| IngressControllerConfig {
+        namespace_selector: SelectorConfig::labels(&[(
+            crate::model::NAMESPACE_NAME_LABEL,
+            "ingress-nginx",
+        )]),
+        pod_selector: SelectorConfig::labels(&[("app.kubernetes.io/name", "ingress-nginx")]),
+        class_name: class_name.map(String::from),
+    };
+    let openshift = |class_name: Option<&str>| IngressControllerConfig {
+        namespace_selector: SelectorConfig::labels(&[(
+            "network.openshift.io/policy-group",
+            "ingress",
+        )]),
+        pod_selector: SelectorConfig::default(),
+        class_name: class_name.map(String::from),
+    };
+    vec![
+        nginx(Some("nginx")),
+        nginx(None),
+        openshift(Some("openshift-default")),
+        openshift(None),
+    ]
+}
+
 /// Everything the baseline builder can be told.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct BaselineConfig {
     /// The cluster DNS: every workload may query it.
     pub dns: DnsConfig,
-    /// Where ingress controllers run: workloads behind an Ingress accept
-    /// traffic from them on the routed ports.
-    pub ingress_controllers: Vec<PeerConfig>,
+    /// Where ingress controllers run and which class each serves: workloads
+    /// behind an Ingress accept traffic from the controllers of its class
+    /// (those without `className` for an Ingress without a class) on the
+    /// routed ports.
+    pub ingress_controllers: Vec<IngressControllerConfig>,
     /// `cluster.local` unless the cluster says otherwise.
     pub cluster_domain: String,
     /// Sources allowed to reach LoadBalancer, NodePort and externalIP
@@ -144,27 +189,7 @@ impl Default for BaselineConfig {
                 },
                 ports: default_dns_ports(),
             },
-            ingress_controllers: vec![
-                // ingress-nginx
-                PeerConfig {
-                    namespace_selector: SelectorConfig::labels(&[(
-                        crate::model::NAMESPACE_NAME_LABEL,
-                        "ingress-nginx",
-                    )]),
-                    pod_selector: SelectorConfig::labels(&[(
-                        "app.kubernetes.io/name",
-                        "ingress-nginx",
-                    )]),
-                },
-                // The OpenShift router's namespace carries this label.
-                PeerConfig {
-                    namespace_selector: SelectorConfig::labels(&[(
-                        "network.openshift.io/policy-group",
-                        "ingress",
-                    )]),
-                    pod_selector: SelectorConfig::default(),
-                },
-            ],
+            ingress_controllers: default_ingress_controllers(),
             cluster_domain: "cluster.local".to_string(),
             external_cidrs: vec![IpNet::V4(Default::default()), IpNet::V6(Default::default())],
             protected_namespaces: ["kube-system", "kube-public", "kube-node-lease"]
@@ -181,7 +206,15 @@ pub(crate) struct Resolved {
     pub dns_namespaces: LabelSelector,
     pub dns_pods: LabelSelector,
     pub dns_ports: Vec<(Protocol, u16)>,
-    pub ingress_controllers: Vec<(LabelSelector, LabelSelector)>,
+    pub ingress_controllers: Vec<ResolvedController>,
+}
+
+/// One `ingressControllers` entry, checked.
+#[derive(Clone, Debug)]
+pub(crate) struct ResolvedController {
+    pub namespaces: LabelSelector,
+    pub pods: LabelSelector,
+    pub class_name: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -207,16 +240,17 @@ impl BaselineConfig {
         };
         let mut ingress_controllers = Vec::new();
         for (i, c) in self.ingress_controllers.iter().enumerate() {
-            ingress_controllers.push((
-                sel(
+            ingress_controllers.push(ResolvedController {
+                namespaces: sel(
                     &c.namespace_selector,
                     &format!("ingressControllers[{i}].namespaceSelector"),
                 )?,
-                sel(
+                pods: sel(
                     &c.pod_selector,
                     &format!("ingressControllers[{i}].podSelector"),
                 )?,
-            ));
+                class_name: c.class_name.clone(),
+            });
         }
         Ok(Resolved {
             dns_namespaces: sel(&self.dns.peer.namespace_selector, "dns.namespaceSelector")?,

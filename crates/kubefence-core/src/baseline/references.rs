@@ -2,24 +2,40 @@
 //!
 //! Where references are looked for: container and init-container env values
 //! (literal, `valueFrom.configMapKeyRef`, every key of an
-//! `envFrom.configMapRef`), args and command; a host and a port split over
-//! two variables (`MYSQL_DB_HOST` + `MYSQL_DB_PORT`) are joined.
+//! `envFrom.configMapRef`), args and command (read as one argument list, as
+//! the container runtime joins them); a host and a port split over two
+//! variables (`MYSQL_DB_HOST` + `MYSQL_DB_PORT`, libpq's `PGHOST` +
+//! `PGPORT`) are joined.
 //!
 //! How a host is read (`ns` is the workload's namespace unless named):
 //! `svc` → Service `svc` in `ns`; `svc.other` → Service `svc` in `other`
 //! (an external host when `other` is not a namespace of the cluster);
 //! `svc.other.svc[.<cluster-domain>]` → Service `svc` in `other`; anything
 //! else with dots, or an IP address, is outside the cluster; `localhost`
-//! and loopback addresses are the pod itself and are ignored.
+//! and loopback addresses are the pod itself and are ignored. A host that
+//! no Service can have (`no_such_svc:4040`: `_` is not allowed in a
+//! Service name) is unresolved.
 //!
-//! What counts, to keep noise out: a host counts when it is written as an
-//! address (with a scheme or a port; for a Service or an unresolved
-//! cluster name, also with dots) or sits in a variable named like one: a
-//! name containing HOST, HOSTNAME, ADDR, ADDRESS, URL, URI, ENDPOINT or DSN,
-//! or ending in SERVER(S), SERVICE, BROKER(S), UPSTREAM or BACKEND (for
-//! `--flag=value` arguments, the flag is the name). A bare word in an
-//! ordinary variable (`LOG_LEVEL=info`, `OTEL_SERVICE_NAME=frontend`) is
-//! not a reference.
+//! What counts, to keep noise out. A host counts when:
+//! - it is written as an address: with a scheme or a port (for a Service
+//!   or an unresolved cluster name, also with dots); or
+//! - it is the value of a variable or flag named like an address: the name's
+//!   last word (words split at `_`, `-`, `.`; trailing qualifiers such as
+//!   `PRIMARY`, `REPLICA`, `RO`, `RW` or a number skipped) is HOST(S),
+//!   HOSTNAME, ADDR, ADDRESS, URL(S), URI, ENDPOINT(S), DSN, SERVER(S),
+//!   SERVICE, BROKER(S), UPSTREAM or BACKEND, or ends in HOST (`PGHOST`,
+//!   `DBHOST`). For `--flag=value` and `--flag value` arguments the flag is
+//!   the name; or
+//! - it is the value of a command-line flag (`--cart_svc carts`,
+//!   `--cart_svc=carts`, `-Dx=carts`) and is exactly the name of a Service
+//!   that exists (a bare word after a flag that names no Service is not
+//!   reported: it is far more often a mode or a level than a host).
+//!
+//! So a bare word in an ordinary variable (`LOG_LEVEL=info`,
+//! `OTEL_SERVICE_NAME=frontend`, `GET_HOSTS_FROM=dns`: its last word is
+//! FROM) or an argument that follows no flag (`serve carts`) is not a
+//! reference, and neither is anything in a URL's path or query
+//! (`?replicaSet=rs0`).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -35,6 +51,8 @@ pub(crate) struct Candidate {
     pub address: Address,
     /// From a variable whose name says it holds an address.
     pub named_like_address: bool,
+    /// The value of a command-line flag (`--x value`, `--x=value`).
+    pub flag_value: bool,
 }
 
 /// What a candidate names.
@@ -48,8 +66,8 @@ pub(crate) enum Target<'c> {
     Ignored,
 }
 
-/// Words that make any variable an address…
-const ADDRESS_WORDS: [&str; 11] = [
+/// The words that make a variable an address when they end its name…
+const ADDRESS_WORDS: [&str; 18] = [
     "HOST",
     "HOSTS",
     "HOSTNAME",
@@ -61,21 +79,52 @@ const ADDRESS_WORDS: [&str; 11] = [
     "ENDPOINT",
     "ENDPOINTS",
     "DSN",
+    "SERVER",
+    "SERVERS",
+    "SERVICE",
+    "BROKER",
+    "BROKERS",
+    "UPSTREAM",
+    "BACKEND",
 ];
-/// …and words that do only at the end (`*_SERVICE` is an address,
-/// `*_SERVICE_NAME` is not).
-const ADDRESS_ENDINGS: [&str; 7] = [
-    "SERVER", "SERVERS", "SERVICE", "BROKER", "BROKERS", "UPSTREAM", "BACKEND",
+/// …possibly followed by these (`DB_HOST_RO`, `REDIS_URL_PRIMARY`,
+/// `KAFKA_BROKERS_1`); `*_SERVICE_NAME` and `GET_HOSTS_FROM` are not
+/// addresses.
+const QUALIFIERS: [&str; 16] = [
+    "PRIMARY",
+    "SECONDARY",
+    "REPLICA",
+    "REPLICAS",
+    "MASTER",
+    "SLAVE",
+    "LEADER",
+    "FOLLOWER",
+    "READ",
+    "WRITE",
+    "RO",
+    "RW",
+    "INTERNAL",
+    "EXTERNAL",
+    "LIST",
+    "OVERRIDE",
 ];
 
 pub(crate) fn named_like_address(var: &str) -> bool {
     let upper = var.to_ascii_uppercase();
-    let words: Vec<&str> = upper
+    let mut words: Vec<&str> = upper
         .split(['_', '-', '.'])
         .filter(|w| !w.is_empty())
         .collect();
-    words.iter().any(|w| ADDRESS_WORDS.contains(w))
-        || words.last().is_some_and(|w| ADDRESS_ENDINGS.contains(w))
+    while words
+        .last()
+        .is_some_and(|w| QUALIFIERS.contains(w) || w.chars().all(|c| c.is_ascii_digit()))
+    {
+        words.pop();
+    }
+    // `PGHOST`, `DBHOST`: one word ending in HOST.
+    words
+        .last()
+        .is_some_and(|w| ADDRESS_WORDS.contains(w) || w.ends_with("HOST"))
 }
 
 /// Services and ConfigMaps by (namespace, name), so each lookup is cheap.
@@ -135,25 +184,61 @@ pub(crate) fn candidates(lookup: &Lookup<'_>, workload: &Workload) -> Vec<Candid
                     value: value.clone(),
                     via,
                     named_like_address: named_like_address(var) || named_like_address(&key),
+                    flag_value: false,
                     address,
                 });
             }
         }
-        for (field, words) in [("command", &c.command), ("args", &c.args)] {
-            for (i, word) in words.iter().enumerate() {
-                // `--db-host=mysql`: the flag names the value.
-                for (flag, address) in keyed_addresses(word) {
-                    out.push(Candidate {
-                        value: word.clone(),
-                        via: format!("{field}[{i}] of {kind} {}", c.name),
-                        named_like_address: named_like_address(&flag),
-                        address,
-                    });
-                }
+        // The runtime runs `command` followed by `args`: one argument list,
+        // so a flag at the end of `command` takes the first of `args`.
+        let argv: Vec<(String, &String)> = c
+            .command
+            .iter()
+            .enumerate()
+            .map(|(i, w)| (format!("command[{i}]"), w))
+            .chain(
+                c.args
+                    .iter()
+                    .enumerate()
+                    .map(|(i, w)| (format!("args[{i}]"), w)),
+            )
+            .collect();
+        let mut previous_flag: Option<&str> = None;
+        for (field, word) in &argv {
+            // Only a whole argument is a flag's value: the words of a
+            // script after `sh -c` are not.
+            let one_word = !word.trim().contains(char::is_whitespace);
+            for (key, address) in keyed_addresses(word) {
+                // `--db-host=mysql`: the flag names the value; `--db-host
+                // mysql`: the flag before it does.
+                let (name, flag_value) = match previous_flag {
+                    Some(flag) if key.is_empty() => (flag, one_word),
+                    _ => (key.as_str(), one_word && key.starts_with('-')),
+                };
+                out.push(Candidate {
+                    value: word.to_string(),
+                    via: format!("{field} of {kind} {}", c.name),
+                    named_like_address: named_like_address(name),
+                    flag_value,
+                    address,
+                });
             }
+            previous_flag = flag_expecting_value(word);
         }
     }
     out
+}
+
+/// `--flag` or `-f` without `=value`: the next argument may be its value.
+fn flag_expecting_value(word: &str) -> Option<&str> {
+    let is_flag = word.starts_with('-')
+        && !word.contains('=')
+        && word
+            .trim_start_matches('-')
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic());
+    is_flag.then_some(word)
 }
 
 /// A container's env variables with their values (literal, or read from a
@@ -196,20 +281,20 @@ fn env_values(
     vars
 }
 
-/// For `<P>_HOST` (or `_ADDR`, `_HOSTNAME`, `_SERVER`), the numeric value
-/// of `<P>_PORT` in the same container.
+/// For `<P>_HOST`, `<P>HOST` (or `HOSTNAME`, `ADDR`, `ADDRESS`, `SERVER`),
+/// the numeric value of `<P>_PORT` / `<P>PORT` in the same container.
 fn joined_port(
     var: &str,
     value: &str,
     vars: &BTreeMap<String, (String, String)>,
 ) -> Option<(String, u16)> {
-    let prefix = ["_HOST", "_HOSTNAME", "_ADDR", "_ADDRESS", "_SERVER"]
+    let prefix = ["HOSTNAME", "HOST", "ADDRESS", "ADDR", "SERVER"]
         .iter()
         .find_map(|suffix| var.strip_suffix(suffix))?;
     if value.contains(':') {
         return None;
     }
-    let port_var = format!("{prefix}_PORT");
+    let port_var = format!("{prefix}PORT");
     let (port, _) = vars.get(&port_var)?;
     Some((port_var, port.trim().parse().ok()?))
 }
@@ -238,6 +323,13 @@ pub(crate) fn resolve<'c>(
         None => Target::Unresolved(format!("no Service {ns}/{name}")),
     };
     let labels: Vec<&str> = host.split('.').collect();
+    if let [name] = labels.as_slice()
+        && name.contains('_')
+    {
+        return Target::Unresolved(format!(
+            "{name} cannot be the name of a Service (no `_` in DNS names), so nothing in the cluster answers to it"
+        ));
+    }
     match labels.as_slice() {
         [name] => found_or_unresolved(name, namespace),
         [name, ns] => match service(name, ns) {
@@ -263,7 +355,13 @@ pub(crate) fn counts(candidate: &Candidate, target: &Target<'_>) -> bool {
     let written_as_address = a.has_scheme || a.port.is_some();
     match target {
         Target::Ignored => false,
-        Target::Service(_) | Target::Unresolved(_) => {
+        Target::Service(_) => {
+            written_as_address
+                || a.host.contains('.')
+                || candidate.named_like_address
+                || candidate.flag_value
+        }
+        Target::Unresolved(_) => {
             written_as_address || a.host.contains('.') || candidate.named_like_address
         }
         Target::External => written_as_address || candidate.named_like_address,

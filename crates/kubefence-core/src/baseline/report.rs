@@ -41,11 +41,39 @@ pub struct Problem {
     pub message: String,
 }
 
+/// A workload whose pods no selector can tell apart from another
+/// workload's: its policy (and every rule naming it) also covers those pods.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct Indistinguishable {
+    pub workload: String,
+    /// The selector its policy uses.
+    pub selector: String,
+    /// The workloads whose pods that selector also matches.
+    pub also_selects: Vec<String>,
+}
+
+/// An Ingress whose class no configured ingress controller serves: no
+/// rule is added for it.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct UnknownIngressClass {
+    /// `namespace/name` of the Ingress.
+    pub ingress: String,
+    /// Its class; `None` for an Ingress without one.
+    pub class: Option<String>,
+    /// The workloads it routes to, which get no rule from it.
+    pub workloads: Vec<String>,
+}
+
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct Report {
     pub references: Vec<Reference>,
     pub unresolved: Vec<Unresolved>,
     pub external: Vec<External>,
+    /// Workloads that share their pods' labels with others (see
+    /// [`Indistinguishable`]).
+    pub indistinguishable: Vec<Indistinguishable>,
+    /// Ingresses that no configured controller serves.
+    pub unknown_ingress_classes: Vec<UnknownIngressClass>,
     /// Workloads that could not get a correct policy (never a wrong one).
     pub errors: Vec<Problem>,
     /// Workloads left alone on purpose (opted out, protected namespace).
@@ -60,6 +88,10 @@ impl Report {
         self.unresolved.dedup();
         self.external.sort();
         self.external.dedup();
+        self.indistinguishable.sort();
+        self.indistinguishable.dedup();
+        self.unknown_ingress_classes.sort();
+        self.unknown_ingress_classes.dedup();
         self.errors.sort();
         self.errors.dedup();
         self.skipped.sort();
@@ -105,6 +137,37 @@ impl Report {
                 .map(|e| match e.port {
                     Some(p) => format!("{}: {}:{p} ({})", e.from, e.host, e.via),
                     None => format!("{}: {} ({})", e.from, e.host, e.via),
+                })
+                .collect(),
+        );
+        section(
+            "indistinguishable",
+            self.indistinguishable
+                .iter()
+                .map(|d| {
+                    format!(
+                        "{}: its policy selects {}, which also matches the pods of {} (no label of the pod template tells them apart; rules for it apply to them too)",
+                        d.workload,
+                        d.selector,
+                        d.also_selects.join(", ")
+                    )
+                })
+                .collect(),
+        );
+        section(
+            "unknown ingress classes",
+            self.unknown_ingress_classes
+                .iter()
+                .map(|u| {
+                    let class = match &u.class {
+                        Some(c) => format!("class {c:?}"),
+                        None => "no class".to_string(),
+                    };
+                    format!(
+                        "Ingress {} ({class}): no ingressControllers entry serves it, so {} get no ingress from a controller (add one with className to --config)",
+                        u.ingress,
+                        if u.workloads.is_empty() { "its backends".to_string() } else { u.workloads.join(", ") }
+                    )
                 })
                 .collect(),
         );

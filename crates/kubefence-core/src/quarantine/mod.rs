@@ -261,6 +261,10 @@ pub struct Plan {
     /// Every path still open once the NetworkPolicy deny-all exists, each
     /// marked when the chosen engine overrides it.
     pub remaining_paths: Vec<RemainingPath>,
+    /// Other workloads of the namespace (`namespace/Kind/name`) whose pod
+    /// templates the target's selector also matches: the deny-all policy
+    /// isolates their pods too. Sorted.
+    pub also_selects: Vec<String>,
     /// Policies of the namespace that could not be read (`namespace/name:
     /// why`): their paths are unknown, so the plan cannot claim to be
     /// effective unless the engine's deny overrides every allow.
@@ -323,7 +327,9 @@ pub fn plan(
         egress: Vec::new(),
     };
     let remaining = remaining_paths(target, &policy, engine, cluster);
+    let also_selects = also_selected(target, cluster);
     Ok(Plan {
+        also_selects,
         labels: labels(&t, audit),
         annotations: annotations(&t, audit),
         selector: target.selector.clone(),
@@ -334,6 +340,22 @@ pub fn plan(
         remaining_paths: remaining,
         unreadable_policies: Vec::new(),
     })
+}
+
+/// The other workloads of `target`'s namespace in `cluster` whose pods its
+/// selector matches (by their pod template's labels).
+fn also_selected(target: &Workload, cluster: &Cluster) -> Vec<String> {
+    let mut ids: Vec<String> = cluster
+        .workloads
+        .iter()
+        .filter(|w| w.namespace == target.namespace)
+        .filter(|w| !(w.kind == target.kind && w.name == target.name))
+        .filter(|w| target.selector.matches(&w.pod_labels))
+        .map(Workload::id)
+        .collect();
+    ids.sort();
+    ids.dedup();
+    ids
 }
 
 /// Ownership labels plus the target and the audit trail, as label-safe

@@ -324,3 +324,46 @@ fn a_reason_is_required() {
     .unwrap_err();
     assert!(matches!(err, QuarantineError::NoReason { .. }));
 }
+
+#[test]
+fn the_plan_names_other_workloads_whose_pods_the_selector_matches() {
+    // guestbook: leader and follower both select app=redis.
+    let redis = |name: &str, role: &str| {
+        let mut w = workload(WorkloadKind::Deployment, "gb", name, "redis");
+        w.pod_labels = labels(&[("app", "redis"), ("role", role)]);
+        w
+    };
+    let leader = redis("redis-leader", "leader");
+    let follower = redis("redis-follower", "follower");
+    let other_namespace = {
+        let mut w = redis("redis-elsewhere", "leader");
+        w.namespace = "other".into();
+        w
+    };
+    let frontend = workload(WorkloadKind::Deployment, "gb", "frontend", "guestbook");
+    let cluster = Cluster {
+        workloads: vec![leader.clone(), follower, frontend, other_namespace],
+        ..Cluster::default()
+    };
+    let p = plan(
+        &leader,
+        &audit(),
+        Engine::NetworkPolicy,
+        &cluster,
+        &Config::default(),
+    )
+    .unwrap();
+    assert_eq!(p.also_selects, ["gb/Deployment/redis-follower"]);
+    // A selector that matches only the target's pods names nobody.
+    let mut narrow = leader.clone();
+    narrow.selector = LabelSelector::from_labels(labels(&[("app", "redis"), ("role", "leader")]));
+    let p = plan(
+        &narrow,
+        &audit(),
+        Engine::NetworkPolicy,
+        &cluster,
+        &Config::default(),
+    )
+    .unwrap();
+    assert!(p.also_selects.is_empty(), "{:?}", p.also_selects);
+}

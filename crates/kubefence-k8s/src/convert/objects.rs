@@ -10,8 +10,8 @@ use k8s_openapi::api::{
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kubefence_core::model::{
-    ConfigMap, Ingress, IngressBackend, NAMESPACE_NAME_LABEL, Namespace, Service, ServicePort,
-    ServicePortRef, ServiceType, TargetPort, Workload, WorkloadKind,
+    ConfigMap, INGRESS_CLASS_ANNOTATION, Ingress, IngressBackend, NAMESPACE_NAME_LABEL, Namespace,
+    Service, ServicePort, ServicePortRef, ServiceType, TargetPort, Workload, WorkloadKind,
 };
 use kubefence_core::selector::LabelSelector;
 use kubefence_core::validation;
@@ -294,9 +294,21 @@ fn ingress(i: &net::Ingress, namespace: &str) -> Result<Ingress, ConvertError> {
             }
         }
     }
+    // The field, else the legacy annotation (the API server refuses both
+    // set to different classes); an empty name is no class.
+    let class = i
+        .spec
+        .as_ref()
+        .and_then(|s| s.ingress_class_name.clone())
+        .or_else(|| {
+            let annotations = i.metadata.annotations.as_ref()?;
+            annotations.get(INGRESS_CLASS_ANNOTATION).cloned()
+        })
+        .filter(|c| !c.is_empty());
     Ok(Ingress {
         namespace: namespace.to_string(),
         name: i.metadata.name.clone().unwrap_or_default(),
+        class,
         backends,
     })
 }

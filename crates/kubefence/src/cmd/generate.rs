@@ -19,22 +19,32 @@ Generates one least-privilege NetworkPolicy per workload (Deployment,
 StatefulSet, DaemonSet, ReplicaSet without an owner, Job, CronJob, bare Pod)
 from what its manifests already say.
 
-Each policy selects the workload's pods with its full spec.selector and allows:
+Each policy selects the workload's pods with its full spec.selector (plus
+the pod template's labels that tell it apart where that selector also matches
+another workload's pods) and allows:
   - DNS to the cluster resolver (UDP and TCP 53 by default);
   - traffic among the workload's own pods;
   - for every reference from workload A to a Service of workload B (an env
     value, a ConfigMap value, an argument or command word naming the Service:
     svc, svc:port, svc.ns, svc.ns.svc, svc.ns.svc.cluster.local, with or
-    without scheme, user, path and query; host and port split across
-    *_HOST/*_PORT variables): A's egress to B's pods and B's ingress from A's
-    pods, on the Service's target ports;
-  - ingress from the ingress controller, only on the ports an Ingress routes
-    to the workload;
+    without scheme (jdbc:postgresql://… too), user, path and query, every
+    host of a multi-host URL; host and port split across *_HOST/*_PORT or
+    PGHOST/PGPORT variables; a flag's value that is exactly a Service's
+    name, as in --cart_svc carts): A's egress to B's pods and B's ingress
+    from A's pods, on the Service's target ports (every port when none is
+    written);
+  - ingress from the ingress controllers of the Ingress's class
+    (ingressClassName or the kubernetes.io/ingress.class annotation), only
+    on the ports it routes to the workload;
   - ingress from outside the cluster on the target ports of LoadBalancer,
     NodePort and externalIPs Services.
-Nothing else. Names that match no Service are reported as unresolved and add
-no rule; hosts outside the cluster are reported as external (a NetworkPolicy
-cannot name hosts). A workload with an empty selector gets no policy (it would
+Nothing else. A bare word counts only as the value of a variable or flag
+named like an address (*HOST, *_ADDR, *_URL, *_SERVICE, …: GET_HOSTS_FROM=dns
+is not) or as a flag's value naming an existing Service; URL paths and query
+values never count. Names that match no Service are reported as unresolved and
+add no rule; hosts outside the cluster are reported as external (a
+NetworkPolicy cannot name hosts); an Ingress class no controller serves, and
+workloads no label tells apart, are reported too (--report). A workload with an empty selector gets no policy (it would
 select every pod of its namespace) and is reported as an error.
 
 Workloads annotated kubefence.dev/baseline: disabled are skipped. Protected
@@ -60,6 +70,8 @@ Examples:
   ingressControllers:       # default: ingress-nginx and the OpenShift router
     - namespaceSelector: {matchLabels: {kubernetes.io/metadata.name: ingress-nginx}}
       podSelector: {matchLabels: {app.kubernetes.io/name: ingress-nginx}}
+      className: nginx        # the IngressClass it serves; omitted: Ingresses
+                              # without a class
   externalCidrs: [0.0.0.0/0, ::/0]   # sources allowed to LoadBalancer/NodePort
   protectedNamespaces: [kube-system, kube-public, kube-node-lease]
 
@@ -176,6 +188,26 @@ fn report_problems(generated: &Baseline, point_to_report: bool) -> bool {
                 plural(report.unresolved.len(), "name", "names"),
                 report.external.len(),
                 plural(report.external.len(), "host", "hosts"),
+            ),
+        );
+    }
+    // These change what the policies mean: said even without --report.
+    for u in &report.unknown_ingress_classes {
+        let class = u.class.as_deref().unwrap_or("(none)");
+        logging::report(
+            Severity::Warning,
+            Place::object(&u.ingress.to_string()),
+            &format!("has class {class}, which no ingressControllers entry serves: no ingress from a controller was added for it (add one with className to --config)"),
+        );
+    }
+    for d in &report.indistinguishable {
+        logging::report(
+            Severity::Warning,
+            Place::object(&d.workload.to_string()),
+            &format!(
+                "its policy selects {}, which also matches the pods of {}; no label of the pod template tells them apart",
+                d.selector,
+                d.also_selects.join(", ")
             ),
         );
     }

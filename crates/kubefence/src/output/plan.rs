@@ -40,6 +40,13 @@ fn write_text(w: &mut impl Write, plan: &Plan, result: &str) -> std::io::Result<
     writeln!(w, "quarantine {} (engine {})", plan.target, plan.engine)?;
     writeln!(w, "  policy:    {} {scope}", api.kind)?;
     writeln!(w, "  selects:   {}", plan.selector)?;
+    if !plan.also_selects.is_empty() {
+        writeln!(
+            w,
+            "  also:      the selector matches the pods of {} too: they are isolated with the target",
+            plan.also_selects.join(", ")
+        )?;
+    }
     writeln!(
         w,
         "  denies:    all ingress and all egress of those pods; they keep running"

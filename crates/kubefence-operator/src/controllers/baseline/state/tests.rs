@@ -352,6 +352,7 @@ fn random_state(seed: u64) -> State {
         let ing = kubefence_core::model::Ingress {
             namespace: "a".into(),
             name: format!("i{i}"),
+            class: None,
             backends: vec![IngressBackend {
                 service: format!("s{}", next(8)),
                 port: ServicePortRef::Number(80),
