@@ -1187,3 +1187,48 @@ spec:
     let loaded = load_yaml(&given);
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
 }
+
+#[test]
+fn a_workload_selector_must_select_its_own_template() {
+    let deployment = |selector: &str, labels: &str| {
+        object_yaml(
+            "apps/v1",
+            "Deployment",
+            &format!(
+                "metadata: {{name: d}}\nspec:\n  selector: {selector}\n  template:\n    metadata: {{labels: {labels}}}\n    spec: {{containers: [{{name: c, image: i}}]}}"
+            ),
+        )
+    };
+    let loaded = load_yaml(&deployment("{matchLabels: {app: web}}", "{app: api}"));
+    assert_eq!(loaded.errors.len(), 1, "{:?}", loaded.errors);
+    assert_eq!(
+        loaded.errors[0].location.field.as_deref(),
+        Some("spec.template.metadata.labels")
+    );
+    assert!(loaded.errors[0].message.contains("does not match template"));
+    assert!(loaded.cluster.workloads.is_empty());
+
+    let loaded = load_yaml(&deployment("{}", "{app: api}"));
+    assert_eq!(loaded.errors.len(), 1, "{:?}", loaded.errors);
+    assert_eq!(
+        loaded.errors[0].location.field.as_deref(),
+        Some("spec.selector")
+    );
+    assert!(loaded.errors[0].message.contains("empty selector"));
+
+    let loaded = load_yaml(&deployment(
+        "{matchExpressions: [{key: app, operator: In, values: [api, web]}]}",
+        "{app: api, extra: x}",
+    ));
+    assert!(!loaded.has_errors(), "{:?}", loaded.errors);
+}
+
+#[test]
+fn an_unknown_field_of_a_live_object_hints_at_a_newer_server() {
+    let text = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, resourceVersion: '42'}\nfutureField: 1\n";
+    let loaded = load_yaml(text);
+    assert_eq!(loaded.errors.len(), 1, "{:?}", loaded.errors);
+    let e = loaded.errors[0].to_string();
+    assert!(e.contains("unknown field `futureField`"), "{e}");
+    assert!(e.contains("newer"), "{e}");
+}

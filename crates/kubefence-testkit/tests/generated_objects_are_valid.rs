@@ -65,7 +65,11 @@ fn check_generated(cluster: &Cluster, what: &str) -> usize {
             p.workload,
             loaded.errors
         );
-        assert_eq!(loaded.cluster.policies, std::slice::from_ref(&p.policy), "{what}");
+        assert_eq!(
+            loaded.cluster.policies,
+            std::slice::from_ref(&p.policy),
+            "{what}"
+        );
     }
     generated.policies.len()
 }

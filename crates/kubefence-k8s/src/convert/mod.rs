@@ -23,6 +23,9 @@ pub use network_policy::network_policy;
 pub use strict::Strictness;
 pub use workload::{container, workload_from_template};
 
+/// The Kubernetes version whose API kubefence reads (k8s-openapi's feature).
+pub const KUBERNETES_VERSION: &str = "1.34";
+
 /// A field that cannot be converted, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]

@@ -157,7 +157,20 @@ pub fn workload_from_template(
         );
     }
     let selector = match selector {
-        Some((s, field)) => problems.take_all(label_selector(s, field)),
+        Some((s, field)) => problems
+            .take_all(label_selector(s, field))
+            .inspect(|selector| {
+                check_selects_template(
+                    kind,
+                    selector,
+                    field,
+                    template,
+                    &pod_labels,
+                    template_field,
+                )
+                .into_iter()
+                .for_each(|e| problems.push(e));
+            }),
         // Jobs and CronJobs may omit it: the controller selects by the template.
         None => Some(LabelSelector::from_labels(pod_labels.clone())),
     };
@@ -181,6 +194,39 @@ pub fn workload_from_template(
         _ => None,
     };
     problems.finish(workload)
+}
+
+/// The API server's rules between a workload's selector and its template:
+/// an apps/v1 workload needs a non-empty selector, and the selector must
+/// select the template's own pods (else the controller would create pods
+/// that it does not own, forever).
+fn check_selects_template(
+    kind: WorkloadKind,
+    selector: &LabelSelector,
+    selector_field: &str,
+    template: Option<&core_v1::PodTemplateSpec>,
+    pod_labels: &Labels,
+    template_field: &str,
+) -> Option<ConvertError> {
+    let apps = matches!(
+        kind,
+        WorkloadKind::Deployment
+            | WorkloadKind::StatefulSet
+            | WorkloadKind::DaemonSet
+            | WorkloadKind::ReplicaSet
+    );
+    if apps && selector.is_empty() {
+        return Some(ConvertError::new(
+            selector_field,
+            format!("empty selector is invalid for a {kind}"),
+        ));
+    }
+    (template.is_some() && !selector.matches(pod_labels)).then(|| {
+        ConvertError::new(
+            format!("{template_field}.metadata.labels"),
+            format!("`selector` ({selector}) does not match template `labels`"),
+        )
+    })
 }
 
 /// Every container of a pod spec, init containers first.

@@ -247,6 +247,9 @@ fn object(mut value: Value, location: &Location, opts: &LoadOptions, raw: &mut R
         });
         return;
     }
+    // An object read back from a cluster was accepted by its API server: a
+    // field unknown here may be one of a newer Kubernetes than kubefence's.
+    let from_a_server = value.pointer("/metadata/resourceVersion").is_some();
     // k8s-openapi checks apiVersion; older versions share the fields we read.
     if let Some(map) = value.as_object_mut() {
         map.insert("apiVersion".into(), Value::String(current.into()));
@@ -268,7 +271,16 @@ fn object(mut value: Value, location: &Location, opts: &LoadOptions, raw: &mut R
                 field: (!e.field.is_empty()).then_some(e.field),
                 ..location.clone()
             },
-            message: e.message,
+            message: if from_a_server && e.message.starts_with("unknown field") {
+                format!(
+                    "{} (this object comes from a cluster: is its Kubernetes newer than {}, \
+                     the version kubefence reads?)",
+                    e.message,
+                    convert::KUBERNETES_VERSION
+                )
+            } else {
+                e.message
+            },
         })),
     }
 }
