@@ -792,6 +792,9 @@ fn ordinary_words_in_arguments_are_not_references() {
         // The words of a script are no flag's value (Online Boutique's
         // loadgenerator init container: `sh -exc "... reach frontend ..."`).
         &["-exc", "echo could not reach cartservice - retrying"],
+        // A flag for a name, not a host (as OTEL_SERVICE_NAME=... is not).
+        &["--service-name", "cartservice"],
+        &["--service.name=cartservice"],
     ] {
         let (refs, unresolved) = frontend_findings(args(words));
         assert!(refs.is_empty(), "{words:?}: {refs:?}");

@@ -636,3 +636,31 @@ fn sock_shop_variant_with_a_bare_service_argument() {
     assert!(report.unresolved.is_empty(), "{:?}", report.unresolved);
     assert!(report.external.is_empty(), "{:?}", report.external);
 }
+
+#[test]
+fn aks_store_quickstart_with_the_ai_service() {
+    let checked = check_demo(&Demo {
+        name: "aks-store-quickstart-ai",
+        manifests: vec![
+            data("demo-aks-store/aks-store-quickstart.yaml"),
+            data("demo-aks-store/ai-service.yaml"),
+        ],
+        with_ingress_controller: false,
+        config: BaselineConfig::default(),
+    });
+    // The ai-service add-on resolves product-service's AI_SERVICE_URL; its
+    // own empty endpoint settings are no references.
+    let report = &checked.generated.report;
+    assert!(
+        report
+            .references
+            .iter()
+            .any(|r| r.from == "default/Deployment/product-service"
+                && r.to == "default/Deployment/ai-service"
+                && r.ports == ["TCP/5001"]),
+        "{:?}",
+        report.references
+    );
+    assert!(report.unresolved.is_empty(), "{:?}", report.unresolved);
+    assert!(report.external.is_empty(), "{:?}", report.external);
+}

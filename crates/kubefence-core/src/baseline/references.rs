@@ -29,7 +29,10 @@
 //! - it is the value of a command-line flag (`--cart_svc carts`,
 //!   `--cart_svc=carts`, `-Dx=carts`) and is exactly the name of a Service
 //!   that exists (a bare word after a flag that names no Service is not
-//!   reported: it is far more often a mode or a level than a host).
+//!   reported: it is far more often a mode or a level than a host). Only a
+//!   whole argument is a flag's value (not the words of an `sh -c` script),
+//!   and not after a flag for a name (`--service-name`, `--user`, `--id`:
+//!   last word NAME(S), ID, USER(NAME), LABEL, PREFIX or TAG).
 //!
 //! So a bare word in an ordinary variable (`LOG_LEVEL=info`,
 //! `OTEL_SERVICE_NAME=frontend`, `GET_HOSTS_FROM=dns`: its last word is
@@ -212,8 +215,11 @@ pub(crate) fn candidates(lookup: &Lookup<'_>, workload: &Workload) -> Vec<Candid
                 // `--db-host=mysql`: the flag names the value; `--db-host
                 // mysql`: the flag before it does.
                 let (name, flag_value) = match previous_flag {
-                    Some(flag) if key.is_empty() => (flag, one_word),
-                    _ => (key.as_str(), one_word && key.starts_with('-')),
+                    Some(flag) if key.is_empty() => (flag, one_word && !names_a_name(flag)),
+                    _ => (
+                        key.as_str(),
+                        one_word && key.starts_with('-') && !names_a_name(&key),
+                    ),
                 };
                 out.push(Candidate {
                     value: word.to_string(),
@@ -227,6 +233,20 @@ pub(crate) fn candidates(lookup: &Lookup<'_>, workload: &Workload) -> Vec<Candid
         }
     }
     out
+}
+
+/// Words that end the name of a flag whose value is a name, not a host
+/// (`--service-name frontend`, as `OTEL_SERVICE_NAME=frontend` is not a
+/// reference either).
+const NAME_WORDS: [&str; 8] = [
+    "NAME", "NAMES", "ID", "USER", "USERNAME", "LABEL", "PREFIX", "TAG",
+];
+
+fn names_a_name(flag: &str) -> bool {
+    flag.to_ascii_uppercase()
+        .split(['_', '-', '.'])
+        .rfind(|w| !w.is_empty())
+        .is_some_and(|w| NAME_WORDS.contains(&w))
 }
 
 /// `--flag` or `-f` without `=value`: the next argument may be its value.
