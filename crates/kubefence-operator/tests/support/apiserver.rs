@@ -138,7 +138,7 @@ pub fn start(bin: &Path) -> Result<LocalServer, String> {
         if !bin.join(name).is_file() {
             return Err(format!(
                 "{} is missing: run {SCRIPT} first (it builds kube-apiserver and etcd \
-                 from their Go modules, a few minutes once), or set \
+                 from their Go modules; the first build takes minutes), or set \
                  KUBEFENCE_E2E_SKIP=1 to skip the end-to-end tests",
                 bin.join(name).display()
             ));
