@@ -1077,9 +1077,12 @@ async fn leader_election_one_writer_and_takeover_after_a_kill() {
     )
     .await;
     let takeover = killed.elapsed();
+    // The Lease expires at most LEASE_SECONDS after the kill (the last
+    // renewal was before it), and the follower looks every half lease.
+    let bound = Duration::from_secs(LEASE_SECONDS + LEASE_SECONDS / 2 + 1);
     assert!(
-        takeover <= Duration::from_secs(LEASE_SECONDS + 2),
-        "took over after {takeover:?} (lease {LEASE_SECONDS} s)"
+        takeover <= bound,
+        "took over after {takeover:?} (lease {LEASE_SECONDS} s, bound {bound:?})"
     );
     w.policy_when(
         "web's policy (written by the new leader)",
@@ -1088,6 +1091,69 @@ async fn leader_election_one_writer_and_takeover_after_a_kill() {
     )
     .await;
     assert!(b.metric("kubefence_api_writes_total").await > 0.0);
+    // What a_partitioned_leader_stops_leading_within_the_lease reads (for
+    // the step down) is what a change of leadership logs.
+    assert!(b.log_text().contains("is_leader=true"), "{}", b.log_text());
     eprintln!("leader killed; the other took over after {takeover:.1?}");
+    w.finish(vec![b]).await;
+}
+
+/// Defect 4: a leader cut off from the API server cannot renew its Lease;
+/// once the lease duration has passed since its last renewal it must stop
+/// leading (exit, as controller-runtime does, or drop the leader flag:
+/// the baseline controller logs `leadership changed ... is_leader=false`),
+/// since by then the other replica has taken over and writes.
+#[tokio::test]
+#[ignore = "issue 10 defect 4: a partitioned leader never learns it lost the Lease (two leaders)"]
+async fn a_partitioned_leader_stops_leading_within_the_lease() {
+    let Some(w) = World::new("partition", true).await else {
+        return;
+    };
+    let Some(local) = w.cluster.local.as_ref() else {
+        eprintln!("skipped: the partition needs the local server");
+        w.finish(vec![]).await;
+        return;
+    };
+    const LEASE_SECONDS: u64 = 4;
+    let proxy = support::proxy::Proxy::start(local.url.trim_start_matches("https://").into()).await;
+    let lease = format!("kubefence-e2e-partition-{}", &w.ns[w.ns.len() - 6..]);
+    let spec = |identity: &str| Spec {
+        lease_name: lease.clone(),
+        lease_seconds: LEASE_SECONDS,
+        ..Spec::new(identity)
+    };
+    let mut a = w
+        .operator_with(Spec {
+            server: Some(format!("https://{}", proxy.addr)),
+            ..spec("replica-a")
+        })
+        .await;
+    eventually(
+        "replica-a leads",
+        CONVERGE,
+        async || lease_holder(&w.admin, &lease).await,
+        |h| h.as_deref() == Some("replica-a"),
+    )
+    .await;
+    let b = w.operator_with(spec("replica-b")).await;
+    proxy.cut();
+    eventually(
+        "replica-b leads",
+        Duration::from_secs(LEASE_SECONDS * 3),
+        async || lease_holder(&w.admin, &lease).await,
+        |h| h.as_deref() == Some("replica-b"),
+    )
+    .await;
+    // b leads now; a, still cut off, must have stepped down already.
+    let stepped_down = eventually(
+        "replica-a steps down",
+        Duration::from_secs(1),
+        async || a.exited() || a.log_text().contains("is_leader=false"),
+        |down| *down,
+    )
+    .await;
+    assert!(stepped_down);
+    proxy.heal();
+    drop(a);
     w.finish(vec![b]).await;
 }

@@ -9,6 +9,7 @@
 pub mod apiserver;
 pub mod cluster;
 pub mod operator;
+pub mod proxy;
 
 use std::time::{Duration, Instant};
 

@@ -32,6 +32,10 @@ pub struct Spec {
     pub lease_seconds: u64,
     pub resync_seconds: u64,
     pub admin_addr: SocketAddr,
+    /// The API server address to use instead of the kubeconfig's (a
+    /// [`super::proxy::Proxy`] in front of it).
+    #[serde(default)]
+    pub server: Option<String>,
 }
 
 impl Spec {
@@ -44,6 +48,7 @@ impl Spec {
             lease_seconds: 15,
             resync_seconds: 300,
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            server: None,
         }
     }
 
@@ -81,9 +86,19 @@ impl Operator {
         let out = std::fs::File::create(&log).unwrap_or_else(|e| fail(&e.to_string()));
         let err = out.try_clone().unwrap_or_else(|e| fail(&e.to_string()));
         let exe = std::env::current_exe().unwrap_or_else(|e| fail(&e.to_string()));
+        let kubeconfig = match &spec.server {
+            None => cluster.operator_kubeconfig(&spec.install_ns).to_path_buf(),
+            Some(server) => {
+                let path = cluster
+                    .work
+                    .join(format!("operator-{}.kubeconfig", spec.identity));
+                redirect_kubeconfig(cluster.operator_kubeconfig(&spec.install_ns), server, &path);
+                path
+            }
+        };
         let mut child = Command::new(exe)
             .args([ENTRY, "--exact", "--ignored", "--nocapture"])
-            .env("KUBECONFIG", cluster.operator_kubeconfig(&spec.install_ns))
+            .env("KUBECONFIG", &kubeconfig)
             .env(
                 SPEC_ENV,
                 serde_json::to_string(&spec).unwrap_or_else(|e| fail(&e.to_string())),
@@ -177,6 +192,11 @@ impl Operator {
         let _ = self.child.wait();
     }
 
+    /// Whether the process has ended.
+    pub fn exited(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(Some(_)))
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -186,6 +206,18 @@ impl Drop for Operator {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A copy of the kubeconfig at `from` (JSON, as the harness writes them)
+/// whose clusters point at `server`.
+fn redirect_kubeconfig(from: &std::path::Path, server: &str, to: &std::path::Path) {
+    let text = std::fs::read_to_string(from).unwrap_or_else(|e| fail(&e.to_string()));
+    let mut kc: serde_json::Value =
+        serde_json::from_str(&text).unwrap_or_else(|e| fail(&e.to_string()));
+    for c in kc["clusters"].as_array_mut().into_iter().flatten() {
+        c["cluster"]["server"] = serde_json::Value::String(server.to_string());
+    }
+    std::fs::write(to, kc.to_string()).unwrap_or_else(|e| fail(&e.to_string()));
 }
 
 #[allow(clippy::panic)]
@@ -200,6 +232,8 @@ pub async fn run_child(spec: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
+        // Plain text: tests read the log (`is_leader=false`).
+        .with_ansi(false)
         .try_init();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     std::thread::spawn(move || {
