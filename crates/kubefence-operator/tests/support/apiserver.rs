@@ -8,7 +8,7 @@
 //! - authorization: RBAC only, so the operator gets exactly what `deploy/`
 //!   grants;
 //! - an audit log of every request the operator's ServiceAccounts make, so a
-//!   test can check they never got a 403.
+//!   test can check RBAC never refused them.
 //!
 //! No kubelet, scheduler, CNI or kube-controller-manager: pods never run,
 //! namespaces stay Terminating when deleted, and nothing is garbage
