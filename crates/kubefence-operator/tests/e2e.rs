@@ -816,6 +816,67 @@ async fn the_baseline_policy_is_withheld_while_quarantined() {
     w.finish(vec![op]).await;
 }
 
+/// Defect 5: a Pod quarantine selects the pod by its labels, which its
+/// siblings of the same ReplicaSet share (`pod-template-hash` included):
+/// without `allowCollateral` it must refuse rather than isolate them all.
+#[tokio::test]
+#[ignore = "issue 10 defect 5: a Pod quarantine isolates every sibling of the pod"]
+async fn a_pod_quarantine_does_not_isolate_its_siblings() {
+    let Some(w) = World::new("qpod", false).await else {
+        return;
+    };
+    // Pods need the namespace's default ServiceAccount, which a
+    // kube-controller-manager would have created.
+    create(
+        &w.admin,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": "default", "namespace": w.ns}}),
+    )
+    .await;
+    for name in ["api-7d4b9-aaaaa", "api-7d4b9-bbbbb"] {
+        create(
+            &w.admin,
+            json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name, "namespace": w.ns,
+                             "labels": {"app": "api", "pod-template-hash": "7d4b9"}},
+                "spec": {"containers": [{"name": "main", "image": "registry.invalid/app:1"}]},
+            }),
+        )
+        .await;
+    }
+    let op = w.operator("qpod").await;
+    let mut q = quarantine(&w.ns, "q", "api-7d4b9-aaaaa", false);
+    q["spec"]["target"]["kind"] = json!("Pod");
+    create(&w.admin, q).await;
+    let q = eventually(
+        "the Pod quarantine settled",
+        CONVERGE,
+        async || quarantine_status(&w, "q").await,
+        |q| matches!(phase(q).as_deref(), Some("Isolated" | "Failed")),
+    )
+    .await;
+    let isolated = quarantine_policies(&w).await;
+    assert!(
+        isolated.is_empty() && phase(&q).as_deref() == Some("Failed"),
+        "isolated the sibling too: {:?}",
+        isolated.iter().map(|p| &p.spec).collect::<Vec<_>>()
+    );
+    quarantines(&w.admin, &w.ns)
+        .delete("q", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "the Quarantine gone",
+        CONVERGE,
+        async || quarantine_status(&w, "q").await,
+        Option::is_none,
+    )
+    .await;
+    w.finish(vec![op]).await;
+}
+
 #[tokio::test]
 async fn the_finalizer_keeps_a_quarantine_until_it_is_released() {
     let Some(w) = World::new("qfinalizer", false).await else {
