@@ -631,6 +631,19 @@ async fn quarantine_dry_run_persists_nothing() {
     )
     .await;
     assert!(q.as_ref().unwrap()["status"]["plan"].is_string(), "{q:?}");
+    // The plan went to the server as a dry run (on the local server, whose
+    // audit log shows it): validated and admitted there, persisted nowhere.
+    if let Some(requests) = w
+        .cluster
+        .requests_since(&operator_user(FULL_INSTALL), w.audit_from)
+    {
+        assert!(
+            requests.iter().any(|r| r.starts_with("create ")
+                && r.contains("/networkpolicies")
+                && r.contains("dryRun=All")),
+            "no dry-run create sent: {requests:#?}"
+        );
+    }
     throughout(
         "no policy persisted",
         Duration::from_secs(2),

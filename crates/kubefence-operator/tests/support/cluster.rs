@@ -160,10 +160,29 @@ impl Cluster {
             .unwrap_or_else(|e| panic_now(&e))
     }
 
+    /// Every audited request of `user` after byte `since` of the audit log,
+    /// as `verb uri`. `None` without a local server (no audit log to read).
+    pub fn requests_since(&self, user: &str, since: u64) -> Option<Vec<String>> {
+        self.audit_since(user, since, |_| true)
+    }
+
     /// Every audited request of `user` that RBAC refused after byte `since`
     /// of the audit log, as `verb uri`. `None` without a local server (no
     /// audit log to read).
     pub fn forbidden_since(&self, user: &str, since: u64) -> Option<Vec<String>> {
+        // RBAC's own verdict: a 403 for another reason (a namespace being
+        // terminated refuses creates) is not a missing right.
+        self.audit_since(user, since, |event| {
+            event["annotations"]["authorization.k8s.io/decision"] == "forbid"
+        })
+    }
+
+    fn audit_since(
+        &self,
+        user: &str,
+        since: u64,
+        keep: impl Fn(&Value) -> bool,
+    ) -> Option<Vec<String>> {
         let local = self.local.as_ref()?;
         let text = std::fs::read(&local.audit_log).unwrap_or_default();
         let start = usize::try_from(since).unwrap_or(0).min(text.len());
@@ -172,10 +191,7 @@ impl Cluster {
             let Ok(event) = serde_json::from_str::<Value>(line) else {
                 continue;
             };
-            // RBAC's own verdict: a 403 for another reason (a namespace
-            // being terminated refuses creates) is not a missing right.
-            let refused = event["annotations"]["authorization.k8s.io/decision"] == "forbid";
-            if event["user"]["username"] == user && refused {
+            if event["user"]["username"] == user && keep(&event) {
                 out.push(format!(
                     "{} {}",
                     event["verb"].as_str().unwrap_or("?"),
