@@ -11,7 +11,12 @@
 # versions live here alone. KUBEFENCE_TEST_APISERVER_DIR overrides the place.
 #
 # Needs Go and a Go module proxy. No binary or source ends up in the repository:
-# the build happens in a throwaway module in a temporary directory.
+# the build happens in a throwaway module in a temporary directory. The first
+# build takes 10 to 30 minutes on two cores (see README, Tests); the result is
+# reproducible (-trimpath, no VCS stamp: two builds give identical binaries).
+#
+# Overrides: KUBEFENCE_K8S_VERSION (v1.X.Y; staging modules follow as v0.X.Y),
+# KUBEFENCE_ETCD_VERSION, KUBEFENCE_GO_JOBS (compile jobs, default 2).
 set -euo pipefail
 
 K8S_VERSION="${KUBEFENCE_K8S_VERSION:-v1.34.4}"
