@@ -1,191 +1,1234 @@
-//! End-to-end tests against a real cluster.
+//! End-to-end tests: the operator, as a process of its own with its own
+//! ServiceAccount token, against a real kube-apiserver.
 //!
-//! Skipped unless `KUBEFENCE_E2E_KUBECONFIG` names a kubeconfig file (its
-//! current context is used); also `#[ignore]`d so a plain `cargo test` never
-//! touches a cluster. Run with:
+//! By default against a local etcd and kube-apiserver started for this test
+//! binary (built once by `scripts/test-apiserver.sh`, which `.ci/run` calls);
+//! against the cluster of `KUBEFENCE_E2E_KUBECONFIG` when it is set (kind,
+//! k3d: a throwaway cluster, the tests install the CRDs and RBAC); skipped
+//! only when `KUBEFENCE_E2E_SKIP` is set. Without the binaries and without
+//! either variable the tests fail, naming the script.
 //!
 //! ```sh
-//! KUBEFENCE_E2E_KUBECONFIG=$HOME/.kube/kind-config \
-//!   cargo test -p kubefence-operator --test e2e -- --ignored --nocapture
+//! scripts/test-apiserver.sh
+//! cargo test -p kubefence-operator --test e2e
+//! KUBEFENCE_E2E_KUBECONFIG=$HOME/.kube/kind-config cargo test -p kubefence-operator --test e2e
 //! ```
 //!
-//! The cluster needs no kubefence installation: the baseline controller runs
-//! in the test process with the kubeconfig's credentials, in a temporary
-//! namespace labelled `kubefence-e2e=<test>` (deleted at the end; leftover
-//! ones can be removed with `kubectl delete ns -l kubefence-e2e`). A CNI that
-//! enforces NetworkPolicy is not required: the tests check the API objects.
+//! Each test has its own namespace (`kf-e2e-<test>-<random>`). Tests that run
+//! an operator take a lock (every operator watches every namespace), the
+//! others run in parallel. The local server has no kubelet, scheduler, CNI
+//! or kube-controller-manager: no pod runs, so the tests create workloads,
+//! Services and policies as objects and check the API objects; nothing is
+//! garbage collected by ownerReferences, so what the operator deletes it
+//! deleted itself; deleted namespaces stay Terminating.
+//!
+//! Every test that runs an operator ends by checking the API server's audit
+//! log: the operator's ServiceAccount never got a 403 (the RBAC in
+//! `deploy/` is sufficient; `tests/deploy.rs` checks it grants nothing
+//! more than the calls the code makes).
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::sync::Arc;
-use std::time::Duration;
+mod support;
+
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Service};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Client, Config};
-use kubefence_operator::context::{Context, OperatorConfig};
-use kubefence_operator::controllers::baseline;
-use kubefence_operator::fixtures;
-use kubefence_operator::metrics::Metrics;
-use serde_json::json;
-use tokio::sync::watch;
+use kube::Client;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams};
+use serde_json::{Value, json};
 
-const ENV: &str = "KUBEFENCE_E2E_KUBECONFIG";
-const TIMEOUT: Duration = Duration::from_secs(60);
+use support::cluster::{self, Cluster, DEFAULT_INSTALL, FULL_INSTALL, operator_user};
+use support::operator::{Operator, SPEC_ENV, Spec};
+use support::{CONVERGE, create, deployment, eventually, namespace, policy, service, throughout};
 
-async fn client() -> Option<Client> {
-    let Some(path) = std::env::var_os(ENV) else {
-        eprintln!("skipped: set {ENV} to a kubeconfig file to run the end-to-end tests");
-        return None;
-    };
-    let kubeconfig = Kubeconfig::read_from(&path).expect("readable kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("usable kubeconfig context");
-    Some(Client::try_from(config).expect("client"))
+/// Not a test: the operator process the tests start (support/operator.rs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "not a test: the operator process the end-to-end tests start"]
+async fn operator_process() {
+    if let Ok(spec) = std::env::var(SPEC_ENV) {
+        support::operator::run_child(&spec).await;
+    }
 }
 
-/// Polls `get` until `done` holds on its result, for at most [`TIMEOUT`].
-async fn eventually<T>(
-    what: &str,
-    mut get: impl AsyncFnMut() -> Option<T>,
-    done: impl Fn(&Option<T>) -> bool,
-) {
-    let deadline = tokio::time::Instant::now() + TIMEOUT;
-    loop {
-        let value = get().await;
-        if done(&value) {
-            return;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
+/// One test's world: the cluster, an admin client, a namespace, an
+/// operator, and where the audit log stood when it started.
+struct World {
+    cluster: &'static Cluster,
+    admin: Client,
+    ns: String,
+    audit_from: u64,
+    _lock: tokio::sync::MutexGuard<'static, ()>,
+}
+
+impl World {
+    /// `None` when the end-to-end tests are skipped.
+    async fn new(test: &str, opted_in: bool) -> Option<World> {
+        let cluster = cluster::cluster()?;
+        let lock = cluster::exclusive().await;
+        let admin = cluster.admin().await;
+        let ns = namespace(&admin, test, opted_in).await;
+        Some(World {
+            cluster,
+            admin,
+            audit_from: cluster.audit_offset(),
+            ns,
+            _lock: lock,
+        })
     }
+
+    /// An operator of the full install, ready (synced).
+    async fn operator(&self, identity: &str) -> Operator {
+        self.operator_with(Spec::new(identity)).await
+    }
+
+    async fn operator_with(&self, spec: Spec) -> Operator {
+        let mut op = Operator::start(self.cluster, spec);
+        op.ready().await;
+        op
+    }
+
+    fn policies(&self) -> Api<NetworkPolicy> {
+        Api::namespaced(self.admin.clone(), &self.ns)
+    }
+
+    fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.admin.clone(), &self.ns)
+    }
+
+    async fn policy(&self, name: &str) -> Option<NetworkPolicy> {
+        self.policies().get_opt(name).await.unwrap()
+    }
+
+    /// The policy `name` once `done` holds on it.
+    async fn policy_when(
+        &self,
+        what: &str,
+        name: &str,
+        done: impl Fn(&Option<NetworkPolicy>) -> bool,
+    ) -> Option<NetworkPolicy> {
+        eventually(what, CONVERGE, async || self.policy(name).await, done).await
+    }
+
+    /// The operator of the full install got no 403 since the test began
+    /// (the audit log of the local server; not checked elsewhere).
+    fn assert_rbac_sufficient(&self) {
+        let user = operator_user(FULL_INSTALL);
+        match self.cluster.forbidden_since(&user, self.audit_from) {
+            Some(forbidden) => assert!(
+                forbidden.is_empty(),
+                "{user} was refused (deploy/ RBAC insufficient): {forbidden:#?}"
+            ),
+            None => eprintln!("RBAC not checked: no audit log (not the local server)"),
+        }
+    }
+
+    async fn finish(self, operators: Vec<Operator>) {
+        for op in operators {
+            op.stop();
+        }
+        self.assert_rbac_sufficient();
+        support::remove_namespace(&self.admin, &self.ns).await;
+    }
+}
+
+fn spec_text(p: &Option<NetworkPolicy>) -> String {
+    p.as_ref()
+        .map(|p| serde_json::to_string(&p.spec).unwrap())
+        .unwrap_or_default()
+}
+
+/// `web` reads `BACKEND_URL=http://api:80`; the `api` Service sends port 80
+/// to the pods' 8080.
+async fn web_and_api(w: &World) {
+    create(&w.admin, deployment(&w.ns, "api", &[], &[("http", 8080)])).await;
+    create(
+        &w.admin,
+        deployment(&w.ns, "web", &[("BACKEND_URL", "http://api:80")], &[]),
+    )
+    .await;
+    create(&w.admin, service(&w.ns, "api", "api", 80, 8080)).await;
+}
+
+const API_POLICY: &str = "kf-baseline-deployment-api";
+const WEB_POLICY: &str = "kf-baseline-deployment-web";
+
+/// The ingress rule of api's policy that admits web on 8080.
+fn admits_web_on(p: &Option<NetworkPolicy>, port: i32) -> bool {
+    let Some(p) = p else { return false };
+    let spec = serde_json::to_value(&p.spec).unwrap();
+    spec["ingress"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|rule| {
+            rule["ports"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|x| x["port"] == port)
+                && rule["from"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|peer| peer["podSelector"]["matchLabels"]["app"] == "web")
+        })
+}
+
+/// web's egress to api's pods on `port`.
+fn web_reaches_api_on(p: &Option<NetworkPolicy>, port: i32) -> bool {
+    let Some(p) = p else { return false };
+    let spec = serde_json::to_value(&p.spec).unwrap();
+    spec["egress"].as_array().into_iter().flatten().any(|rule| {
+        rule["ports"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|x| x["port"] == port)
+            && rule["to"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|peer| peer["podSelector"]["matchLabels"]["app"] == "api")
+    })
 }
 
 #[tokio::test]
-#[ignore = "needs a cluster: set KUBEFENCE_E2E_KUBECONFIG and pass --ignored"]
-async fn baseline_policies_follow_workloads() {
-    let Some(client) = client().await else { return };
-    let ns = format!("kubefence-e2e-{}", std::process::id());
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let namespace: Namespace = serde_json::from_value(json!({"metadata": {"name": ns,
-        "labels": {"kubefence-e2e": "baseline", "kubefence.dev/baseline": "enabled"}}}))
-    .unwrap();
-    namespaces
-        .create(&PostParams::default(), &namespace)
-        .await
-        .unwrap();
-
-    let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
-    let services: Api<Service> = Api::namespaced(client.clone(), &ns);
-    let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
-    let pp = PostParams::default();
-    let strip = |mut d: Deployment| {
-        d.metadata.uid = None;
-        d
+async fn baseline_policies_are_created_for_each_workload() {
+    let Some(w) = World::new("create", true).await else {
+        return;
     };
-    deployments
-        .create(
-            &pp,
-            &strip(fixtures::deployment(&ns, "api", &[], &[("http", 8080)])),
-        )
+    web_and_api(&w).await;
+    let op = w.operator("create").await;
+    let api = w
+        .policy_when("api's policy admitting web on 8080", API_POLICY, |p| {
+            admits_web_on(p, 8080)
+        })
         .await
         .unwrap();
-    deployments
-        .create(
-            &pp,
-            &strip(fixtures::deployment(
-                &ns,
-                "web",
-                &[("BACKEND_URL", "http://api:80")],
-                &[],
-            )),
-        )
-        .await
-        .unwrap();
-    let mut svc = fixtures::service(&ns, "api", "api", 80, 8080);
-    svc.metadata.uid = None;
-    services.create(&pp, &svc).await.unwrap();
-
-    let config = OperatorConfig {
-        leader_election: false,
-        resync: Duration::from_secs(30),
-        ..OperatorConfig::default()
-    }
-    .normalized();
-    let (_leader_tx, leader) = watch::channel(true);
-    let (stop, shutdown) = watch::channel(false);
-    let ctx = Arc::new(Context::new(
-        client.clone(),
-        config,
-        Arc::new(Metrics::default()),
-        leader,
-        shutdown,
-    ));
-    let controller = tokio::spawn(baseline::start(ctx));
-
-    let get = |name: &'static str| {
-        let policies = policies.clone();
-        async move || {
-            policies
-                .get_opt(&format!("kf-baseline-deployment-{name}"))
-                .await
-                .ok()
-                .flatten()
-        }
-    };
-    // Created, owned by the workload, with web's reference on both ends.
-    eventually("api's policy", get("api"), |p| {
-        p.as_ref()
-            .is_some_and(|p| serde_json::to_string(&p.spec).unwrap().contains("8080"))
+    w.policy_when("web's policy reaching api on 8080", WEB_POLICY, |p| {
+        web_reaches_api_on(p, 8080)
     })
     .await;
-    let api_policy = policies.get("kf-baseline-deployment-api").await.unwrap();
-    assert_eq!(api_policy.metadata.owner_references.unwrap()[0].name, "api");
+    // Selects api's pods, labelled as kubefence's, owned by the workload.
+    assert_eq!(
+        serde_json::to_value(&api.spec.as_ref().unwrap().pod_selector).unwrap(),
+        json!({"matchLabels": {"app": "api"}})
+    );
+    let labels = api.metadata.labels.clone().unwrap();
+    assert_eq!(labels["app.kubernetes.io/managed-by"], "kubefence");
+    assert_eq!(labels["kubefence.dev/source"], "baseline");
+    let deployment = w.deployments().get("api").await.unwrap();
+    let owner = &api.metadata.owner_references.clone().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str()),
+        ("Deployment", "api")
+    );
+    assert_eq!(Some(&owner.uid), deployment.metadata.uid.as_ref());
+    w.finish(vec![op]).await;
+}
 
-    // A hand edit is restored.
-    policies
+#[tokio::test]
+async fn baseline_policies_follow_env_and_service_changes() {
+    let Some(w) = World::new("update", true).await else {
+        return;
+    };
+    web_and_api(&w).await;
+    let op = w.operator("update").await;
+    w.policy_when("api admits web on 8080", API_POLICY, |p| {
+        admits_web_on(p, 8080)
+    })
+    .await;
+    // The Service now sends to 9090 (and the pods listen there).
+    let services: Api<Service> = Api::namespaced(w.admin.clone(), &w.ns);
+    services
         .patch(
-            "kf-baseline-deployment-web",
+            "api",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"ports": [{"name": "http", "port": 80, "targetPort": 9090}]}}),
+            ),
+        )
+        .await
+        .unwrap();
+    w.policy_when(
+        "api admits web on 9090 (Service changed)",
+        API_POLICY,
+        |p| admits_web_on(p, 9090) && !admits_web_on(p, 8080),
+    )
+    .await;
+    w.policy_when("web reaches api on 9090", WEB_POLICY, |p| {
+        web_reaches_api_on(p, 9090) && !web_reaches_api_on(p, 8080)
+    })
+    .await;
+    // web no longer reads the URL: neither end keeps the path.
+    w.deployments()
+        .patch(
+            "web",
+            &PatchParams::default(),
+            &Patch::Strategic(json!({"spec": {"template": {"spec": {"containers": [
+                {"name": "main", "env": [{"name": "BACKEND_URL", "$patch": "delete"}]}
+            ]}}}})),
+        )
+        .await
+        .unwrap();
+    w.policy_when("api no longer admits web (env changed)", API_POLICY, |p| {
+        p.is_some() && !admits_web_on(p, 9090)
+    })
+    .await;
+    w.policy_when("web no longer reaches api", WEB_POLICY, |p| {
+        p.is_some() && !web_reaches_api_on(p, 9090)
+    })
+    .await;
+    w.finish(vec![op]).await;
+}
+
+#[tokio::test]
+async fn a_hand_edit_is_restored() {
+    let Some(w) = World::new("edit", true).await else {
+        return;
+    };
+    web_and_api(&w).await;
+    let op = w.operator("edit").await;
+    let before = w
+        .policy_when("web's policy", WEB_POLICY, |p| web_reaches_api_on(p, 8080))
+        .await;
+    w.policies()
+        .patch(
+            WEB_POLICY,
             &PatchParams::default(),
             &Patch::Merge(json!({"spec": {"egress": []}})),
         )
         .await
         .unwrap();
-    eventually("web's policy restored", get("web"), |p| {
-        p.as_ref()
-            .is_some_and(|p| serde_json::to_string(&p.spec).unwrap().contains("8080"))
-    })
-    .await;
+    let after = w
+        .policy_when("web's policy restored", WEB_POLICY, |p| {
+            web_reaches_api_on(p, 8080)
+        })
+        .await;
+    assert_eq!(spec_text(&after), spec_text(&before));
+    w.finish(vec![op]).await;
+}
 
-    // The workload goes: so does its policy.
-    deployments
-        .delete("web", &DeleteParams::default())
+/// Defect 2: an edit that widens the policy (an empty ingress rule allows
+/// every source) must be restored like any other.
+#[tokio::test]
+#[ignore = "issue 10 defect 2: appending {} to ingress (allow all) is never restored"]
+async fn a_widening_hand_edit_is_restored() {
+    let Some(w) = World::new("widen", true).await else {
+        return;
+    };
+    web_and_api(&w).await;
+    let op = w.operator("widen").await;
+    let before = w
+        .policy_when("api's policy", API_POLICY, |p| admits_web_on(p, 8080))
+        .await;
+    let mut ingress =
+        serde_json::to_value(&before.as_ref().unwrap().spec.as_ref().unwrap().ingress)
+            .unwrap()
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+    ingress.push(json!({}));
+    w.policies()
+        .patch(
+            API_POLICY,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"ingress": ingress}})),
+        )
         .await
         .unwrap();
-    eventually("web's policy deleted", get("web"), |p| p.is_none()).await;
+    w.policy_when(
+        "api's policy restored (no allow-all rule)",
+        API_POLICY,
+        |p| spec_text(p) == spec_text(&before),
+    )
+    .await;
+    w.finish(vec![op]).await;
+}
 
-    // The namespace opts out: every policy goes.
-    namespaces
+#[tokio::test]
+async fn a_hand_delete_is_restored() {
+    let Some(w) = World::new("delete", true).await else {
+        return;
+    };
+    web_and_api(&w).await;
+    let op = w.operator("delete").await;
+    let before = w
+        .policy_when("api's policy", API_POLICY, |p| admits_web_on(p, 8080))
+        .await
+        .unwrap();
+    w.policies()
+        .delete(API_POLICY, &DeleteParams::default())
+        .await
+        .unwrap();
+    let after = w
+        .policy_when("api's policy recreated", API_POLICY, |p| {
+            p.as_ref()
+                .is_some_and(|p| p.metadata.uid != before.metadata.uid)
+        })
+        .await;
+    assert_eq!(spec_text(&after), spec_text(&Some(before)));
+    w.finish(vec![op]).await;
+}
+
+#[tokio::test]
+async fn opting_out_removes_the_policies() {
+    let Some(w) = World::new("optout", true).await else {
+        return;
+    };
+    web_and_api(&w).await;
+    let op = w.operator("optout").await;
+    w.policy_when("web's policy", WEB_POLICY, |p| p.is_some())
+        .await;
+    w.policy_when("api's policy", API_POLICY, |p| p.is_some())
+        .await;
+    // One workload opts out.
+    w.deployments()
         .patch(
-            &ns,
+            "web",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"kubefence.dev/baseline": "disabled"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    w.policy_when(
+        "web's policy removed (workload opted out)",
+        WEB_POLICY,
+        |p| p.is_none(),
+    )
+    .await;
+    assert!(w.policy(API_POLICY).await.is_some());
+    // The namespace opts out.
+    Api::<k8s_openapi::api::core::v1::Namespace>::all(w.admin.clone())
+        .patch(
+            &w.ns,
             &PatchParams::default(),
             &Patch::Merge(json!({"metadata": {"labels": {"kubefence.dev/baseline": null}}})),
         )
         .await
         .unwrap();
-    eventually("api's policy deleted", get("api"), |p| p.is_none()).await;
+    w.policy_when(
+        "api's policy removed (namespace opted out)",
+        API_POLICY,
+        |p| p.is_none(),
+    )
+    .await;
+    w.finish(vec![op]).await;
+}
 
-    stop.send(true).unwrap();
-    let _ = controller.await;
-    namespaces
-        .delete(&ns, &DeleteParams::default())
+/// A workload deleted while no operator ran: the next one removes its
+/// policy. (In a full cluster the garbage collector would also delete it
+/// by its ownerReference; the local server has none, so this shows the
+/// operator's own orphan sweep.)
+#[tokio::test]
+async fn an_orphan_left_while_stopped_is_removed() {
+    let Some(w) = World::new("orphan", true).await else {
+        return;
+    };
+    web_and_api(&w).await;
+    let op = w.operator("orphan-1").await;
+    w.policy_when("web's policy", WEB_POLICY, |p| p.is_some())
+        .await;
+    op.stop();
+    w.deployments()
+        .delete("web", &DeleteParams::default())
         .await
         .unwrap();
+    if w.cluster.local.is_some() {
+        // No garbage collector on the local server: only the operator can
+        // remove it (a full cluster's collector may be first).
+        assert!(w.policy(WEB_POLICY).await.is_some());
+    }
+    let op = w.operator("orphan-2").await;
+    w.policy_when("web's orphaned policy removed", WEB_POLICY, |p| p.is_none())
+        .await;
+    w.policy_when("api no longer admits web", API_POLICY, |p| {
+        p.is_some() && !admits_web_on(p, 8080)
+    })
+    .await;
+    w.finish(vec![op]).await;
+}
+
+#[tokio::test]
+async fn a_foreign_policy_with_our_name_is_left_alone() {
+    let Some(w) = World::new("foreign", true).await else {
+        return;
+    };
+    web_and_api(&w).await;
+    let foreign = create(
+        &w.admin,
+        policy(&w.ns, WEB_POLICY, json!({"team": "web"}), "web"),
+    )
+    .await;
+    let op = w.operator("foreign").await;
+    w.policy_when("api's policy", API_POLICY, |p| admits_web_on(p, 8080))
+        .await;
+    let rv = foreign["metadata"]["resourceVersion"].clone();
+    let unchanged = |p: &Option<NetworkPolicy>| {
+        p.as_ref()
+            .is_some_and(|p| json!(p.metadata.resource_version) == rv)
+    };
+    throughout(
+        "the foreign policy untouched",
+        Duration::from_secs(2),
+        async || w.policy(WEB_POLICY).await,
+        unchanged,
+    )
+    .await;
+    // Its workload goes: the policy is still not ours to delete.
+    w.deployments()
+        .delete("web", &DeleteParams::default())
+        .await
+        .unwrap();
+    w.policy_when("api no longer admits web", API_POLICY, |p| {
+        p.is_some() && !admits_web_on(p, 8080)
+    })
+    .await;
+    assert!(
+        unchanged(&w.policy(WEB_POLICY).await),
+        "foreign policy changed or deleted"
+    );
+    w.finish(vec![op]).await;
+}
+
+/// Defect 9: a GitOps copy of `kubefence generate` output (kubefence's
+/// labels, no ownerReference) is someone else's: not overwritten.
+#[tokio::test]
+#[ignore = "issue 10 defect 9: a labelled copy without ownerReference is taken over (ownerReference added, spec overwritten)"]
+async fn a_gitops_copy_with_our_labels_is_not_overwritten() {
+    let Some(w) = World::new("gitops", true).await else {
+        return;
+    };
+    web_and_api(&w).await;
+    let copy = create(
+        &w.admin,
+        policy(
+            &w.ns,
+            WEB_POLICY,
+            json!({"app.kubernetes.io/managed-by": "kubefence", "kubefence.dev/source": "baseline"}),
+            "web",
+        ),
+    )
+    .await;
+    let op = w.operator("gitops").await;
+    w.policy_when("api's policy", API_POLICY, |p| admits_web_on(p, 8080))
+        .await;
+    let rv = copy["metadata"]["resourceVersion"].clone();
+    throughout(
+        "the GitOps copy untouched",
+        Duration::from_secs(3),
+        async || w.policy(WEB_POLICY).await,
+        |p| {
+            p.as_ref()
+                .is_some_and(|p| json!(p.metadata.resource_version) == rv)
+        },
+    )
+    .await;
+    w.finish(vec![op]).await;
+}
+
+/// Defect 8: the policy has one field manager, kubefence's server-side
+/// apply; a create by POST registers an `Update` manager whose fields a
+/// later apply can never remove.
+#[tokio::test]
+#[ignore = "issue 10 defect 8: the policy is created by POST: managedFields has kubefence/Update, not one Apply"]
+async fn kubefence_policies_have_one_field_manager() {
+    let Some(w) = World::new("managers", true).await else {
+        return;
+    };
+    web_and_api(&w).await;
+    let op = w.operator("managers").await;
+    let p = w
+        .policy_when("api's policy", API_POLICY, |p| admits_web_on(p, 8080))
+        .await
+        .unwrap();
+    let managers: Vec<(String, String)> = p
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| {
+            (
+                m.manager.unwrap_or_default(),
+                m.operation.unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        managers,
+        vec![("kubefence".to_string(), "Apply".to_string())],
+        "managedFields"
+    );
+    w.finish(vec![op]).await;
+}
+
+// ---------------------------------------------------------------- Quarantine
+
+fn quarantines(client: &Client, ns: &str) -> Api<DynamicObject> {
+    let resource = kube::discovery::ApiResource {
+        group: "kubefence.dev".into(),
+        version: "v1alpha1".into(),
+        api_version: "kubefence.dev/v1alpha1".into(),
+        kind: "Quarantine".into(),
+        plural: "quarantines".into(),
+    };
+    Api::namespaced_with(client.clone(), ns, &resource)
+}
+
+fn quarantine(ns: &str, name: &str, target: &str, dry_run: bool) -> Value {
+    json!({
+        "apiVersion": "kubefence.dev/v1alpha1",
+        "kind": "Quarantine",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {
+            "target": {"kind": "Deployment", "name": target},
+            "reason": "e2e: suspected compromise",
+            "dryRun": dry_run,
+        },
+    })
+}
+
+async fn quarantine_status(w: &World, name: &str) -> Option<Value> {
+    quarantines(&w.admin, &w.ns)
+        .get_opt(name)
+        .await
+        .unwrap()
+        .map(|q| serde_json::to_value(q).unwrap())
+}
+
+fn phase(q: &Option<Value>) -> Option<String> {
+    q.as_ref()?["status"]["phase"].as_str().map(String::from)
+}
+
+/// The NetworkPolicies of the namespace labelled as quarantine policies.
+async fn quarantine_policies(w: &World) -> Vec<NetworkPolicy> {
+    w.policies()
+        .list(&ListParams::default().labels("kubefence.dev/source=quarantine"))
+        .await
+        .unwrap()
+        .items
+}
+
+#[tokio::test]
+async fn quarantine_dry_run_persists_nothing() {
+    let Some(w) = World::new("qdry", false).await else {
+        return;
+    };
+    create(&w.admin, deployment(&w.ns, "api", &[], &[("http", 8080)])).await;
+    let op = w.operator("qdry").await;
+    create(&w.admin, quarantine(&w.ns, "q", "api", true)).await;
+    let q = eventually(
+        "the dry run planned",
+        CONVERGE,
+        async || quarantine_status(&w, "q").await,
+        |q| phase(q).as_deref() == Some("Planned"),
+    )
+    .await;
+    assert!(q.as_ref().unwrap()["status"]["plan"].is_string(), "{q:?}");
+    // The plan went to the server as a dry run (on the local server, whose
+    // audit log shows it): validated and admitted there, persisted nowhere.
+    if let Some(requests) = w
+        .cluster
+        .requests_since(&operator_user(FULL_INSTALL), w.audit_from)
+    {
+        assert!(
+            requests.iter().any(|r| r.starts_with("create ")
+                && r.contains("/networkpolicies")
+                && r.contains("dryRun=All")),
+            "no dry-run create sent: {requests:#?}"
+        );
+    }
+    throughout(
+        "no policy persisted",
+        Duration::from_secs(2),
+        async || quarantine_policies(&w).await,
+        Vec::is_empty,
+    )
+    .await;
+    assert!(
+        w.policies()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    quarantines(&w.admin, &w.ns)
+        .delete("q", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "the Quarantine gone",
+        CONVERGE,
+        async || quarantine_status(&w, "q").await,
+        Option::is_none,
+    )
+    .await;
+    w.finish(vec![op]).await;
+}
+
+/// The policy isolates exactly the target's pods, in both directions, with
+/// no rule; the Quarantine holds a finalizer; deleting it releases.
+fn isolates_api(p: &NetworkPolicy) -> bool {
+    let spec = serde_json::to_value(&p.spec).unwrap();
+    spec["podSelector"] == json!({"matchLabels": {"app": "api"}})
+        && spec["policyTypes"] == json!(["Ingress", "Egress"])
+        && spec["ingress"].as_array().is_none_or(Vec::is_empty)
+        && spec["egress"].as_array().is_none_or(Vec::is_empty)
+}
+
+#[tokio::test]
+async fn quarantine_isolates_and_release_removes_the_policy() {
+    let Some(w) = World::new("qisolate", false).await else {
+        return;
+    };
+    create(&w.admin, deployment(&w.ns, "api", &[], &[("http", 8080)])).await;
+    let op = w.operator("qisolate").await;
+    create(&w.admin, quarantine(&w.ns, "q", "api", false)).await;
+    let q = eventually(
+        "isolated",
+        CONVERGE,
+        async || quarantine_status(&w, "q").await,
+        |q| phase(q).as_deref() == Some("Isolated"),
+    )
+    .await
+    .unwrap();
+    let policies = quarantine_policies(&w).await;
+    assert_eq!(policies.len(), 1, "{policies:?}");
+    assert!(isolates_api(&policies[0]), "{:?}", policies[0].spec);
+    assert_eq!(
+        q["status"]["policyName"].as_str().unwrap_or_default(),
+        format!(
+            "NetworkPolicy/{}",
+            policies[0].metadata.name.as_deref().unwrap_or_default()
+        )
+    );
+    assert_eq!(
+        q["metadata"]["finalizers"],
+        json!(["kubefence.dev/quarantine"])
+    );
+    // Release.
+    quarantines(&w.admin, &w.ns)
+        .delete("q", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "the Quarantine gone",
+        CONVERGE,
+        async || quarantine_status(&w, "q").await,
+        Option::is_none,
+    )
+    .await;
+    assert!(
+        quarantine_policies(&w).await.is_empty(),
+        "policy left after release"
+    );
+    w.finish(vec![op]).await;
+}
+
+/// Defect 1: the quarantine policy is watched like the baseline ones; a
+/// hand edit that opens it is repaired.
+#[tokio::test]
+#[ignore = "issue 10 defect 1: an allow-all rule added to the quarantine policy stays"]
+async fn a_hand_edit_of_the_quarantine_policy_is_repaired() {
+    let Some(w) = World::new("qdrift", false).await else {
+        return;
+    };
+    create(&w.admin, deployment(&w.ns, "api", &[], &[("http", 8080)])).await;
+    let op = w.operator("qdrift").await;
+    create(&w.admin, quarantine(&w.ns, "q", "api", false)).await;
+    eventually(
+        "isolated",
+        CONVERGE,
+        async || quarantine_status(&w, "q").await,
+        |q| phase(q).as_deref() == Some("Isolated"),
+    )
+    .await;
+    let name = quarantine_policies(&w).await[0]
+        .metadata
+        .name
+        .clone()
+        .unwrap();
+    w.policies()
+        .patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"ingress": [{}]}})),
+        )
+        .await
+        .unwrap();
+    w.policy_when("the quarantine policy repaired", &name, |p| {
+        p.as_ref().is_some_and(isolates_api)
+    })
+    .await;
+    quarantines(&w.admin, &w.ns)
+        .delete("q", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "the Quarantine gone",
+        CONVERGE,
+        async || quarantine_status(&w, "q").await,
+        Option::is_none,
+    )
+    .await;
+    w.finish(vec![op]).await;
+}
+
+/// Defect 6: in a namespace opted in to baseline, the workload's own
+/// baseline policy keeps its DNS and peers open, so a NetworkPolicy
+/// quarantine cannot isolate it. The baseline policy is withheld while the
+/// Quarantine is active and comes back on release.
+#[tokio::test]
+#[ignore = "issue 10 defect 6: the baseline policy of a quarantined workload stays"]
+async fn the_baseline_policy_is_withheld_while_quarantined() {
+    let Some(w) = World::new("qbaseline", true).await else {
+        return;
+    };
+    web_and_api(&w).await;
+    let op = w.operator("qbaseline").await;
+    w.policy_when("api's baseline policy", API_POLICY, |p| {
+        admits_web_on(p, 8080)
+    })
+    .await;
+    create(&w.admin, quarantine(&w.ns, "q", "api", false)).await;
+    eventually(
+        "isolated",
+        CONVERGE,
+        async || quarantine_status(&w, "q").await,
+        |q| phase(q).as_deref() == Some("Isolated"),
+    )
+    .await;
+    w.policy_when(
+        "api's baseline policy withheld",
+        API_POLICY,
+        Option::is_none,
+    )
+    .await;
+    quarantines(&w.admin, &w.ns)
+        .delete("q", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "the Quarantine gone",
+        CONVERGE,
+        async || quarantine_status(&w, "q").await,
+        Option::is_none,
+    )
+    .await;
+    w.policy_when("api's baseline policy restored", API_POLICY, |p| {
+        admits_web_on(p, 8080)
+    })
+    .await;
+    w.finish(vec![op]).await;
+}
+
+/// Defect 5: a Pod quarantine selects the pod by its labels, which its
+/// siblings of the same ReplicaSet share (`pod-template-hash` included):
+/// without `allowCollateral` it must refuse rather than isolate them all.
+#[tokio::test]
+#[ignore = "issue 10 defect 5: a Pod quarantine isolates every sibling of the pod"]
+async fn a_pod_quarantine_does_not_isolate_its_siblings() {
+    let Some(w) = World::new("qpod", false).await else {
+        return;
+    };
+    // Pods need the namespace's default ServiceAccount, which a
+    // kube-controller-manager would have created.
+    create(
+        &w.admin,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": "default", "namespace": w.ns}}),
+    )
+    .await;
+    for name in ["api-7d4b9-aaaaa", "api-7d4b9-bbbbb"] {
+        create(
+            &w.admin,
+            json!({
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": name, "namespace": w.ns,
+                             "labels": {"app": "api", "pod-template-hash": "7d4b9"}},
+                "spec": {"containers": [{"name": "main", "image": "registry.invalid/app:1"}]},
+            }),
+        )
+        .await;
+    }
+    let op = w.operator("qpod").await;
+    let mut q = quarantine(&w.ns, "q", "api-7d4b9-aaaaa", false);
+    q["spec"]["target"]["kind"] = json!("Pod");
+    create(&w.admin, q).await;
+    let q = eventually(
+        "the Pod quarantine settled",
+        CONVERGE,
+        async || quarantine_status(&w, "q").await,
+        |q| matches!(phase(q).as_deref(), Some("Isolated" | "Failed")),
+    )
+    .await;
+    let isolated = quarantine_policies(&w).await;
+    assert!(
+        isolated.is_empty() && phase(&q).as_deref() == Some("Failed"),
+        "isolated the sibling too: {:?}",
+        isolated.iter().map(|p| &p.spec).collect::<Vec<_>>()
+    );
+    quarantines(&w.admin, &w.ns)
+        .delete("q", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "the Quarantine gone",
+        CONVERGE,
+        async || quarantine_status(&w, "q").await,
+        Option::is_none,
+    )
+    .await;
+    w.finish(vec![op]).await;
+}
+
+#[tokio::test]
+async fn the_finalizer_keeps_a_quarantine_until_it_is_released() {
+    let Some(w) = World::new("qfinalizer", false).await else {
+        return;
+    };
+    create(&w.admin, deployment(&w.ns, "api", &[], &[("http", 8080)])).await;
+    let op = w.operator("qfinalizer-1").await;
+    create(&w.admin, quarantine(&w.ns, "q", "api", false)).await;
+    eventually(
+        "isolated",
+        CONVERGE,
+        async || quarantine_status(&w, "q").await,
+        |q| phase(q).as_deref() == Some("Isolated"),
+    )
+    .await;
+    op.stop();
+    // Deleted while no operator runs: the finalizer holds it, and the
+    // isolation stays.
+    quarantines(&w.admin, &w.ns)
+        .delete("q", &DeleteParams::default())
+        .await
+        .unwrap();
+    let q = quarantine_status(&w, "q").await;
+    assert!(
+        q.as_ref()
+            .is_some_and(|q| q["metadata"]["deletionTimestamp"].is_string()),
+        "held by the finalizer: {q:?}"
+    );
+    assert_eq!(quarantine_policies(&w).await.len(), 1);
+    let op = w.operator("qfinalizer-2").await;
+    eventually(
+        "released and gone",
+        CONVERGE,
+        async || quarantine_status(&w, "q").await,
+        Option::is_none,
+    )
+    .await;
+    assert!(quarantine_policies(&w).await.is_empty());
+    w.finish(vec![op]).await;
+}
+
+/// `deploy/base` alone: the operator may not read targets nor write
+/// quarantine policies. A Quarantine fails saying Forbidden, nothing is
+/// created, and it can still be deleted.
+#[tokio::test]
+async fn a_default_install_answers_forbidden_and_the_quarantine_is_deletable() {
+    let Some(w) = World::new("qdefault", false).await else {
+        return;
+    };
+    create(&w.admin, deployment(&w.ns, "api", &[], &[("http", 8080)])).await;
+    let mut spec = Spec::new("qdefault");
+    spec.install_ns = DEFAULT_INSTALL.into();
+    let default_audit = w.cluster.audit_offset();
+    let op = w.operator_with(spec).await;
+    create(&w.admin, quarantine(&w.ns, "q", "api", false)).await;
+    let q = eventually(
+        "failed",
+        CONVERGE,
+        async || quarantine_status(&w, "q").await,
+        |q| phase(q).as_deref() == Some("Failed"),
+    )
+    .await
+    .unwrap();
+    let conditions = q["status"]["conditions"].to_string();
+    assert!(
+        conditions.contains("Forbidden") || conditions.contains("forbidden"),
+        "{conditions}"
+    );
+    assert!(
+        w.policies()
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    quarantines(&w.admin, &w.ns)
+        .delete("q", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "the Quarantine gone",
+        CONVERGE,
+        async || quarantine_status(&w, "q").await,
+        Option::is_none,
+    )
+    .await;
+    // The server did refuse it (and only on the opt-in rights).
+    if let Some(refused) = w
+        .cluster
+        .forbidden_since(&operator_user(DEFAULT_INSTALL), default_audit)
+    {
+        assert!(!refused.is_empty(), "the default install was never refused");
+        for r in &refused {
+            assert!(
+                r.contains("/deployments/") || r.contains("/networkpolicies"),
+                "refused outside the opt-in rights: {r}"
+            );
+        }
+    }
+    w.finish(vec![op]).await;
+}
+
+// ---------------------------------------------------- CRD schema validation
+
+/// The API server itself rejects what the CRD's schema forbids.
+#[tokio::test]
+async fn the_crd_schema_rejects_bad_quarantines() {
+    let Some(cluster) = cluster::cluster() else {
+        return;
+    };
+    let admin = cluster.admin().await;
+    let ns = namespace(&admin, "crd", false).await;
+    let api = quarantines(&admin, &ns);
+    let post = async |v: Value| {
+        let obj: DynamicObject = serde_json::from_value(v).unwrap();
+        api.create(&PostParams::default(), &obj).await
+    };
+    let good = quarantine(&ns, "good", "api", true);
+    let mut bad_engine = quarantine(&ns, "engine", "api", true);
+    bad_engine["spec"]["engine"] = json!("iptables");
+    let mut bad_kind = quarantine(&ns, "kind", "api", true);
+    bad_kind["spec"]["target"]["kind"] = json!("Service");
+    let mut no_reason = quarantine(&ns, "reason", "api", true);
+    no_reason["spec"].as_object_mut().unwrap().remove("reason");
+    let mut no_target_name = quarantine(&ns, "name", "api", true);
+    no_target_name["spec"]["target"]
+        .as_object_mut()
+        .unwrap()
+        .remove("name");
+    let mut dry_run_text = quarantine(&ns, "dryrun", "api", true);
+    dry_run_text["spec"]["dryRun"] = json!("no");
+    for (what, v) in [
+        ("engine iptables", bad_engine),
+        ("target kind Service", bad_kind),
+        ("no reason", no_reason),
+        ("no target name", no_target_name),
+        ("dryRun a string", dry_run_text),
+    ] {
+        match post(v).await {
+            Err(kube::Error::Api(e)) => assert_eq!(e.code, 422, "{what}: {e:?}"),
+            other => panic!("{what}: accepted or wrong error: {other:?}"),
+        }
+    }
+    // A good one passes (a server-side dry run: nothing is left behind for
+    // the operators of other tests), with the schema's defaults applied.
+    let obj: DynamicObject = serde_json::from_value(good).unwrap();
+    let created = api
+        .create(
+            &PostParams {
+                dry_run: true,
+                ..PostParams::default()
+            },
+            &obj,
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.data["spec"]["engine"], "networkpolicy");
+    assert!(
+        api.get_opt("good").await.unwrap().is_none(),
+        "dry run persisted"
+    );
+    support::remove_namespace(&admin, &ns).await;
+}
+
+/// Defect 3: `spec.target` and `spec.engine` are immutable (CEL), so a
+/// Quarantine cannot be pointed at another workload after isolating one.
+#[tokio::test]
+#[ignore = "issue 10 defect 3: no CEL rule; changing spec.target is accepted"]
+async fn the_crd_makes_target_and_engine_immutable() {
+    let Some(cluster) = cluster::cluster() else {
+        return;
+    };
+    let admin = cluster.admin().await;
+    let ns = namespace(&admin, "cel", false).await;
+    let api = quarantines(&admin, &ns);
+    let obj: DynamicObject = serde_json::from_value(quarantine(&ns, "q", "api", true)).unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    for (what, patch) in [
+        ("target", json!({"spec": {"target": {"name": "other"}}})),
+        ("engine", json!({"spec": {"engine": "cilium"}})),
+    ] {
+        match api
+            .patch("q", &PatchParams::default(), &Patch::Merge(patch))
+            .await
+        {
+            Err(kube::Error::Api(e)) => assert_eq!(e.code, 422, "{what}: {e:?}"),
+            other => panic!("changing spec.{what} accepted: {other:?}"),
+        }
+    }
+    api.delete("q", &DeleteParams::default()).await.unwrap();
+    support::remove_namespace(&admin, &ns).await;
+}
+
+// ---------------------------------------------------------- Leader election
+
+async fn lease_holder(admin: &Client, name: &str) -> Option<String> {
+    Api::<Lease>::namespaced(admin.clone(), FULL_INSTALL)
+        .get_opt(name)
+        .await
+        .unwrap()
+        .and_then(|l| l.spec?.holder_identity)
+}
+
+/// Two operator processes share a Lease: one writes, the other does not;
+/// the leader is killed (no release), the other takes over within the
+/// lease duration and writes.
+#[tokio::test]
+async fn leader_election_one_writer_and_takeover_after_a_kill() {
+    let Some(w) = World::new("leader", true).await else {
+        return;
+    };
+    const LEASE_SECONDS: u64 = 4;
+    let lease = format!("kubefence-e2e-leader-{}", &w.ns[w.ns.len() - 6..]);
+    let spec = |identity: &str| Spec {
+        lease_name: lease.clone(),
+        lease_seconds: LEASE_SECONDS,
+        ..Spec::new(identity)
+    };
+    let mut a = w.operator_with(spec("replica-a")).await;
+    eventually(
+        "replica-a leads",
+        CONVERGE,
+        async || lease_holder(&w.admin, &lease).await,
+        |h| h.as_deref() == Some("replica-a"),
+    )
+    .await;
+    let b = w.operator_with(spec("replica-b")).await;
+    create(&w.admin, deployment(&w.ns, "api", &[], &[("http", 8080)])).await;
+    w.policy_when("api's policy (written by the leader)", API_POLICY, |p| {
+        p.is_some()
+    })
+    .await;
+    // Through a renewal or two: a keeps the Lease; b never writes.
+    throughout(
+        "one leader, one writer",
+        Duration::from_secs(LEASE_SECONDS + 1),
+        async || {
+            (
+                lease_holder(&w.admin, &lease).await,
+                b.metric("kubefence_api_writes_total").await,
+            )
+        },
+        |(holder, b_writes)| holder.as_deref() == Some("replica-a") && *b_writes == 0.0,
+    )
+    .await;
+    assert!(
+        a.metric("kubefence_api_writes_total").await > 0.0,
+        "the leader wrote"
+    );
+
+    a.kill();
+    let killed = Instant::now();
+    create(&w.admin, deployment(&w.ns, "web", &[], &[])).await;
+    eventually(
+        "replica-b leads",
+        Duration::from_secs(LEASE_SECONDS * 3),
+        async || lease_holder(&w.admin, &lease).await,
+        |h| h.as_deref() == Some("replica-b"),
+    )
+    .await;
+    let takeover = killed.elapsed();
+    // The Lease expires at most LEASE_SECONDS after the kill (the last
+    // renewal was before it), and the follower looks every half lease.
+    let bound = Duration::from_secs(LEASE_SECONDS + LEASE_SECONDS / 2 + 1);
+    assert!(
+        takeover <= bound,
+        "took over after {takeover:?} (lease {LEASE_SECONDS} s, bound {bound:?})"
+    );
+    w.policy_when(
+        "web's policy (written by the new leader)",
+        WEB_POLICY,
+        |p| p.is_some(),
+    )
+    .await;
+    assert!(b.metric("kubefence_api_writes_total").await > 0.0);
+    // What a_partitioned_leader_stops_leading_within_the_lease reads (for
+    // the step down) is what a change of leadership logs.
+    assert!(b.log_text().contains("is_leader=true"), "{}", b.log_text());
+    eprintln!("leader killed; the other took over after {takeover:.1?}");
+    w.finish(vec![b]).await;
+}
+
+/// Defect 4: a leader cut off from the API server cannot renew its Lease;
+/// once the lease duration has passed since its last renewal it must stop
+/// leading (exit, as controller-runtime does, or drop the leader flag:
+/// the baseline controller logs `leadership changed ... is_leader=false`),
+/// since by then the other replica has taken over and writes.
+#[tokio::test]
+#[ignore = "issue 10 defect 4: a partitioned leader never learns it lost the Lease (two leaders)"]
+async fn a_partitioned_leader_stops_leading_within_the_lease() {
+    let Some(w) = World::new("partition", true).await else {
+        return;
+    };
+    let Some(local) = w.cluster.local.as_ref() else {
+        eprintln!("skipped: the partition needs the local server");
+        w.finish(vec![]).await;
+        return;
+    };
+    const LEASE_SECONDS: u64 = 4;
+    let proxy = support::proxy::Proxy::start(local.url.trim_start_matches("https://").into()).await;
+    let lease = format!("kubefence-e2e-partition-{}", &w.ns[w.ns.len() - 6..]);
+    let spec = |identity: &str| Spec {
+        lease_name: lease.clone(),
+        lease_seconds: LEASE_SECONDS,
+        ..Spec::new(identity)
+    };
+    let mut a = w
+        .operator_with(Spec {
+            server: Some(format!("https://{}", proxy.addr)),
+            ..spec("replica-a")
+        })
+        .await;
+    eventually(
+        "replica-a leads",
+        CONVERGE,
+        async || lease_holder(&w.admin, &lease).await,
+        |h| h.as_deref() == Some("replica-a"),
+    )
+    .await;
+    let b = w.operator_with(spec("replica-b")).await;
+    proxy.cut();
+    eventually(
+        "replica-b leads",
+        Duration::from_secs(LEASE_SECONDS * 3),
+        async || lease_holder(&w.admin, &lease).await,
+        |h| h.as_deref() == Some("replica-b"),
+    )
+    .await;
+    // b leads now; a, still cut off, must have stepped down already.
+    let stepped_down = eventually(
+        "replica-a steps down",
+        Duration::from_secs(1),
+        async || a.exited() || a.log_text().contains("is_leader=false"),
+        |down| *down,
+    )
+    .await;
+    assert!(stepped_down);
+    proxy.heal();
+    drop(a);
+    w.finish(vec![b]).await;
 }
