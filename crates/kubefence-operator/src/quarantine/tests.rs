@@ -50,7 +50,7 @@ fn app_api() -> Value {
 
 async fn quarantine(client: &Client, target: &Target, dry_run: bool) -> Result<ApplyOutcome> {
     let (plan, _) = plan(client, target, &audit(), Engine::NetworkPolicy, &cfg()).await?;
-    apply(client, &plan, dry_run).await
+    apply(client, &plan, dry_run, &Holder::Cli).await
 }
 
 #[tokio::test]
@@ -63,7 +63,9 @@ async fn dry_run_sends_dry_run_all_and_persists_nothing() {
         vec![
             "GET /apis/apps/v1/namespaces/shop/deployments/api".to_string(),
             format!("GET {NP}?"),
-            format!("POST {NP}?&dryRun=All&fieldManager=kubefence"),
+            format!("GET {NP}/kf-quarantine-deployment-api"),
+            // Server-side apply only: one field manager, operation Apply.
+            format!("PATCH {NP}/kf-quarantine-deployment-api?&dryRun=All&fieldManager=kubefence"),
         ]
     );
     assert_eq!(
@@ -77,7 +79,10 @@ async fn confirm_creates_a_deny_all_policy_with_audit_and_no_owner_reference() {
     let (client, fake) = with_api(app_api());
     quarantine(&client, &api_target(), false).await.unwrap();
     let log = fake.take_log();
-    assert_eq!(log[2].line(), format!("POST {NP}?&fieldManager=kubefence"));
+    assert_eq!(
+        log[3].line(),
+        format!("PATCH {NP}/kf-quarantine-deployment-api?&fieldManager=kubefence")
+    );
     let p = fake
         .get(&netpol_path("shop", "kf-quarantine-deployment-api"))
         .expect("created");
@@ -124,11 +129,8 @@ async fn applying_twice_succeeds_once() {
     let lines = fake.take_lines();
     assert_eq!(
         lines[2..],
-        [
-            format!("POST {NP}?&fieldManager=kubefence"),
-            format!("GET {NP}/kf-quarantine-deployment-api"),
-        ],
-        "409 AlreadyExists → read it → ours: success, nothing else"
+        [format!("GET {NP}/kf-quarantine-deployment-api")],
+        "read it → ours and as planned: success, nothing written"
     );
 }
 
@@ -356,7 +358,7 @@ async fn cilium_and_anp_write_their_own_kinds() {
         let (p, _) = plan(&client, &api_target(), &audit(), engine, &cfg())
             .await
             .unwrap();
-        apply(&client, &p, false).await.unwrap();
+        apply(&client, &p, false, &Holder::Cli).await.unwrap();
     }
     let cnp = fake
         .get(
@@ -671,7 +673,7 @@ async fn changing_the_engine_replaces_the_policy_without_a_gap() {
     let create = lines
         .iter()
         .position(|l| {
-            l.starts_with("POST /apis/cilium.io/v2/namespaces/shop/ciliumnetworkpolicies")
+            l.starts_with("PATCH /apis/cilium.io/v2/namespaces/shop/ciliumnetworkpolicies/")
         })
         .expect("CiliumNetworkPolicy created");
     let delete = lines
@@ -762,4 +764,129 @@ async fn deleting_one_of_two_quarantines_of_a_workload_keeps_it_isolated() {
     let q8: Quarantine = serde_json::from_value(fake.get(&second_path).unwrap()).unwrap();
     reconcile(Arc::new(q8), ctx).await.unwrap();
     assert!(fake.get(&policy).is_none());
+}
+
+// === ownership: recorded on the object, never read from a status ===
+
+fn quarantine_uid(fake: &FakeApi) -> String {
+    read_q(fake).metadata.uid.unwrap()
+}
+
+#[tokio::test]
+async fn the_policy_records_the_quarantine_that_holds_it() {
+    let (client, fake) = with_api(app_api());
+    let ctx = Arc::new(Context::new(client, cfg()));
+    isolated(&fake, &ctx).await;
+    let p = fake
+        .get(&netpol_path("shop", "kf-quarantine-deployment-api"))
+        .unwrap();
+    assert_eq!(
+        p["metadata"]["labels"]["kubefence.dev/quarantine-uid"],
+        json!(quarantine_uid(&fake))
+    );
+}
+
+#[tokio::test]
+async fn a_forged_status_never_deletes_another_namespaces_admin_network_policy() {
+    let (client, fake) = with_api(app_api());
+    let ctx = Arc::new(Context::new(client, cfg()));
+    // Another team's quarantine of their own `api`, cluster-scoped, with
+    // every label kubefence sets.
+    let theirs = Target::new(WorkloadKind::Deployment, "payments", "api");
+    let anp_name = theirs.cluster_scoped_name();
+    let anp_path =
+        format!("/apis/policy.networking.k8s.io/v1alpha1/adminnetworkpolicies/{anp_name}");
+    fake.insert(
+        &anp_path,
+        json!({
+            "apiVersion": "policy.networking.k8s.io/v1alpha1",
+            "kind": "AdminNetworkPolicy",
+            "metadata": {"name": anp_name, "labels": {
+                "app.kubernetes.io/managed-by": "kubefence",
+                "kubefence.dev/source": "quarantine",
+                "kubefence.dev/quarantine-uid": "uid-of-their-quarantine"},
+                "annotations": {"kubefence.dev/target": theirs.id()}},
+            "spec": {"priority": 0}
+        }),
+    );
+    // A Quarantine in shop whose status someone with status rights edited
+    // to name that object.
+    let mut q = quarantine_object(false);
+    q["metadata"]["deletionTimestamp"] = json!("2026-11-24T23:50:00Z");
+    q["status"] = json!({"phase": "Isolated",
+                         "policyName": format!("AdminNetworkPolicy/{anp_name}")});
+    fake.insert(&quarantine_path("shop", "incident-7"), q);
+    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    assert!(
+        fake.get(&anp_path).is_some(),
+        "not this Quarantine's to delete"
+    );
+    let deletes: Vec<String> = fake
+        .take_lines()
+        .into_iter()
+        .filter(|l| l.starts_with("DELETE"))
+        .collect();
+    assert!(
+        deletes.iter().all(|l| !l.contains("adminnetworkpolicies")),
+        "{deletes:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_policy_that_merely_carries_kubefences_labels_is_not_a_quarantines() {
+    let (client, fake) = with_api(app_api());
+    let ctx = Arc::new(Context::new(client, cfg()));
+    let path = netpol_path("shop", "kf-quarantine-deployment-api");
+    // Made by someone else (or by the CLI) with kubefence's labels, no uid.
+    let planted = json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "kf-quarantine-deployment-api", "namespace": "shop",
+                     "labels": {"app.kubernetes.io/managed-by": "kubefence",
+                                "kubefence.dev/source": "quarantine"},
+                     "annotations": {"kubefence.dev/target": "Deployment/shop/api"}},
+        "spec": {"podSelector": {"matchLabels": {"app": "api"}}, "ingress": [{}]}
+    });
+    fake.insert(&path, planted.clone());
+    fake.insert(
+        &quarantine_path("shop", "incident-7"),
+        quarantine_object(false),
+    );
+    reconcile(Arc::new(read_q(&fake)), ctx.clone())
+        .await
+        .unwrap();
+    let q = read_q(&fake);
+    assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Failed));
+    assert_eq!(condition(&q, "Ready").1, "PolicyConflict");
+
+    // Deleting the Quarantine leaves it alone.
+    let qpath = quarantine_path("shop", "incident-7");
+    let mut obj = fake.get(&qpath).unwrap();
+    obj["metadata"]["deletionTimestamp"] = json!("2026-11-24T23:50:00Z");
+    fake.insert(&qpath, obj);
+    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    let p = fake.get(&path).expect("never deleted");
+    assert_eq!(p["spec"], planted["spec"], "never rewritten");
+    let writes: Vec<String> = fake
+        .take_lines()
+        .into_iter()
+        .filter(|l| l.contains("/networkpolicies/") && !l.starts_with("GET"))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+}
+
+#[tokio::test]
+async fn the_cli_does_not_release_a_policy_a_quarantine_resource_holds() {
+    let (client, fake) = with_api(app_api());
+    let ctx = Arc::new(Context::new(client.clone(), cfg()));
+    isolated(&fake, &ctx).await;
+    let err = release(&client, &api_target(), Engine::NetworkPolicy, false, &cfg())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "HeldByQuarantine", "{err}");
+    assert!(err.to_string().contains(&quarantine_uid(&fake)), "{err}");
+    assert!(
+        fake.get(&netpol_path("shop", "kf-quarantine-deployment-api"))
+            .is_some()
+    );
 }

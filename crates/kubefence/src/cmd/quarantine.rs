@@ -130,6 +130,8 @@ pub enum Outcome {
     DryRun,
     Created,
     AlreadyIsolated,
+    DryRunRepair,
+    Repaired,
 }
 
 impl Outcome {
@@ -141,6 +143,10 @@ impl Outcome {
             }
             Self::Created => "isolated: the policy was created",
             Self::AlreadyIsolated => "already isolated: kubefence's policy exists",
+            Self::DryRunRepair => {
+                "server-side dry run (dryRun=All) passed: kubefence's policy exists but was changed; add --confirm to restore it"
+            }
+            Self::Repaired => "isolated: kubefence's policy had been changed and was restored",
         }
     }
 }
@@ -208,7 +214,7 @@ async fn online(
         time: now,
     };
     let (plan, reference) = ops::plan(&client, target, &audit, engine, cfg).await?;
-    let outcome = match ops::apply(&client, &plan, !opts.confirm).await? {
+    let outcome = match ops::apply(&client, &plan, !opts.confirm, &ops::Holder::Cli).await? {
         ApplyOutcome::Created if !opts.confirm => Outcome::DryRun,
         ApplyOutcome::Created => {
             let recorder = kube::runtime::events::Recorder::new(
@@ -224,6 +230,8 @@ async fn online(
             Outcome::Created
         }
         ApplyOutcome::AlreadyIsolated => Outcome::AlreadyIsolated,
+        ApplyOutcome::Repaired if !opts.confirm => Outcome::DryRunRepair,
+        ApplyOutcome::Repaired => Outcome::Repaired,
     };
     print(opts, &plan, outcome)?;
     Ok(verdict(&plan))
@@ -253,7 +261,10 @@ fn verdict(plan: &Plan) -> u8 {
 }
 
 fn print(opts: &QuarantineOpts, plan: &Plan, outcome: Outcome) -> anyhow::Result<()> {
-    let dry_run = outcome != Outcome::Created && outcome != Outcome::AlreadyIsolated;
+    let dry_run = !matches!(
+        outcome,
+        Outcome::Created | Outcome::AlreadyIsolated | Outcome::Repaired
+    );
     super::with_stdout(|w| match opts.output {
         PlanFormat::Text => write_text(w, plan, outcome),
         PlanFormat::Yaml | PlanFormat::Json => {
