@@ -166,6 +166,8 @@ async fn isolate(q: &Quarantine, ctx: &Context) -> Result<Action, Error> {
             sharing: sharing.iter().map(|(_, uid)| uid.clone()).collect(),
         };
         let (plan, reference) = ops::plan(&ctx.client, &target, &audit, engine, &ctx.cfg).await?;
+        let selection = ops::selected_pods(&ctx.client, &plan, reference.uid.as_deref()).await?;
+        ops::check_collateral(&plan, &selection, q.spec.allow_collateral)?;
         let outcome = ops::apply(&ctx.client, &plan, q.spec.dry_run, &holder).await?;
         // What an earlier reconcile wrote and the spec no longer asks for
         // (back to a dry run) goes, after the new policy exists: never a
@@ -177,11 +179,11 @@ async fn isolate(q: &Quarantine, ctx: &Context) -> Result<Action, Error> {
                 release_quietly(ctx, &target, old, &holder_alone(q)).await?;
             }
         }
-        Ok::<_, Error>((plan, reference, outcome))
+        Ok::<_, Error>((plan, reference, outcome, selection))
     }
     .await;
     match result {
-        Ok((plan, reference, outcome)) => {
+        Ok((plan, reference, outcome, selection)) => {
             if !q.spec.dry_run && outcome == ApplyOutcome::Created {
                 // The policy exists whatever happens to the Event.
                 if let Err(e) =
@@ -193,7 +195,7 @@ async fn isolate(q: &Quarantine, ctx: &Context) -> Result<Action, Error> {
             if outcome == ApplyOutcome::Repaired && !q.spec.dry_run {
                 tracing::warn!(quarantine = %q.name_any(), policy = %plan.policy_name, "the quarantine policy had been changed; repaired");
             }
-            let status = planned_status(q, &plan, ctx);
+            let status = planned_status(q, &plan, &selection, ctx);
             patch_status(q, ctx, status).await?;
             Ok(Action::requeue(RESYNC))
         }
@@ -377,7 +379,12 @@ async fn release_quietly(
     }
 }
 
-fn planned_status(q: &Quarantine, plan: &Plan, ctx: &Context) -> QuarantineStatus {
+fn planned_status(
+    q: &Quarantine,
+    plan: &Plan,
+    selection: &ops::Selection,
+    ctx: &Context,
+) -> QuarantineStatus {
     let mut status = q.status.clone().unwrap_or_default();
     let now = Time((ctx.cfg.clock)());
     let generation = q.metadata.generation;
@@ -391,11 +398,12 @@ fn planned_status(q: &Quarantine, plan: &Plan, ctx: &Context) -> QuarantineStatu
     status.policy_name = Some(format!("{}/{}", api.kind, plan.policy_name));
     status.selector = Some(plan.selector.to_string());
     status.plan = Some(format!(
-        "{} {} denies all ingress and egress of the pods of {} ({}){}",
+        "{} {} denies all ingress and egress of the pods of {} ({}: {} now){}",
         api.kind,
         plan.policy_name,
         plan.target,
         plan.selector,
+        selection.summary(),
         if dry_run {
             "; dry run: set spec.dryRun=false to isolate"
         } else {

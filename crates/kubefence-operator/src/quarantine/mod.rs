@@ -33,8 +33,9 @@ use kubefence_core::quarantine::{self as core_q, QuarantineError};
 
 pub use controller::{Context, error_policy, reconcile, run_controller, run_until};
 pub use ops::{
-    ApplyOutcome, Holder, Holding, ReleaseOutcome, apply, hand_over, holding, is_ours,
-    object_reference, plan, record_quarantined, record_released, release, release_named,
+    ApplyOutcome, Holder, Holding, MAX_NAMED, ReleaseOutcome, Selection, apply, check_collateral,
+    hand_over, holding, is_ours, object_reference, plan, record_quarantined, record_released,
+    release, release_named, selected_pods,
 };
 
 /// The field manager and the event reporter.
@@ -113,6 +114,16 @@ pub enum Error {
         name: String,
         uid: String,
     },
+    #[error(
+        "{target}: its selector {selector} picks {selected} pod(s), only {own} of them the target's own (others: {others}); the policy would isolate them too. Refusing; allow it with --allow-collateral (spec.allowCollateral) or quarantine a workload whose selector is its own"
+    )]
+    Collateral {
+        target: String,
+        selector: String,
+        selected: usize,
+        own: usize,
+        others: String,
+    },
     /// Our policy was changed by someone else and could not be put back.
     #[error("{what} was changed and could not be repaired")]
     Drifted {
@@ -165,6 +176,7 @@ impl Error {
             Self::Foreign { .. } => "PolicyConflict",
             Self::HeldByQuarantine { .. } => "HeldByQuarantine",
             Self::Drifted { .. } => "Drifted",
+            Self::Collateral { .. } => "Collateral",
             Self::Forbidden { .. } => "Forbidden",
             Self::Kube { .. } => "ApiError",
         }

@@ -199,6 +199,132 @@ pub async fn plan(
     Ok((plan, reference))
 }
 
+/// The pods a plan's selector picks in the target's namespace, now.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Selection {
+    /// Every pod the policy would isolate.
+    pub selected: usize,
+    /// Those that are the target's own (the Pod itself; the pods its
+    /// controller, or its ReplicaSet's or Job's, owns).
+    pub own: usize,
+    /// The names of the others (at most [`MAX_NAMED`]).
+    pub others: Vec<String>,
+}
+
+/// How many collateral pods an error or a status names.
+pub const MAX_NAMED: usize = 5;
+
+impl Selection {
+    pub fn collateral(&self) -> usize {
+        self.selected - self.own
+    }
+
+    /// `3 pods (3 of the target's own)`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} pod(s) ({} of the target's own)",
+            self.selected, self.own
+        )
+    }
+}
+
+/// Lists the pods of the target's namespace that the plan's selector
+/// picks, and which of them are the target's own, by ownerReferences: the
+/// Pod itself; a pod whose controller is the target; for a Deployment
+/// (CronJob) a pod whose controller is a ReplicaSet (Job) whose controller
+/// is the target. A Pod's selector is its labels, `pod-template-hash`
+/// included, which every sibling of its ReplicaSet shares.
+pub async fn selected_pods(
+    client: &Client,
+    plan: &Plan,
+    target_uid: Option<&str>,
+) -> Result<Selection> {
+    use k8s_openapi::api::core::v1::Pod;
+    use std::collections::BTreeMap;
+    let namespace = &plan.target.namespace;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let list = pods
+        .list(&ListParams::default())
+        .await
+        .map_err(|e| Error::kube(format!("listing the pods of namespace {namespace}"), e))?;
+    let controller = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
+        meta.owner_references
+            .iter()
+            .flatten()
+            .find(|o| o.controller == Some(true))
+            .cloned()
+    };
+    // The controller of a ReplicaSet or Job, read once per owner.
+    let mut owners_of: BTreeMap<(String, String), Option<String>> = BTreeMap::new();
+    let mut out = Selection::default();
+    for pod in &list.items {
+        let labels = pod.metadata.labels.clone().unwrap_or_default();
+        if !plan.selector.matches(&labels) {
+            continue;
+        }
+        out.selected += 1;
+        let name = pod.name_any();
+        let own = match (plan.target.kind, controller(&pod.metadata)) {
+            (kubefence_core::WorkloadKind::Pod, _) => name == plan.target.name,
+            (_, None) => false,
+            (_, Some(owner)) if Some(owner.uid.as_str()) == target_uid => true,
+            (kind, Some(owner)) => {
+                let via = match (kind, owner.kind.as_str()) {
+                    (kubefence_core::WorkloadKind::Deployment, "ReplicaSet") => {
+                        Some(kubefence_core::WorkloadKind::ReplicaSet)
+                    }
+                    (kubefence_core::WorkloadKind::CronJob, "Job") => {
+                        Some(kubefence_core::WorkloadKind::Job)
+                    }
+                    _ => None,
+                };
+                match via {
+                    None => false,
+                    Some(via) => {
+                        let key = (owner.kind.clone(), owner.name.clone());
+                        if !owners_of.contains_key(&key) {
+                            let middle = Target::new(via, namespace.clone(), owner.name.clone());
+                            let grand = match target_client(client, &middle).get(&owner.name).await
+                            {
+                                Ok(o) => controller(&o.metadata).map(|c| c.uid),
+                                Err(e) if is_status(&e, 404) => None,
+                                Err(e) => {
+                                    return Err(Error::kube(format!("reading {}", middle.id()), e));
+                                }
+                            };
+                            owners_of.insert(key.clone(), grand);
+                        }
+                        owners_of.get(&key).cloned().flatten().as_deref() == target_uid
+                            && target_uid.is_some()
+                    }
+                }
+            }
+        };
+        if own {
+            out.own += 1;
+        } else if out.others.len() < MAX_NAMED {
+            out.others.push(name);
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses a plan that would isolate pods that are not the target's own,
+/// unless `allow` (`--allow-collateral`, `spec.allowCollateral`). Called
+/// before any write.
+pub fn check_collateral(plan: &Plan, selection: &Selection, allow: bool) -> Result<()> {
+    if allow || selection.collateral() == 0 {
+        return Ok(());
+    }
+    Err(Error::Collateral {
+        target: plan.target.id(),
+        selector: plan.selector.to_string(),
+        selected: selection.selected,
+        own: selection.own,
+        others: selection.others.join(", "),
+    })
+}
+
 /// What [`apply`] did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ApplyOutcome {

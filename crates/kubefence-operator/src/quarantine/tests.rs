@@ -890,3 +890,124 @@ async fn the_cli_does_not_release_a_policy_a_quarantine_resource_holds() {
             .is_some()
     );
 }
+
+// === collateral: the pods a plan selects beyond the target's own ===
+
+fn pod(name: &str, owner: Option<(&str, &str, &str)>, labels: Value) -> (String, Value) {
+    let mut p = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "shop", "labels": labels, "uid": format!("uid-pod-{name}")},
+        "spec": {"containers": [{"name": "c", "image": "x"}]}
+    });
+    if let Some((kind, owner_name, uid)) = owner {
+        p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": kind,
+            "name": owner_name, "uid": uid, "controller": true}]);
+    }
+    (format!("/api/v1/namespaces/shop/pods/{name}"), p)
+}
+
+/// A Deployment `api` (uid-deploy) with ReplicaSet api-7d9f and two pods,
+/// plus, when `stranger`, a bare pod with the same labels.
+fn api_with_pods(fake: &FakeApi, stranger: bool) {
+    let (path, mut d) = deployment("shop", "api", app_api());
+    d["metadata"]["uid"] = json!("uid-deploy");
+    fake.insert(&path, d);
+    fake.insert(
+        "/apis/apps/v1/namespaces/shop/replicasets/api-7d9f",
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+               "metadata": {"name": "api-7d9f", "namespace": "shop", "uid": "uid-rs",
+                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                                 "name": "api", "uid": "uid-deploy", "controller": true}]},
+               "spec": {"selector": {"matchLabels": {"app": "api", "pod-template-hash": "7d9f"}},
+                        "template": {"metadata": {"labels": {"app": "api", "pod-template-hash": "7d9f"}},
+                                     "spec": {"containers": [{"name": "c", "image": "x"}]}}}}),
+    );
+    let labels = json!({"app": "api", "pod-template-hash": "7d9f"});
+    for name in ["api-7d9f-aaaaa", "api-7d9f-bbbbb"] {
+        let (path, p) = pod(
+            name,
+            Some(("ReplicaSet", "api-7d9f", "uid-rs")),
+            labels.clone(),
+        );
+        fake.insert(&path, p);
+    }
+    if stranger {
+        let (path, p) = pod("debug", None, json!({"app": "api"}));
+        fake.insert(&path, p);
+    }
+}
+
+#[tokio::test]
+async fn a_pod_quarantine_that_would_isolate_its_siblings_is_refused_before_any_write() {
+    let (client, fake) = FakeApi::start();
+    api_with_pods(&fake, false);
+    let mut q = quarantine_object(false);
+    q["spec"]["target"] = json!({"kind": "Pod", "name": "api-7d9f-aaaaa"});
+    fake.insert(&quarantine_path("shop", "incident-7"), q);
+    let ctx = Arc::new(Context::new(client, cfg()));
+    reconcile(Arc::new(read_q(&fake)), ctx.clone())
+        .await
+        .unwrap();
+    let status = read_q(&fake);
+    assert_eq!(status.status.as_ref().unwrap().phase, Some(Phase::Failed));
+    assert_eq!(condition(&status, "Ready").1, "Collateral");
+    let message = status.status.as_ref().unwrap().conditions[1]
+        .message
+        .clone();
+    assert!(message.contains("picks 2 pod(s), only 1"), "{message}");
+    assert!(message.contains("api-7d9f-bbbbb"), "{message}");
+    let writes: Vec<String> = fake
+        .take_lines()
+        .into_iter()
+        .filter(|l| l.contains("networkpolicies") && !l.starts_with("GET"))
+        .collect();
+    assert!(writes.is_empty(), "refused before any write: {writes:?}");
+
+    // Allowed explicitly: isolated, and the status says how many pods.
+    let qpath = quarantine_path("shop", "incident-7");
+    let mut obj = fake.get(&qpath).unwrap();
+    obj["spec"]["allowCollateral"] = json!(true);
+    fake.insert(&qpath, obj);
+    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    let q = read_q(&fake);
+    let status = q.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Isolated));
+    assert!(
+        status
+            .plan
+            .unwrap()
+            .contains("2 pod(s) (1 of the target's own)"),
+        "the count is reported"
+    );
+}
+
+#[tokio::test]
+async fn a_deployment_quarantine_selects_its_own_pods_and_refuses_a_stranger() {
+    let (client, fake) = FakeApi::start();
+    api_with_pods(&fake, false);
+    let (p, reference) = plan(
+        &client,
+        &api_target(),
+        &audit(),
+        Engine::NetworkPolicy,
+        &cfg(),
+    )
+    .await
+    .unwrap();
+    let selection = selected_pods(&client, &p, reference.uid.as_deref())
+        .await
+        .unwrap();
+    assert_eq!((selection.selected, selection.own), (2, 2));
+    assert!(check_collateral(&p, &selection, false).is_ok());
+
+    let (path, stranger) = pod("debug", None, json!({"app": "api"}));
+    fake.insert(&path, stranger);
+    let selection = selected_pods(&client, &p, reference.uid.as_deref())
+        .await
+        .unwrap();
+    assert_eq!((selection.selected, selection.own), (3, 2));
+    assert_eq!(selection.others, vec!["debug".to_string()]);
+    let err = check_collateral(&p, &selection, false).unwrap_err();
+    assert_eq!(err.reason(), "Collateral");
+}

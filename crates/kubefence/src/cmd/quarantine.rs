@@ -42,7 +42,8 @@ Examples:
 
 Exit codes: 0 done (or planned) and effective; 1 done (or planned) but paths
 stay open through other policies (not effective); 2 refused or failed
-(protected namespace, empty selector, not found, foreign policy, forbidden);
+(protected namespace, empty selector, not found, foreign policy, forbidden,
+pods other than the target's selected without --allow-collateral);
 3 offline: some documents were bad (reported on stderr).";
 
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -93,6 +94,12 @@ pub struct QuarantineOpts {
     /// Really write the policy (default: server-side dry run).
     #[arg(long, conflicts_with = "offline")]
     pub confirm: bool,
+    /// Isolate even when the selector picks pods that are not the target's
+    /// own (a Pod's labels, pod-template-hash included, are shared by every
+    /// sibling of its ReplicaSet). Without it such a plan is refused before
+    /// anything is written.
+    #[arg(long)]
+    pub allow_collateral: bool,
     /// Plan from manifests (-f), without a cluster.
     #[arg(long, requires = "files")]
     pub offline: bool,
@@ -214,6 +221,13 @@ async fn online(
         time: now,
     };
     let (plan, reference) = ops::plan(&client, target, &audit, engine, cfg).await?;
+    let selection = ops::selected_pods(&client, &plan, reference.uid.as_deref()).await?;
+    eprintln!(
+        "{}: the selector picks {}",
+        plan.target,
+        selection.summary()
+    );
+    ops::check_collateral(&plan, &selection, opts.allow_collateral)?;
     let outcome = match ops::apply(&client, &plan, !opts.confirm, &ops::Holder::Cli).await? {
         ApplyOutcome::Created if !opts.confirm => Outcome::DryRun,
         ApplyOutcome::Created => {
