@@ -126,6 +126,7 @@ mod tests {
             source: managed.then(|| "baseline".to_string()),
             object: managed.then(|| Comparable::of(&p)),
             applied_by_us: managed,
+            quarantines: None,
         }
     }
 

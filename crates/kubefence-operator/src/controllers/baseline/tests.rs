@@ -812,3 +812,55 @@ async fn status_only_updates_change_nothing() {
     assert_eq!(c.reconcile().await, Pass::default());
     assert_eq!(h.fake.requests(), vec![]);
 }
+
+/// A quarantine NetworkPolicy of Deployment `shop/<workload>`, as the
+/// Quarantine controller or the CLI writes it.
+fn quarantine_policy(workload: &str) -> NetworkPolicy {
+    serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": format!("kf-quarantine-deployment-{workload}"), "namespace": "shop",
+                     "uid": "uid-q", "resourceVersion": "7",
+                     "labels": {"app.kubernetes.io/managed-by": "kubefence",
+                                "kubefence.dev/source": "quarantine",
+                                "kubefence.dev/quarantine-uid": "uid-quarantine-7"},
+                     "annotations": {"kubefence.dev/target": format!("Deployment/shop/{workload}")}},
+        "spec": {"podSelector": {"matchLabels": {"app": workload}},
+                 "policyTypes": ["Ingress", "Egress"]}
+    }))
+    .unwrap()
+}
+
+/// Policies are additive: while its baseline policy exists, a quarantined
+/// workload keeps DNS and its peers, and a deny-all can never isolate it.
+#[tokio::test]
+async fn a_quarantined_workload_loses_its_baseline_policy_until_released() {
+    let (h, mut c) = after_first_pass(&shop()).await;
+    assert!(h.fake.policy("shop", &name("api")).is_some());
+    let quarantine = quarantine_policy("api");
+    c.handle(change(
+        Kind::NetworkPolicy,
+        Event::Apply(quarantine.clone()),
+    ));
+    c.reconcile().await;
+    assert_eq!(
+        policy_writes(&h.fake.requests()),
+        vec![(Method::DELETE, name("api"))],
+        "withheld while quarantined, nothing else touched"
+    );
+    assert!(h.fake.policy("shop", &name("api")).is_none());
+
+    // A resync keeps it withheld.
+    h.fake.clear_requests();
+    c.request_full();
+    c.reconcile().await;
+    assert_eq!(policy_writes(&h.fake.requests()), vec![]);
+
+    // Released: the baseline policy comes back.
+    c.handle(change(Kind::NetworkPolicy, Event::Delete(quarantine)));
+    c.reconcile().await;
+    assert!(
+        h.fake.policy("shop", &name("api")).is_some(),
+        "restored on release"
+    );
+}
