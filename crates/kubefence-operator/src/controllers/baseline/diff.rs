@@ -87,7 +87,9 @@ pub enum Plan {
     /// Ours (labelled, and written by kubefence's apply) and no longer
     /// wanted: delete it (only that exact object).
     Delete { uid: Option<String> },
-    /// Wanted, but a policy kubefence does not manage has the name: leave it.
+    /// Wanted, but a policy kubefence does not manage has the name (no
+    /// kubefence labels, or labels but never written by the operator's
+    /// field manager): leave it.
     Conflict,
     /// Nothing to do.
     Keep,
@@ -97,6 +99,9 @@ pub fn plan(desired: Option<&Comparable>, observed: Option<&ObservedPolicy>) -> 
     match (desired, observed) {
         (Some(_), None) => Plan::Create,
         (Some(_), Some(o)) if !o.is_baseline() => Plan::Conflict,
+        // Labelled as ours but never written by the operator (generate
+        // output applied by kubectl or GitOps): left alone, as on delete.
+        (Some(_), Some(o)) if !o.applied_by_us => Plan::Conflict,
         (Some(d), Some(o)) => match &o.object {
             Some(obs) if d.satisfied_by(obs) => Plan::Keep,
             _ => Plan::Update,
@@ -221,6 +226,22 @@ mod tests {
             plan(Some(&desired), Some(&observed(broken, true))),
             Plan::Update
         );
+    }
+
+    /// `kubefence generate` output applied by kubectl or GitOps carries
+    /// kubefence's labels, but the operator never wrote it: not its to
+    /// change, as it is not its to delete.
+    #[test]
+    fn a_labelled_copy_applied_by_someone_else_is_never_updated() {
+        let desired = Comparable::of(&np(base()));
+        let mut copy = base();
+        copy["spec"]["ingress"][0]["ports"][0]["port"] = json!(81);
+        let mut gitops = observed(copy, true);
+        gitops.applied_by_us = false;
+        assert_eq!(plan(Some(&desired), Some(&gitops)), Plan::Conflict);
+        let mut same = observed(base(), true);
+        same.applied_by_us = false;
+        assert_eq!(plan(Some(&desired), Some(&same)), Plan::Conflict);
     }
 
     #[test]

@@ -467,7 +467,7 @@ impl Controller {
                             true,
                             "PolicyNameTaken",
                             format!(
-                                "NetworkPolicy {} exists and is not managed by kubefence: left alone, no baseline policy applied",
+                                "NetworkPolicy {} exists and was not written by the kubefence operator (no kubefence labels, or a copy applied by kubectl or GitOps): left alone, no baseline policy applied",
                                 key.1
                             ),
                         );
