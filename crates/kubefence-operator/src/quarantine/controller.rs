@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use kubefence_core::quarantine::{Audit, Engine, Plan, REQUESTER_ANNOTATION, Target};
@@ -74,9 +76,31 @@ pub async fn run_until(
     drive(controller(&ctx).graceful_shutdown_on(stop), ctx).await;
 }
 
+/// Quarantines, and every NetworkPolicy: a change to a policy of a
+/// namespace reconciles that namespace's Quarantines, so a hand edit of a
+/// quarantine policy is repaired at once (server-side apply on the version
+/// read) and the Effective condition follows the policies that are live
+/// (another policy opening a path, a baseline policy withheld). The custom
+/// kinds (Cilium, AdminNetworkPolicy) may not be installed; they are
+/// checked on every resync.
 fn controller(ctx: &Context) -> Controller<Quarantine> {
     let api: Api<Quarantine> = Api::all(ctx.client.clone());
-    Controller::new(api, watcher::Config::default().any_semantic())
+    let controller = Controller::new(api, watcher::Config::default().any_semantic());
+    let quarantines = controller.store();
+    let policies: Api<NetworkPolicy> = Api::all(ctx.client.clone());
+    controller.watches(
+        policies,
+        watcher::Config::default().any_semantic(),
+        move |policy: NetworkPolicy| {
+            let namespace = policy.namespace();
+            quarantines
+                .state()
+                .iter()
+                .filter(|q| q.namespace() == namespace)
+                .map(|q| ObjectRef::from_obj(q.as_ref()))
+                .collect::<Vec<_>>()
+        },
+    )
 }
 
 async fn drive(controller: Controller<Quarantine>, ctx: Arc<Context>) {
@@ -499,7 +523,19 @@ fn failed_status(q: &Quarantine, e: &Error, ctx: &Context) -> QuarantineStatus {
         generation,
         &now,
     );
-    if status.phase == Some(Phase::Failed) {
+    if let Error::Drifted { .. } = e {
+        // Isolated, but not as planned: what is live decides, and it was
+        // changed by someone else.
+        set_condition(
+            &mut status.conditions,
+            CONDITION_EFFECTIVE,
+            false,
+            e.reason(),
+            "the quarantine policy was changed and could not be restored; it may let traffic through",
+            generation,
+            &now,
+        );
+    } else if status.phase == Some(Phase::Failed) {
         set_condition(
             &mut status.conditions,
             CONDITION_EFFECTIVE,

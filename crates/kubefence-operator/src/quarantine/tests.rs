@@ -11,7 +11,7 @@ use kubefence_k8s::crd::quarantine::{FINALIZER, Phase, Quarantine};
 use serde_json::{Value, json};
 
 use super::fixtures::{
-    FakeApi, allow_ingress_from_web, deployment, netpol_path, quarantine_path, statefulset,
+    FakeApi, Seen, allow_ingress_from_web, deployment, netpol_path, quarantine_path, statefulset,
 };
 use super::*;
 
@@ -1010,4 +1010,63 @@ async fn a_deployment_quarantine_selects_its_own_pods_and_refuses_a_stranger() {
     assert_eq!(selection.others, vec!["debug".to_string()]);
     let err = check_collateral(&p, &selection, false).unwrap_err();
     assert_eq!(err.reason(), "Collateral");
+}
+
+// === drift of the quarantine policy ===
+
+fn widen_quarantine_policy(fake: &FakeApi) {
+    let path = netpol_path("shop", "kf-quarantine-deployment-api");
+    let mut p = fake.get(&path).unwrap();
+    p["spec"]["ingress"] = json!([{}]);
+    fake.insert(&path, p);
+}
+
+#[tokio::test]
+async fn a_hand_edited_quarantine_policy_is_restored() {
+    let (client, fake) = with_api(app_api());
+    let ctx = Arc::new(Context::new(client, cfg()));
+    isolated(&fake, &ctx).await;
+    let path = netpol_path("shop", "kf-quarantine-deployment-api");
+    let before = fake.get(&path).unwrap();
+    widen_quarantine_policy(&fake);
+    let edited_rv = fake.get(&path).unwrap()["metadata"]["resourceVersion"].clone();
+    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    let after = fake.get(&path).unwrap();
+    assert_eq!(after["spec"], before["spec"], "allows nothing again");
+    assert_eq!(
+        after["metadata"]["annotations"]["kubefence.dev/quarantined-at"],
+        before["metadata"]["annotations"]["kubefence.dev/quarantined-at"],
+        "the audit trail is kept as first written"
+    );
+    let applies: Vec<Seen> = fake
+        .take_log()
+        .into_iter()
+        .filter(|s| s.method == "PATCH" && s.uri.contains("/networkpolicies/"))
+        .collect();
+    assert_eq!(applies.len(), 1);
+    assert!(applies[0].uri.contains("force=true"), "{}", applies[0].uri);
+    assert_eq!(
+        applies[0].body.as_ref().unwrap()["metadata"]["resourceVersion"],
+        edited_rv,
+        "applied on exactly the version read"
+    );
+    let q = read_q(&fake);
+    assert_eq!(condition(&q, "Ready"), ("True".into(), "Isolated".into()));
+}
+
+#[tokio::test]
+async fn a_drifted_policy_that_cannot_be_repaired_is_reported() {
+    let (client, fake) = with_api(app_api());
+    let ctx = Arc::new(Context::new(client, cfg()));
+    isolated(&fake, &ctx).await;
+    widen_quarantine_policy(&fake);
+    fake.forbid_writes(&netpol_path("shop", "kf-quarantine-deployment-api"));
+    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    let q = read_q(&fake);
+    assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Isolated));
+    assert_eq!(condition(&q, "Ready"), ("False".into(), "Drifted".into()));
+    assert_eq!(
+        condition(&q, "Effective"),
+        ("False".into(), "Drifted".into())
+    );
 }
