@@ -9,7 +9,7 @@ use std::future::Future;
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, Preconditions};
 use kube::runtime::events::{Event, EventType};
 use kubefence_core::model::Workload;
 
@@ -23,20 +23,47 @@ async fn timed<T>(ctx: &Context, call: impl Future<Output = Result<T, kube::Erro
     }
 }
 
-/// Creates a policy that the cache says does not exist (field manager
-/// `kubefence`). A create never touches an existing object: when someone
-/// else made one with that name since the cache last heard, the API server
-/// answers AlreadyExists, and the next pass sees it. A forced server-side
-/// apply would instead take that object over.
+/// Creates a policy that the cache says does not exist, by server-side
+/// apply (field manager `kubefence`) without force, so the policy has one
+/// manager entry from its first write: a POST would register a second one
+/// (operation Update) whose fields a later apply never removes.
+///
+/// A create never takes over an existing object. An apply cannot say
+/// "only if absent", so: when someone else made one with that name since
+/// the cache last heard, the apply either conflicts on a field they set
+/// differently (409), or merges into their object; the answer then shows
+/// their manager, and kubefence at once gives back every field it just
+/// claimed (an apply of the bare identity removes what only it set, theirs
+/// stays) and reports [`Error::NameTaken`]. The next pass sees their
+/// object and leaves it alone.
 pub async fn create_network_policy(ctx: &Context, np: &NetworkPolicy) -> Result<NetworkPolicy> {
     let ns = np.metadata.namespace.clone().unwrap_or_default();
+    let name = np.metadata.name.clone().unwrap_or_default();
     let api: Api<NetworkPolicy> = Api::namespaced(ctx.client.clone(), &ns);
-    let params = PostParams {
-        dry_run: false,
-        field_manager: Some(FIELD_MANAGER.to_string()),
+    let params = PatchParams::apply(FIELD_MANAGER);
+    ctx.metrics.write("apply", "networkpolicies");
+    let stored = match timed(ctx, api.patch(&name, &params, &Patch::Apply(np))).await {
+        Err(Error::Kube(kube::Error::Api(s))) if s.code == 409 => {
+            return Err(Error::NameTaken(format!("{ns}/{name}")));
+        }
+        other => other?,
     };
-    ctx.metrics.write("create", "networkpolicies");
-    timed(ctx, api.create(&params, np)).await
+    let others = stored.metadata.managed_fields.iter().flatten().any(|e| {
+        e.manager.as_deref() != Some(FIELD_MANAGER) || e.operation.as_deref() != Some("Apply")
+    });
+    if others {
+        let identity = serde_json::json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": ns},
+        });
+        ctx.metrics.write("apply", "networkpolicies");
+        if let Err(e) = timed(ctx, api.patch(&name, &params, &Patch::Apply(&identity))).await {
+            tracing::warn!(namespace = %ns, %name, error = %e, "could not give back the fields of a policy someone else created");
+        }
+        return Err(Error::NameTaken(format!("{ns}/{name}")));
+    }
+    Ok(stored)
 }
 
 /// Server-side apply of one of our policies, field manager `kubefence`,

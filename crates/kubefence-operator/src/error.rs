@@ -21,6 +21,10 @@ pub enum Error {
     /// A controller's watch ended while the operator was still running.
     #[error("controller {0} stopped unexpectedly")]
     ControllerStopped(&'static str),
+    /// A create met an object someone else made with that name; nothing of
+    /// theirs was changed.
+    #[error("{0}: created by someone else meanwhile; left alone")]
+    NameTaken(String),
     /// A value could not be serialized for the API.
     #[error("serialize: {0}")]
     Serialize(#[from] serde_json::Error),
@@ -40,6 +44,7 @@ impl Error {
             Error::Admin(_) => "admin".into(),
             Error::ControllerStopped(_) => "stopped".into(),
             Error::Serialize(_) => "serialize".into(),
+            Error::NameTaken(_) => "name_taken".into(),
         }
     }
 

@@ -539,6 +539,36 @@ impl FakeApi {
                         None => status(StatusCode::NOT_FOUND, "NotFound", "not found"),
                     },
                     Method::PATCH => {
+                        let query = parts.uri.query().unwrap_or_default();
+                        let force = query.split('&').any(|kv| kv == "force=true");
+                        let manager = query
+                            .split('&')
+                            .find_map(|kv| kv.strip_prefix("fieldManager="))
+                            .unwrap_or_default()
+                            .to_string();
+                        // An apply of the bare identity: the manager gives
+                        // back its fields (field sets are not modelled: its
+                        // labels go, the rest stays with the others).
+                        if body.as_ref().is_some_and(|b| b.get("spec").is_none()) {
+                            if let Some(mut np) = inner.policies.get(&key).cloned() {
+                                if let Some(entries) = np.metadata.managed_fields.as_mut() {
+                                    entries
+                                        .retain(|e| e.manager.as_deref() != Some(manager.as_str()));
+                                }
+                                if let Some(labels) = np.metadata.labels.as_mut() {
+                                    labels.retain(|k, _| {
+                                        !k.starts_with("kubefence.dev/")
+                                            && k != "app.kubernetes.io/managed-by"
+                                    });
+                                }
+                                let uid = np.metadata.uid.clone();
+                                inner.stamp(&mut np, uid);
+                                inner.policies.insert(key.clone(), np.clone());
+                                inner.publish(Event::Apply(np.clone()));
+                                return (ok(StatusCode::OK, &np), hang);
+                            }
+                            return (status(StatusCode::NOT_FOUND, "NotFound", "not found"), hang);
+                        }
                         let Some(mut np) = body
                             .clone()
                             .and_then(|b| serde_json::from_value::<NetworkPolicy>(b).ok())
@@ -569,6 +599,27 @@ impl FakeApi {
                                     hang,
                                 );
                             }
+                        }
+                        // Without force, a field another manager set to
+                        // another value is a conflict (the spec, here).
+                        if let Some(old) = existing.as_ref()
+                            && !force
+                            && old
+                                .metadata
+                                .managed_fields
+                                .iter()
+                                .flatten()
+                                .any(|e| e.manager.as_deref() != Some(manager.as_str()))
+                            && old.spec != np.spec
+                        {
+                            return (
+                                status(
+                                    StatusCode::CONFLICT,
+                                    "Conflict",
+                                    "Apply failed with 1 conflict: conflict with another manager: .spec",
+                                ),
+                                hang,
+                            );
                         }
                         let created = existing.is_none();
                         if let Some(old) = existing {

@@ -55,9 +55,8 @@ pub const CALLS: &[(Scope, &str, &str, &str)] = &[
         "networkpolicies",
         "watch",
     ),
-    // Writes (cluster.rs): a policy the cache does not know is created
-    // (never applied over someone else's); ours are updated with
-    // server-side apply, a patch; delete if ours.
+    // Writes (cluster.rs): server-side apply only (a patch; an apply that
+    // creates the object is authorized as a create too); delete if ours.
     (
         Scope::Cluster,
         "networking.k8s.io",

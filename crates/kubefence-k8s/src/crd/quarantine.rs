@@ -15,6 +15,11 @@ use serde::{Deserialize, Serialize};
 /// The finalizer that makes deleting a Quarantine release its workload.
 pub const FINALIZER: &str = "kubefence.dev/quarantine";
 
+/// The label that records, on a quarantine policy, the uid of the
+/// Quarantine that holds it. Only that Quarantine changes or deletes it; a
+/// policy that merely carries kubefence's labels is not a Quarantine's.
+pub const QUARANTINE_UID_LABEL: &str = "kubefence.dev/quarantine-uid";
+
 /// Condition: the quarantine policy exists (False while planned or failed).
 pub const CONDITION_READY: &str = "Ready";
 /// Condition: no path stays open (False while another policy allows one).
@@ -38,7 +43,12 @@ pub const CONDITION_EFFECTIVE: &str = "Effective";
 )]
 #[serde(rename_all = "camelCase")]
 pub struct QuarantineSpec {
-    /// The workload to isolate, in the Quarantine's namespace.
+    /// The workload to isolate, in the Quarantine's namespace. Immutable:
+    /// to isolate another workload, create another Quarantine.
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == oldSelf",
+        "message": "spec.target is immutable; create another Quarantine"
+    }]))]
     pub target: QuarantineTarget,
     /// Why (kept on the policy and in the Event, for the audit trail).
     pub reason: String,
@@ -52,8 +62,20 @@ pub struct QuarantineSpec {
     /// Which policy isolates: networkpolicy (portable, cannot override other
     /// policies' allows), cilium (CiliumNetworkPolicy deny rules) or
     /// adminnetworkpolicy (AdminNetworkPolicy Deny at the highest priority).
+    /// Immutable: to change it, create a Quarantine with the other engine,
+    /// then delete this one.
     #[serde(default)]
+    #[schemars(extend("x-kubernetes-validations" = [{
+        "rule": "self == oldSelf",
+        "message": "spec.engine is immutable; create another Quarantine with the other engine, then delete this one"
+    }]))]
     pub engine: QuarantineEngine,
+    /// The policy selects pods by the target's selector, which may select
+    /// pods that are not the target's own (a Pod's labels are shared by
+    /// every sibling of its ReplicaSet; another workload may share the
+    /// labels). Such a plan is refused unless this is true.
+    #[serde(default)]
+    pub allow_collateral: bool,
 }
 
 fn default_true() -> bool {
@@ -274,6 +296,31 @@ mod tests {
         assert_eq!(
             spec_schema["properties"]["engine"]["enum"],
             serde_json::json!(["networkpolicy", "cilium", "adminnetworkpolicy"])
+        );
+    }
+
+    /// A Quarantine's target and engine decide which object it holds; were
+    /// they mutable, an edit would leave the old object isolating (or point
+    /// the release at another object). The API server enforces it with CEL.
+    #[test]
+    fn target_and_engine_are_immutable() {
+        let crd = Quarantine::crd();
+        let schema = serde_json::to_value(&crd.spec.versions[0].schema).unwrap();
+        let spec_schema = &schema["openAPIV3Schema"]["properties"]["spec"];
+        for field in ["target", "engine"] {
+            let rules = &spec_schema["properties"][field]["x-kubernetes-validations"];
+            assert_eq!(
+                rules[0]["rule"], "self == oldSelf",
+                "{field}: {spec_schema}"
+            );
+        }
+        assert!(
+            spec_schema["properties"]["reason"]["x-kubernetes-validations"].is_null(),
+            "the reason may be corrected"
+        );
+        assert_eq!(
+            spec_schema["properties"]["allowCollateral"]["default"],
+            false
         );
     }
 

@@ -188,17 +188,7 @@ pub(crate) struct RawInput {
 impl RawInput {
     /// Everything read so far: objects, errors and skipped objects.
     fn entries(&self) -> usize {
-        let c = &self.cluster;
-        c.namespaces.len()
-            + c.workloads.len()
-            + c.services.len()
-            + c.ingresses.len()
-            + c.config_maps.len()
-            + c.policies.len()
-            + self.pods.len()
-            + self.owned.len()
-            + self.errors.len()
-            + self.skipped.len()
+        self.objects.len() + self.errors.len() + self.skipped.len()
     }
 
     fn extend(&mut self, other: RawInput) {

@@ -9,11 +9,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::controller::{Action, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::finalizer::{self, Event as Finalizer, finalizer};
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use kubefence_core::quarantine::{Audit, Engine, Plan, REQUESTER_ANNOTATION, Target};
@@ -24,7 +26,7 @@ use kubefence_k8s::crd::quarantine::{
 use kubefence_k8s::quarantine::policy_api;
 use serde_json::json;
 
-use super::ops::{self, ApplyOutcome, ReleaseOutcome};
+use super::ops::{self, ApplyOutcome, Holder, ReleaseOutcome};
 use super::{Error, MANAGER, QuarantineConfig};
 
 /// How often an unchanged Quarantine is checked again (the target may have
@@ -74,9 +76,31 @@ pub async fn run_until(
     drive(controller(&ctx).graceful_shutdown_on(stop), ctx).await;
 }
 
+/// Quarantines, and every NetworkPolicy: a change to a policy of a
+/// namespace reconciles that namespace's Quarantines, so a hand edit of a
+/// quarantine policy is repaired at once (server-side apply on the version
+/// read) and the Effective condition follows the policies that are live
+/// (another policy opening a path, a baseline policy withheld). The custom
+/// kinds (Cilium, AdminNetworkPolicy) may not be installed; they are
+/// checked on every resync.
 fn controller(ctx: &Context) -> Controller<Quarantine> {
     let api: Api<Quarantine> = Api::all(ctx.client.clone());
-    Controller::new(api, watcher::Config::default().any_semantic())
+    let controller = Controller::new(api, watcher::Config::default().any_semantic());
+    let quarantines = controller.store();
+    let policies: Api<NetworkPolicy> = Api::all(ctx.client.clone());
+    controller.watches(
+        policies,
+        watcher::Config::default().any_semantic(),
+        move |policy: NetworkPolicy| {
+            let namespace = policy.namespace();
+            quarantines
+                .state()
+                .iter()
+                .filter(|q| q.namespace() == namespace)
+                .map(|q| ObjectRef::from_obj(q.as_ref()))
+                .collect::<Vec<_>>()
+        },
+    )
 }
 
 async fn drive(controller: Controller<Quarantine>, ctx: Arc<Context>) {
@@ -158,22 +182,32 @@ async fn isolate(q: &Quarantine, ctx: &Context) -> Result<Action, Error> {
     };
     let previous = written(q);
     let result = async {
+        // Refused before any request.
+        kubefence_core::quarantine::check_namespace(&target, &ctx.cfg.core())?;
+        let sharing = sharing_of(q, ctx, engine).await?;
+        let holder = Holder::Quarantine {
+            uid: q.uid().unwrap_or_default(),
+            sharing: sharing.iter().map(|(_, uid)| uid.clone()).collect(),
+        };
         let (plan, reference) = ops::plan(&ctx.client, &target, &audit, engine, &ctx.cfg).await?;
-        let outcome = ops::apply(&ctx.client, &plan, q.spec.dry_run).await?;
+        let selection = ops::selected_pods(&ctx.client, &plan, reference.uid.as_deref()).await?;
+        ops::check_collateral(&plan, &selection, q.spec.allow_collateral)?;
+        let outcome = ops::apply(&ctx.client, &plan, q.spec.dry_run, &holder).await?;
         // What an earlier reconcile wrote and the spec no longer asks for
-        // (another engine or target, or back to a dry run) goes, after the
-        // new policy exists: never a gap in the isolation.
-        let wanted = (!q.spec.dry_run).then(|| (plan.engine, plan.policy_name.clone()));
-        if let Some(old) = previous.filter(|old| Some(old) != wanted.as_ref())
-            && still_wanted_by_another(q, ctx, &old).await?.is_none()
-        {
-            release_quietly(ctx, &target.namespace, &old).await?;
+        // (back to a dry run) goes, after the new policy exists: never a
+        // gap in the isolation.
+        let wanted = (!q.spec.dry_run).then_some(plan.engine);
+        if let Some(old) = previous.filter(|old| Some(*old) != wanted) {
+            let others = sharing_of(q, ctx, old).await?;
+            if others.is_empty() {
+                release_quietly(ctx, &target, old, &holder_alone(q)).await?;
+            }
         }
-        Ok::<_, Error>((plan, reference, outcome))
+        Ok::<_, Error>((plan, reference, outcome, selection))
     }
     .await;
     match result {
-        Ok((plan, reference, outcome)) => {
+        Ok((plan, reference, outcome, selection)) => {
             if !q.spec.dry_run && outcome == ApplyOutcome::Created {
                 // The policy exists whatever happens to the Event.
                 if let Err(e) =
@@ -182,7 +216,10 @@ async fn isolate(q: &Quarantine, ctx: &Context) -> Result<Action, Error> {
                     tracing::warn!(error = %e, "cannot record the event");
                 }
             }
-            let status = planned_status(q, &plan, ctx);
+            if outcome == ApplyOutcome::Repaired && !q.spec.dry_run {
+                tracing::warn!(quarantine = %q.name_any(), policy = %plan.policy_name, "the quarantine policy had been changed; repaired");
+            }
+            let status = planned_status(q, &plan, &selection, ctx);
             patch_status(q, ctx, status).await?;
             Ok(Action::requeue(RESYNC))
         }
@@ -199,15 +236,24 @@ async fn isolate(q: &Quarantine, ctx: &Context) -> Result<Action, Error> {
     }
 }
 
+/// This Quarantine alone, sharing with no other.
+fn holder_alone(q: &Quarantine) -> Holder {
+    Holder::Quarantine {
+        uid: q.uid().unwrap_or_default(),
+        sharing: Vec::new(),
+    }
+}
+
 async fn release(q: &Quarantine, ctx: &Context) -> Result<Action, Error> {
     let target = target_of(q);
     let engine: Engine = q.spec.engine.into();
-    // What was written: the status says; a confirmed spec whose first
+    // Which engine's object was written: the status says (only which
+    // engine: the object is always this target's, and it is deleted only
+    // when it carries this Quarantine's uid); a confirmed spec whose first
     // reconcile did not record it yet may have written its own policy.
     let recorded = written(q);
     let isolation_recorded = recorded.is_some();
-    let written =
-        recorded.or_else(|| (!q.spec.dry_run).then(|| (engine, target.object_name(engine))));
+    let written = recorded.or_else(|| (!q.spec.dry_run).then_some(engine));
     // A protected namespace or a dry run: nothing was ever written.
     let Some(written) = written else {
         return Ok(Action::await_change());
@@ -216,9 +262,17 @@ async fn release(q: &Quarantine, ctx: &Context) -> Result<Action, Error> {
         return Ok(Action::await_change());
     }
     // Another Quarantine of the same workload still wants it isolated: its
-    // policy is the same object, so it stays.
-    if let Some(other) = still_wanted_by_another(q, ctx, &written).await? {
+    // policy is the same object, so it stays, handed over to that one.
+    if let Some((other, other_uid)) = sharing_of(q, ctx, written).await?.into_iter().next() {
         tracing::info!(quarantine = %q.name_any(), %other, "policy kept: another Quarantine isolates the same workload");
+        ops::hand_over(
+            &ctx.client,
+            written,
+            &target,
+            &q.uid().unwrap_or_default(),
+            &other_uid,
+        )
+        .await?;
         let status = released_status(
             q,
             ctx,
@@ -227,7 +281,7 @@ async fn release(q: &Quarantine, ctx: &Context) -> Result<Action, Error> {
         patch_status(q, ctx, status).await?;
         return Ok(Action::await_change());
     }
-    let outcome = match release_quietly(ctx, &target.namespace, &written).await {
+    let outcome = match release_quietly(ctx, &target, written, &holder_alone(q)).await {
         // Without the policy rights (a default install) no isolation was
         // ever recorded, so nothing of ours can exist: finish the deletion
         // rather than leave the Quarantine stuck in Terminating. Once an
@@ -245,8 +299,8 @@ async fn release(q: &Quarantine, ctx: &Context) -> Result<Action, Error> {
         if let Err(e) = ops::record_released(
             &ctx.recorder,
             &reference,
-            written.0,
-            &written.1,
+            written,
+            &target.object_name(written),
             &requester(q, &ctx.cfg),
         )
         .await
@@ -290,58 +344,71 @@ fn released_status(q: &Quarantine, ctx: &Context, message: &str) -> QuarantineSt
     status
 }
 
-/// The name of another live, confirmed Quarantine in the namespace whose
-/// policy is `written` too.
-async fn still_wanted_by_another(
+/// The other live, confirmed Quarantines of `q`'s target whose engine is
+/// `engine` (name, uid).
+async fn sharing_of(
     q: &Quarantine,
     ctx: &Context,
-    written: &(Engine, String),
-) -> Result<Option<String>, Error> {
+    engine: Engine,
+) -> Result<Vec<(String, String)>, Error> {
     let namespace = q.namespace().unwrap_or_default();
     let api: Api<Quarantine> = Api::namespaced(ctx.client.clone(), &namespace);
     let list = api
         .list(&kube::api::ListParams::default())
         .await
         .map_err(|e| Error::kube(format!("listing Quarantines of namespace {namespace}"), e))?;
+    let target = target_of(q);
     Ok(list
         .items
         .iter()
         .filter(|o| o.uid() != q.uid() && o.metadata.deletion_timestamp.is_none())
-        .filter(|o| !o.spec.dry_run)
-        .find(|o| {
-            let engine: Engine = o.spec.engine.into();
-            engine == written.0 && target_of(o).object_name(engine) == written.1
-        })
-        .map(|o| o.name_any()))
+        .filter(|o| !o.spec.dry_run && Engine::from(o.spec.engine) == engine)
+        .filter(|o| target_of(o) == target)
+        .filter_map(|o| Some((o.name_any(), o.uid()?)))
+        .collect())
 }
 
-/// The policy a confirmed reconcile wrote, from the status: (engine, name).
-fn written(q: &Quarantine) -> Option<(Engine, String)> {
+/// The engine whose object a confirmed reconcile recorded in the status.
+/// Only the engine is read: the object is always the target's own, and
+/// whether it may be deleted is decided on the object
+/// ([`ops::holding`]), never by the status, which whoever may write it
+/// can forge.
+fn written(q: &Quarantine) -> Option<Engine> {
     let status = q.status.as_ref()?;
     if status.phase != Some(Phase::Isolated) {
         return None;
     }
     let (kind, name) = status.policy_name.as_deref()?.split_once('/')?;
-    Some((Engine::from_object_kind(kind)?, name.to_string()))
+    let engine = Engine::from_object_kind(kind)?;
+    if name != target_of(q).object_name(engine) {
+        tracing::warn!(quarantine = %q.name_any(), policy = %name, "the status names an object that is not this target's; ignored");
+    }
+    Some(engine)
 }
 
-/// Releases `(engine, name)`; someone else's object under that name is left
-/// alone (logged), never deleted.
+/// Releases `target`'s object of `engine` when `holder` holds it; an object
+/// it does not hold is left alone (logged), never deleted.
 async fn release_quietly(
     ctx: &Context,
-    namespace: &str,
-    (engine, name): &(Engine, String),
+    target: &Target,
+    engine: Engine,
+    holder: &Holder,
 ) -> Result<ReleaseOutcome, Error> {
-    match ops::release_named(&ctx.client, *engine, namespace, name, false).await {
-        Err(Error::Foreign { kind, name }) => {
-            tracing::warn!(%kind, %name, "not releasing a policy kubefence does not own");
+    match ops::release_named(&ctx.client, engine, target, false, holder).await {
+        Err(e @ (Error::Foreign { .. } | Error::HeldByQuarantine { .. })) => {
+            tracing::warn!(error = %e, "not releasing a policy this Quarantine does not hold");
             Ok(ReleaseOutcome::NotQuarantined)
         }
         other => other,
     }
 }
 
-fn planned_status(q: &Quarantine, plan: &Plan, ctx: &Context) -> QuarantineStatus {
+fn planned_status(
+    q: &Quarantine,
+    plan: &Plan,
+    selection: &ops::Selection,
+    ctx: &Context,
+) -> QuarantineStatus {
     let mut status = q.status.clone().unwrap_or_default();
     let now = Time((ctx.cfg.clock)());
     let generation = q.metadata.generation;
@@ -355,11 +422,12 @@ fn planned_status(q: &Quarantine, plan: &Plan, ctx: &Context) -> QuarantineStatu
     status.policy_name = Some(format!("{}/{}", api.kind, plan.policy_name));
     status.selector = Some(plan.selector.to_string());
     status.plan = Some(format!(
-        "{} {} denies all ingress and egress of the pods of {} ({}){}",
+        "{} {} denies all ingress and egress of the pods of {} ({}: {} now){}",
         api.kind,
         plan.policy_name,
         plan.target,
         plan.selector,
+        selection.summary(),
         if dry_run {
             "; dry run: set spec.dryRun=false to isolate"
         } else {
@@ -455,7 +523,19 @@ fn failed_status(q: &Quarantine, e: &Error, ctx: &Context) -> QuarantineStatus {
         generation,
         &now,
     );
-    if status.phase == Some(Phase::Failed) {
+    if let Error::Drifted { .. } = e {
+        // Isolated, but not as planned: what is live decides, and it was
+        // changed by someone else.
+        set_condition(
+            &mut status.conditions,
+            CONDITION_EFFECTIVE,
+            false,
+            e.reason(),
+            "the quarantine policy was changed and could not be restored; it may let traffic through",
+            generation,
+            &now,
+        );
+    } else if status.phase == Some(Phase::Failed) {
         set_condition(
             &mut status.conditions,
             CONDITION_EFFECTIVE,

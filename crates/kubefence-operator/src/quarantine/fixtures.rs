@@ -3,6 +3,13 @@
 //! `kube::Client`, answering GET, LIST, POST, PATCH and DELETE from an
 //! in-memory object map, honouring `dryRun=All`, and logging every request
 //! so tests assert the exact calls (and the absence of any).
+//!
+//! Server-side apply is modelled as far as the quarantine code relies on
+//! it: an apply creates a missing object or replaces the fields it sends
+//! (labels and annotations key by key, `spec` whole), refuses a
+//! `metadata.resourceVersion` that is not the stored one (409 Conflict), and
+//! records the manager in `managedFields` (operation Apply; Update for a
+//! POST). Every write bumps `resourceVersion`.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::BTreeMap;
@@ -39,6 +46,7 @@ struct State {
     /// Paths under which every request answers 403.
     forbidden: Vec<String>,
     next_uid: u64,
+    resource_version: u64,
 }
 
 #[derive(Clone, Default)]
@@ -68,6 +76,8 @@ impl FakeApi {
         if object["metadata"]["uid"].is_null() {
             object["metadata"]["uid"] = json!(format!("uid-{}", st.next_uid));
         }
+        st.resource_version += 1;
+        object["metadata"]["resourceVersion"] = json!(st.resource_version.to_string());
         st.objects.insert(path.to_string(), object);
     }
 
@@ -196,7 +206,13 @@ impl FakeApi {
                 }
                 st.next_uid += 1;
                 object["metadata"]["uid"] = json!(format!("uid-{}", st.next_uid));
+                if let Some(manager) = query_value(query, "fieldManager") {
+                    object["metadata"]["managedFields"] =
+                        json!([{"manager": manager, "operation": "Update"}]);
+                }
                 if !dry_run {
+                    st.resource_version += 1;
+                    object["metadata"]["resourceVersion"] = json!(st.resource_version.to_string());
                     st.objects.insert(at, object.clone());
                 }
                 ok(StatusCode::CREATED, object)
@@ -222,6 +238,11 @@ impl FakeApi {
                     Some(p) => (p.to_string(), true),
                     None => (path.clone(), false),
                 };
+                if content_type.contains("apply-patch") && !sub {
+                    let manager = query_value(query, "fieldManager").unwrap_or_default();
+                    let patch = body.unwrap_or(Value::Null);
+                    return apply(&mut st, &object_path, patch, &manager, dry_run);
+                }
                 let Some(mut object) = st.objects.get(&object_path).cloned() else {
                     return status(
                         StatusCode::NOT_FOUND,
@@ -254,6 +275,8 @@ impl FakeApi {
                     panic!("unexpected patch {content_type} {path}");
                 }
                 if !dry_run {
+                    st.resource_version += 1;
+                    object["metadata"]["resourceVersion"] = json!(st.resource_version.to_string());
                     st.objects.insert(object_path, object.clone());
                 }
                 ok(StatusCode::OK, object)
@@ -261,6 +284,81 @@ impl FakeApi {
             other => panic!("unexpected {other} {uri}"),
         }
     }
+}
+
+fn query_value(query: &str, key: &str) -> Option<String> {
+    query
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        .map(str::to_string)
+}
+
+/// Server-side apply, as far as the module docs say.
+fn apply(st: &mut State, path: &str, patch: Value, manager: &str, dry_run: bool) -> Response<Body> {
+    let existing = st.objects.get(path).cloned();
+    let wanted_rv = patch["metadata"]["resourceVersion"]
+        .as_str()
+        .map(str::to_string);
+    let mut object = match existing {
+        Some(o) => {
+            if wanted_rv.is_some()
+                && wanted_rv.as_deref() != o["metadata"]["resourceVersion"].as_str()
+            {
+                return status(
+                    StatusCode::CONFLICT,
+                    "Conflict",
+                    &format!("{path}: the object has been modified"),
+                );
+            }
+            o
+        }
+        None => {
+            if wanted_rv.is_some() {
+                return status(
+                    StatusCode::NOT_FOUND,
+                    "NotFound",
+                    &format!("{path} not found"),
+                );
+            }
+            st.next_uid += 1;
+            let mut o = patch.clone();
+            o["metadata"] = json!({
+                "name": patch["metadata"]["name"],
+                "uid": format!("uid-{}", st.next_uid),
+            });
+            if !patch["metadata"]["namespace"].is_null() {
+                o["metadata"]["namespace"] = patch["metadata"]["namespace"].clone();
+            }
+            o
+        }
+    };
+    for key in ["labels", "annotations"] {
+        if let Some(map) = patch["metadata"][key].as_object() {
+            for (k, v) in map {
+                object["metadata"][key][k] = v.clone();
+            }
+        }
+    }
+    if !patch["spec"].is_null() {
+        object["spec"] = patch["spec"].clone();
+    }
+    let mut managers: Vec<Value> = object["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if !managers
+        .iter()
+        .any(|m| m["manager"] == manager && m["operation"] == "Apply")
+    {
+        managers.push(json!({"manager": manager, "operation": "Apply"}));
+    }
+    object["metadata"]["managedFields"] = json!(managers);
+    if !dry_run {
+        st.resource_version += 1;
+        object["metadata"]["resourceVersion"] = json!(st.resource_version.to_string());
+        st.objects.insert(path.to_string(), object.clone());
+    }
+    ok(StatusCode::OK, object)
 }
 
 /// RFC 7386 JSON merge patch.

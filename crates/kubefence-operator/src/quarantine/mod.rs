@@ -5,13 +5,17 @@
 //!            │                                      │ finalizer
 //!            ▼                                      ▼
 //!   ops::plan ── GET target, LIST NetworkPolicies ──▶ core::quarantine::plan
-//!   ops::apply ── POST (dryRun=All unless confirmed); 409 → GET: ours is success
-//!   ops::release ── GET; DELETE only when ours; 404 is success
+//!   ops::apply ── GET; absent: server-side apply (dryRun=All unless confirmed);
+//!                 ours and changed: forced apply on the version read (repair)
+//!   ops::release ── GET; DELETE only when held by the asker; 404 is success
 //!   ops::record ── Event on the target (KubefenceQuarantined / KubefenceReleased)
 //! ```
 //!
 //! Protected namespaces are refused before the first request. Policies carry
-//! no ownerReference to the target: they outlive it.
+//! no ownerReference to the target: they outlive it. Who may change or
+//! delete a quarantine object is read from the object alone (see
+//! [`holding`]): never from a Quarantine's status, which anyone who may
+//! write the status can forge.
 
 mod controller;
 mod ops;
@@ -29,8 +33,9 @@ use kubefence_core::quarantine::{self as core_q, QuarantineError};
 
 pub use controller::{Context, error_policy, reconcile, run_controller, run_until};
 pub use ops::{
-    ApplyOutcome, ReleaseOutcome, apply, is_ours, object_reference, plan, record_quarantined,
-    record_released, release, release_named,
+    ApplyOutcome, Holder, Holding, MAX_NAMED, ReleaseOutcome, Selection, apply, check_collateral,
+    hand_over, holding, is_ours, object_reference, plan, record_quarantined, record_released,
+    release, release_named, selected_pods,
 };
 
 /// The field manager and the event reporter.
@@ -98,9 +103,34 @@ pub enum Error {
     #[error("{target}: cannot read it: {message}")]
     BadTarget { target: String, message: String },
     #[error(
-        "{kind} {name} exists and is not kubefence's (it lacks app.kubernetes.io/managed-by=kubefence and kubefence.dev/source=quarantine); refusing to touch it"
+        "{kind} {name} exists and is not this quarantine's (kubefence's quarantine labels, a kubefence.dev/target annotation naming this target and, for a Quarantine resource, its kubefence.dev/quarantine-uid label); refusing to touch it"
     )]
     Foreign { kind: String, name: String },
+    #[error(
+        "{kind} {name} is held by the Quarantine resource with uid {uid}; delete that Quarantine to release the workload"
+    )]
+    HeldByQuarantine {
+        kind: String,
+        name: String,
+        uid: String,
+    },
+    #[error(
+        "{target}: its selector {selector} picks {selected} pod(s), only {own} of them the target's own (others: {others}); the policy would isolate them too. Refusing; allow it with --allow-collateral (spec.allowCollateral) or quarantine a workload whose selector is its own"
+    )]
+    Collateral {
+        target: String,
+        selector: String,
+        selected: usize,
+        own: usize,
+        others: String,
+    },
+    /// Our policy was changed by someone else and could not be put back.
+    #[error("{what} was changed and could not be repaired")]
+    Drifted {
+        what: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
     #[error(
         "forbidden: {what}: {message} (writing quarantine policies needs the opt-in ClusterRole in deploy/components/quarantine)"
     )]
@@ -144,6 +174,9 @@ impl Error {
             Self::TargetNotFound { .. } => "TargetNotFound",
             Self::BadTarget { .. } => "BadTarget",
             Self::Foreign { .. } => "PolicyConflict",
+            Self::HeldByQuarantine { .. } => "HeldByQuarantine",
+            Self::Drifted { .. } => "Drifted",
+            Self::Collateral { .. } => "Collateral",
             Self::Forbidden { .. } => "Forbidden",
             Self::Kube { .. } => "ApiError",
         }

@@ -11,7 +11,7 @@ use kubefence_k8s::crd::quarantine::{FINALIZER, Phase, Quarantine};
 use serde_json::{Value, json};
 
 use super::fixtures::{
-    FakeApi, allow_ingress_from_web, deployment, netpol_path, quarantine_path, statefulset,
+    FakeApi, Seen, allow_ingress_from_web, deployment, netpol_path, quarantine_path, statefulset,
 };
 use super::*;
 
@@ -50,7 +50,7 @@ fn app_api() -> Value {
 
 async fn quarantine(client: &Client, target: &Target, dry_run: bool) -> Result<ApplyOutcome> {
     let (plan, _) = plan(client, target, &audit(), Engine::NetworkPolicy, &cfg()).await?;
-    apply(client, &plan, dry_run).await
+    apply(client, &plan, dry_run, &Holder::Cli).await
 }
 
 #[tokio::test]
@@ -63,7 +63,9 @@ async fn dry_run_sends_dry_run_all_and_persists_nothing() {
         vec![
             "GET /apis/apps/v1/namespaces/shop/deployments/api".to_string(),
             format!("GET {NP}?"),
-            format!("POST {NP}?&dryRun=All&fieldManager=kubefence"),
+            format!("GET {NP}/kf-quarantine-deployment-api"),
+            // Server-side apply only: one field manager, operation Apply.
+            format!("PATCH {NP}/kf-quarantine-deployment-api?&dryRun=All&fieldManager=kubefence"),
         ]
     );
     assert_eq!(
@@ -77,7 +79,10 @@ async fn confirm_creates_a_deny_all_policy_with_audit_and_no_owner_reference() {
     let (client, fake) = with_api(app_api());
     quarantine(&client, &api_target(), false).await.unwrap();
     let log = fake.take_log();
-    assert_eq!(log[2].line(), format!("POST {NP}?&fieldManager=kubefence"));
+    assert_eq!(
+        log[3].line(),
+        format!("PATCH {NP}/kf-quarantine-deployment-api?&fieldManager=kubefence")
+    );
     let p = fake
         .get(&netpol_path("shop", "kf-quarantine-deployment-api"))
         .expect("created");
@@ -124,11 +129,8 @@ async fn applying_twice_succeeds_once() {
     let lines = fake.take_lines();
     assert_eq!(
         lines[2..],
-        [
-            format!("POST {NP}?&fieldManager=kubefence"),
-            format!("GET {NP}/kf-quarantine-deployment-api"),
-        ],
-        "409 AlreadyExists → read it → ours: success, nothing else"
+        [format!("GET {NP}/kf-quarantine-deployment-api")],
+        "read it → ours and as planned: success, nothing written"
     );
 }
 
@@ -356,7 +358,7 @@ async fn cilium_and_anp_write_their_own_kinds() {
         let (p, _) = plan(&client, &api_target(), &audit(), engine, &cfg())
             .await
             .unwrap();
-        apply(&client, &p, false).await.unwrap();
+        apply(&client, &p, false, &Holder::Cli).await.unwrap();
     }
     let cnp = fake
         .get(
@@ -671,7 +673,7 @@ async fn changing_the_engine_replaces_the_policy_without_a_gap() {
     let create = lines
         .iter()
         .position(|l| {
-            l.starts_with("POST /apis/cilium.io/v2/namespaces/shop/ciliumnetworkpolicies")
+            l.starts_with("PATCH /apis/cilium.io/v2/namespaces/shop/ciliumnetworkpolicies/")
         })
         .expect("CiliumNetworkPolicy created");
     let delete = lines
@@ -762,4 +764,309 @@ async fn deleting_one_of_two_quarantines_of_a_workload_keeps_it_isolated() {
     let q8: Quarantine = serde_json::from_value(fake.get(&second_path).unwrap()).unwrap();
     reconcile(Arc::new(q8), ctx).await.unwrap();
     assert!(fake.get(&policy).is_none());
+}
+
+// === ownership: recorded on the object, never read from a status ===
+
+fn quarantine_uid(fake: &FakeApi) -> String {
+    read_q(fake).metadata.uid.unwrap()
+}
+
+#[tokio::test]
+async fn the_policy_records_the_quarantine_that_holds_it() {
+    let (client, fake) = with_api(app_api());
+    let ctx = Arc::new(Context::new(client, cfg()));
+    isolated(&fake, &ctx).await;
+    let p = fake
+        .get(&netpol_path("shop", "kf-quarantine-deployment-api"))
+        .unwrap();
+    assert_eq!(
+        p["metadata"]["labels"]["kubefence.dev/quarantine-uid"],
+        json!(quarantine_uid(&fake))
+    );
+}
+
+#[tokio::test]
+async fn a_forged_status_never_deletes_another_namespaces_admin_network_policy() {
+    let (client, fake) = with_api(app_api());
+    let ctx = Arc::new(Context::new(client, cfg()));
+    // Another team's quarantine of their own `api`, cluster-scoped, with
+    // every label kubefence sets.
+    let theirs = Target::new(WorkloadKind::Deployment, "payments", "api");
+    let anp_name = theirs.cluster_scoped_name();
+    let anp_path =
+        format!("/apis/policy.networking.k8s.io/v1alpha1/adminnetworkpolicies/{anp_name}");
+    fake.insert(
+        &anp_path,
+        json!({
+            "apiVersion": "policy.networking.k8s.io/v1alpha1",
+            "kind": "AdminNetworkPolicy",
+            "metadata": {"name": anp_name, "labels": {
+                "app.kubernetes.io/managed-by": "kubefence",
+                "kubefence.dev/source": "quarantine",
+                "kubefence.dev/quarantine-uid": "uid-of-their-quarantine"},
+                "annotations": {"kubefence.dev/target": theirs.id()}},
+            "spec": {"priority": 0}
+        }),
+    );
+    // A Quarantine in shop whose status someone with status rights edited
+    // to name that object.
+    let mut q = quarantine_object(false);
+    q["metadata"]["deletionTimestamp"] = json!("2026-11-24T23:50:00Z");
+    q["status"] = json!({"phase": "Isolated",
+                         "policyName": format!("AdminNetworkPolicy/{anp_name}")});
+    fake.insert(&quarantine_path("shop", "incident-7"), q);
+    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    assert!(
+        fake.get(&anp_path).is_some(),
+        "not this Quarantine's to delete"
+    );
+    let deletes: Vec<String> = fake
+        .take_lines()
+        .into_iter()
+        .filter(|l| l.starts_with("DELETE"))
+        .collect();
+    assert!(
+        deletes.iter().all(|l| !l.contains("adminnetworkpolicies")),
+        "{deletes:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_policy_that_merely_carries_kubefences_labels_is_not_a_quarantines() {
+    let (client, fake) = with_api(app_api());
+    let ctx = Arc::new(Context::new(client, cfg()));
+    let path = netpol_path("shop", "kf-quarantine-deployment-api");
+    // Made by someone else (or by the CLI) with kubefence's labels, no uid.
+    let planted = json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "kf-quarantine-deployment-api", "namespace": "shop",
+                     "labels": {"app.kubernetes.io/managed-by": "kubefence",
+                                "kubefence.dev/source": "quarantine"},
+                     "annotations": {"kubefence.dev/target": "Deployment/shop/api"}},
+        "spec": {"podSelector": {"matchLabels": {"app": "api"}}, "ingress": [{}]}
+    });
+    fake.insert(&path, planted.clone());
+    fake.insert(
+        &quarantine_path("shop", "incident-7"),
+        quarantine_object(false),
+    );
+    reconcile(Arc::new(read_q(&fake)), ctx.clone())
+        .await
+        .unwrap();
+    let q = read_q(&fake);
+    assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Failed));
+    assert_eq!(condition(&q, "Ready").1, "PolicyConflict");
+
+    // Deleting the Quarantine leaves it alone.
+    let qpath = quarantine_path("shop", "incident-7");
+    let mut obj = fake.get(&qpath).unwrap();
+    obj["metadata"]["deletionTimestamp"] = json!("2026-11-24T23:50:00Z");
+    fake.insert(&qpath, obj);
+    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    let p = fake.get(&path).expect("never deleted");
+    assert_eq!(p["spec"], planted["spec"], "never rewritten");
+    let writes: Vec<String> = fake
+        .take_lines()
+        .into_iter()
+        .filter(|l| l.contains("/networkpolicies/") && !l.starts_with("GET"))
+        .collect();
+    assert!(writes.is_empty(), "{writes:?}");
+}
+
+#[tokio::test]
+async fn the_cli_does_not_release_a_policy_a_quarantine_resource_holds() {
+    let (client, fake) = with_api(app_api());
+    let ctx = Arc::new(Context::new(client.clone(), cfg()));
+    isolated(&fake, &ctx).await;
+    let err = release(&client, &api_target(), Engine::NetworkPolicy, false, &cfg())
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "HeldByQuarantine", "{err}");
+    assert!(err.to_string().contains(&quarantine_uid(&fake)), "{err}");
+    assert!(
+        fake.get(&netpol_path("shop", "kf-quarantine-deployment-api"))
+            .is_some()
+    );
+}
+
+// === collateral: the pods a plan selects beyond the target's own ===
+
+fn pod(name: &str, owner: Option<(&str, &str, &str)>, labels: Value) -> (String, Value) {
+    let mut p = json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": "shop", "labels": labels, "uid": format!("uid-pod-{name}")},
+        "spec": {"containers": [{"name": "c", "image": "x"}]}
+    });
+    if let Some((kind, owner_name, uid)) = owner {
+        p["metadata"]["ownerReferences"] = json!([{"apiVersion": "apps/v1", "kind": kind,
+            "name": owner_name, "uid": uid, "controller": true}]);
+    }
+    (format!("/api/v1/namespaces/shop/pods/{name}"), p)
+}
+
+/// A Deployment `api` (uid-deploy) with ReplicaSet api-7d9f and two pods,
+/// plus, when `stranger`, a bare pod with the same labels.
+fn api_with_pods(fake: &FakeApi, stranger: bool) {
+    let (path, mut d) = deployment("shop", "api", app_api());
+    d["metadata"]["uid"] = json!("uid-deploy");
+    fake.insert(&path, d);
+    fake.insert(
+        "/apis/apps/v1/namespaces/shop/replicasets/api-7d9f",
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+               "metadata": {"name": "api-7d9f", "namespace": "shop", "uid": "uid-rs",
+                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                                 "name": "api", "uid": "uid-deploy", "controller": true}]},
+               "spec": {"selector": {"matchLabels": {"app": "api", "pod-template-hash": "7d9f"}},
+                        "template": {"metadata": {"labels": {"app": "api", "pod-template-hash": "7d9f"}},
+                                     "spec": {"containers": [{"name": "c", "image": "x"}]}}}}),
+    );
+    let labels = json!({"app": "api", "pod-template-hash": "7d9f"});
+    for name in ["api-7d9f-aaaaa", "api-7d9f-bbbbb"] {
+        let (path, p) = pod(
+            name,
+            Some(("ReplicaSet", "api-7d9f", "uid-rs")),
+            labels.clone(),
+        );
+        fake.insert(&path, p);
+    }
+    if stranger {
+        let (path, p) = pod("debug", None, json!({"app": "api"}));
+        fake.insert(&path, p);
+    }
+}
+
+#[tokio::test]
+async fn a_pod_quarantine_that_would_isolate_its_siblings_is_refused_before_any_write() {
+    let (client, fake) = FakeApi::start();
+    api_with_pods(&fake, false);
+    let mut q = quarantine_object(false);
+    q["spec"]["target"] = json!({"kind": "Pod", "name": "api-7d9f-aaaaa"});
+    fake.insert(&quarantine_path("shop", "incident-7"), q);
+    let ctx = Arc::new(Context::new(client, cfg()));
+    reconcile(Arc::new(read_q(&fake)), ctx.clone())
+        .await
+        .unwrap();
+    let status = read_q(&fake);
+    assert_eq!(status.status.as_ref().unwrap().phase, Some(Phase::Failed));
+    assert_eq!(condition(&status, "Ready").1, "Collateral");
+    let message = status.status.as_ref().unwrap().conditions[1]
+        .message
+        .clone();
+    assert!(message.contains("picks 2 pod(s), only 1"), "{message}");
+    assert!(message.contains("api-7d9f-bbbbb"), "{message}");
+    let writes: Vec<String> = fake
+        .take_lines()
+        .into_iter()
+        .filter(|l| l.contains("networkpolicies") && !l.starts_with("GET"))
+        .collect();
+    assert!(writes.is_empty(), "refused before any write: {writes:?}");
+
+    // Allowed explicitly: isolated, and the status says how many pods.
+    let qpath = quarantine_path("shop", "incident-7");
+    let mut obj = fake.get(&qpath).unwrap();
+    obj["spec"]["allowCollateral"] = json!(true);
+    fake.insert(&qpath, obj);
+    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    let q = read_q(&fake);
+    let status = q.status.unwrap();
+    assert_eq!(status.phase, Some(Phase::Isolated));
+    assert!(
+        status
+            .plan
+            .unwrap()
+            .contains("2 pod(s) (1 of the target's own)"),
+        "the count is reported"
+    );
+}
+
+#[tokio::test]
+async fn a_deployment_quarantine_selects_its_own_pods_and_refuses_a_stranger() {
+    let (client, fake) = FakeApi::start();
+    api_with_pods(&fake, false);
+    let (p, reference) = plan(
+        &client,
+        &api_target(),
+        &audit(),
+        Engine::NetworkPolicy,
+        &cfg(),
+    )
+    .await
+    .unwrap();
+    let selection = selected_pods(&client, &p, reference.uid.as_deref())
+        .await
+        .unwrap();
+    assert_eq!((selection.selected, selection.own), (2, 2));
+    assert!(check_collateral(&p, &selection, false).is_ok());
+
+    let (path, stranger) = pod("debug", None, json!({"app": "api"}));
+    fake.insert(&path, stranger);
+    let selection = selected_pods(&client, &p, reference.uid.as_deref())
+        .await
+        .unwrap();
+    assert_eq!((selection.selected, selection.own), (3, 2));
+    assert_eq!(selection.others, vec!["debug".to_string()]);
+    let err = check_collateral(&p, &selection, false).unwrap_err();
+    assert_eq!(err.reason(), "Collateral");
+}
+
+// === drift of the quarantine policy ===
+
+fn widen_quarantine_policy(fake: &FakeApi) {
+    let path = netpol_path("shop", "kf-quarantine-deployment-api");
+    let mut p = fake.get(&path).unwrap();
+    p["spec"]["ingress"] = json!([{}]);
+    fake.insert(&path, p);
+}
+
+#[tokio::test]
+async fn a_hand_edited_quarantine_policy_is_restored() {
+    let (client, fake) = with_api(app_api());
+    let ctx = Arc::new(Context::new(client, cfg()));
+    isolated(&fake, &ctx).await;
+    let path = netpol_path("shop", "kf-quarantine-deployment-api");
+    let before = fake.get(&path).unwrap();
+    widen_quarantine_policy(&fake);
+    let edited_rv = fake.get(&path).unwrap()["metadata"]["resourceVersion"].clone();
+    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    let after = fake.get(&path).unwrap();
+    assert_eq!(after["spec"], before["spec"], "allows nothing again");
+    assert_eq!(
+        after["metadata"]["annotations"]["kubefence.dev/quarantined-at"],
+        before["metadata"]["annotations"]["kubefence.dev/quarantined-at"],
+        "the audit trail is kept as first written"
+    );
+    let applies: Vec<Seen> = fake
+        .take_log()
+        .into_iter()
+        .filter(|s| s.method == "PATCH" && s.uri.contains("/networkpolicies/"))
+        .collect();
+    assert_eq!(applies.len(), 1);
+    assert!(applies[0].uri.contains("force=true"), "{}", applies[0].uri);
+    assert_eq!(
+        applies[0].body.as_ref().unwrap()["metadata"]["resourceVersion"],
+        edited_rv,
+        "applied on exactly the version read"
+    );
+    let q = read_q(&fake);
+    assert_eq!(condition(&q, "Ready"), ("True".into(), "Isolated".into()));
+}
+
+#[tokio::test]
+async fn a_drifted_policy_that_cannot_be_repaired_is_reported() {
+    let (client, fake) = with_api(app_api());
+    let ctx = Arc::new(Context::new(client, cfg()));
+    isolated(&fake, &ctx).await;
+    widen_quarantine_policy(&fake);
+    fake.forbid_writes(&netpol_path("shop", "kf-quarantine-deployment-api"));
+    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    let q = read_q(&fake);
+    assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Isolated));
+    assert_eq!(condition(&q, "Ready"), ("False".into(), "Drifted".into()));
+    assert_eq!(
+        condition(&q, "Effective"),
+        ("False".into(), "Drifted".into())
+    );
 }

@@ -8,6 +8,7 @@ use kubefence_operator::quarantine::{self as ops, ApplyOutcome, QuarantineConfig
 
 use crate::exit;
 use crate::inputs;
+use crate::logging::{self, Place, Severity};
 use crate::output::{self, Format, FormatParser};
 
 const LONG_ABOUT: &str = "\
@@ -40,7 +41,8 @@ Examples:
 
 Exit codes: 0 done (or planned) and effective; 1 done (or planned) but paths
 stay open through other policies (not effective); 2 refused or failed
-(protected namespace, empty selector, not found, foreign policy, forbidden);
+(protected namespace, empty selector, not found, foreign policy, forbidden,
+pods other than the target's selected without --allow-collateral);
 3 offline: some documents were bad (reported on stderr).";
 
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -83,6 +85,12 @@ pub struct QuarantineOpts {
     /// Really write the policy (default: server-side dry run).
     #[arg(long, conflicts_with = "offline")]
     pub confirm: bool,
+    /// Isolate even when the selector picks pods that are not the target's
+    /// own (a Pod's labels, pod-template-hash included, are shared by every
+    /// sibling of its ReplicaSet). Without it such a plan is refused before
+    /// anything is written.
+    #[arg(long)]
+    pub allow_collateral: bool,
     /// Plan from manifests (-f), without a cluster.
     #[arg(long, requires = "files")]
     pub offline: bool,
@@ -120,6 +128,8 @@ pub enum Outcome {
     DryRun,
     Created,
     AlreadyIsolated,
+    DryRunRepair,
+    Repaired,
 }
 
 impl Outcome {
@@ -131,6 +141,10 @@ impl Outcome {
             }
             Self::Created => "isolated: the policy was created",
             Self::AlreadyIsolated => "already isolated: kubefence's policy exists",
+            Self::DryRunRepair => {
+                "server-side dry run (dryRun=All) passed: kubefence's policy exists but was changed; add --confirm to restore it"
+            }
+            Self::Repaired => "isolated: kubefence's policy had been changed and was restored",
         }
     }
 }
@@ -199,7 +213,15 @@ async fn online(
         time: now,
     };
     let (plan, reference) = ops::plan(&client, target, &audit, engine, cfg).await?;
-    let outcome = match ops::apply(&client, &plan, !opts.confirm).await? {
+    let selection = ops::selected_pods(&client, &plan, reference.uid.as_deref()).await?;
+    let target = plan.target.to_string();
+    logging::report(
+        Severity::Note,
+        Place::object(&target),
+        &format!("the selector picks {}", selection.summary()),
+    );
+    ops::check_collateral(&plan, &selection, opts.allow_collateral)?;
+    let outcome = match ops::apply(&client, &plan, !opts.confirm, &ops::Holder::Cli).await? {
         ApplyOutcome::Created if !opts.confirm => Outcome::DryRun,
         ApplyOutcome::Created => {
             let recorder = kube::runtime::events::Recorder::new(
@@ -215,6 +237,8 @@ async fn online(
             Outcome::Created
         }
         ApplyOutcome::AlreadyIsolated => Outcome::AlreadyIsolated,
+        ApplyOutcome::Repaired if !opts.confirm => Outcome::DryRunRepair,
+        ApplyOutcome::Repaired => Outcome::Repaired,
     };
     print(opts, &plan, outcome)?;
     Ok(verdict(&plan))
@@ -244,7 +268,10 @@ fn verdict(plan: &Plan) -> u8 {
 }
 
 fn print(opts: &QuarantineOpts, plan: &Plan, outcome: Outcome) -> anyhow::Result<()> {
-    let dry_run = outcome != Outcome::Created && outcome != Outcome::AlreadyIsolated;
+    let dry_run = !matches!(
+        outcome,
+        Outcome::Created | Outcome::AlreadyIsolated | Outcome::Repaired
+    );
     let format = opts.output.resolve(Format::Text, Format::Text);
     super::with_stdout(|w| output::plan::write_plan(w, plan, outcome.as_str(), dry_run, format))
 }

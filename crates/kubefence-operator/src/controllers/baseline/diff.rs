@@ -1,24 +1,30 @@
 //! Desired versus observed: what to write, if anything.
 //!
-//! Only the parts kubefence owns are compared: the spec (normalized the way
-//! the API server stores it: no nulls, no empty lists or maps, `protocol`
-//! defaulted to TCP), and that every label, annotation and ownerReference
-//! kubefence sets is present with its value. What others add to the object
-//! does not trigger a write; a hand edit of anything kubefence set does.
+//! Only the parts kubefence owns are compared: what the spec allows, and
+//! that every label, annotation and ownerReference kubefence sets is present
+//! with its value. What others add to the object does not trigger a write; a
+//! hand edit of anything kubefence set does.
+//!
+//! The spec is compared as the core policy it converts to
+//! (`kubefence_k8s::convert::network_policy`: pod selector, policy types,
+//! rules, peers, ports, with the API server's defaults applied), never as a
+//! normalised text: `ingress: [{}]` (allow everything) and `ingress: []`
+//! (allow nothing), or a peer with and without `namespaceSelector: {}`,
+//! read the same once empty objects are dropped, and differ completely in
+//! what they allow. An observed spec that does not convert is a difference.
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::networking::v1::NetworkPolicy;
-use serde_json::Value;
-
 use super::state::ObservedPolicy;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
 
 /// The comparable parts of a NetworkPolicy.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Comparable {
-    /// Normalized spec as compact JSON (object keys sorted): a tenth of the
-    /// memory of a `serde_json::Value`, and compared as a string.
-    spec: String,
+    /// What the spec allows: the core policy (name and namespace blanked) as
+    /// compact JSON, a tenth of the memory of the typed value; `None` when
+    /// the spec does not convert (then it never equals a desired one).
+    spec: Option<String>,
     labels: BTreeMap<String, String>,
     annotations: BTreeMap<String, String>,
     /// (apiVersion, kind, name, uid)
@@ -27,11 +33,8 @@ pub struct Comparable {
 
 impl Comparable {
     pub fn of(np: &NetworkPolicy) -> Self {
-        let spec = serde_json::to_value(&np.spec).unwrap_or(Value::Null);
         Self {
-            spec: normalize(spec, false)
-                .map(|v| v.to_string())
-                .unwrap_or_default(),
+            spec: semantic_spec(np),
             labels: np.metadata.labels.clone().unwrap_or_default(),
             annotations: np.metadata.annotations.clone().unwrap_or_default(),
             owners: np
@@ -56,40 +59,22 @@ impl Comparable {
         let subset = |want: &BTreeMap<String, String>, have: &BTreeMap<String, String>| {
             want.iter().all(|(k, v)| have.get(k) == Some(v))
         };
-        self.spec == observed.spec
+        self.spec.is_some()
+            && self.spec == observed.spec
             && subset(&self.labels, &observed.labels)
             && subset(&self.annotations, &observed.annotations)
             && self.owners.iter().all(|o| observed.owners.contains(o))
     }
 }
 
-/// Drops nulls and empty lists and maps; defaults `protocol` in port
-/// entries. `None` when nothing is left.
-fn normalize(value: Value, in_ports: bool) -> Option<Value> {
-    match value {
-        Value::Null => None,
-        Value::Array(items) => {
-            let items: Vec<Value> = items
-                .into_iter()
-                .filter_map(|v| normalize(v, in_ports))
-                .collect();
-            (!items.is_empty()).then_some(Value::Array(items))
-        }
-        Value::Object(map) => {
-            let mut out = serde_json::Map::new();
-            for (k, v) in map {
-                let ports = k == "ports";
-                if let Some(v) = normalize(v, ports) {
-                    out.insert(k, v);
-                }
-            }
-            if in_ports && !out.contains_key("protocol") {
-                out.insert("protocol".into(), Value::String("TCP".into()));
-            }
-            (!out.is_empty()).then_some(Value::Object(out))
-        }
-        other => Some(other),
-    }
+/// The spec as the core policy it means. Name and namespace are identity,
+/// not content (the key says which policy this is).
+fn semantic_spec(np: &NetworkPolicy) -> Option<String> {
+    let namespace = np.metadata.namespace.as_deref().unwrap_or_default();
+    let mut core = kubefence_k8s::convert::network_policy(np, namespace).ok()?;
+    core.name.clear();
+    core.namespace.clear();
+    serde_json::to_string(&core).ok()
 }
 
 /// What to do for one policy name.
@@ -102,7 +87,9 @@ pub enum Plan {
     /// Ours (labelled, and written by kubefence's apply) and no longer
     /// wanted: delete it (only that exact object).
     Delete { uid: Option<String> },
-    /// Wanted, but a policy kubefence does not manage has the name: leave it.
+    /// Wanted, but a policy kubefence does not manage has the name (no
+    /// kubefence labels, or labels but never written by the operator's
+    /// field manager): leave it.
     Conflict,
     /// Nothing to do.
     Keep,
@@ -112,6 +99,9 @@ pub fn plan(desired: Option<&Comparable>, observed: Option<&ObservedPolicy>) -> 
     match (desired, observed) {
         (Some(_), None) => Plan::Create,
         (Some(_), Some(o)) if !o.is_baseline() => Plan::Conflict,
+        // Labelled as ours but never written by the operator (generate
+        // output applied by kubectl or GitOps): left alone, as on delete.
+        (Some(_), Some(o)) if !o.applied_by_us => Plan::Conflict,
         (Some(d), Some(o)) => match &o.object {
             Some(obs) if d.satisfied_by(obs) => Plan::Keep,
             _ => Plan::Update,
@@ -126,7 +116,7 @@ pub fn plan(desired: Option<&Comparable>, observed: Option<&ObservedPolicy>) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     fn np(v: Value) -> NetworkPolicy {
         serde_json::from_value(v).unwrap()
@@ -141,6 +131,7 @@ mod tests {
             source: managed.then(|| "baseline".to_string()),
             object: managed.then(|| Comparable::of(&p)),
             applied_by_us: managed,
+            quarantines: None,
         }
     }
 
@@ -183,6 +174,74 @@ mod tests {
         let mut obs = observed(label, true);
         obs.source = Some("baseline".into());
         assert_eq!(plan(Some(&desired), Some(&obs)), Plan::Update);
+    }
+
+    /// Edits that widen what the policy allows, each of which a textual
+    /// normalisation that drops empty objects reads as no change.
+    #[test]
+    fn widening_edits_are_differences() {
+        let desired = Comparable::of(&np(base()));
+        let mut allow_all = base();
+        // `ingress: [{…}, {}]`: the second rule allows every peer on every port.
+        allow_all["spec"]["ingress"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({}));
+        let mut any_namespace = base();
+        any_namespace["spec"]["ingress"][0]["from"] =
+            json!([{"podSelector": {"matchLabels": {"app": "web"}}, "namespaceSelector": {}}]);
+        let mut own_namespace = base();
+        own_namespace["spec"]["ingress"][0]["from"] =
+            json!([{"podSelector": {"matchLabels": {"app": "web"}}}]);
+        let desired_own = Comparable::of(&np(own_namespace.clone()));
+        let mut every_pod = base();
+        every_pod["spec"]["podSelector"] = json!({});
+        let mut egress_all = base();
+        egress_all["spec"]["egress"] = json!([{}]);
+        for (what, edited, want) in [
+            ("ingress: [.., {}]", allow_all, &desired),
+            ("namespaceSelector: {}", any_namespace, &desired_own),
+            ("podSelector: {}", every_pod, &desired),
+            ("egress: [{}]", egress_all, &desired),
+        ] {
+            assert_eq!(
+                plan(Some(want), Some(&observed(edited, true))),
+                Plan::Update,
+                "{what} widens the policy"
+            );
+        }
+        // The unedited policy with its own-namespace peer stays as it is.
+        assert_eq!(
+            plan(Some(&desired_own), Some(&observed(own_namespace, true))),
+            Plan::Keep
+        );
+    }
+
+    #[test]
+    fn an_unreadable_observed_policy_is_rewritten() {
+        let desired = Comparable::of(&np(base()));
+        let mut broken = base();
+        broken["spec"]["ingress"][0]["from"] = json!([{"ipBlock": {"cidr": "not-a-cidr"}}]);
+        assert_eq!(
+            plan(Some(&desired), Some(&observed(broken, true))),
+            Plan::Update
+        );
+    }
+
+    /// `kubefence generate` output applied by kubectl or GitOps carries
+    /// kubefence's labels, but the operator never wrote it: not its to
+    /// change, as it is not its to delete.
+    #[test]
+    fn a_labelled_copy_applied_by_someone_else_is_never_updated() {
+        let desired = Comparable::of(&np(base()));
+        let mut copy = base();
+        copy["spec"]["ingress"][0]["ports"][0]["port"] = json!(81);
+        let mut gitops = observed(copy, true);
+        gitops.applied_by_us = false;
+        assert_eq!(plan(Some(&desired), Some(&gitops)), Plan::Conflict);
+        let mut same = observed(base(), true);
+        same.applied_by_us = false;
+        assert_eq!(plan(Some(&desired), Some(&same)), Plan::Conflict);
     }
 
     #[test]

@@ -22,6 +22,12 @@
 //!   one ([`diff`]), only on policies labelled
 //!   `app.kubernetes.io/managed-by: kubefence` + `kubefence.dev/source:
 //!   baseline`, and only while this replica is the leader.
+//! - A workload that a kubefence quarantine NetworkPolicy isolates (its
+//!   `kubefence.dev/target` annotation, seen by the policy watch) has its
+//!   baseline policy withheld: deleted when it exists, not created, and
+//!   restored when the quarantine policy goes. Policies are additive, so
+//!   while it existed it would keep the workload's DNS and peers open and
+//!   the quarantine could never be effective.
 //! - A failed write is retried with exponential backoff (1 s doubling to
 //!   5 min) by re-planning that key from the then-current state, so a retry
 //!   never writes something stale.
@@ -231,7 +237,8 @@ impl Controller {
                 return;
             }
             (Kind::NetworkPolicy, Payload::Policy(p)) => {
-                self.state.set_policy(key.clone(), Some(*p));
+                let quarantine_changed = self.state.set_policy(key.clone(), Some(*p));
+                self.dirty.extend(quarantine_changed);
                 self.dirty_policies.insert(key);
                 return;
             }
@@ -283,7 +290,8 @@ impl Controller {
             Kind::ConfigMap => self.state.set_config_map(key, None),
             Kind::Namespace => self.state.set_namespace(r.name.clone(), None),
             Kind::NetworkPolicy => {
-                self.state.set_policy(key.clone(), None);
+                let quarantine_changed = self.state.set_policy(key.clone(), None);
+                self.dirty.extend(quarantine_changed);
                 self.dirty_policies.insert(key);
                 return;
             }
@@ -397,6 +405,12 @@ impl Controller {
             keys.extend(dirty_keys.iter().cloned());
         }
 
+        let withheld: HashSet<ObjKey> = self
+            .state
+            .quarantined()
+            .into_iter()
+            .map(policy_key)
+            .collect();
         let mut writes: Vec<(ObjKey, Write)> = Vec::new();
         for key in &keys {
             pass.examined += 1;
@@ -424,6 +438,9 @@ impl Controller {
             } else {
                 cached.as_ref()
             };
+            // Withheld while a quarantine isolates its workload (policies
+            // are additive: it would keep the workload's paths open).
+            let desired = desired.filter(|_| !withheld.contains(key));
             let comparable = desired.map(Comparable::of);
             let planned = plan(comparable.as_ref(), self.state.policy(key));
             // Cloned only when it is written.
@@ -450,7 +467,7 @@ impl Controller {
                             true,
                             "PolicyNameTaken",
                             format!(
-                                "NetworkPolicy {} exists and is not managed by kubefence: left alone, no baseline policy applied",
+                                "NetworkPolicy {} exists and was not written by the kubefence operator (no kubefence labels, or a copy applied by kubectl or GitOps): left alone, no baseline policy applied",
                                 key.1
                             ),
                         );

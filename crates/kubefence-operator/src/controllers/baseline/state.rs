@@ -97,6 +97,10 @@ pub struct ObservedPolicy {
     /// What [`super::diff`] compares, for managed policies only (foreign
     /// ones are never compared, so their content is not kept).
     pub object: Option<super::diff::Comparable>,
+    /// For a kubefence quarantine policy: the workload it isolates (its
+    /// `kubefence.dev/target` annotation). That workload's baseline policy
+    /// is withheld while it exists (see `State::quarantined`).
+    pub quarantines: Option<WorkloadKey>,
 }
 
 impl ObservedPolicy {
@@ -230,6 +234,17 @@ impl State {
             L::Namespace(n) => self.namespaces.get(&n.name) == Some(n),
             L::Owned => false,
         }
+    }
+
+    /// The workloads a kubefence quarantine NetworkPolicy isolates now.
+    /// Policies are additive: their baseline policy would keep DNS and
+    /// their peers open, so a deny-all could never isolate them; it is
+    /// withheld while the quarantine policy exists and restored after.
+    pub fn quarantined(&self) -> BTreeSet<&WorkloadKey> {
+        self.policies
+            .values()
+            .filter_map(|p| p.quarantines.as_ref())
+            .collect()
     }
 
     /// The number of objects of each map, for the memory estimate.
@@ -473,7 +488,11 @@ impl State {
         affected
     }
 
-    pub fn set_policy(&mut self, key: ObjKey, p: Option<ObservedPolicy>) {
+    /// Returns the workloads whose quarantine starts or ends with this
+    /// change (their baseline policy is withheld or restored).
+    pub fn set_policy(&mut self, key: ObjKey, p: Option<ObservedPolicy>) -> BTreeSet<WorkloadKey> {
+        let before = self.policies.get(&key).and_then(|p| p.quarantines.clone());
+        let after = p.as_ref().and_then(|p| p.quarantines.clone());
         match p {
             Some(p) => {
                 self.policies.insert(key, p);
@@ -482,6 +501,10 @@ impl State {
                 self.policies.remove(&key);
             }
         }
+        if before == after {
+            return BTreeSet::new();
+        }
+        before.into_iter().chain(after).collect()
     }
 
     /// The keys of one kind, for a relist (objects not listed again are gone).

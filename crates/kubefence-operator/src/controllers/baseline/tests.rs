@@ -114,8 +114,9 @@ fn patches(names: &[&str]) -> Vec<(Method, String)> {
     names.iter().map(|n| (Method::PATCH, name(n))).collect()
 }
 
+/// Creates are server-side applies too (PATCH, without force).
 fn creates(names: &[&str]) -> Vec<(Method, String)> {
-    names.iter().map(|n| (Method::POST, name(n))).collect()
+    names.iter().map(|n| (Method::PATCH, name(n))).collect()
 }
 
 fn event_reasons(requests: &[Recorded]) -> Vec<String> {
@@ -133,8 +134,8 @@ async fn first_write_creates_then_updates_are_server_side_apply_with_our_field_m
     let pass = c.reconcile().await;
     assert_eq!((pass.created, pass.updated, pass.deleted), (3, 0, 0));
     let requests = h.fake.requests();
-    // A policy the cache does not know is created, never applied: an apply
-    // would take over an object someone made since the cache last heard.
+    // A policy the cache does not know is created by an apply without
+    // force: one field manager from the first write on.
     assert_eq!(policy_writes(&requests), creates(&["api", "db", "web"]));
     let create = requests
         .iter()
@@ -142,7 +143,25 @@ async fn first_write_creates_then_updates_are_server_side_apply_with_our_field_m
         .unwrap();
     assert_eq!(
         create.uri,
-        "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies?&fieldManager=kubefence"
+        format!(
+            "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/{}?&fieldManager=kubefence",
+            name("api")
+        )
+    );
+    let managers: Vec<(Option<String>, Option<String>)> = h
+        .fake
+        .policy("shop", &name("api"))
+        .unwrap()
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| (e.manager, e.operation))
+        .collect();
+    assert_eq!(
+        managers,
+        vec![(Some("kubefence".to_string()), Some("Apply".to_string()))],
+        "no Update entry whose fields a later apply could never remove"
     );
     let body = create.body.as_ref().unwrap();
     assert_eq!(body["apiVersion"], "networking.k8s.io/v1");
@@ -220,8 +239,8 @@ async fn a_foreign_policy_the_cache_has_not_seen_yet_is_never_taken_over() {
     c.reconcile().await;
     let after = h.fake.policy("shop", &name("api")).unwrap();
     assert_eq!(
-        after, before,
-        "the create met AlreadyExists; nothing changed"
+        after.spec, before.spec,
+        "the create met a conflict; their spec is unchanged"
     );
     assert!(
         !after
@@ -255,6 +274,46 @@ async fn a_foreign_policy_the_cache_has_not_seen_yet_is_never_taken_over() {
         .count();
     assert_eq!(refused, 1, "db's policy was due for an update, and tried");
     assert_eq!(h.fake.policy("shop", &name("db")).unwrap(), foreign);
+}
+
+/// A same-named copy with the same spec (no field conflicts): the apply
+/// merges into it, sees another manager in the answer, and gives back
+/// what it claimed at once.
+#[tokio::test]
+async fn a_create_that_met_an_identical_foreign_copy_gives_it_back() {
+    let h = harness(None);
+    let mut c = listed(&h, &shop()).await;
+    c.reconcile().await;
+    let ours = h.fake.policy("shop", &name("db")).unwrap();
+    h.fake.remove("shop", &name("db"));
+    let mut copy = fixtures::foreign_policy("shop", &name("db"));
+    copy.spec = ours.spec.clone();
+    h.fake.put(copy);
+    // The cache still believes db's policy is gone (no watch events here).
+    c.handle(Change::Delete(ObjectRef {
+        kind: Kind::NetworkPolicy,
+        namespace: "shop".into(),
+        name: name("db"),
+    }));
+    c.request_full();
+    let pass = c.reconcile().await;
+    assert_eq!(pass.created, 0);
+    assert_eq!(pass.failed, 1);
+    let after = h.fake.policy("shop", &name("db")).unwrap();
+    let labels = after.metadata.labels.unwrap_or_default();
+    assert!(
+        !labels.contains_key("app.kubernetes.io/managed-by"),
+        "not made ours: {labels:?}"
+    );
+    assert!(
+        after
+            .metadata
+            .managed_fields
+            .unwrap_or_default()
+            .iter()
+            .all(|e| e.manager.as_deref() != Some("kubefence")),
+        "kubefence holds no field of it"
+    );
 }
 
 #[tokio::test]
@@ -473,8 +532,8 @@ async fn orphans_are_deleted_and_policies_not_ours_left_alone() {
     assert_eq!(
         policy_writes(&requests),
         vec![
-            (Method::POST, name("api")),
-            (Method::POST, name("db")),
+            (Method::PATCH, name("api")),
+            (Method::PATCH, name("db")),
             (Method::DELETE, name("gone")),
         ]
     );
@@ -811,4 +870,56 @@ async fn status_only_updates_change_nothing() {
     assert!(c.pending().is_empty());
     assert_eq!(c.reconcile().await, Pass::default());
     assert_eq!(h.fake.requests(), vec![]);
+}
+
+/// A quarantine NetworkPolicy of Deployment `shop/<workload>`, as the
+/// Quarantine controller or the CLI writes it.
+fn quarantine_policy(workload: &str) -> NetworkPolicy {
+    serde_json::from_value(json!({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": format!("kf-quarantine-deployment-{workload}"), "namespace": "shop",
+                     "uid": "uid-q", "resourceVersion": "7",
+                     "labels": {"app.kubernetes.io/managed-by": "kubefence",
+                                "kubefence.dev/source": "quarantine",
+                                "kubefence.dev/quarantine-uid": "uid-quarantine-7"},
+                     "annotations": {"kubefence.dev/target": format!("Deployment/shop/{workload}")}},
+        "spec": {"podSelector": {"matchLabels": {"app": workload}},
+                 "policyTypes": ["Ingress", "Egress"]}
+    }))
+    .unwrap()
+}
+
+/// Policies are additive: while its baseline policy exists, a quarantined
+/// workload keeps DNS and its peers, and a deny-all can never isolate it.
+#[tokio::test]
+async fn a_quarantined_workload_loses_its_baseline_policy_until_released() {
+    let (h, mut c) = after_first_pass(&shop()).await;
+    assert!(h.fake.policy("shop", &name("api")).is_some());
+    let quarantine = quarantine_policy("api");
+    c.handle(change(
+        Kind::NetworkPolicy,
+        Event::Apply(quarantine.clone()),
+    ));
+    c.reconcile().await;
+    assert_eq!(
+        policy_writes(&h.fake.requests()),
+        vec![(Method::DELETE, name("api"))],
+        "withheld while quarantined, nothing else touched"
+    );
+    assert!(h.fake.policy("shop", &name("api")).is_none());
+
+    // A resync keeps it withheld.
+    h.fake.clear_requests();
+    c.request_full();
+    c.reconcile().await;
+    assert_eq!(policy_writes(&h.fake.requests()), vec![]);
+
+    // Released: the baseline policy comes back.
+    c.handle(change(Kind::NetworkPolicy, Event::Delete(quarantine)));
+    c.reconcile().await;
+    assert!(
+        h.fake.policy("shop", &name("api")).is_some(),
+        "restored on release"
+    );
 }

@@ -38,6 +38,7 @@ pub fn observed_policy(np: &NetworkPolicy) -> ObservedPolicy {
             .then(|| labels.get(naming::SOURCE_LABEL).cloned())
             .flatten(),
         object: managed.then(|| Comparable::of(np)),
+        quarantines: quarantined_workload(np, managed),
         applied_by_us: np.metadata.managed_fields.iter().flatten().any(|e| {
             // Created by our POST (operation Update) or written by our
             // server-side apply (Apply).
@@ -45,6 +46,28 @@ pub fn observed_policy(np: &NetworkPolicy) -> ObservedPolicy {
                 && matches!(e.operation.as_deref(), Some("Apply" | "Update"))
         }),
     }
+}
+
+/// The workload a kubefence quarantine NetworkPolicy isolates: its
+/// `kubefence.dev/target` annotation (`Kind/namespace/name`), in the
+/// policy's own namespace only.
+fn quarantined_workload(np: &NetworkPolicy, managed: bool) -> Option<super::state::WorkloadKey> {
+    let labels = np.labels();
+    if !managed
+        || labels.get(naming::SOURCE_LABEL).map(String::as_str)
+            != Some(naming::Source::Quarantine.as_str())
+    {
+        return None;
+    }
+    let target = np
+        .annotations()
+        .get(kubefence_core::quarantine::TARGET_ANNOTATION)?;
+    let mut parts = target.splitn(3, '/');
+    let kind: WorkloadKind = parts.next()?.parse().ok()?;
+    let namespace = parts.next()?;
+    let name = parts.next()?;
+    (Some(namespace) == np.metadata.namespace.as_deref())
+        .then(|| (namespace.to_string(), kind, name.to_string()))
 }
 
 fn object_ref<K: Resource>(kind: Kind, obj: &K) -> ObjectRef {
