@@ -316,7 +316,6 @@ async fn a_hand_edit_is_restored() {
 /// Defect 2: an edit that widens the policy (an empty ingress rule allows
 /// every source) must be restored like any other.
 #[tokio::test]
-#[ignore = "issue 10 defect 2: appending {} to ingress (allow all) is never restored"]
 async fn a_widening_hand_edit_is_restored() {
     let Some(w) = World::new("widen", true).await else {
         return;
@@ -500,7 +499,6 @@ async fn a_foreign_policy_with_our_name_is_left_alone() {
 /// Defect 9: a GitOps copy of `kubefence generate` output (kubefence's
 /// labels, no ownerReference) is someone else's: not overwritten.
 #[tokio::test]
-#[ignore = "issue 10 defect 9: a labelled copy without ownerReference is taken over (ownerReference added, spec overwritten)"]
 async fn a_gitops_copy_with_our_labels_is_not_overwritten() {
     let Some(w) = World::new("gitops", true).await else {
         return;
@@ -537,7 +535,6 @@ async fn a_gitops_copy_with_our_labels_is_not_overwritten() {
 /// apply; a create by POST registers an `Update` manager whose fields a
 /// later apply can never remove.
 #[tokio::test]
-#[ignore = "issue 10 defect 8: the policy is created by POST: managedFields has kubefence/Update, not one Apply"]
 async fn kubefence_policies_have_one_field_manager() {
     let Some(w) = World::new("managers", true).await else {
         return;
@@ -735,7 +732,6 @@ async fn quarantine_isolates_and_release_removes_the_policy() {
 /// Defect 1: the quarantine policy is watched like the baseline ones; a
 /// hand edit that opens it is repaired.
 #[tokio::test]
-#[ignore = "issue 10 defect 1: an allow-all rule added to the quarantine policy stays"]
 async fn a_hand_edit_of_the_quarantine_policy_is_repaired() {
     let Some(w) = World::new("qdrift", false).await else {
         return;
@@ -786,7 +782,6 @@ async fn a_hand_edit_of_the_quarantine_policy_is_repaired() {
 /// quarantine cannot isolate it. The baseline policy is withheld while the
 /// Quarantine is active and comes back on release.
 #[tokio::test]
-#[ignore = "issue 10 defect 6: the baseline policy of a quarantined workload stays"]
 async fn the_baseline_policy_is_withheld_while_quarantined() {
     let Some(w) = World::new("qbaseline", true).await else {
         return;
@@ -833,7 +828,6 @@ async fn the_baseline_policy_is_withheld_while_quarantined() {
 /// siblings of the same ReplicaSet share (`pod-template-hash` included):
 /// without `allowCollateral` it must refuse rather than isolate them all.
 #[tokio::test]
-#[ignore = "issue 10 defect 5: a Pod quarantine isolates every sibling of the pod"]
 async fn a_pod_quarantine_does_not_isolate_its_siblings() {
     let Some(w) = World::new("qpod", false).await else {
         return;
@@ -1058,7 +1052,6 @@ async fn the_crd_schema_rejects_bad_quarantines() {
 /// Defect 3: `spec.target` and `spec.engine` are immutable (CEL), so a
 /// Quarantine cannot be pointed at another workload after isolating one.
 #[tokio::test]
-#[ignore = "issue 10 defect 3: no CEL rule; changing spec.target is accepted"]
 async fn the_crd_makes_target_and_engine_immutable() {
     let Some(cluster) = cluster::cluster() else {
         return;

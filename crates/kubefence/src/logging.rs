@@ -71,6 +71,8 @@ impl Severity {
 pub struct Place<'a> {
     pub file: Option<&'a str>,
     pub document: Option<usize>,
+    /// Where in a list: `items[3]`, `[3]`.
+    pub item: Option<&'a str>,
     /// `namespace/Kind/name`, or `Kind namespace/name`.
     pub object: Option<&'a str>,
     pub field: Option<&'a str>,
@@ -90,6 +92,7 @@ impl<'a> From<&'a Location> for Place<'a> {
         Self {
             file: Some(l.file.as_str()).filter(|f| !f.is_empty()),
             document: l.document,
+            item: l.item.as_deref(),
             object: l.object.as_deref(),
             field: l.field.as_deref(),
         }
@@ -103,6 +106,9 @@ fn place_text(place: &Place<'_>) -> String {
         out.push_str(file);
         if let Some(d) = place.document {
             out.push_str(&format!(": document {d}"));
+        }
+        if let Some(item) = place.item {
+            out.push_str(&format!(": {item}"));
         }
         if let Some(o) = place.object {
             out.push_str(&format!(" ({o})"));
@@ -156,6 +162,7 @@ fn json_line(severity: Severity, place: &Place<'_>, message: &str) -> String {
         "message": message,
         "file": place.file,
         "document": place.document,
+        "item": place.item,
         "object": place.object,
         "field": place.field,
     })
@@ -191,6 +198,7 @@ mod tests {
         let l = Location {
             file: "a.yaml".into(),
             document: Some(2),
+            item: Some("items[3]".into()),
             object: Some("NetworkPolicy default/x".into()),
             field: Some("spec.ingress[0]".into()),
         };
