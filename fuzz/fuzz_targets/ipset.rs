@@ -105,7 +105,7 @@ fn check_addresses(a: &[IpNet], b: &[IpNet], probes: &[IpNet]) {
     let points: Vec<IpAddr> = a
         .iter()
         .chain(b)
-        .flat_map(|n| edges(n))
+        .flat_map(edges)
         .chain(probes.iter().map(IpNet::addr))
         .collect();
     for &p in &points {
