@@ -1,0 +1,140 @@
+#!/usr/bin/env bash
+# Coverage-guided fuzzing of kubefence's input parsers (cargo fuzz + libFuzzer).
+#
+#   scripts/fuzz.sh [--time SECONDS | --runs N] [TARGET...]   run each target in turn
+#   scripts/fuzz.sh --ci                                      about 60 s in all, for CI
+#   scripts/fuzz.sh --list                                    the targets
+#
+# Targets (fuzz/fuzz_targets/): load (the manifest loader), selector (label
+# selectors), network_policy (ports and ipBlocks), ipset (address and port
+# sets), references (the baseline's reference finder).
+#
+# Works on stable Rust: cargo-fuzz (pinned below) is installed into the cargo
+# bin directory when missing, and the targets are built without a sanitizer
+# (`--sanitizer none`; AddressSanitizer needs nightly, and the code under test
+# forbids `unsafe`) but with debug assertions, so integer overflow panics.
+# Seeds come from testdata/ and examples/ (derived at run time into
+# fuzz/corpus/, which also keeps what the fuzzer finds) plus the few
+# hand-written ones in fuzz/seeds/. A crash is saved under fuzz/artifacts/
+# and fails the run; reproduce it with
+#   cargo fuzz run --sanitizer none --debug-assertions TARGET fuzz/artifacts/TARGET/crash-...
+#
+# --ci: when the fuzzer cannot be installed or built here, print why and
+# exit 0 (set KUBEFENCE_FUZZ_REQUIRED=1 to fail instead); a crash always fails.
+# The first build compiles every dependency with coverage instrumentation
+# (minutes); KUBEFENCE_SKIP_FUZZ=1 skips the CI run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+CARGO_FUZZ_VERSION=0.13.2
+BUILD_FLAGS=(--sanitizer none --debug-assertions)
+CI_SECONDS=60
+
+usage() { sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; }
+
+ci=false
+seconds=""
+runs=""
+targets=()
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --ci) ci=true ;;
+        --time) seconds="${2:?--time needs seconds}"; shift ;;
+        --runs) runs="${2:?--runs needs a number}"; shift ;;
+        --list) ls fuzz/fuzz_targets | sed 's/\.rs$//'; exit 0 ;;
+        -h|--help) usage; exit 0 ;;
+        -*) echo "fuzz.sh: unknown option $1" >&2; usage >&2; exit 2 ;;
+        *) targets+=("$1") ;;
+    esac
+    shift
+done
+if [ ${#targets[@]} -eq 0 ]; then
+    mapfile -t targets < <(ls fuzz/fuzz_targets | sed 's/\.rs$//')
+fi
+for t in "${targets[@]}"; do
+    [ -f "fuzz/fuzz_targets/$t.rs" ] || { echo "fuzz.sh: no target $t (see --list)" >&2; exit 2; }
+done
+if $ci; then
+    seconds=$(( CI_SECONDS / ${#targets[@]} ))
+    runs=""
+elif [ -z "$seconds" ] && [ -z "$runs" ]; then
+    seconds=60
+fi
+
+# Cannot fuzz here: in CI a message and success, else an error.
+cannot() {
+    if $ci && [ "${KUBEFENCE_FUZZ_REQUIRED:-0}" != 1 ]; then
+        echo "fuzz: SKIPPED: $1 (the fuzz run needs cargo-fuzz and a C++ compiler for libFuzzer)"
+        exit 0
+    fi
+    echo "fuzz.sh: $1" >&2
+    exit 1
+}
+
+if $ci && [ "${KUBEFENCE_SKIP_FUZZ:-0}" = 1 ]; then
+    echo "fuzz: SKIPPED: KUBEFENCE_SKIP_FUZZ=1"
+    exit 0
+fi
+
+if [ "$(cargo fuzz --version 2>/dev/null)" != "cargo-fuzz $CARGO_FUZZ_VERSION" ]; then
+    echo "fuzz: installing cargo-fuzz $CARGO_FUZZ_VERSION"
+    cargo install cargo-fuzz --version "$CARGO_FUZZ_VERSION" --locked \
+        || cannot "cargo-fuzz $CARGO_FUZZ_VERSION could not be installed"
+fi
+
+build_log=$(mktemp)
+trap 'rm -f "$build_log"' EXIT
+echo "fuzz: building ${targets[*]}"
+for t in "${targets[@]}"; do
+    if ! cargo fuzz build "${BUILD_FLAGS[@]}" "$t" >"$build_log" 2>&1; then
+        tail -n 30 "$build_log" >&2
+        cannot "the fuzz target $t did not build (output above)"
+    fi
+done
+
+echo "fuzz: deriving seeds from testdata/ and examples/"
+cargo run --quiet -p kubefence-k8s --example fuzz_seeds -- fuzz/corpus testdata examples
+
+limit=()
+[ -n "$seconds" ] && limit+=("-max_total_time=$seconds")
+[ -n "$runs" ] && limit+=("-runs=$runs")
+
+failed=()
+summary=()
+for t in "${targets[@]}"; do
+    case "$t" in
+        load) max_len=16384 ;;
+        *) max_len=4096 ;;
+    esac
+    corpora=("fuzz/corpus/$t")
+    mkdir -p "fuzz/corpus/$t"
+    [ -d "fuzz/seeds/$t" ] && corpora+=("fuzz/seeds/$t")
+    log="fuzz/artifacts/$t.log"
+    mkdir -p fuzz/artifacts
+    echo "fuzz: running $t (${limit[*]})"
+    start=$SECONDS
+    status=0
+    cargo fuzz run "${BUILD_FLAGS[@]}" "$t" "${corpora[@]}" -- \
+        "${limit[@]}" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
+        -print_final_stats=1 >"$log" 2>&1 || status=$?
+    elapsed=$(( SECONDS - start ))
+    execs=$(awk '/^stat::number_of_executed_units:/ {n = $2} END {print n}' "$log")
+    rate=$(awk '/^stat::average_exec_per_sec:/ {n = $2} END {print n}' "$log")
+    cov=$(grep -Eo 'cov: [0-9]+ ft: [0-9]+' "$log" | tail -n 1)
+    corp=$(grep -Eo 'corp: [0-9]+/[0-9]+[bKMG]?b' "$log" | tail -n 1)
+    line="$t: ${execs:-?} executions, ${rate:-?} exec/s, ${cov:-cov: ?}, ${corp:-corp: ?}, ${elapsed} s"
+    if [ "$status" -ne 0 ]; then
+        grep -E 'panicked at|Test unit written to|SUMMARY|ERROR: libFuzzer' "$log" | head -n 10 >&2 || true
+        line="$line: FAILED (exit $status, log $log)"
+        failed+=("$t")
+    fi
+    echo "fuzz: $line"
+    summary+=("$line")
+done
+
+echo "fuzz: summary"
+printf '  %s\n' "${summary[@]}"
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "fuzz: FAILED: ${failed[*]} (crash inputs under fuzz/artifacts/)" >&2
+    exit 1
+fi
