@@ -221,7 +221,7 @@ mod tests {
         assert_eq!(
             v,
             serde_json::json!({"level": "ERROR", "message": "m", "file": null,
-                "document": null, "object": "o", "field": null})
+                "document": null, "item": null, "object": "o", "field": null})
         );
     }
 }
