@@ -635,10 +635,12 @@ async fn quarantine_dry_run_persists_nothing() {
         .requests_since(&operator_user(FULL_INSTALL), w.audit_from)
     {
         assert!(
-            requests.iter().any(|r| r.starts_with("create ")
-                && r.contains("/networkpolicies")
+            // Every write is a server-side apply (one field manager), so
+            // the would-be create is an apply patch with dryRun=All.
+            requests.iter().any(|r| r.starts_with("patch ")
+                && r.contains("/networkpolicies/")
                 && r.contains("dryRun=All")),
-            "no dry-run create sent: {requests:#?}"
+            "no dry-run apply sent: {requests:#?}"
         );
     }
     throughout(

@@ -1086,7 +1086,6 @@ fn duplicates_and_undeclared_namespaces_are_warnings_on_stderr() {
     assert!(undeclared[0].contains("default"), "{}", undeclared[0]);
 }
 
-
 // === one output format family (issue 9) ===
 
 #[test]
@@ -1158,7 +1157,6 @@ fn every_command_takes_auto_and_lists_only_its_own_formats() {
         }
     }
 }
-
 
 /// `web` reaches `db` through its egress on the named port `pg` and db's
 /// ingress on 5432; both sides are isolated.

@@ -197,7 +197,9 @@ fn report_problems(generated: &Baseline, point_to_report: bool) -> bool {
         logging::report(
             Severity::Warning,
             Place::object(&u.ingress.to_string()),
-            &format!("has class {class}, which no ingressControllers entry serves: no ingress from a controller was added for it (add one with className to --config)"),
+            &format!(
+                "has class {class}, which no ingressControllers entry serves: no ingress from a controller was added for it (add one with className to --config)"
+            ),
         );
     }
     for d in &report.indistinguishable {
