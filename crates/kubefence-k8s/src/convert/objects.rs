@@ -128,7 +128,7 @@ fn workload<W: WorkloadObject>(
         problems,
         |problems| {
             problems
-                .take_all(workload_of(&object, namespace))
+                .take_all(workload_of(&object, namespace, strictness))
                 .map(|workload| Converted::Workload {
                     workload,
                     owner: controller_owner(object.metadata()),

@@ -11,7 +11,7 @@ use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
 use super::selector::label_selector;
-use super::{ConvertError, Problems, is_port_name, port_number, protocol};
+use super::{ConvertError, Problems, Strictness, is_port_name, port_number, protocol};
 
 /// What kubefence reads of a workload object: its metadata, its pod
 /// selector and its pod template, wherever the kind keeps them.
@@ -119,8 +119,10 @@ fn job_spec(cron_job: &batch::CronJob) -> Option<&batch::JobSpec> {
 pub(crate) fn workload_of<W: WorkloadObject>(
     object: &W,
     namespace: &str,
+    strictness: Strictness,
 ) -> Result<Workload, Vec<ConvertError>> {
     workload_from_template(
+        strictness,
         W::KIND,
         namespace,
         object.metadata(),
@@ -133,7 +135,11 @@ pub(crate) fn workload_of<W: WorkloadObject>(
 /// A workload from its metadata, selector (and the selector's path) and
 /// pod template. `template_field` is the template's path (`spec.template`,
 /// or `spec.jobTemplate.spec.template` for a CronJob), for errors.
+/// With [`Strictness::Lenient`] (an object its API server accepted), the
+/// selector-template rules are left to the builders, which refuse an empty
+/// selector with their own error.
 pub fn workload_from_template(
+    strictness: Strictness,
     kind: WorkloadKind,
     namespace: &str,
     metadata: &meta::ObjectMeta,
@@ -160,6 +166,9 @@ pub fn workload_from_template(
         Some((s, field)) => problems
             .take_all(label_selector(s, field))
             .inspect(|selector| {
+                if strictness == Strictness::Lenient {
+                    return;
+                }
                 check_selects_template(
                     kind,
                     selector,

@@ -201,7 +201,7 @@ async fn match_expressions_survive() {
 async fn an_empty_selector_is_refused_before_any_write() {
     let (client, fake) = with_api(json!({}));
     let err = quarantine(&client, &api_target(), false).await.unwrap_err();
-    assert_eq!(err.reason(), "EmptySelector");
+    assert_eq!(err.reason(), "EmptySelector", "{err}");
     assert!(
         err.to_string().contains("Deployment/shop/api"),
         "names kind/namespace/name: {err}"
