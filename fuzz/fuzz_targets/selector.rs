@@ -44,11 +44,14 @@ fuzz_target!(|data: &[u8]| {
     let converted = label_selector(&input.selector, FIELD);
     let selector = match converted {
         Ok(s) => s,
-        Err(e) => {
-            assert!(
-                e.field.starts_with(FIELD),
-                "error outside the selector: {e}"
-            );
+        Err(errors) => {
+            assert!(!errors.is_empty(), "a failed conversion names its errors");
+            for e in &errors {
+                assert!(
+                    e.field.starts_with(FIELD),
+                    "error outside the selector: {e}"
+                );
+            }
             return;
         }
     };

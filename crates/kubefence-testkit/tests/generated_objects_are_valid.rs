@@ -76,11 +76,12 @@ fn check_generated(cluster: &Cluster, what: &str) -> usize {
 
 #[test]
 fn demo_applications_get_only_valid_policies() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/third-party");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     for demo in [
-        "demo-online-boutique/release/kubernetes-manifests.yaml",
-        "demo-sock-shop/deploy/kubernetes/complete-demo.yaml",
-        "demo-aks-store/aks-store-all-in-one.yaml",
+        "examples/online-boutique/kubernetes-manifests.yaml",
+        "testdata/third-party/demo-sock-shop/deploy/kubernetes/complete-demo.yaml",
+        "testdata/third-party/demo-aks-store/aks-store-all-in-one.yaml",
+        "testdata/guestbook/guestbook.yaml",
     ] {
         let text = std::fs::read_to_string(root.join(demo)).unwrap();
         let loaded = load_str(&text, demo, &LoadOptions::default());

@@ -20,6 +20,7 @@ use serde_json::Value;
 
 pub use live::{LiveObject, live_object, live_workload};
 pub use network_policy::network_policy;
+pub use selector::label_selector;
 pub use strict::Strictness;
 pub use workload::{container, workload_from_template};
 

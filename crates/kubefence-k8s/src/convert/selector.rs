@@ -10,7 +10,7 @@ use super::{ConvertError, Problems};
 /// Converts a selector; `field` is its path, for errors, and every bad key,
 /// value or operator is an error of its own. `matchLabels: null` and an
 /// absent selector are both the empty selector.
-pub(crate) fn label_selector(
+pub fn label_selector(
     selector: &meta::LabelSelector,
     field: &str,
 ) -> Result<LabelSelector, Vec<ConvertError>> {
