@@ -133,11 +133,14 @@ fn check_addresses(line: &str) {
         let is_ip = a.host.parse::<std::net::IpAddr>().is_ok();
         assert!(
             is_ip
+                // `_` too: a host:port whose host no Service can have
+                // (`no_such_svc:4040`) is kept, to be reported as unresolved.
                 || a.host.bytes().all(|b| b.is_ascii_lowercase()
                     || b.is_ascii_digit()
                     || b == b'-'
+                    || b == b'_'
                     || b == b'.'),
-            "host {:?} of {line:?} is neither a DNS name nor an IP",
+            "host {:?} of {line:?} is neither a DNS name, a would-be name nor an IP",
             a.host
         );
     }
