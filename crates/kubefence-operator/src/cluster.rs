@@ -16,10 +16,26 @@ use kubefence_core::model::Workload;
 use crate::context::{Context, FIELD_MANAGER};
 use crate::error::{Error, Result};
 
+/// Runs one write: only while this replica leads, abandoned the moment it
+/// stops leading (a partitioned leader steps down before the other replica
+/// may take the Lease: see `leader.rs`), and given up after the API timeout.
 async fn timed<T>(ctx: &Context, call: impl Future<Output = Result<T, kube::Error>>) -> Result<T> {
-    match tokio::time::timeout(ctx.config.api_timeout, call).await {
-        Ok(r) => r.map_err(Error::from),
-        Err(_) => Err(Error::Timeout(ctx.config.api_timeout)),
+    let mut leader = ctx.leader.clone();
+    if !*leader.borrow_and_update() {
+        return Err(Error::NotLeader);
+    }
+    let lost = async {
+        // A closed channel keeps its last value (true): not a loss.
+        if leader.wait_for(|leads| !*leads).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        r = tokio::time::timeout(ctx.config.api_timeout, call) => match r {
+            Ok(r) => r.map_err(Error::from),
+            Err(_) => Err(Error::Timeout(ctx.config.api_timeout)),
+        },
+        () = lost => Err(Error::NotLeader),
     }
 }
 

@@ -39,7 +39,8 @@ pub struct OperatorConfig {
     /// Off only for a single replica (development).
     pub leader_election: bool,
     pub lease_name: String,
-    /// How long a Lease holds without renewal (at least 2 s).
+    /// How long a Lease holds without renewal (at least 3 s). The leader
+    /// stops writing two thirds of it after its last confirmed renewal.
     pub lease_duration: Duration,
     /// A full recompute this often, as a safety net (writes only differences).
     pub resync: Duration,

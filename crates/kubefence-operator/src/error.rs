@@ -25,6 +25,10 @@ pub enum Error {
     /// theirs was changed.
     #[error("{0}: created by someone else meanwhile; left alone")]
     NameTaken(String),
+    /// A write was refused or abandoned: this replica does not lead (any
+    /// more).
+    #[error("not the leader: write not made")]
+    NotLeader,
     /// A value could not be serialized for the API.
     #[error("serialize: {0}")]
     Serialize(#[from] serde_json::Error),
@@ -45,6 +49,7 @@ impl Error {
             Error::ControllerStopped(_) => "stopped".into(),
             Error::Serialize(_) => "serialize".into(),
             Error::NameTaken(_) => "name_taken".into(),
+            Error::NotLeader => "not_leader".into(),
         }
     }
 

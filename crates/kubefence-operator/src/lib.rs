@@ -58,12 +58,13 @@ pub async fn run(
         .map_err(Error::Admin)?;
     tracing::info!(addr = %config.admin_addr, "admin server listening");
 
-    let leader = leader::elect(client.clone(), &config).await?;
+    let election = leader::elect(client.clone(), &config).await?;
+    let release_limit = config.api_timeout;
     let ctx = Arc::new(Context::new(
         client,
         config,
         metrics.clone(),
-        leader,
+        election.flag(),
         stop_rx.clone(),
     ));
     let admin = tokio::spawn(admin::serve(
@@ -101,8 +102,11 @@ pub async fn run(
         tasks.abort_all();
     }
     admin.abort();
-    // Dropping the context drops the last leader receiver: the Lease is released.
     drop(ctx);
+    // Only now that no controller writes: give the Lease back, so the other
+    // replica takes over at once instead of after the lease duration (a
+    // rollout). Awaited here, before the process exits.
+    election.release(release_limit).await;
     outcome
 }
 

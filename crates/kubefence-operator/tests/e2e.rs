@@ -128,7 +128,7 @@ impl World {
 
     async fn finish(self, operators: Vec<Operator>) {
         for op in operators {
-            op.stop();
+            op.stop().await;
         }
         self.assert_rbac_sufficient();
         support::remove_namespace(&self.admin, &self.ns).await;
@@ -434,7 +434,7 @@ async fn an_orphan_left_while_stopped_is_removed() {
     let op = w.operator("orphan-1").await;
     w.policy_when("web's policy", WEB_POLICY, |p| p.is_some())
         .await;
-    op.stop();
+    op.stop().await;
     w.deployments()
         .delete("web", &DeleteParams::default())
         .await
@@ -901,7 +901,7 @@ async fn the_finalizer_keeps_a_quarantine_until_it_is_released() {
         |q| phase(q).as_deref() == Some("Isolated"),
     )
     .await;
-    op.stop();
+    op.stop().await;
     // Deleted while no operator runs: the finalizer holds it, and the
     // isolation stays.
     quarantines(&w.admin, &w.ns)
@@ -1161,11 +1161,141 @@ async fn leader_election_one_writer_and_takeover_after_a_kill() {
     )
     .await;
     assert!(b.metric("kubefence_api_writes_total").await > 0.0);
-    // What a_partitioned_leader_stops_leading_within_the_lease reads (for
-    // the step down) is what a change of leadership logs.
+    // What the step-down tests read is what a change of leadership logs.
     assert!(b.log_text().contains("is_leader=true"), "{}", b.log_text());
     eprintln!("leader killed; the other took over after {takeover:.1?}");
     w.finish(vec![b]).await;
+}
+
+/// Two operator processes on one Lease, each behind its own recording
+/// proxy, and a namespace where new workloads keep arriving.
+struct Pair {
+    a: Operator,
+    b: Operator,
+    proxy_a: support::proxy::Proxy,
+    proxy_b: support::proxy::Proxy,
+    lease: String,
+}
+
+impl Pair {
+    /// replica-a leads, replica-b follows (both ready).
+    async fn start(w: &World, local: &support::apiserver::LocalServer, lease_seconds: u64) -> Pair {
+        use support::proxy::Proxy;
+        let proxy_a = Proxy::start(&local.url, &local.ca_file).await;
+        let proxy_b = Proxy::start(&local.url, &local.ca_file).await;
+        let lease = format!("kubefence-e2e-{}", &w.ns["kf-e2e-".len()..]);
+        let spec = |identity: &str, proxy: &Proxy| Spec {
+            lease_name: lease.clone(),
+            lease_seconds,
+            server: Some(proxy.url()),
+            ..Spec::new(identity)
+        };
+        let a = w.operator_with(spec("replica-a", &proxy_a)).await;
+        eventually(
+            "replica-a leads",
+            CONVERGE,
+            async || lease_holder(&w.admin, &lease).await,
+            |h| h.as_deref() == Some("replica-a"),
+        )
+        .await;
+        let b = w.operator_with(spec("replica-b", &proxy_b)).await;
+        Pair {
+            a,
+            b,
+            proxy_a,
+            proxy_b,
+            lease,
+        }
+    }
+}
+
+/// The controller writes (not the Lease) that reached the API server.
+fn writes(proxy: &support::proxy::Proxy) -> Vec<support::proxy::Request> {
+    proxy
+        .requests()
+        .into_iter()
+        .filter(|r| r.forwarded && r.is_controller_write())
+        .collect()
+}
+
+/// Never two writers: every write of replica-a (behind `proxy_a`) reached
+/// the API server before the first write of replica-b; both wrote. Returns
+/// a's last and b's first write.
+fn assert_one_writer_at_a_time(
+    proxy_a: &support::proxy::Proxy,
+    proxy_b: &support::proxy::Proxy,
+) -> (Instant, Instant) {
+    let (a, b) = (writes(proxy_a), writes(proxy_b));
+    let last_a = a.iter().map(|r| r.at).max().expect("replica-a wrote");
+    let first_b = b.iter().map(|r| r.at).min().expect("replica-b wrote");
+    let overlap: Vec<_> = a.iter().filter(|r| r.at >= first_b).collect();
+    assert!(
+        overlap.is_empty(),
+        "two writers: replica-a still wrote after replica-b's first write ({:?}): {overlap:#?}",
+        b.iter().find(|r| r.at == first_b)
+    );
+    (last_a, first_b)
+}
+
+/// Creates a Deployment in `ns` every 250 ms until dropped: there is
+/// always something for a leader to write.
+fn keep_creating_workloads(admin: &Client, ns: &str) -> tokio::task::JoinHandle<()> {
+    let (admin, ns) = (admin.clone(), ns.to_string());
+    tokio::spawn(async move {
+        for i in 0.. {
+            create(&admin, deployment(&ns, &format!("w{i}"), &[], &[])).await;
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    })
+}
+
+/// Defect 4: a leader whose Lease renewals fail (the coordination API
+/// answers 503, everything else still works, so nothing else would stop it)
+/// must stop writing before the other replica may take the Lease: the
+/// writes of the two, as the API server received them, never interleave.
+#[tokio::test]
+async fn a_leader_whose_renewals_fail_stops_writing_before_the_other_starts() {
+    let Some(w) = World::new("renewfail", true).await else {
+        return;
+    };
+    let Some(local) = w.cluster.local.as_ref() else {
+        eprintln!("skipped: needs the local server (recording proxies)");
+        w.finish(vec![]).await;
+        return;
+    };
+    const LEASE_SECONDS: u64 = 4;
+    let pair = Pair::start(&w, local, LEASE_SECONDS).await;
+    let creating = keep_creating_workloads(&w.admin, &w.ns);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    pair.proxy_a.cut_leases();
+    let cut = Instant::now();
+    eventually(
+        "replica-b leads",
+        Duration::from_secs(LEASE_SECONDS * 3),
+        async || lease_holder(&w.admin, &pair.lease).await,
+        |h| h.as_deref() == Some("replica-b"),
+    )
+    .await;
+    let takeover = cut.elapsed();
+    // The new leader writes for the workloads that keep coming.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    creating.abort();
+    let (last_a, first_b) = assert_one_writer_at_a_time(&pair.proxy_a, &pair.proxy_b);
+    // Not vacuous: replica-a went on writing after its renewals began to
+    // fail (it did lead then), and stepped down by itself.
+    assert!(last_a > cut, "replica-a never wrote after the cut");
+    assert!(
+        pair.a.log_text().contains("is_leader=false"),
+        "{}",
+        pair.a.log_text()
+    );
+    eprintln!(
+        "renewals cut; replica-a's last write {:.1?} after, replica-b led {takeover:.1?} after and first wrote {:.1?} after",
+        last_a - cut,
+        first_b - cut
+    );
+    let Pair { a, b, .. } = pair;
+    w.finish(vec![a, b]).await;
 }
 
 /// Defect 4: a leader cut off from the API server cannot renew its Lease;
@@ -1174,7 +1304,6 @@ async fn leader_election_one_writer_and_takeover_after_a_kill() {
 /// the baseline controller logs `leadership changed ... is_leader=false`),
 /// since by then the other replica has taken over and writes.
 #[tokio::test]
-#[ignore = "issue 10 defect 4: a partitioned leader never learns it lost the Lease (two leaders)"]
 async fn a_partitioned_leader_stops_leading_within_the_lease() {
     let Some(w) = World::new("partition", true).await else {
         return;
@@ -1185,32 +1314,13 @@ async fn a_partitioned_leader_stops_leading_within_the_lease() {
         return;
     };
     const LEASE_SECONDS: u64 = 4;
-    let proxy = support::proxy::Proxy::start(local.url.trim_start_matches("https://").into()).await;
-    let lease = format!("kubefence-e2e-partition-{}", &w.ns[w.ns.len() - 6..]);
-    let spec = |identity: &str| Spec {
-        lease_name: lease.clone(),
-        lease_seconds: LEASE_SECONDS,
-        ..Spec::new(identity)
-    };
-    let mut a = w
-        .operator_with(Spec {
-            server: Some(format!("https://{}", proxy.addr)),
-            ..spec("replica-a")
-        })
-        .await;
-    eventually(
-        "replica-a leads",
-        CONVERGE,
-        async || lease_holder(&w.admin, &lease).await,
-        |h| h.as_deref() == Some("replica-a"),
-    )
-    .await;
-    let b = w.operator_with(spec("replica-b")).await;
-    proxy.cut();
+    let mut pair = Pair::start(&w, local, LEASE_SECONDS).await;
+    pair.proxy_a.cut();
+    let cut = Instant::now();
     eventually(
         "replica-b leads",
         Duration::from_secs(LEASE_SECONDS * 3),
-        async || lease_holder(&w.admin, &lease).await,
+        async || lease_holder(&w.admin, &pair.lease).await,
         |h| h.as_deref() == Some("replica-b"),
     )
     .await;
@@ -1218,12 +1328,65 @@ async fn a_partitioned_leader_stops_leading_within_the_lease() {
     let stepped_down = eventually(
         "replica-a steps down",
         Duration::from_secs(1),
-        async || a.exited() || a.log_text().contains("is_leader=false"),
+        async || pair.a.exited() || pair.a.log_text().contains("is_leader=false"),
         |down| *down,
     )
     .await;
     assert!(stepped_down);
-    proxy.heal();
+    eprintln!("partitioned; replica-b led {:.1?} after", cut.elapsed());
+    pair.proxy_a.heal();
+    let Pair { a, b, .. } = pair;
     drop(a);
+    w.finish(vec![b]).await;
+}
+
+/// Defect 4: on SIGTERM (a rollout) the leader stops writing and gives the
+/// Lease back in its shutdown path, so the other replica takes over at
+/// once, not after the lease duration (15 s here); the two never write at
+/// the same time.
+#[tokio::test]
+async fn sigterm_releases_the_lease_and_the_other_takes_over_at_once() {
+    let Some(w) = World::new("sigterm", true).await else {
+        return;
+    };
+    let Some(local) = w.cluster.local.as_ref() else {
+        eprintln!("skipped: needs the local server (recording proxies)");
+        w.finish(vec![]).await;
+        return;
+    };
+    const LEASE_SECONDS: u64 = 15;
+    let pair = Pair::start(&w, local, LEASE_SECONDS).await;
+    let creating = keep_creating_workloads(&w.admin, &w.ns);
+    // Past a renewal: the follower is waiting for the Lease to expire.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(
+        lease_holder(&w.admin, &pair.lease).await.as_deref(),
+        Some("replica-a")
+    );
+    let Pair {
+        a,
+        b,
+        proxy_a,
+        proxy_b,
+        lease,
+    } = pair;
+    let terminated = Instant::now();
+    let a_log = a.terminate().await;
+    eventually(
+        "replica-b leads",
+        Duration::from_secs(LEASE_SECONDS + 5),
+        async || lease_holder(&w.admin, &lease).await,
+        |h| h.as_deref() == Some("replica-b"),
+    )
+    .await;
+    let takeover = terminated.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    creating.abort();
+    assert_one_writer_at_a_time(&proxy_a, &proxy_b);
+    assert!(
+        takeover < Duration::from_secs(5),
+        "took over {takeover:?} after SIGTERM (lease {LEASE_SECONDS} s): the Lease was not released\n{a_log}"
+    );
+    eprintln!("SIGTERM; replica-b led {takeover:.1?} after");
     w.finish(vec![b]).await;
 }

@@ -170,18 +170,42 @@ impl Operator {
     }
 
     /// Graceful stop (stdin closed: the operator's shutdown path), waiting
-    /// for the process to end.
-    pub fn stop(mut self) {
+    /// for the process to end (async: a proxy in this runtime may carry its
+    /// last requests).
+    pub async fn stop(mut self) {
         self.stdin = None;
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
         fail(&format!(
             "operator did not stop in 20 s:\n{}",
+            self.log_text()
+        ));
+    }
+
+    /// SIGTERM (what the kubelet sends on a rollout), then waits for the
+    /// process to end. Returns its log. Async: a proxy in this runtime may
+    /// carry the operator's last requests (the Lease's release).
+    pub async fn terminate(mut self) -> String {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        if !status.as_ref().is_ok_and(|s| s.success()) {
+            fail(&format!("kill -TERM failed: {status:?}"));
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return self.log_text();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        fail(&format!(
+            "operator did not stop in 20 s after SIGTERM:\n{}",
             self.log_text()
         ));
     }
