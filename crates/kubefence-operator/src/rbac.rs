@@ -5,9 +5,11 @@
 //! `leader.rs` (the Lease, through kube-lease-manager: get, create, patch),
 //! `quarantine/controller.rs` (Quarantines and their status)
 //! and the event recorder (create, and patch for repeated events). The
-//! test `deploy_rbac_covers_every_call` in `tests/deploy.rs` checks the
-//! ClusterRole and the lease Role in `deploy/base/` against it and that
-//! neither has a wildcard.
+//! tests `deploy_rbac_covers_every_call_and_nothing_more` and
+//! `component_roles_grant_exactly_their_calls` in `tests/deploy.rs` check
+//! the ClusterRole and the lease Role in `deploy/base/`, and the roles the
+//! components of `deploy/components/` bind to the operator, against it,
+//! and that none has a wildcard.
 
 /// Where a permission must be granted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,7 +18,21 @@ pub enum Scope {
     Cluster,
     /// The Role in the operator's own namespace.
     OwnNamespace,
+    /// The ClusterRole that an opt-in component of `deploy/components/`
+    /// (the directory named here) binds to the operator's ServiceAccount.
+    /// The quarantine writer role also serves people who run `kubefence
+    /// quarantine --confirm` themselves, so it holds every call of
+    /// quarantine and release, reads included, even those the base role
+    /// already grants the operator.
+    Component(&'static str),
 }
+
+/// The quarantine component (`deploy/components/quarantine`).
+pub const QUARANTINE: Scope = Scope::Component("quarantine");
+/// Its Cilium engine (`deploy/components/quarantine/cilium`).
+pub const QUARANTINE_CILIUM: Scope = Scope::Component("quarantine/cilium");
+/// Its AdminNetworkPolicy engine.
+pub const QUARANTINE_ANP: Scope = Scope::Component("quarantine/adminnetworkpolicy");
 
 /// (scope, API group, resource, verb)
 pub const CALLS: &[(Scope, &str, &str, &str)] = &[
@@ -90,6 +106,75 @@ pub const CALLS: &[(Scope, &str, &str, &str)] = &[
         "kubefence.dev",
         "quarantines/status",
         "patch",
+    ),
+    // Quarantine and release (quarantine/ops.rs, for the operator and the
+    // CLI): read the target (the kinds a Quarantine may name), list the
+    // namespace's pods (which pods the plan selects) and NetworkPolicies
+    // (remaining paths), read, apply (an apply that creates is authorized as
+    // a create too) and delete the quarantine policy, record Events.
+    (QUARANTINE, "apps", "deployments", "get"),
+    (QUARANTINE, "apps", "statefulsets", "get"),
+    (QUARANTINE, "apps", "daemonsets", "get"),
+    (QUARANTINE, "apps", "replicasets", "get"),
+    (QUARANTINE, "batch", "jobs", "get"),
+    (QUARANTINE, "batch", "cronjobs", "get"),
+    (QUARANTINE, "", "pods", "get"),
+    (QUARANTINE, "", "pods", "list"),
+    (QUARANTINE, "networking.k8s.io", "networkpolicies", "get"),
+    (QUARANTINE, "networking.k8s.io", "networkpolicies", "list"),
+    (QUARANTINE, "networking.k8s.io", "networkpolicies", "create"),
+    (QUARANTINE, "networking.k8s.io", "networkpolicies", "patch"),
+    (QUARANTINE, "networking.k8s.io", "networkpolicies", "delete"),
+    (QUARANTINE, "events.k8s.io", "events", "create"),
+    (QUARANTINE, "events.k8s.io", "events", "patch"),
+    // The other engines' quarantine objects: read, apply, delete.
+    (
+        QUARANTINE_CILIUM,
+        "cilium.io",
+        "ciliumnetworkpolicies",
+        "get",
+    ),
+    (
+        QUARANTINE_CILIUM,
+        "cilium.io",
+        "ciliumnetworkpolicies",
+        "create",
+    ),
+    (
+        QUARANTINE_CILIUM,
+        "cilium.io",
+        "ciliumnetworkpolicies",
+        "patch",
+    ),
+    (
+        QUARANTINE_CILIUM,
+        "cilium.io",
+        "ciliumnetworkpolicies",
+        "delete",
+    ),
+    (
+        QUARANTINE_ANP,
+        "policy.networking.k8s.io",
+        "adminnetworkpolicies",
+        "get",
+    ),
+    (
+        QUARANTINE_ANP,
+        "policy.networking.k8s.io",
+        "adminnetworkpolicies",
+        "create",
+    ),
+    (
+        QUARANTINE_ANP,
+        "policy.networking.k8s.io",
+        "adminnetworkpolicies",
+        "patch",
+    ),
+    (
+        QUARANTINE_ANP,
+        "policy.networking.k8s.io",
+        "adminnetworkpolicies",
+        "delete",
     ),
     // Leader election (leader.rs, kube-lease-manager).
     (Scope::OwnNamespace, "coordination.k8s.io", "leases", "get"),

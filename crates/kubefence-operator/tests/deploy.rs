@@ -93,9 +93,13 @@ fn grants(role: &Value) -> BTreeSet<(String, String, String)> {
 }
 
 fn calls(scope: Scope) -> BTreeSet<(String, String, String)> {
+    calls_where(|s| s == scope)
+}
+
+fn calls_where(which: impl Fn(Scope) -> bool) -> BTreeSet<(String, String, String)> {
     CALLS
         .iter()
-        .filter(|c| c.0 == scope)
+        .filter(|c| which(c.0))
         .map(|(_, g, r, v)| (g.to_string(), r.to_string(), v.to_string()))
         .collect()
 }
@@ -250,4 +254,101 @@ fn components_bind_to_the_base_service_account() {
         }
     }
     assert!(bindings > 0, "components found but no binding to check");
+}
+
+/// Every component directory under `deploy/components/` (relative path,
+/// with `/`), and the objects of the resources its kustomization lists.
+fn components() -> Vec<(String, Vec<Value>)> {
+    let root = base().join("../components");
+    let mut out = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            }
+        }
+        let kustomization = dir.join("kustomization.yaml");
+        if !kustomization.is_file() {
+            continue;
+        }
+        let k: Value =
+            serde_saphyr::from_str(&std::fs::read_to_string(&kustomization).unwrap()).unwrap();
+        assert_eq!(k["kind"], "Component", "{}", kustomization.display());
+        let mut objects = Vec::new();
+        for r in strings(&k["resources"]) {
+            let text = std::fs::read_to_string(dir.join(&r))
+                .unwrap_or_else(|e| panic!("{}: {r}: {e}", dir.display()));
+            objects.extend(
+                serde_saphyr::from_multiple::<Value>(&text)
+                    .unwrap()
+                    .into_iter()
+                    .filter(|v| !v.is_null()),
+            );
+        }
+        let name = dir
+            .strip_prefix(&root)
+            .unwrap()
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/");
+        out.push((name, objects));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Issue 10 defect 11: each opt-in component grants the operator exactly
+/// the calls `rbac::CALLS` lists for it (no verb the code never uses, no
+/// wildcard), and every component the table names exists.
+#[test]
+fn component_roles_grant_exactly_their_calls() {
+    let sa = one("serviceaccount.yaml");
+    let components = components();
+    assert!(!components.is_empty(), "no component found");
+    for (name, objects) in &components {
+        let bound: Vec<&str> =
+            objects
+                .iter()
+                .filter(|o| o["kind"] == "ClusterRoleBinding" || o["kind"] == "RoleBinding")
+                .filter(|b| {
+                    b["subjects"].as_array().into_iter().flatten().any(|s| {
+                        s["kind"] == "ServiceAccount" && s["name"] == sa["metadata"]["name"]
+                    })
+                })
+                .filter_map(|b| b["roleRef"]["name"].as_str())
+                .collect();
+        let mut granted = BTreeSet::new();
+        for role in bound {
+            let role = objects
+                .iter()
+                .find(|o| o["kind"] == "ClusterRole" && o["metadata"]["name"] == role)
+                .unwrap_or_else(|| panic!("{name}: binds {role}, which it does not define"));
+            granted.extend(grants(role));
+        }
+        assert_eq!(
+            granted,
+            calls_where(|s| matches!(s, Scope::Component(dir) if dir == name)),
+            "deploy/components/{name}: the operator's grants differ from rbac::CALLS"
+        );
+    }
+    let names: BTreeSet<&str> = components.iter().map(|(n, _)| n.as_str()).collect();
+    for (scope, ..) in CALLS {
+        if let Scope::Component(dir) = scope {
+            assert!(
+                names.contains(dir),
+                "rbac::CALLS names deploy/components/{dir}, which is not there"
+            );
+        }
+    }
+    // The calls only a component grants are not in the base role: a
+    // default install is refused them (Forbidden), as documented.
+    let base = calls(Scope::Cluster);
+    let opt_in = calls_where(|s| matches!(s, Scope::Component(_)));
+    assert!(
+        opt_in.iter().any(|c| !base.contains(c)),
+        "the components grant nothing the base does not"
+    );
 }

@@ -1079,6 +1079,136 @@ async fn the_crd_makes_target_and_engine_immutable() {
     support::remove_namespace(&admin, &ns).await;
 }
 
+/// Issue 10 defect 11, as the API server serves and enforces the CRD:
+/// printer columns Engine, DryRun and Ready; conditions a map keyed by
+/// type (two of one type refused); the status bounded (an over-long list
+/// or message refused), and the operator's `bounded` status accepted.
+#[tokio::test]
+async fn the_crd_bounds_the_status_and_shows_readiness() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kubefence_k8s::crd::quarantine::{
+        CONDITION_EFFECTIVE, CONDITION_READY, QuarantineStatus, RemainingPathStatus, bounds,
+        set_condition,
+    };
+    // The lock: no operator runs meanwhile to write this Quarantine's status.
+    let Some(w) = World::new("crdstatus", false).await else {
+        return;
+    };
+    let crd = Api::<CustomResourceDefinition>::all(w.admin.clone())
+        .get("quarantines.kubefence.dev")
+        .await
+        .unwrap();
+    let version = &crd.spec.versions[0];
+    let columns: Vec<(String, String)> = version
+        .additional_printer_columns
+        .iter()
+        .flatten()
+        .map(|c| (c.name.clone(), c.type_.clone()))
+        .collect();
+    for (name, type_) in [
+        ("Engine", "string"),
+        ("DryRun", "boolean"),
+        ("Ready", "string"),
+    ] {
+        assert!(
+            columns.contains(&(name.to_string(), type_.to_string())),
+            "{name} ({type_}) not among the served columns {columns:?}"
+        );
+    }
+    let api = quarantines(&w.admin, &w.ns);
+    let obj: DynamicObject = serde_json::from_value(quarantine(&w.ns, "q", "api", true)).unwrap();
+    api.create(&PostParams::default(), &obj).await.unwrap();
+    let write = async |status: &Value| {
+        api.patch_status(
+            "q",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": status})),
+        )
+        .await
+    };
+    let refused = async |what: &str, status: Value| match write(&status).await {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 422, "{what}: {e:?}"),
+        other => panic!("{what}: accepted: {other:?}"),
+    };
+
+    let now =
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now());
+    let path = RemainingPathStatus {
+        direction: "ingress".into(),
+        policy: format!("{}/allow-web", w.ns),
+        rule: "spec.ingress[0]".into(),
+        peer: "x".repeat(3000),
+        ports: "TCP/8080".into(),
+        endpoints: vec!["10.0.0.1:8080".into(); 40],
+        overridden: false,
+    };
+    let mut huge = QuarantineStatus {
+        plan: Some("p".repeat(5000)),
+        remaining_paths: vec![path; bounds::REMAINING_PATHS * 2],
+        ..QuarantineStatus::default()
+    };
+    set_condition(
+        &mut huge.conditions,
+        CONDITION_READY,
+        false,
+        "DryRun",
+        &"m".repeat(40_000),
+        None,
+        &now,
+    );
+    set_condition(
+        &mut huge.conditions,
+        CONDITION_EFFECTIVE,
+        true,
+        "NoPathRemains",
+        "ok",
+        None,
+        &now,
+    );
+
+    // Each bound alone is enforced by the server.
+    let mut long_list = huge.clone().bounded();
+    long_list
+        .remaining_paths
+        .extend(long_list.remaining_paths.clone());
+    refused(
+        "remainingPaths past its maxItems",
+        serde_json::to_value(&long_list).unwrap(),
+    )
+    .await;
+    let mut long_message = huge.clone().bounded();
+    long_message.conditions[0].message = "m".repeat(bounds::MESSAGE + 1);
+    refused(
+        "a condition message past its maxLength",
+        serde_json::to_value(&long_message).unwrap(),
+    )
+    .await;
+    let mut twice = huge.clone().bounded();
+    twice.conditions.push(twice.conditions[0].clone());
+    refused(
+        "two Ready conditions",
+        serde_json::to_value(&twice).unwrap(),
+    )
+    .await;
+    refused("the unbounded status", serde_json::to_value(&huge).unwrap()).await;
+
+    // What the operator writes (bounded) is accepted, and reads back whole.
+    let bounded = huge.clone().bounded();
+    write(&serde_json::to_value(&bounded).unwrap())
+        .await
+        .unwrap();
+    let stored = api.get("q").await.unwrap();
+    let stored: QuarantineStatus = serde_json::from_value(stored.data["status"].clone()).unwrap();
+    assert_eq!(stored.remaining_paths.len(), bounds::REMAINING_PATHS);
+    assert_eq!(
+        stored.remaining_paths_omitted,
+        Some(bounds::REMAINING_PATHS as i64)
+    );
+    assert_eq!(stored.conditions.len(), 2);
+    api.delete("q", &DeleteParams::default()).await.unwrap();
+    w.finish(vec![]).await;
+}
+
 // ---------------------------------------------------------- Leader election
 
 async fn lease_holder(admin: &Client, name: &str) -> Option<String> {

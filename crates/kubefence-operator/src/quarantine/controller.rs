@@ -557,6 +557,7 @@ async fn patch_status(
     ctx: &Context,
     status: QuarantineStatus,
 ) -> Result<(), Error> {
+    let status = status.bounded();
     if q.status.as_ref() == Some(&status) {
         return Ok(());
     }
