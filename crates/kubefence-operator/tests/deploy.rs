@@ -352,3 +352,184 @@ fn component_roles_grant_exactly_their_calls() {
         "the components grant nothing the base does not"
     );
 }
+
+/// The operator's pod labels, its admin port and the Deployment's
+/// selector, as `deployment.yaml` declares them.
+struct OperatorPods {
+    labels: Value,
+    selector: Value,
+    admin_port: u64,
+    replicas: u64,
+}
+
+fn operator_pods() -> OperatorPods {
+    let d = one("deployment.yaml");
+    let container = &d["spec"]["template"]["spec"]["containers"][0];
+    let admin = container["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "admin")
+        .expect("an admin port");
+    OperatorPods {
+        labels: d["spec"]["template"]["metadata"]["labels"].clone(),
+        selector: d["spec"]["selector"].clone(),
+        admin_port: admin["containerPort"].as_u64().unwrap(),
+        replicas: d["spec"]["replicas"].as_u64().unwrap(),
+    }
+}
+
+/// Whether a `matchLabels`-only selector selects `labels`.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    assert!(
+        selector.get("matchExpressions").is_none(),
+        "checked as matchLabels only: {selector}"
+    );
+    let wanted = selector["matchLabels"].as_object().unwrap();
+    !wanted.is_empty() && wanted.iter().all(|(k, v)| &labels[k] == v)
+}
+
+/// Issue 10 defect 12: a PodDisruptionBudget and anti-affinity that select
+/// the operator's own pods, and a NetworkPolicy that does too, in its
+/// namespace, on the Deployment's admin port.
+#[test]
+fn the_operator_has_a_disruption_budget_anti_affinity_and_its_own_network_policy() {
+    let pods = operator_pods();
+    let namespace = one("namespace.yaml")["metadata"]["name"].clone();
+    let pdb = one("poddisruptionbudget.yaml");
+    assert_eq!(pdb["kind"], "PodDisruptionBudget");
+    assert_eq!(pdb["metadata"]["namespace"], namespace);
+    assert_eq!(pdb["spec"]["selector"], pods.selector);
+    let min = pdb["spec"]["minAvailable"].as_u64().unwrap();
+    assert!(
+        min >= 1 && min < pods.replicas,
+        "minAvailable {min} of {} replicas: one may go, one stays",
+        pods.replicas
+    );
+    let d = one("deployment.yaml");
+    let terms = d["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+        ["preferredDuringSchedulingIgnoredDuringExecution"]
+        .as_array()
+        .expect("preferred anti-affinity (required would strand a replica on one node)");
+    assert!(terms.iter().any(|t| {
+        t["podAffinityTerm"]["topologyKey"] == "kubernetes.io/hostname"
+            && selects(&t["podAffinityTerm"]["labelSelector"], &pods.labels)
+    }));
+    let np = one("networkpolicy.yaml");
+    assert_eq!(np["metadata"]["namespace"], namespace);
+    assert!(
+        selects(&np["spec"]["podSelector"], &pods.labels),
+        "the NetworkPolicy selects the operator's pods"
+    );
+    // The operator never treats it as one of its own policies.
+    assert!(np["metadata"]["labels"]["app.kubernetes.io/managed-by"].is_null());
+    // The Service scrapes the port the policy admits.
+    let service = one("service-metrics.yaml");
+    assert!(selects(
+        &serde_json::json!({"matchLabels": service["spec"]["selector"]}),
+        &pods.labels
+    ));
+    assert_eq!(service["spec"]["ports"][0]["targetPort"], "admin");
+    assert_eq!(pods.admin_port, 8080);
+}
+
+/// Issue 10 defect 12, by kubefence's own semantics engine on the
+/// operator's NetworkPolicy in a cluster with the DNS, another workload and
+/// a Prometheus: the operator may open only DNS to kube-dns and TCP
+/// 443/6443 to addresses outside the cluster (the API server), and only the
+/// Deployment's admin port is open to it, from anywhere.
+#[test]
+fn the_operators_network_policy_allows_only_dns_the_api_server_and_the_admin_port() {
+    use kubefence_core::engine::{AnalyzeOptions, analyze};
+    use kubefence_core::{ConnSet, Protocol};
+    let base_text = |f: &str| std::fs::read_to_string(base().join(f)).unwrap();
+    let others = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: kube-system}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: coredns, namespace: kube-system}
+spec:
+  selector: {matchLabels: {k8s-app: kube-dns}}
+  template:
+    metadata: {labels: {k8s-app: kube-dns}}
+    spec:
+      containers:
+        - name: coredns
+          image: coredns
+          ports: [{containerPort: 53, protocol: UDP}, {containerPort: 53, protocol: TCP}, {containerPort: 9153}]
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, namespace: shop}
+spec:
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec:
+      containers: [{name: web, image: web, ports: [{containerPort: 443}, {containerPort: 6443}, {containerPort: 53, protocol: UDP}]}]
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: monitoring}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: prometheus, namespace: monitoring}
+spec:
+  selector: {matchLabels: {app: prometheus}}
+  template:
+    metadata: {labels: {app: prometheus}}
+    spec:
+      containers: [{name: prometheus, image: prometheus}]
+"#;
+    let text = [
+        base_text("namespace.yaml"),
+        base_text("deployment.yaml"),
+        base_text("networkpolicy.yaml"),
+        others.to_string(),
+    ]
+    .join("\n---\n");
+    let loaded = kubefence_k8s::load::load_str(&text, "deploy", &Default::default());
+    assert!(!loaded.has_errors(), "{:?}", loaded.errors);
+    let c = analyze(&loaded.cluster, &AnalyzeOptions::default());
+    let id = |s: &str| {
+        c.endpoint_index(s)
+            .unwrap_or_else(|| panic!("no endpoint {s}: {:?}", c.endpoints))
+    };
+    let operator = id("kubefence-system/Deployment/kubefence-operator");
+    let dns = id("kube-system/Deployment/coredns");
+    let admin = u16::try_from(operator_pods().admin_port).unwrap();
+    let api_server = ConnSet::port(Protocol::Tcp, 443).union(&ConnSet::port(Protocol::Tcp, 6443));
+    let dns_ports = ConnSet::port(Protocol::Udp, 53).union(&ConnSet::port(Protocol::Tcp, 53));
+    let mut external = 0;
+    for (i, e) in c.endpoints.iter().enumerate() {
+        if i == operator {
+            continue;
+        }
+        let out = c.allowed(operator, i);
+        if i == dns {
+            assert_eq!(out, dns_ports, "operator -> DNS");
+        } else if e.is_external() {
+            external += 1;
+            assert_eq!(out, api_server, "operator -> {}", e.id);
+        } else {
+            assert!(out.is_empty(), "operator -> {}: {out:?}", e.id);
+        }
+        // Into the operator: the admin port, from every endpoint.
+        assert_eq!(
+            c.allowed(i, operator),
+            ConnSet::port(Protocol::Tcp, admin),
+            "{} -> operator",
+            e.id
+        );
+    }
+    // IPv4 and IPv6 both reach the API server ports.
+    assert_eq!(external, 2, "{:?}", c.endpoints);
+}

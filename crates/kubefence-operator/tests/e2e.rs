@@ -1209,6 +1209,72 @@ async fn the_crd_bounds_the_status_and_shows_readiness() {
     w.finish(vec![]).await;
 }
 
+/// Issue 10 defect 12: every object of `deploy/` (the base, the
+/// Deployment, its Service, NetworkPolicy and PodDisruptionBudget included,
+/// and every component) passes the API server's own validation: a
+/// server-side dry run of its apply, nothing persisted.
+#[tokio::test]
+async fn every_object_of_deploy_passes_server_side_validation() {
+    let Some(cluster) = cluster::cluster() else {
+        return;
+    };
+    let admin = cluster.admin().await;
+    let root = cluster::deploy();
+    let mut dirs = vec![root.join("base")];
+    let mut pending = vec![root.join("components")];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            }
+        }
+        if dir.join("kustomization.yaml").is_file() {
+            dirs.push(dir);
+        }
+    }
+    let mut kinds = std::collections::BTreeSet::new();
+    let mut validated = 0;
+    for dir in &dirs {
+        for object in cluster::kustomization_objects(dir).unwrap() {
+            let what = format!(
+                "{} {} ({})",
+                object["kind"].as_str().unwrap_or("?"),
+                object["metadata"]["name"].as_str().unwrap_or("?"),
+                dir.display()
+            );
+            kinds.insert(object["kind"].as_str().unwrap_or_default().to_string());
+            cluster::validate(&admin, object)
+                .await
+                .unwrap_or_else(|e| panic!("{what}: refused by the API server: {e}"));
+            validated += 1;
+        }
+    }
+    for kind in [
+        "Deployment",
+        "Service",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
+        "ClusterRole",
+        "CustomResourceDefinition",
+    ] {
+        assert!(kinds.contains(kind), "no {kind} in deploy/: {kinds:?}");
+    }
+    // Nothing persisted: the dry run left no NetworkPolicy behind.
+    let policies: Api<NetworkPolicy> = Api::namespaced(admin.clone(), FULL_INSTALL);
+    assert!(
+        policies
+            .get_opt("kubefence-operator")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    eprintln!(
+        "{validated} objects of {} kustomizations validated",
+        dirs.len()
+    );
+}
+
 // ---------------------------------------------------------- Leader election
 
 async fn lease_holder(admin: &Client, name: &str) -> Option<String> {

@@ -283,7 +283,7 @@ async fn service_account_token(admin: &Client, ns: &str) -> Result<String, Strin
         .ok_or_else(|| format!("TokenRequest for {ns}: no token in {answer}"))
 }
 
-fn deploy() -> PathBuf {
+pub fn deploy() -> PathBuf {
     apiserver::repo_root().join("deploy")
 }
 
@@ -297,7 +297,7 @@ fn yaml_docs(path: &Path) -> Result<Vec<Value>, String> {
 }
 
 /// The objects a kustomization directory lists (`resources:`, in order).
-fn kustomization_objects(dir: &Path) -> Result<Vec<Value>, String> {
+pub fn kustomization_objects(dir: &Path) -> Result<Vec<Value>, String> {
     let k = yaml_docs(&dir.join("kustomization.yaml"))?;
     let mut out = Vec::new();
     for r in k
@@ -381,6 +381,16 @@ fn relocate(object: &mut Value, ns: &str) {
 
 /// Server-side apply of one object, whatever its kind.
 pub async fn apply(client: &Client, object: Value) -> Result<(), String> {
+    apply_with(client, object, false).await
+}
+
+/// A server-side dry run (`dryRun=All`) of the apply of `object`: every
+/// admission and validation step of the API server, nothing persisted.
+pub async fn validate(client: &Client, object: Value) -> Result<(), String> {
+    apply_with(client, object, true).await
+}
+
+async fn apply_with(client: &Client, object: Value, dry_run: bool) -> Result<(), String> {
     let api_version = object["apiVersion"].as_str().unwrap_or_default();
     let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
     let kind = object["kind"].as_str().unwrap_or_default();
@@ -398,13 +408,11 @@ pub async fn apply(client: &Client, object: Value) -> Result<(), String> {
         }
         _ => Api::all_with(client.clone(), &resource),
     };
-    api.patch(
-        &name,
-        &PatchParams::apply(SETUP_MANAGER).force(),
-        &Patch::Apply(&object),
-    )
-    .await
-    .map_err(|e| format!("apply {kind} {name}: {e}"))?;
+    let mut params = PatchParams::apply(SETUP_MANAGER).force();
+    params.dry_run = dry_run;
+    api.patch(&name, &params, &Patch::Apply(&object))
+        .await
+        .map_err(|e| format!("apply {kind} {name}: {e}"))?;
     Ok(())
 }
 
