@@ -163,3 +163,61 @@ pub async fn publish_event(
         tracing::warn!(error = %e, reason, "could not record event");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use tokio::sync::watch;
+
+    use super::*;
+    use crate::context::OperatorConfig;
+    use crate::fake::FakeApi;
+    use crate::metrics::Metrics;
+
+    fn context(client: kube::Client, leader: watch::Receiver<bool>) -> Context {
+        let (_stop, shutdown) = watch::channel(false);
+        Context::new(
+            client,
+            OperatorConfig::default(),
+            Arc::new(Metrics::default()),
+            leader,
+            shutdown,
+        )
+    }
+
+    /// Issue 10 defect 4: only the leader writes, whatever a controller
+    /// asks: a replica that stepped down sends nothing to the API server.
+    #[tokio::test]
+    async fn a_replica_that_does_not_lead_sends_no_write() {
+        let (client, fake) = FakeApi::start();
+        let (leader_tx, leader) = watch::channel(false);
+        let ctx = context(client, leader);
+        let np = crate::fixtures::foreign_policy("shop", "kf-baseline-deployment-web");
+        let refused = create_network_policy(&ctx, &np).await;
+        assert!(matches!(refused, Err(Error::NotLeader)), "{refused:?}");
+        let refused = delete_network_policy(&ctx, "shop", "x", None).await;
+        assert!(matches!(refused, Err(Error::NotLeader)), "{refused:?}");
+        assert_eq!(fake.writes(), 0, "{:?}", fake.requests());
+        leader_tx.send(true).unwrap();
+        create_network_policy(&ctx, &np).await.unwrap();
+        assert_eq!(fake.writes(), 1);
+    }
+
+    /// A write in flight when leadership is lost is abandoned at once.
+    #[tokio::test]
+    async fn a_write_in_flight_is_abandoned_when_leadership_is_lost() {
+        let (leader_tx, leader) = watch::channel(true);
+        let (client, _fake) = FakeApi::start();
+        let ctx = context(client, leader);
+        let never = std::future::pending::<Result<(), kube::Error>>();
+        let write = tokio::spawn(async move { timed(&ctx, never).await });
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        leader_tx.send(false).unwrap();
+        let outcome = tokio::time::timeout(std::time::Duration::from_secs(1), write)
+            .await
+            .expect("abandoned at once, not at the API timeout")
+            .unwrap();
+        assert!(matches!(outcome, Err(Error::NotLeader)), "{outcome:?}");
+    }
+}
