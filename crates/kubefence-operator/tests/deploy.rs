@@ -197,6 +197,8 @@ fn kubectl_kustomize_renders_deploy() {
         "RoleBinding",
         "Deployment",
         "Service",
+        "NetworkPolicy",
+        "PodDisruptionBudget",
     ]
     .into_iter()
     .map(String::from)
@@ -532,4 +534,105 @@ spec:
     }
     // IPv4 and IPv6 both reach the API server ports.
     assert_eq!(external, 2, "{:?}", c.endpoints);
+}
+
+/// Issue 10 defect 11: `deploy/base` with every component, as kustomize
+/// renders it (when kubectl is installed): the roles bound to the
+/// operator's ServiceAccount grant exactly the calls of `rbac::CALLS`,
+/// cluster-wide (base and components) and in its namespace (the Lease).
+#[test]
+fn kustomize_with_every_component_grants_exactly_the_calls() {
+    if std::process::Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: kubectl is not installed");
+        return;
+    }
+    let deploy = base().join("..").canonicalize().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // kustomize takes only relative paths: from the temporary directory up
+    // to the root, then down to deploy/.
+    let up = "../".repeat(dir.path().components().count() - 1);
+    let rel = |p: &str| {
+        format!(
+            "{up}{}",
+            deploy.join(p).display().to_string().trim_start_matches('/')
+        )
+    };
+    let components: Vec<String> = components().into_iter().map(|(n, _)| n).collect();
+    let mut k = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\ncomponents:\n",
+        rel("base")
+    );
+    for c in &components {
+        k.push_str(&format!("  - {}\n", rel(&format!("components/{c}"))));
+    }
+    std::fs::write(dir.path().join("kustomization.yaml"), k).unwrap();
+    let output = std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "kubectl kustomize failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rendered: Vec<Value> =
+        serde_saphyr::from_multiple(&String::from_utf8(output.stdout).unwrap()).unwrap();
+    let sa = rendered
+        .iter()
+        .find(|o| o["kind"] == "ServiceAccount")
+        .unwrap();
+    let (sa_name, sa_ns) = (&sa["metadata"]["name"], &sa["metadata"]["namespace"]);
+    let mut cluster_wide = BTreeSet::new();
+    let mut own_namespace = BTreeSet::new();
+    for binding in rendered
+        .iter()
+        .filter(|o| o["kind"] == "ClusterRoleBinding" || o["kind"] == "RoleBinding")
+    {
+        let to_operator = binding["subjects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|s| {
+                s["kind"] == "ServiceAccount" && &s["name"] == sa_name && &s["namespace"] == sa_ns
+            });
+        if !to_operator {
+            continue;
+        }
+        let role = rendered
+            .iter()
+            .find(|o| {
+                o["kind"] == binding["roleRef"]["kind"]
+                    && o["metadata"]["name"] == binding["roleRef"]["name"]
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "{} binds a role that is not rendered",
+                    binding["metadata"]["name"]
+                )
+            });
+        if binding["kind"] == "RoleBinding" {
+            assert_eq!(&binding["metadata"]["namespace"], sa_ns);
+            own_namespace.extend(grants(role));
+        } else {
+            cluster_wide.extend(grants(role));
+        }
+    }
+    assert_eq!(
+        cluster_wide,
+        calls_where(|s| matches!(s, Scope::Cluster | Scope::Component(_)))
+    );
+    assert_eq!(own_namespace, calls(Scope::OwnNamespace));
+    for kind in ["NetworkPolicy", "PodDisruptionBudget", "Deployment"] {
+        let o = rendered
+            .iter()
+            .find(|o| o["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind}"));
+        assert_eq!(&o["metadata"]["namespace"], sa_ns, "{kind}");
+    }
 }
