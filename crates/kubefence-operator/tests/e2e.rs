@@ -1474,7 +1474,13 @@ async fn a_leader_whose_renewals_fail_stops_writing_before_the_other_starts() {
     .await;
     let takeover = cut.elapsed();
     // The new leader writes for the workloads that keep coming.
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    eventually(
+        "replica-b writes",
+        CONVERGE,
+        async || writes(&pair.proxy_b).len(),
+        |n| *n > 0,
+    )
+    .await;
     creating.abort();
     let (last_a, first_b) = assert_one_writer_at_a_time(&pair.proxy_a, &pair.proxy_b);
     // Not vacuous: replica-a went on writing after its renewals began to
@@ -1553,8 +1559,9 @@ async fn sigterm_releases_the_lease_and_the_other_takes_over_at_once() {
     const LEASE_SECONDS: u64 = 15;
     let pair = Pair::start(&w, local, LEASE_SECONDS).await;
     let creating = keep_creating_workloads(&w.admin, &w.ns);
-    // Past a renewal: the follower is waiting for the Lease to expire.
-    tokio::time::sleep(Duration::from_secs(6)).await;
+    // The follower has seen the Lease held: without a release it would
+    // wait for the expiry, up to 15 s from the last renewal.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(
         lease_holder(&w.admin, &pair.lease).await.as_deref(),
         Some("replica-a")
@@ -1576,7 +1583,13 @@ async fn sigterm_releases_the_lease_and_the_other_takes_over_at_once() {
     )
     .await;
     let takeover = terminated.elapsed();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    eventually(
+        "replica-b writes",
+        CONVERGE,
+        async || writes(&proxy_b).len(),
+        |n| *n > 0,
+    )
+    .await;
     creating.abort();
     assert_one_writer_at_a_time(&proxy_a, &proxy_b);
     assert!(
