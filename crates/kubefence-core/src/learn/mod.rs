@@ -1,0 +1,22 @@
+//! Learned policies: from observed traffic to least-privilege policies.
+//!
+//! ```text
+//!  flow records ──(flows: count each connection once, attribute)──┐
+//!                                                                 ▼
+//!  Kubescape NetworkNeighborhood ──(kubefence-k8s)──────▶ Neighborhood
+//!                                                                 │
+//!                                             build (+ KnownServers)
+//!                                                                 ▼
+//!                                   NetworkPolicy + policyRefs per workload
+//! ```
+//!
+//! The property the tests hold it to: the policies learned from a set of
+//! connections allow every one of them and no port that was not observed
+//! between the same two workloads (DNS aside).
+
+pub mod model;
+
+pub use model::{
+    Evidence, KnownServer, Neighbor, NeighborPeer, Neighborhood, ObservedPort, PolicyRef,
+    ReservedPeer, WorkloadRef,
+};
