@@ -14,8 +14,13 @@
 //! connections allow every one of them and no port that was not observed
 //! between the same two workloads (DNS aside).
 
+pub mod flows;
 pub mod model;
 
+pub use flows::{
+    DnsRecord, Flow, FlowEndpoint, FlowEvent, FlowService, FlowType, FlowWorkload,
+    ReservedIdentity, TcpFlags, TrafficDirection, Verdict,
+};
 pub use model::{
     Evidence, KnownServer, Neighbor, NeighborPeer, Neighborhood, ObservedPort, PolicyRef,
     ReservedPeer, WorkloadRef,
