@@ -14,14 +14,19 @@
 //! connections allow every one of them and no port that was not observed
 //! between the same two workloads (DNS aside).
 
+mod attribute;
 pub mod flows;
+mod learner;
 pub mod model;
+mod report;
 
 pub use flows::{
     DnsRecord, Flow, FlowEndpoint, FlowEvent, FlowService, FlowType, FlowWorkload,
     ReservedIdentity, TcpFlags, TrafficDirection, Verdict,
 };
+pub use learner::Learner;
 pub use model::{
     Evidence, KnownServer, Neighbor, NeighborPeer, Neighborhood, ObservedPort, PolicyRef,
     ReservedPeer, WorkloadRef,
 };
+pub use report::{FlowCounts, LearnReport, LeftOut, LeftOutReason, Widened};
