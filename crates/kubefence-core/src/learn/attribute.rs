@@ -294,7 +294,11 @@ mod tests {
 
     #[test]
     fn pod_name_patterns_attribute_replicasets_statefulsets_daemonsets_and_jobs() {
-        type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], Option<(&'a str, &'a str)>);
+        type Case<'a> = (
+            &'a str,
+            &'a [(&'a str, &'a str)],
+            Option<(&'a str, &'a str)>,
+        );
         let cases: [Case<'_>; 7] = [
             (
                 "cart-7d9f8b6c5-x2x4z",

@@ -15,11 +15,13 @@
 //! between the same two workloads (DNS aside).
 
 mod attribute;
+mod build;
 pub mod flows;
 mod learner;
 pub mod model;
 mod report;
 
+pub use build::{LearnOptions, Learned, LearnedPolicy, RuleEvidence, build};
 pub use flows::{
     DnsRecord, Flow, FlowEndpoint, FlowEvent, FlowService, FlowType, FlowWorkload,
     ReservedIdentity, TcpFlags, TrafficDirection, Verdict,

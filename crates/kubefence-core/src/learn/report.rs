@@ -170,6 +170,20 @@ impl LearnReport {
         self.sort();
     }
 
+    /// Whether a workload got no policy because of what it is (an empty
+    /// selector, no namespace, a name Kubernetes would reject): the CLI
+    /// exits non-zero then.
+    pub fn has_errors(&self) -> bool {
+        self.left_out.iter().any(|l| {
+            matches!(
+                l.reason,
+                LeftOutReason::EmptyWorkloadSelector
+                    | LeftOutReason::NoNamespace
+                    | LeftOutReason::InvalidName(_)
+            )
+        })
+    }
+
     pub(crate) fn sort(&mut self) {
         self.left_out.sort();
         self.left_out.dedup();
