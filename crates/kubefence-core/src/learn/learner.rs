@@ -23,7 +23,9 @@
 //! [`attribute`]: super::attribute
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{BuildHasher, Hash};
+
+use foldhash::fast::FixedState;
 use std::net::IpAddr;
 
 use crate::conn::Protocol;
@@ -39,7 +41,157 @@ use super::model::{
 };
 use super::report::{FlowCounts, LearnReport, LeftOut, LeftOutReason};
 
-/// One side of a flow, reduced to what tells it apart.
+/// One side of a flow, borrowed: what tells endpoints apart, computed for
+/// every flow without allocating.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EndpointView<'a> {
+    Pod {
+        namespace: &'a str,
+        pod_name: Option<&'a str>,
+        labels: &'a [(String, String)],
+        workloads: &'a [FlowWorkload],
+    },
+    Service {
+        namespace: &'a str,
+        name: &'a str,
+    },
+    Address(IpAddr),
+    Reserved(ReservedPeer, Option<IpAddr>),
+    /// A reserved identity a policy cannot name, or none at all.
+    Unknown(Option<&'a ReservedIdentity>, Option<IpAddr>),
+}
+
+/// Hashes what is cheap and nearly always tells endpoints apart (for a pod:
+/// namespace, name, how many labels); [`EndpointView::is`] compares the
+/// rest. Hashing every label of both ends of every flow was most of the
+/// learner's time.
+impl Hash for EndpointView<'_> {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::mem::discriminant(self).hash(state);
+        match self {
+            Self::Pod {
+                namespace,
+                pod_name,
+                labels,
+                workloads,
+            } => {
+                namespace.hash(state);
+                pod_name.hash(state);
+                labels.len().hash(state);
+                workloads.len().hash(state);
+            }
+            Self::Service { namespace, name } => (namespace, name).hash(state),
+            Self::Address(ip) => ip.hash(state),
+            Self::Reserved(r, ip) => (r, ip).hash(state),
+            Self::Unknown(r, ip) => (r, ip).hash(state),
+        }
+    }
+}
+
+impl<'a> EndpointView<'a> {
+    fn of(e: &'a FlowEndpoint) -> Self {
+        let has = |r: &ReservedIdentity| e.reserved.contains(r);
+        // kube-apiserver may come together with host: the API server is the
+        // more precise identity.
+        if has(&ReservedIdentity::KubeApiserver) {
+            return Self::Reserved(ReservedPeer::KubeApiserver, e.ip);
+        }
+        if has(&ReservedIdentity::Host) {
+            return Self::Reserved(ReservedPeer::Host, e.ip);
+        }
+        if has(&ReservedIdentity::RemoteNode) {
+            return Self::Reserved(ReservedPeer::RemoteNode, e.ip);
+        }
+        if has(&ReservedIdentity::World) {
+            return match e.ip {
+                Some(ip) => Self::Address(ip),
+                None => Self::Unknown(Some(&ReservedIdentity::World), None),
+            };
+        }
+        if let Some(other) = e.reserved.first() {
+            return Self::Unknown(Some(other), e.ip);
+        }
+        match (&e.namespace, &e.pod_name, &e.service) {
+            (Some(ns), None, Some(svc)) if e.labels.is_empty() => Self::Service {
+                namespace: ns,
+                name: &svc.name,
+            },
+            (Some(ns), pod_name, _) => Self::Pod {
+                namespace: ns,
+                pod_name: pod_name.as_deref(),
+                labels: &e.labels,
+                workloads: &e.workloads,
+            },
+            (None, _, _) => Self::Unknown(None, e.ip),
+        }
+    }
+
+    fn to_key(self) -> EndpointKey {
+        match self {
+            Self::Pod {
+                namespace,
+                pod_name,
+                labels,
+                workloads,
+            } => EndpointKey::Pod {
+                namespace: namespace.to_string(),
+                pod_name: pod_name.map(str::to_string),
+                labels: labels.to_vec(),
+                workloads: workloads.to_vec(),
+            },
+            Self::Service { namespace, name } => EndpointKey::Service {
+                namespace: namespace.to_string(),
+                name: name.to_string(),
+            },
+            Self::Address(ip) => EndpointKey::Address(ip),
+            Self::Reserved(r, ip) => EndpointKey::Reserved(r, ip),
+            Self::Unknown(reserved, ip) => EndpointKey::Unknown(match (reserved, ip) {
+                (Some(ReservedIdentity::World), _) => "reserved:world without an address".into(),
+                (Some(r), Some(ip)) => format!("reserved:{} ({ip})", reserved_name(r)),
+                (Some(r), None) => format!("reserved:{}", reserved_name(r)),
+                (None, Some(ip)) => format!("{ip} (no identity)"),
+                (None, None) => "endpoint without identity".into(),
+            }),
+        }
+    }
+
+    /// Whether `key` is this endpoint (the key was made from an equal view).
+    fn is(self, key: &EndpointKey) -> bool {
+        match (self, key) {
+            (
+                Self::Pod {
+                    namespace,
+                    pod_name,
+                    labels,
+                    workloads,
+                },
+                EndpointKey::Pod {
+                    namespace: n,
+                    pod_name: p,
+                    labels: l,
+                    workloads: w,
+                },
+            ) => namespace == n && pod_name == p.as_deref() && labels == l && workloads == w,
+            (
+                Self::Service { namespace, name },
+                EndpointKey::Service {
+                    namespace: n,
+                    name: m,
+                },
+            ) => namespace == n && name == m,
+            (Self::Address(a), EndpointKey::Address(b)) => a == *b,
+            (Self::Reserved(r, ip), EndpointKey::Reserved(s, jp)) => r == *s && ip == *jp,
+            (Self::Unknown(..), EndpointKey::Unknown(what)) => {
+                self.to_key() == EndpointKey::Unknown(what.clone())
+            }
+            _ => false,
+        }
+    }
+}
+
+/// One side of a flow, owned: one per distinct endpoint. Pod labels are
+/// kept as the flow lists them; the same pod listed in another order is
+/// another key that attributes alike.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 enum EndpointKey {
     Pod {
@@ -61,50 +213,6 @@ enum EndpointKey {
 }
 
 impl EndpointKey {
-    fn of(e: &FlowEndpoint) -> Self {
-        let has = |r: &ReservedIdentity| e.reserved.contains(r);
-        // kube-apiserver may come together with host: the API server is the
-        // more precise identity.
-        if has(&ReservedIdentity::KubeApiserver) {
-            return Self::Reserved(ReservedPeer::KubeApiserver, e.ip);
-        }
-        if has(&ReservedIdentity::Host) {
-            return Self::Reserved(ReservedPeer::Host, e.ip);
-        }
-        if has(&ReservedIdentity::RemoteNode) {
-            return Self::Reserved(ReservedPeer::RemoteNode, e.ip);
-        }
-        if has(&ReservedIdentity::World) {
-            return match e.ip {
-                Some(ip) => Self::Address(ip),
-                None => Self::Unknown("reserved:world without an address".into()),
-            };
-        }
-        if let Some(other) = e.reserved.first() {
-            return Self::Unknown(format!("reserved:{}", reserved_name(other)));
-        }
-        match (&e.namespace, &e.pod_name, &e.service) {
-            (Some(ns), None, Some(svc)) if e.labels.is_empty() => Self::Service {
-                namespace: ns.clone(),
-                name: svc.name.clone(),
-            },
-            (Some(ns), pod_name, _) => {
-                let mut labels = e.labels.clone();
-                labels.sort();
-                Self::Pod {
-                    namespace: ns.clone(),
-                    pod_name: pod_name.clone(),
-                    labels,
-                    workloads: e.workloads.clone(),
-                }
-            }
-            (None, _, _) => Self::Unknown(match e.ip {
-                Some(ip) => format!("{ip} (no identity)"),
-                None => "endpoint without identity".into(),
-            }),
-        }
-    }
-
     fn describe(&self) -> String {
         match self {
             Self::Pod {
@@ -147,6 +255,8 @@ pub(crate) fn reserved_peer_name(r: ReservedPeer) -> &'static str {
 
 type EndpointId = u32;
 
+type FastMap<K, V> = HashMap<K, V, FixedState>;
+
 /// Connections from one endpoint to one destination port of another.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 struct ConnKey {
@@ -187,11 +297,17 @@ impl Tally {
     }
 
     fn seen_at(&mut self, first: &String, last: &String) {
-        if self.first.as_ref().is_none_or(|f| first < f) {
-            self.first = Some(first.clone());
+        // clone_from reuses the buffer: flows arrive in time order, so the
+        // last-seen time changes with almost every flow.
+        match &mut self.first {
+            Some(f) if first < f => f.clone_from(first),
+            Some(_) => {}
+            None => self.first = Some(first.clone()),
         }
-        if self.last.as_ref().is_none_or(|l| last > l) {
-            self.last = Some(last.clone());
+        match &mut self.last {
+            Some(l) if last > l => l.clone_from(last),
+            Some(_) => {}
+            None => self.last = Some(last.clone()),
         }
     }
 
@@ -223,12 +339,16 @@ enum Class {
 /// The streaming aggregator: feed it flows, then [`Learner::finish`].
 #[derive(Debug, Default)]
 pub struct Learner {
-    ids: HashMap<EndpointKey, EndpointId>,
+    /// One hasher for every per-flow lookup: fixed, so the counts do not
+    /// depend on the run.
+    hasher: FixedState,
+    /// Endpoint ids by the hash of their view (compared field by field).
+    ids: FastMap<u64, Vec<EndpointId>>,
     endpoints: Vec<EndpointKey>,
-    connections: HashMap<ConnKey, Tally>,
+    connections: FastMap<ConnKey, Tally>,
     /// Hashes of the 5-tuples already counted as a connection.
-    counted: HashSet<u64>,
-    undecided: HashMap<UndecidedKey, Tally>,
+    counted: HashSet<u64, FixedState>,
+    undecided: FastMap<UndecidedKey, Tally>,
     /// Flows left out at observation, by (source, destination, reason).
     left_out: HashMap<(EndpointId, EndpointId, LeftOutReason), u64>,
     /// Names DNS answers gave each address.
@@ -241,14 +361,20 @@ impl Learner {
         Self::default()
     }
 
-    fn id(&mut self, key: EndpointKey) -> EndpointId {
-        if let Some(&id) = self.ids.get(&key) {
+    fn id(&mut self, endpoint: &FlowEndpoint) -> EndpointId {
+        let view = EndpointView::of(endpoint);
+        let hash = self.hasher.hash_one(view);
+        let bucket = self.ids.entry(hash).or_default();
+        if let Some(&id) = bucket
+            .iter()
+            .find(|&&id| view.is(&self.endpoints[id as usize]))
+        {
             return id;
         }
         // More than 4 billion distinct endpoints cannot be held anyway.
         let id = EndpointId::try_from(self.endpoints.len()).unwrap_or(EndpointId::MAX);
-        self.endpoints.push(key.clone());
-        self.ids.insert(key, id);
+        self.endpoints.push(view.to_key());
+        bucket.push(id);
         id
     }
 
@@ -279,8 +405,8 @@ impl Learner {
             self.counts.replies += 1;
             return;
         }
-        let src = self.id(EndpointKey::of(&flow.source));
-        let dst = self.id(EndpointKey::of(&flow.destination));
+        let src = self.id(&flow.source);
+        let dst = self.id(&flow.destination);
         let Some(protocol) = flow.protocol else {
             *self
                 .left_out
@@ -297,7 +423,9 @@ impl Learner {
         };
         match class {
             Class::Forward => {
-                let new = self.counted.insert(tuple_hash(flow, src, dst));
+                let new = self
+                    .counted
+                    .insert(tuple_hash(&self.hasher, flow, src, dst));
                 self.connections
                     .entry(ConnKey {
                         src,
@@ -642,14 +770,12 @@ fn classify(flow: &Flow) -> Class {
 /// The flow's 5-tuple (addresses, or endpoints when an address is missing),
 /// so the packets of one connection, seen at both nodes or retransmitted,
 /// count once.
-fn tuple_hash(flow: &Flow, src: EndpointId, dst: EndpointId) -> u64 {
-    let mut h = DefaultHasher::new();
-    match (flow.source.ip, flow.destination.ip) {
-        (Some(s), Some(d)) => (s, d).hash(&mut h),
-        _ => (src, dst).hash(&mut h),
-    }
-    (flow.protocol, flow.source_port, flow.destination_port).hash(&mut h);
-    h.finish()
+fn tuple_hash(hasher: &FixedState, flow: &Flow, src: EndpointId, dst: EndpointId) -> u64 {
+    let ends = match (flow.source.ip, flow.destination.ip) {
+        (Some(s), Some(d)) => Ok((s, d)),
+        _ => Err((src, dst)),
+    };
+    hasher.hash_one((ends, flow.protocol, flow.source_port, flow.destination_port))
 }
 
 #[cfg(test)]
