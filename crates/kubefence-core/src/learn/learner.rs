@@ -26,6 +26,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, Hash};
 
 use foldhash::fast::FixedState;
+use serde::Serialize;
 use std::net::IpAddr;
 
 use crate::conn::Protocol;
@@ -348,11 +349,13 @@ pub struct Learner {
     connections: FastMap<ConnKey, Tally>,
     /// Hashes of the 5-tuples already counted as a connection.
     counted: HashSet<u64, FixedState>,
-    undecided: FastMap<UndecidedKey, Tally>,
+    /// With the hash of the 5-tuple, so a connection already counted from
+    /// its opening is not counted again once its direction is decided.
+    undecided: FastMap<UndecidedKey, (Tally, u64)>,
     /// Flows left out at observation, by (source, destination, reason).
     left_out: HashMap<(EndpointId, EndpointId, LeftOutReason), u64>,
     /// Names DNS answers gave each address.
-    dns: HashMap<IpAddr, BTreeSet<String>>,
+    dns: FastMap<IpAddr, BTreeSet<String>>,
     counts: FlowCounts,
 }
 
@@ -437,6 +440,7 @@ impl Learner {
                     .saw(flow.time.as_ref(), new);
             }
             Class::Undecided => {
+                let tuple = tuple_hash(&self.hasher, flow, src, dst);
                 self.undecided
                     .entry(UndecidedKey {
                         src,
@@ -445,19 +449,21 @@ impl Learner {
                         src_port: flow.source_port.unwrap_or(0),
                         dst_port: port,
                     })
-                    .or_default()
+                    .or_insert_with(|| (Tally::default(), tuple))
+                    .0
                     .saw(flow.time.as_ref(), false);
             }
             Class::Reply => {}
         }
     }
 
-    /// Attributes the endpoints (with the manifests when given) and returns
-    /// one neighborhood per workload, sorted, with what was left out.
-    pub fn finish(self, cluster: Option<&Cluster>) -> (Vec<Neighborhood>, LearnReport) {
+    /// Decides the flows of unknown direction, now that every listening
+    /// port is known, and turns what was left out into report lines.
+    fn decide(self) -> Decided {
         let Learner {
             endpoints,
             mut connections,
+            mut counted,
             undecided,
             left_out: observed_left_out,
             dns,
@@ -474,13 +480,11 @@ impl Learner {
                 ))
                 .or_default() += n;
         }
-
-        // Flows of unknown direction, decided by the listening ports.
         let listening: HashSet<(EndpointId, Protocol, u16)> = connections
             .keys()
             .map(|k| (k.dst, k.protocol, k.port))
             .collect();
-        for (k, tally) in undecided {
+        for (k, (tally, tuple)) in undecided {
             let from_listening = listening.contains(&(k.src, k.protocol, k.src_port));
             let to_listening = listening.contains(&(k.dst, k.protocol, k.dst_port));
             if to_listening {
@@ -492,9 +496,10 @@ impl Learner {
                         port: k.dst_port,
                     })
                     .or_default();
-                // One 5-tuple: one connection whose opening was not seen.
+                // A 5-tuple whose opening was not seen is one connection.
+                let connections = u64::from(counted.insert(tuple));
                 entry.absorb(&Tally {
-                    connections: 1,
+                    connections,
                     ..tally
                 });
             } else if from_listening {
@@ -510,7 +515,91 @@ impl Learner {
             }
         }
         counts.connections = connections.values().map(|t| t.connections).sum();
+        let mut connections: Vec<(ConnKey, Tally)> = connections.into_iter().collect();
+        connections.sort_by_key(|(k, _)| *k);
+        Decided {
+            endpoints,
+            connections,
+            left_out,
+            dns,
+            counts,
+        }
+    }
 
+    /// Every distinct connection (source, destination, protocol, port) with
+    /// its ends attributed as [`Learner::finish`] attributes them, for
+    /// checking traffic against policies (`verify`) rather than learning
+    /// from it. Sorted.
+    pub fn observed(self, cluster: Option<&Cluster>) -> (Vec<ObservedConnection>, LearnReport) {
+        let Decided {
+            endpoints,
+            connections,
+            left_out,
+            dns,
+            counts,
+        } = self.decide();
+        let ends: Vec<ObservedEnd> = endpoints
+            .iter()
+            .map(|e| match resolve(e, cluster, &dns) {
+                Resolved::Workload(a) => ObservedEnd::Workload(a.workload),
+                Resolved::Peer(NeighborPeer::Address { ip, .. }, _) => ObservedEnd::Address(ip),
+                Resolved::Peer(NeighborPeer::Reserved(r), ip) => ObservedEnd::Reserved(r, ip),
+                _ => ObservedEnd::Unattributed(e.describe()),
+            })
+            .collect();
+        let mut folded: BTreeMap<(&ObservedEnd, &ObservedEnd, Protocol, u16), Tally> =
+            BTreeMap::new();
+        for (k, tally) in &connections {
+            folded
+                .entry((
+                    &ends[k.src as usize],
+                    &ends[k.dst as usize],
+                    k.protocol,
+                    k.port,
+                ))
+                .or_default()
+                .absorb(tally);
+        }
+        let observed: Vec<ObservedConnection> = folded
+            .into_iter()
+            .map(
+                |((source, destination, protocol, port), tally)| ObservedConnection {
+                    source: source.clone(),
+                    destination: destination.clone(),
+                    protocol,
+                    port,
+                    flows: tally.flows,
+                    evidence: tally.evidence(),
+                },
+            )
+            .collect();
+        let mut report = LearnReport {
+            flows: counts,
+            ..LearnReport::default()
+        };
+        report.left_out = left_out
+            .into_iter()
+            .map(|((subject, peer, reason), count)| LeftOut {
+                subject,
+                peer,
+                reason,
+                count,
+            })
+            .collect();
+        report.sort();
+        (observed, report)
+    }
+
+    /// Attributes the endpoints (with the manifests when given) and returns
+    /// one neighborhood per workload, sorted, with what was left out.
+    pub fn finish(self, cluster: Option<&Cluster>) -> (Vec<Neighborhood>, LearnReport) {
+        let Decided {
+            endpoints,
+            connections,
+            mut left_out,
+            dns,
+            counts,
+        } = self.decide();
         let resolved: Vec<Resolved> = endpoints
             .iter()
             .map(|e| resolve(e, cluster, &dns))
@@ -531,9 +620,7 @@ impl Learner {
         }
 
         let mut hoods: BTreeMap<WorkloadRef, Hood> = BTreeMap::new();
-        let mut sorted: Vec<(&ConnKey, &Tally)> = connections.iter().collect();
-        sorted.sort_by_key(|(k, _)| **k);
-        for (k, tally) in sorted {
+        for (k, tally) in &connections {
             let (src, dst) = (&resolved[k.src as usize], &resolved[k.dst as usize]);
             let port_name = match dst {
                 Resolved::Workload(a) => a.named_ports.get(&(k.protocol, k.port)).cloned(),
@@ -619,6 +706,46 @@ impl Learner {
     }
 }
 
+/// The learner's state once every flow is decided.
+struct Decided {
+    endpoints: Vec<EndpointKey>,
+    /// Sorted.
+    connections: Vec<(ConnKey, Tally)>,
+    left_out: BTreeMap<(String, String, LeftOutReason), u64>,
+    dns: FastMap<IpAddr, BTreeSet<String>>,
+    counts: FlowCounts,
+}
+
+/// One end of an observed connection.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum ObservedEnd {
+    /// A pod of this workload; the engine's endpoint is
+    /// `namespace/Kind/name` (the kind as [`crate::model::WorkloadKind`]
+    /// spells it when it is one).
+    Workload(WorkloadRef),
+    /// Outside the cluster.
+    Address(IpAddr),
+    /// A Cilium reserved identity, with the address seen.
+    Reserved(ReservedPeer, Option<IpAddr>),
+    /// A pod of no known workload, a Service without its selector, or an
+    /// identity a policy cannot name: described.
+    Unattributed(String),
+}
+
+/// Connections between the same two ends on the same port, as observed
+/// (pods of one workload fold into the workload).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ObservedConnection {
+    pub source: ObservedEnd,
+    pub destination: ObservedEnd,
+    pub protocol: Protocol,
+    pub port: u16,
+    /// The flows folded into it (openings and the client's later packets).
+    pub flows: u64,
+    /// Connections counted (once each, from the opening) and when.
+    pub evidence: Evidence,
+}
+
 /// One workload's neighbours while they are gathered.
 #[derive(Default)]
 struct Hood {
@@ -691,7 +818,7 @@ impl Resolved {
 fn resolve(
     e: &EndpointKey,
     cluster: Option<&Cluster>,
-    dns: &HashMap<IpAddr, BTreeSet<String>>,
+    dns: &FastMap<IpAddr, BTreeSet<String>>,
 ) -> Resolved {
     match e {
         EndpointKey::Pod {
@@ -1177,5 +1304,60 @@ mod tests {
                 .any(|l| l.reason == LeftOutReason::UnattributedPod && l.subject == "tools/debug"),
             "{report:?}"
         );
+    }
+
+    #[test]
+    fn a_connection_seen_from_its_syn_is_not_counted_again_by_its_undecided_packets() {
+        let web = pod("shop", "web", "web", [10, 0, 0, 1]);
+        let cart = pod("shop", "cart", "cart", [10, 0, 0, 2]);
+        let flows = [
+            tcp(&web, 40000, &cart, 8080, SYN, None, "t1"),
+            // The client's later packets, direction not recorded.
+            tcp(&web, 40000, &cart, 8080, ACK, None, "t2"),
+            tcp(&web, 40000, &cart, 8080, ACK, None, "t3"),
+        ];
+        let (hoods, report) = learn(&flows, None);
+        assert_eq!(report.flows.connections, 1);
+        let evidence = hood(&hoods, "web").egress[0]
+            .evidence
+            .clone()
+            .unwrap_or_default();
+        assert_eq!(evidence.connections, 1);
+        assert_eq!(evidence.last_seen.as_deref(), Some("t3"));
+    }
+
+    #[test]
+    fn observed_connections_fold_pods_into_workloads_and_skip_replies() {
+        let web_a = pod("shop", "web", "web", [10, 0, 0, 1]);
+        let mut web_b = pod("shop", "web", "web", [10, 0, 0, 3]);
+        web_b.pod_name = Some("web-6b4f9c7d5f-b2b2b".into());
+        let cart = pod("shop", "cart", "cart", [10, 0, 0, 2]);
+        let flows = [
+            tcp(&web_a, 40000, &cart, 8080, SYN, None, "t1"),
+            tcp(&web_b, 40001, &cart, 8080, SYN, None, "t2"),
+            tcp(&cart, 8080, &web_a, 40000, SYN_ACK, None, "t1"),
+            // A reply without is_reply, from the listening port: not a
+            // connection from cart to web's ephemeral port.
+            tcp(&cart, 8080, &web_b, 40001, ACK, None, "t2"),
+        ];
+        let mut l = Learner::new();
+        for f in &flows {
+            l.observe(f);
+        }
+        let (observed, report) = l.observed(None);
+        assert_eq!(observed.len(), 1, "{observed:?}");
+        let c = &observed[0];
+        let workload = |name: &str| {
+            ObservedEnd::Workload(WorkloadRef {
+                kind: "Deployment".into(),
+                namespace: "shop".into(),
+                name: name.into(),
+            })
+        };
+        assert_eq!(c.source, workload("web"));
+        assert_eq!(c.destination, workload("cart"));
+        assert_eq!((c.protocol, c.port), (Protocol::Tcp, 8080));
+        assert_eq!(c.evidence.connections, 2);
+        assert_eq!(report.flows.inferred_replies, 1);
     }
 }

@@ -26,7 +26,7 @@ pub use flows::{
     DnsRecord, Flow, FlowEndpoint, FlowEvent, FlowService, FlowType, FlowWorkload,
     ReservedIdentity, TcpFlags, TrafficDirection, Verdict,
 };
-pub use learner::Learner;
+pub use learner::{Learner, ObservedConnection, ObservedEnd};
 pub use model::{
     Evidence, KnownServer, Neighbor, NeighborPeer, Neighborhood, ObservedPort, PolicyRef,
     ReservedPeer, WorkloadRef,
