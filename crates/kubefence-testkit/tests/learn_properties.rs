@@ -476,11 +476,14 @@ proptest! {
         namespaces in 1usize..3,
         conns in 1usize..25,
     ) {
-        let s = scenario(seed, workloads, namespaces, conns);
+        let mut s = scenario(seed, workloads, namespaces, conns);
         let learned = learn_scenario(&s);
         let conn = enforced(&s, &learned);
         prop_assert_eq!(check_observed_allowed(&s, &conn), Ok(()));
         prop_assert_eq!(check_nothing_more(&s, &learned, &conn), Ok(()));
+        // The same flows in another order learn the same policies.
+        s.flows.shuffle(&mut StdRng::seed_from_u64(seed ^ 0x5eed));
+        prop_assert_eq!(learn_scenario(&s), learned);
     }
 }
 

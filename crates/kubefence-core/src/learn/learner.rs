@@ -639,6 +639,18 @@ impl Learner {
                     continue;
                 };
                 attributed = true;
+                if a.selector.is_empty() {
+                    // Only per-run labels (a Job's pods, say): a policy
+                    // selecting it would select every pod of the namespace.
+                    *left_out
+                        .entry((
+                            workload_id(&a.workload),
+                            endpoints[other_key as usize].describe(),
+                            LeftOutReason::NoStableLabels,
+                        ))
+                        .or_default() += tally.flows;
+                    continue;
+                }
                 let hood = hoods.entry(a.workload.clone()).or_insert_with(|| Hood {
                     selector: a.selector.clone(),
                     ..Hood::default()
@@ -1359,5 +1371,44 @@ mod tests {
         assert_eq!((c.protocol, c.port), (Protocol::Tcp, 8080));
         assert_eq!(c.evidence.connections, 2);
         assert_eq!(report.flows.inferred_replies, 1);
+    }
+
+    #[test]
+    fn a_workload_with_only_per_run_labels_gets_no_neighborhood_but_a_report() {
+        let web = pod("shop", "web", "web", [10, 0, 0, 1]);
+        let job = FlowEndpoint {
+            namespace: Some("shop".into()),
+            labels: vec![
+                (
+                    "batch.kubernetes.io/job-name".into(),
+                    "backup-28912345".into(),
+                ),
+                ("job-name".into(), "backup-28912345".into()),
+                ("controller-uid".into(), "0b1c".into()),
+            ],
+            pod_name: Some("backup-28912345-x2x4z".into()),
+            ip: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 9))),
+            ..FlowEndpoint::default()
+        };
+        let flows = [tcp(&job, 40000, &web, 8080, SYN, None, "t1")];
+        let (hoods, report) = learn(&flows, None);
+        assert!(
+            hoods.iter().all(|h| h.workload.name != "backup"),
+            "{hoods:?}"
+        );
+        assert!(hood(&hoods, "web").ingress.is_empty());
+        let reasons: Vec<(&str, &LeftOutReason)> = report
+            .left_out
+            .iter()
+            .map(|l| (l.subject.as_str(), &l.reason))
+            .collect();
+        assert!(
+            reasons.contains(&("shop/CronJob/backup", &LeftOutReason::NoStableLabels)),
+            "{reasons:?}"
+        );
+        assert!(
+            reasons.contains(&("shop/Deployment/web", &LeftOutReason::NoStableLabels)),
+            "the peer side too: {reasons:?}"
+        );
     }
 }
