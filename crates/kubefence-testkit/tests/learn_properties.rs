@@ -532,3 +532,70 @@ fn nca_agrees_that_learned_policies_allow_every_observed_connection() {
         assert!(!s.observed.is_empty());
     }
 }
+
+/// Every rule the API server applies to a learned policy, broken.
+fn invalid_fields(p: &learn::LearnedPolicy) -> Vec<kubefence_core::validation::Invalid> {
+    use kubefence_core::policy::Peer;
+    use kubefence_core::validation;
+    let np = &p.policy;
+    let mut out = validation::object_meta(
+        "NetworkPolicy",
+        &np.name,
+        Some(&np.namespace),
+        &p.labels,
+        &p.annotations,
+    );
+    out.extend(validation::selector(&np.pod_selector));
+    for rule in np.ingress.iter().chain(&np.egress) {
+        for peer in &rule.peers {
+            if let Peer::Pods {
+                namespace_selector,
+                pod_selector,
+            } = peer
+            {
+                for s in namespace_selector.iter().chain(pod_selector) {
+                    out.extend(validation::selector(s));
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn learned_policies_are_objects_the_api_server_accepts() {
+    let mut checked = 0;
+    for seed in 0..6 {
+        let s = scenario(seed, 8, 2, 20);
+        for p in &learn_scenario(&s).policies {
+            let invalid = invalid_fields(p);
+            assert!(
+                invalid.is_empty(),
+                "seed {seed}: {}: {invalid:?}",
+                p.policy.name
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked > 0);
+    // Names at the API server's limits: a 253-character Deployment name
+    // and a dotted one.
+    for name in ["a".repeat(253), "web.v2".to_string()] {
+        let hood = learn::Neighborhood {
+            workload: learn::WorkloadRef {
+                kind: "Deployment".into(),
+                namespace: "ns".into(),
+                name: name.clone(),
+            },
+            selector: kubefence_core::LabelSelector::from_labels(
+                [("app".to_string(), "x".to_string())].into(),
+            ),
+            ingress: vec![],
+            egress: vec![],
+        };
+        let learned = learn::build(&[hood], &[], &LearnOptions::default()).unwrap();
+        assert_eq!(learned.policies.len(), 1, "{name}: {:?}", learned.report);
+        let invalid = invalid_fields(&learned.policies[0]);
+        assert!(invalid.is_empty(), "{name}: {invalid:?}");
+    }
+}
