@@ -349,9 +349,14 @@ pub struct Learner {
     connections: FastMap<ConnKey, Tally>,
     /// Hashes of the 5-tuples already counted as a connection.
     counted: HashSet<u64, FixedState>,
-    /// With the hash of the 5-tuple, so a connection already counted from
-    /// its opening is not counted again once its direction is decided.
-    undecided: FastMap<UndecidedKey, (Tally, u64)>,
+    /// Flows of unknown direction, by 5-tuple: how many, and the 5-tuple's
+    /// hash (so a connection already counted from its opening is not
+    /// counted again once its direction is decided). Kept small: without
+    /// `is_reply` there is one entry per connection.
+    undecided: FastMap<UndecidedKey, (u64, u64)>,
+    /// When flows of unknown direction were seen, by what they would be if
+    /// they are the client's (times are per port, not per 5-tuple).
+    undecided_times: FastMap<ConnKey, Tally>,
     /// Flows left out at observation, by (source, destination, reason).
     left_out: HashMap<(EndpointId, EndpointId, LeftOutReason), u64>,
     /// Names DNS answers gave each address.
@@ -449,8 +454,16 @@ impl Learner {
                         src_port: flow.source_port.unwrap_or(0),
                         dst_port: port,
                     })
-                    .or_insert_with(|| (Tally::default(), tuple))
-                    .0
+                    .or_insert((0, tuple))
+                    .0 += 1;
+                self.undecided_times
+                    .entry(ConnKey {
+                        src,
+                        dst,
+                        protocol,
+                        port,
+                    })
+                    .or_default()
                     .saw(flow.time.as_ref(), false);
             }
             Class::Reply => {}
@@ -465,6 +478,7 @@ impl Learner {
             mut connections,
             mut counted,
             undecided,
+            undecided_times,
             left_out: observed_left_out,
             dns,
             mut counts,
@@ -484,26 +498,24 @@ impl Learner {
             .keys()
             .map(|k| (k.dst, k.protocol, k.port))
             .collect();
-        for (k, (tally, tuple)) in undecided {
+        let mut decided_forward: HashSet<ConnKey> = HashSet::new();
+        for (k, (flows, tuple)) in undecided {
             let from_listening = listening.contains(&(k.src, k.protocol, k.src_port));
             let to_listening = listening.contains(&(k.dst, k.protocol, k.dst_port));
             if to_listening {
-                let entry = connections
-                    .entry(ConnKey {
-                        src: k.src,
-                        dst: k.dst,
-                        protocol: k.protocol,
-                        port: k.dst_port,
-                    })
-                    .or_default();
+                let key = ConnKey {
+                    src: k.src,
+                    dst: k.dst,
+                    protocol: k.protocol,
+                    port: k.dst_port,
+                };
+                let entry = connections.entry(key).or_default();
                 // A 5-tuple whose opening was not seen is one connection.
-                let connections = u64::from(counted.insert(tuple));
-                entry.absorb(&Tally {
-                    connections,
-                    ..tally
-                });
+                entry.connections += u64::from(counted.insert(tuple));
+                entry.flows += flows;
+                decided_forward.insert(key);
             } else if from_listening {
-                counts.inferred_replies += tally.flows;
+                counts.inferred_replies += flows;
             } else {
                 *left_out
                     .entry((
@@ -511,7 +523,15 @@ impl Learner {
                         endpoints[k.dst as usize].describe(),
                         LeftOutReason::UnknownDirection,
                     ))
-                    .or_default() += tally.flows;
+                    .or_default() += flows;
+            }
+        }
+        for key in decided_forward {
+            if let (Some(entry), Some(times)) =
+                (connections.get_mut(&key), undecided_times.get(&key))
+                && let (Some(first), Some(last)) = (&times.first, &times.last)
+            {
+                entry.seen_at(first, last);
             }
         }
         counts.connections = connections.values().map(|t| t.connections).sum();
