@@ -178,6 +178,7 @@ fn merge_by_workload(
             .entry(workload.clone())
             .or_default()
             .insert(without_per_replica(&n.selector));
+        let id = workload_id(&workload);
         let m = merged.entry(workload).or_default();
         for (side, neighbors) in [(&mut m.ingress, &n.ingress), (&mut m.egress, &n.egress)] {
             for nb in neighbors {
@@ -185,10 +186,26 @@ fn merge_by_workload(
                     NeighborPeer::Pods {
                         namespace_selector,
                         pod_selector,
-                    } => NeighborPeer::Pods {
-                        namespace_selector: namespace_selector.clone(),
-                        pod_selector: pod_selector.as_ref().map(without_per_replica),
-                    },
+                    } => {
+                        let stripped = pod_selector.as_ref().map(without_per_replica);
+                        // A selector of per-replica labels only would become
+                        // `{}`: every pod of the namespaces, not the peer.
+                        if stripped.as_ref().is_some_and(LabelSelector::is_empty)
+                            && pod_selector.as_ref().is_some_and(|s| !s.is_empty())
+                        {
+                            report.left_out.push(LeftOut {
+                                subject: id.clone(),
+                                peer: describe(&nb.peer),
+                                reason: LeftOutReason::NoStableLabels,
+                                count: nb.evidence.as_ref().map_or(1, |e| e.connections.max(1)),
+                            });
+                            continue;
+                        }
+                        NeighborPeer::Pods {
+                            namespace_selector: namespace_selector.clone(),
+                            pod_selector: stripped,
+                        }
+                    }
                     other => other.clone(),
                 };
                 let (ports, evidence) = side.entry(peer).or_default();
@@ -1083,6 +1100,36 @@ mod tests {
                 namespace_selector: None,
                 pod_selector: Some(sel(&[("app", "web")]))
             }]
+        );
+    }
+
+    #[test]
+    fn a_peer_selected_only_by_per_replica_labels_is_refused_not_widened() {
+        let l = learn_one(
+            nginx(
+                vec![pods(
+                    Some(&[(NAMESPACE_NAME_LABEL, "other")]),
+                    Some(&[("pod-template-hash", "5d8f7c9b6")]),
+                    tcp(&[80]),
+                )],
+                vec![],
+            ),
+            &[],
+            &LearnOptions::default(),
+        );
+        let p = &only(&l).policy;
+        assert!(
+            p.ingress.is_empty(),
+            "not every pod of the namespace: {:?}",
+            p.ingress
+        );
+        assert!(
+            l.report
+                .left_out
+                .iter()
+                .any(|x| x.reason == LeftOutReason::NoStableLabels),
+            "{:?}",
+            l.report
         );
     }
 
