@@ -293,6 +293,20 @@ mod tests {
     }
 
     #[test]
+    fn a_replicaset_named_by_hubble_is_attributed_to_its_deployment() {
+        let labels = pairs(&[("app", "cart"), ("pod-template-hash", "7d9f8b6c5")]);
+        let wl = [FlowWorkload {
+            name: "cart-7d9f8b6c5".into(),
+            kind: "ReplicaSet".into(),
+        }];
+        let a = attribute(&pod("cart-7d9f8b6c5-x2x4z", &labels, &wl), None).unwrap();
+        assert_eq!(
+            (a.workload.kind.as_str(), a.workload.name.as_str()),
+            ("Deployment", "cart")
+        );
+    }
+
+    #[test]
     fn pod_name_patterns_attribute_replicasets_statefulsets_daemonsets_and_jobs() {
         type Case<'a> = (
             &'a str,

@@ -1265,6 +1265,39 @@ mod tests {
     }
 
     #[test]
+    fn a_service_without_selector_is_reported_never_every_pod() {
+        let web = pod("shop", "web", "web", [10, 0, 0, 1]);
+        let external_name = FlowEndpoint {
+            namespace: Some("shop".into()),
+            service: Some(FlowService {
+                namespace: "shop".into(),
+                name: "db".into(),
+            }),
+            ip: Some(IpAddr::V4(Ipv4Addr::new(10, 96, 0, 10))),
+            ..FlowEndpoint::default()
+        };
+        let mut cluster = Cluster::default();
+        cluster.services.push(Service {
+            namespace: "shop".into(),
+            name: "db".into(),
+            selector: None,
+            service_type: ServiceType::ClusterIp,
+            ports: vec![],
+            external_ips: vec![],
+        });
+        let flows = [tcp(&web, 40000, &external_name, 5432, SYN, None, "t1")];
+        let (hoods, report) = learn(&flows, Some(&cluster));
+        assert!(hood(&hoods, "web").egress.is_empty());
+        assert!(
+            report
+                .left_out
+                .iter()
+                .any(|l| l.reason == LeftOutReason::UnknownIdentity && l.peer == "shop/Service/db"),
+            "{report:?}"
+        );
+    }
+
+    #[test]
     fn node_peers_and_the_api_server_are_kept_as_reserved_with_their_addresses() {
         let web = pod("shop", "web", "web", [10, 0, 0, 1]);
         let host = FlowEndpoint {
