@@ -26,7 +26,6 @@ pub mod fake;
 pub mod fixtures;
 pub mod leader;
 pub mod metrics;
-pub mod quarantine;
 pub mod rbac;
 
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! Keep this table next to the code that makes the calls: `cluster.rs`
 //! (writes), `controllers/baseline/watch.rs` (list and watch),
 //! `leader.rs` (the Lease, through kube-lease-manager: get, create, patch),
-//! `quarantine/controller.rs` (Quarantines and their status)
+//! `controllers/quarantine/controller.rs` (Quarantines and their status)
 //! and the event recorder (create, and patch for repeated events). The
 //! test `deploy_rbac_covers_every_call` in `tests/deploy.rs` checks the
 //! ClusterRole and the lease Role in `deploy/base/` against it and that
@@ -78,7 +78,7 @@ pub const CALLS: &[(Scope, &str, &str, &str)] = &[
     // Events on workloads (kube::runtime::events::Recorder).
     (Scope::Cluster, "events.k8s.io", "events", "create"),
     (Scope::Cluster, "events.k8s.io", "events", "patch"),
-    // The Quarantine controller (quarantine/controller.rs): watch Quarantines,
+    // The Quarantine controller (controllers/quarantine/controller.rs): watch Quarantines,
     // add and remove its finalizer (a patch), write their status. Reading
     // targets and writing quarantine policies is the opt-in component
     // deploy/components/quarantine, not the base role.

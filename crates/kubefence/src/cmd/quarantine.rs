@@ -4,7 +4,7 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use kubefence_core::WorkloadKind;
 use kubefence_core::quarantine::{self as core_q, Audit, Engine, Plan, Target};
-use kubefence_operator::quarantine::{self as ops, ApplyOutcome, QuarantineConfig};
+use kubefence_operator::controllers::quarantine::{self as ops, ApplyOutcome, QuarantineConfig};
 
 use crate::exit;
 use crate::inputs;

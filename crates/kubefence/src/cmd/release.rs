@@ -7,7 +7,7 @@ use clap::Args;
 use kubefence_core::WorkloadKind;
 use kubefence_core::quarantine::{self as core_q, Engine, Target};
 use kubefence_k8s::quarantine::policy_api;
-use kubefence_operator::quarantine::{self as ops, QuarantineConfig, ReleaseOutcome};
+use kubefence_operator::controllers::quarantine::{self as ops, QuarantineConfig, ReleaseOutcome};
 
 use super::quarantine::{EngineArg, kubeconfig_user, parse_target};
 use crate::exit;

@@ -19,6 +19,7 @@
 
 mod controller;
 mod ops;
+mod runtime;
 
 #[cfg(test)]
 mod fixtures;
@@ -37,6 +38,7 @@ pub use ops::{
     hand_over, holding, is_ours, object_reference, plan, record_quarantined, record_released,
     release, release_named, selected_pods,
 };
+pub use runtime::{NAME, config, start};
 
 /// The field manager and the event reporter.
 pub const MANAGER: &str = "kubefence";

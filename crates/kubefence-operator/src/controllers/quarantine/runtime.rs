@@ -13,9 +13,9 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
+use super::{self as q, QuarantineConfig, run_until};
 use crate::context::Context;
 use crate::error::Result;
-use crate::quarantine::{self as q, QuarantineConfig, run_until};
 
 pub const NAME: &str = "quarantine";
 
