@@ -14,6 +14,7 @@ use super::fixtures::{
     FakeApi, Seen, allow_ingress_from_web, deployment, netpol_path, quarantine_path, statefulset,
 };
 use super::*;
+use crate::error::Result;
 
 const NP: &str = "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies";
 
@@ -48,9 +49,19 @@ fn app_api() -> Value {
     json!({"matchLabels": {"app": "api"}})
 }
 
+/// The one runtime context over the fake (leading, default config).
+fn rt(client: &Client) -> crate::Context {
+    crate::Context::with_client(client.clone(), crate::OperatorConfig::default())
+}
+
+/// The Quarantine controller's reconcile context over the fake.
+fn quarantines(client: Client) -> Arc<Quarantines> {
+    Arc::new(Quarantines::new(Arc::new(rt(&client)), cfg()))
+}
+
 async fn quarantine(client: &Client, target: &Target, dry_run: bool) -> Result<ApplyOutcome> {
-    let (plan, _) = plan(client, target, &audit(), Engine::NetworkPolicy, &cfg()).await?;
-    apply(client, &plan, dry_run, &Holder::Cli).await
+    let (plan, _) = plan(&rt(client), target, &audit(), Engine::NetworkPolicy, &cfg()).await?;
+    apply(&rt(client), &plan, dry_run, &Holder::Cli).await
 }
 
 #[tokio::test]
@@ -63,6 +74,15 @@ async fn dry_run_sends_dry_run_all_and_persists_nothing() {
         vec![
             "GET /apis/apps/v1/namespaces/shop/deployments/api".to_string(),
             format!("GET {NP}?"),
+            // Every workload of the namespace: which others the selector
+            // also matches (the core's `also_selects`).
+            "GET /apis/apps/v1/namespaces/shop/deployments?".to_string(),
+            "GET /apis/apps/v1/namespaces/shop/statefulsets?".to_string(),
+            "GET /apis/apps/v1/namespaces/shop/daemonsets?".to_string(),
+            "GET /apis/apps/v1/namespaces/shop/replicasets?".to_string(),
+            "GET /apis/batch/v1/namespaces/shop/jobs?".to_string(),
+            "GET /apis/batch/v1/namespaces/shop/cronjobs?".to_string(),
+            "GET /api/v1/namespaces/shop/pods?".to_string(),
             format!("GET {NP}/kf-quarantine-deployment-api"),
             // Server-side apply only: one field manager, operation Apply.
             format!("PATCH {NP}/kf-quarantine-deployment-api?&dryRun=All&fieldManager=kubefence"),
@@ -80,7 +100,7 @@ async fn confirm_creates_a_deny_all_policy_with_audit_and_no_owner_reference() {
     quarantine(&client, &api_target(), false).await.unwrap();
     let log = fake.take_log();
     assert_eq!(
-        log[3].line(),
+        log[10].line(),
         format!("PATCH {NP}/kf-quarantine-deployment-api?&fieldManager=kubefence")
     );
     let p = fake
@@ -128,7 +148,7 @@ async fn applying_twice_succeeds_once() {
     );
     let lines = fake.take_lines();
     assert_eq!(
-        lines[2..],
+        lines[9..],
         [format!("GET {NP}/kf-quarantine-deployment-api")],
         "read it → ours and as planned: success, nothing written"
     );
@@ -152,9 +172,17 @@ async fn deployment_and_statefulset_named_alike_get_distinct_policies() {
 
     fake.take_log();
     let uid = fake.get(&s).unwrap()["metadata"]["uid"].clone();
-    let out = release(&client, &sts, Engine::NetworkPolicy, false, &cfg())
-        .await
-        .unwrap();
+    let out = release(
+        &rt(&client),
+        &cfg(),
+        &sts,
+        Engine::NetworkPolicy,
+        false,
+        &Holder::Cli,
+        "alice",
+    )
+    .await
+    .unwrap();
     assert_eq!(out, ReleaseOutcome::Released);
     let log = fake.take_log();
     assert_eq!(
@@ -162,8 +190,10 @@ async fn deployment_and_statefulset_named_alike_get_distinct_policies() {
         vec![
             format!("GET {NP}/kf-quarantine-statefulset-api"),
             format!("DELETE {NP}/kf-quarantine-statefulset-api?"),
+            "POST /apis/events.k8s.io/v1/namespaces/shop/events?".to_string(),
         ]
     );
+    assert_eq!(log[2].body.as_ref().unwrap()["reason"], "KubefenceReleased");
     // Deletes exactly the object it read and found ours.
     assert_eq!(log[1].body.as_ref().unwrap()["preconditions"]["uid"], uid);
     assert!(fake.get(&s).is_none());
@@ -216,9 +246,17 @@ async fn release_works_when_the_workload_is_gone() {
     quarantine(&client, &api_target(), false).await.unwrap();
     fake.remove("/apis/apps/v1/namespaces/shop/deployments/api");
     fake.take_log();
-    let out = release(&client, &api_target(), Engine::NetworkPolicy, false, &cfg())
-        .await
-        .unwrap();
+    let out = release(
+        &rt(&client),
+        &cfg(),
+        &api_target(),
+        Engine::NetworkPolicy,
+        false,
+        &Holder::Cli,
+        "alice",
+    )
+    .await
+    .unwrap();
     assert_eq!(out, ReleaseOutcome::Released);
     let lines = fake.take_lines();
     assert!(
@@ -234,9 +272,17 @@ async fn release_works_when_the_workload_is_gone() {
 #[tokio::test]
 async fn release_with_the_policy_already_gone_is_success() {
     let (client, fake) = FakeApi::start();
-    let out = release(&client, &api_target(), Engine::NetworkPolicy, false, &cfg())
-        .await
-        .unwrap();
+    let out = release(
+        &rt(&client),
+        &cfg(),
+        &api_target(),
+        Engine::NetworkPolicy,
+        false,
+        &Holder::Cli,
+        "alice",
+    )
+    .await
+    .unwrap();
     assert_eq!(out, ReleaseOutcome::NotQuarantined);
     assert_eq!(
         fake.take_lines(),
@@ -249,13 +295,21 @@ async fn release_with_the_policy_already_gone_is_success() {
 async fn a_protected_namespace_makes_zero_api_requests() {
     let (client, fake) = FakeApi::start();
     let t = Target::new(WorkloadKind::DaemonSet, "kube-system", "kube-proxy");
-    let err = plan(&client, &t, &audit(), Engine::NetworkPolicy, &cfg())
+    let err = plan(&rt(&client), &t, &audit(), Engine::NetworkPolicy, &cfg())
         .await
         .unwrap_err();
     assert_eq!(err.reason(), "ProtectedNamespace");
-    let err = release(&client, &t, Engine::NetworkPolicy, false, &cfg())
-        .await
-        .unwrap_err();
+    let err = release(
+        &rt(&client),
+        &cfg(),
+        &t,
+        Engine::NetworkPolicy,
+        false,
+        &Holder::Cli,
+        "alice",
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.reason(), "ProtectedNamespace");
     // The operator's own namespace, when configured.
     let mut own = cfg();
@@ -263,7 +317,7 @@ async fn a_protected_namespace_makes_zero_api_requests() {
         .insert("kubefence-system".to_string());
     let t = Target::new(WorkloadKind::Deployment, "kubefence-system", "x");
     assert!(
-        plan(&client, &t, &audit(), Engine::Cilium, &own)
+        plan(&rt(&client), &t, &audit(), Engine::Cilium, &own)
             .await
             .is_err()
     );
@@ -290,9 +344,17 @@ async fn a_same_named_foreign_policy_is_never_overwritten_nor_deleted() {
             .contains("shop/kf-quarantine-deployment-api"),
         "{err}"
     );
-    let err = release(&client, &api_target(), Engine::NetworkPolicy, false, &cfg())
-        .await
-        .unwrap_err();
+    let err = release(
+        &rt(&client),
+        &cfg(),
+        &api_target(),
+        Engine::NetworkPolicy,
+        false,
+        &Holder::Cli,
+        "alice",
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.reason(), "PolicyConflict");
     let lines = fake.take_lines();
     assert!(
@@ -329,7 +391,7 @@ async fn the_plan_reports_paths_left_open_by_other_policies() {
     let (path, obj) = allow_ingress_from_web("shop");
     fake.insert(&path, obj);
     let (p, _) = plan(
-        &client,
+        &rt(&client),
         &api_target(),
         &audit(),
         Engine::NetworkPolicy,
@@ -345,9 +407,15 @@ async fn the_plan_reports_paths_left_open_by_other_policies() {
             "ingress from podSelector app=web on TCP/8080 (policy shop/api-from-web, spec.ingress[0])"
         ]
     );
-    let (p, _) = plan(&client, &api_target(), &audit(), Engine::Cilium, &cfg())
-        .await
-        .unwrap();
+    let (p, _) = plan(
+        &rt(&client),
+        &api_target(),
+        &audit(),
+        Engine::Cilium,
+        &cfg(),
+    )
+    .await
+    .unwrap();
     assert!(p.effective(), "Cilium's deny overrides the allow");
 }
 
@@ -355,10 +423,10 @@ async fn the_plan_reports_paths_left_open_by_other_policies() {
 async fn cilium_and_anp_write_their_own_kinds() {
     let (client, fake) = with_api(app_api());
     for engine in [Engine::Cilium, Engine::AdminNetworkPolicy] {
-        let (p, _) = plan(&client, &api_target(), &audit(), engine, &cfg())
+        let (p, _) = plan(&rt(&client), &api_target(), &audit(), engine, &cfg())
             .await
             .unwrap();
-        apply(&client, &p, false, &Holder::Cli).await.unwrap();
+        apply(&rt(&client), &p, false, &Holder::Cli).await.unwrap();
     }
     let cnp = fake
         .get(
@@ -422,7 +490,7 @@ async fn the_quarantine_resource_goes_through_planned_isolated_released() {
     let (client, fake) = with_api(app_api());
     let qpath = quarantine_path("shop", "incident-7");
     fake.insert(&qpath, quarantine_object(true));
-    let ctx = Arc::new(Context::new(client.clone(), cfg()));
+    let ctx = quarantines(client.clone());
     let policy = netpol_path("shop", "kf-quarantine-deployment-api");
 
     // Dry run: Planned, nothing written but the status.
@@ -525,7 +593,7 @@ async fn without_the_opt_in_rights_a_quarantine_fails_and_can_still_be_deleted()
     fake.forbid_writes(NP);
     let qpath = quarantine_path("shop", "incident-7");
     fake.insert(&qpath, quarantine_object(false));
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     let policy = netpol_path("shop", "kf-quarantine-deployment-api");
 
     let _ = reconcile(Arc::new(read_q(&fake)), ctx.clone()).await;
@@ -562,7 +630,7 @@ async fn a_quarantine_with_an_open_path_is_not_effective() {
         &quarantine_path("shop", "incident-7"),
         quarantine_object(false),
     );
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
     let q = read_q(&fake);
     let status = q.status.clone().unwrap();
@@ -584,7 +652,7 @@ async fn a_quarantine_in_a_protected_namespace_fails_without_touching_policies()
     obj["metadata"]["namespace"] = json!("kube-system");
     let qpath = quarantine_path("kube-system", "incident-7");
     fake.insert(&qpath, obj);
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     let q: Quarantine = serde_json::from_value(fake.get(&qpath).unwrap()).unwrap();
     reconcile(Arc::new(q), ctx).await.unwrap();
     let lines = fake.take_lines();
@@ -605,7 +673,7 @@ async fn a_new_quarantine_first_gets_the_finalizer() {
     obj["metadata"]["finalizers"] = json!([]);
     let qpath = quarantine_path("shop", "incident-7");
     fake.insert(&qpath, obj);
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
     let lines = fake.take_lines();
     assert_eq!(lines.len(), 1, "{lines:?}");
@@ -621,9 +689,17 @@ async fn a_release_dry_run_sends_dry_run_all_and_keeps_the_policy() {
     let (client, fake) = with_api(app_api());
     quarantine(&client, &api_target(), false).await.unwrap();
     fake.take_log();
-    let out = release(&client, &api_target(), Engine::NetworkPolicy, true, &cfg())
-        .await
-        .unwrap();
+    let out = release(
+        &rt(&client),
+        &cfg(),
+        &api_target(),
+        Engine::NetworkPolicy,
+        true,
+        &Holder::Cli,
+        "alice",
+    )
+    .await
+    .unwrap();
     assert_eq!(out, ReleaseOutcome::Released);
     let log = fake.take_log();
     assert_eq!(
@@ -642,7 +718,7 @@ async fn a_release_dry_run_sends_dry_run_all_and_keeps_the_policy() {
     );
 }
 
-async fn isolated(fake: &FakeApi, ctx: &Arc<Context>) {
+async fn isolated(fake: &FakeApi, ctx: &Arc<Quarantines>) {
     fake.insert(
         &quarantine_path("shop", "incident-7"),
         quarantine_object(false),
@@ -665,7 +741,7 @@ fn edit_spec(fake: &FakeApi, field: &str, value: Value) {
 #[tokio::test]
 async fn changing_the_engine_replaces_the_policy_without_a_gap() {
     let (client, fake) = with_api(app_api());
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     isolated(&fake, &ctx).await;
     edit_spec(&fake, "engine", json!("cilium"));
     reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
@@ -691,7 +767,7 @@ async fn changing_the_engine_replaces_the_policy_without_a_gap() {
 #[tokio::test]
 async fn back_to_dry_run_releases_and_plans() {
     let (client, fake) = with_api(app_api());
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     isolated(&fake, &ctx).await;
     edit_spec(&fake, "dryRun", json!(true));
     reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
@@ -720,7 +796,7 @@ async fn an_unreadable_policy_makes_the_plan_not_effective() {
         &quarantine_path("shop", "incident-7"),
         quarantine_object(false),
     );
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
     let q = read_q(&fake);
     assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Isolated));
@@ -733,7 +809,7 @@ async fn an_unreadable_policy_makes_the_plan_not_effective() {
 #[tokio::test]
 async fn deleting_one_of_two_quarantines_of_a_workload_keeps_it_isolated() {
     let (client, fake) = with_api(app_api());
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     let policy = netpol_path("shop", "kf-quarantine-deployment-api");
     let mut second = quarantine_object(false);
     second["metadata"]["name"] = json!("incident-8");
@@ -775,7 +851,7 @@ fn quarantine_uid(fake: &FakeApi) -> String {
 #[tokio::test]
 async fn the_policy_records_the_quarantine_that_holds_it() {
     let (client, fake) = with_api(app_api());
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     isolated(&fake, &ctx).await;
     let p = fake
         .get(&netpol_path("shop", "kf-quarantine-deployment-api"))
@@ -789,7 +865,7 @@ async fn the_policy_records_the_quarantine_that_holds_it() {
 #[tokio::test]
 async fn a_forged_status_never_deletes_another_namespaces_admin_network_policy() {
     let (client, fake) = with_api(app_api());
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     // Another team's quarantine of their own `api`, cluster-scoped, with
     // every label kubefence sets.
     let theirs = Target::new(WorkloadKind::Deployment, "payments", "api");
@@ -835,7 +911,7 @@ async fn a_forged_status_never_deletes_another_namespaces_admin_network_policy()
 #[tokio::test]
 async fn a_policy_that_merely_carries_kubefences_labels_is_not_a_quarantines() {
     let (client, fake) = with_api(app_api());
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     let path = netpol_path("shop", "kf-quarantine-deployment-api");
     // Made by someone else (or by the CLI) with kubefence's labels, no uid.
     let planted = json!({
@@ -852,9 +928,10 @@ async fn a_policy_that_merely_carries_kubefences_labels_is_not_a_quarantines() {
         &quarantine_path("shop", "incident-7"),
         quarantine_object(false),
     );
-    reconcile(Arc::new(read_q(&fake)), ctx.clone())
+    let err = reconcile(Arc::new(read_q(&fake)), ctx.clone())
         .await
-        .unwrap();
+        .unwrap_err();
+    assert_eq!(err.reason(), "PolicyConflict", "retried with backoff");
     let q = read_q(&fake);
     assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Failed));
     assert_eq!(condition(&q, "Ready").1, "PolicyConflict");
@@ -878,11 +955,19 @@ async fn a_policy_that_merely_carries_kubefences_labels_is_not_a_quarantines() {
 #[tokio::test]
 async fn the_cli_does_not_release_a_policy_a_quarantine_resource_holds() {
     let (client, fake) = with_api(app_api());
-    let ctx = Arc::new(Context::new(client.clone(), cfg()));
+    let ctx = quarantines(client.clone());
     isolated(&fake, &ctx).await;
-    let err = release(&client, &api_target(), Engine::NetworkPolicy, false, &cfg())
-        .await
-        .unwrap_err();
+    let err = release(
+        &rt(&client),
+        &cfg(),
+        &api_target(),
+        Engine::NetworkPolicy,
+        false,
+        &Holder::Cli,
+        "alice",
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.reason(), "HeldByQuarantine", "{err}");
     assert!(err.to_string().contains(&quarantine_uid(&fake)), "{err}");
     assert!(
@@ -945,10 +1030,11 @@ async fn a_pod_quarantine_that_would_isolate_its_siblings_is_refused_before_any_
     let mut q = quarantine_object(false);
     q["spec"]["target"] = json!({"kind": "Pod", "name": "api-7d9f-aaaaa"});
     fake.insert(&quarantine_path("shop", "incident-7"), q);
-    let ctx = Arc::new(Context::new(client, cfg()));
-    reconcile(Arc::new(read_q(&fake)), ctx.clone())
+    let ctx = quarantines(client);
+    let err = reconcile(Arc::new(read_q(&fake)), ctx.clone())
         .await
-        .unwrap();
+        .unwrap_err();
+    assert_eq!(err.reason(), "Collateral", "retried with backoff");
     let status = read_q(&fake);
     assert_eq!(status.status.as_ref().unwrap().phase, Some(Phase::Failed));
     assert_eq!(condition(&status, "Ready").1, "Collateral");
@@ -987,7 +1073,7 @@ async fn a_deployment_quarantine_selects_its_own_pods_and_refuses_a_stranger() {
     let (client, fake) = FakeApi::start();
     api_with_pods(&fake, false);
     let (p, reference) = plan(
-        &client,
+        &rt(&client),
         &api_target(),
         &audit(),
         Engine::NetworkPolicy,
@@ -995,7 +1081,7 @@ async fn a_deployment_quarantine_selects_its_own_pods_and_refuses_a_stranger() {
     )
     .await
     .unwrap();
-    let selection = selected_pods(&client, &p, reference.uid.as_deref())
+    let selection = selected_pods(&rt(&client), &p, reference.uid.as_deref())
         .await
         .unwrap();
     assert_eq!((selection.selected, selection.own), (2, 2));
@@ -1003,7 +1089,7 @@ async fn a_deployment_quarantine_selects_its_own_pods_and_refuses_a_stranger() {
 
     let (path, stranger) = pod("debug", None, json!({"app": "api"}));
     fake.insert(&path, stranger);
-    let selection = selected_pods(&client, &p, reference.uid.as_deref())
+    let selection = selected_pods(&rt(&client), &p, reference.uid.as_deref())
         .await
         .unwrap();
     assert_eq!((selection.selected, selection.own), (3, 2));
@@ -1024,7 +1110,7 @@ fn widen_quarantine_policy(fake: &FakeApi) {
 #[tokio::test]
 async fn a_hand_edited_quarantine_policy_is_restored() {
     let (client, fake) = with_api(app_api());
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     isolated(&fake, &ctx).await;
     let path = netpol_path("shop", "kf-quarantine-deployment-api");
     let before = fake.get(&path).unwrap();
@@ -1057,11 +1143,12 @@ async fn a_hand_edited_quarantine_policy_is_restored() {
 #[tokio::test]
 async fn a_drifted_policy_that_cannot_be_repaired_is_reported() {
     let (client, fake) = with_api(app_api());
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     isolated(&fake, &ctx).await;
     widen_quarantine_policy(&fake);
     fake.forbid_writes(&netpol_path("shop", "kf-quarantine-deployment-api"));
-    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    let err = reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap_err();
+    assert_eq!(err.reason(), "Drifted", "retried with backoff");
     let q = read_q(&fake);
     assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Isolated));
     assert_eq!(condition(&q, "Ready"), ("False".into(), "Drifted".into()));
