@@ -886,6 +886,89 @@ async fn a_pod_quarantine_does_not_isolate_its_siblings() {
     w.finish(vec![op]).await;
 }
 
+/// Defect 10: a Quarantine of a Pod without labels fails with
+/// EmptySelector (a policy would select every pod of the namespace); once
+/// the pod gets labels the operator retries by itself (it watches the
+/// targets), without a change to the Quarantine.
+#[tokio::test]
+async fn an_empty_selector_quarantine_is_retried_when_the_target_gets_labels() {
+    let Some(w) = World::new("qempty", false).await else {
+        return;
+    };
+    create(
+        &w.admin,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": "default", "namespace": w.ns}}),
+    )
+    .await;
+    create(
+        &w.admin,
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "debug", "namespace": w.ns},
+            "spec": {"containers": [{"name": "main", "image": "registry.invalid/app:1"}]},
+        }),
+    )
+    .await;
+    let op = w.operator("qempty").await;
+    let mut q = quarantine(&w.ns, "q", "debug", false);
+    q["spec"]["target"]["kind"] = json!("Pod");
+    create(&w.admin, q).await;
+    let reason = |q: &Option<Value>| {
+        q.as_ref().and_then(|q| {
+            q["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Ready")?["reason"]
+                .as_str()
+                .map(String::from)
+        })
+    };
+    eventually(
+        "refused: EmptySelector",
+        CONVERGE,
+        async || quarantine_status(&w, "q").await,
+        |q| reason(q).as_deref() == Some("EmptySelector"),
+    )
+    .await;
+    assert!(quarantine_policies(&w).await.is_empty());
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(w.admin.clone(), &w.ns);
+    pods.patch(
+        "debug",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"app": "debug"}}})),
+    )
+    .await
+    .unwrap();
+    let q = eventually(
+        "retried once labelled",
+        CONVERGE,
+        async || quarantine_status(&w, "q").await,
+        |q| phase(q).as_deref() == Some("Isolated"),
+    )
+    .await;
+    assert_eq!(reason(&q).as_deref(), Some("Isolated"));
+    let isolated = quarantine_policies(&w).await;
+    assert_eq!(isolated.len(), 1);
+    assert_eq!(
+        serde_json::to_value(&isolated[0].spec).unwrap()["podSelector"],
+        json!({"matchLabels": {"app": "debug"}})
+    );
+    quarantines(&w.admin, &w.ns)
+        .delete("q", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "the Quarantine gone",
+        CONVERGE,
+        async || quarantine_status(&w, "q").await,
+        Option::is_none,
+    )
+    .await;
+    w.finish(vec![op]).await;
+}
+
 #[tokio::test]
 async fn the_finalizer_keeps_a_quarantine_until_it_is_released() {
     let Some(w) = World::new("qfinalizer", false).await else {

@@ -38,7 +38,7 @@ use std::sync::Arc;
 use k8s_openapi::jiff::Timestamp;
 use kubefence_core::quarantine as core_q;
 
-pub use controller::{Quarantines, error_policy, reconcile, run_until};
+pub use controller::{Quarantines, error_policy, reconcile, retry_delay, run_until, waiting_for};
 pub use ops::{
     ApplyOutcome, Holder, Holding, Isolation, MAX_NAMED, ReleaseOutcome, Request, Selection, apply,
     check_collateral, hand_over, holding, is_ours, isolate, object_reference, plan,

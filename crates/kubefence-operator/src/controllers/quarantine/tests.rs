@@ -14,7 +14,8 @@ use super::fixtures::{
     FakeApi, Seen, allow_ingress_from_web, deployment, netpol_path, quarantine_path, statefulset,
 };
 use super::*;
-use crate::error::Result;
+use crate::error::{Error, Result};
+use kube::runtime::controller::Action;
 
 const NP: &str = "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies";
 
@@ -1155,5 +1156,219 @@ async fn a_drifted_policy_that_cannot_be_repaired_is_reported() {
     assert_eq!(
         condition(&q, "Effective"),
         ("False".into(), "Drifted".into())
+    );
+}
+
+// === defect 10: backoff, the runtime's recorder and metrics, retry on target change ===
+
+#[tokio::test]
+async fn failures_back_off_exponentially_per_quarantine_and_a_success_resets() {
+    let (client, fake) = with_api(app_api());
+    fake.insert(
+        &quarantine_path("shop", "incident-7"),
+        quarantine_object(false),
+    );
+    let ctx = quarantines(client);
+    let q = Arc::new(read_q(&fake));
+    let err = Error::TargetNotFound {
+        target: "Deployment/shop/api".into(),
+    };
+    let delays: Vec<Action> = (0..4)
+        .map(|_| error_policy(q.clone(), &err, ctx.clone()))
+        .collect();
+    let secs = |s| Action::requeue(std::time::Duration::from_secs(s));
+    assert_eq!(delays, vec![secs(1), secs(2), secs(4), secs(8)]);
+    // Another Quarantine has its own count.
+    let mut other = (*q).clone();
+    other.metadata.name = Some("incident-8".into());
+    assert_eq!(error_policy(Arc::new(other), &err, ctx.clone()), secs(1));
+    // Capped at five minutes.
+    for _ in 0..20 {
+        error_policy(q.clone(), &err, ctx.clone());
+    }
+    assert_eq!(error_policy(q.clone(), &err, ctx.clone()), secs(300));
+    // A reconcile that succeeds starts over.
+    reconcile(q.clone(), ctx.clone()).await.unwrap();
+    assert_eq!(error_policy(q, &err, ctx), secs(1));
+}
+
+#[tokio::test]
+async fn reconciles_errors_and_writes_are_counted_in_the_runtime_metrics() {
+    let (client, fake) = with_api(app_api());
+    fake.insert(
+        &quarantine_path("shop", "incident-7"),
+        quarantine_object(false),
+    );
+    let ctx = quarantines(client);
+    reconcile(Arc::new(read_q(&fake)), ctx.clone())
+        .await
+        .unwrap();
+    fake.forbid_writes(&netpol_path("shop", "kf-quarantine-deployment-api"));
+    widen_quarantine_policy(&fake);
+    reconcile(Arc::new(read_q(&fake)), ctx.clone())
+        .await
+        .unwrap_err();
+    let text = ctx.ctx.metrics.encode();
+    for needle in [
+        "kubefence_reconciles_total{controller=\"quarantine\"} 2",
+        "kubefence_reconcile_errors_total{controller=\"quarantine\",error=\"drifted\"} 1",
+        "kubefence_reconcile_duration_seconds_count{controller=\"quarantine\"} 2",
+        "kubefence_api_writes_total{verb=\"apply\",resource=\"networkpolicies\"} 2",
+        "kubefence_api_writes_total{verb=\"apply\",resource=\"quarantines/status\"} 2",
+        "kubefence_api_writes_total{verb=\"create\",resource=\"events\"} 1",
+    ] {
+        assert!(text.contains(needle), "{needle} not in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn events_come_from_the_runtime_recorder_with_this_replicas_identity() {
+    let (client, fake) = with_api(app_api());
+    fake.insert(
+        &quarantine_path("shop", "incident-7"),
+        quarantine_object(false),
+    );
+    let config = crate::OperatorConfig {
+        identity: "kubefence-7f9c-abcde".into(),
+        ..crate::OperatorConfig::default()
+    };
+    let rt = Arc::new(crate::Context::with_client(client, config));
+    let ctx = Arc::new(Quarantines::new(rt, cfg()));
+    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    let events: Vec<Value> = fake
+        .take_log()
+        .into_iter()
+        .filter(|s| s.uri.contains("/events"))
+        .filter_map(|s| s.body)
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["reason"], "KubefenceQuarantined");
+    assert_eq!(events[0]["reportingController"], "kubefence");
+    assert_eq!(events[0]["reportingInstance"], "kubefence-7f9c-abcde");
+}
+
+/// A Quarantine whose last reconcile failed with `reason`, as the store
+/// holds it.
+fn failed_with(fake: &FakeApi, target: Value, reason: &str) -> Quarantine {
+    let mut q = quarantine_object(false);
+    q["spec"]["target"] = target;
+    q["status"] = json!({"phase": "Failed", "conditions": [{
+        "type": "Ready", "status": "False", "reason": reason, "message": "m",
+        "lastTransitionTime": "2026-11-24T23:40:00Z"}]});
+    fake.insert(&quarantine_path("shop", "incident-7"), q);
+    read_q(fake)
+}
+
+fn dynamic(kind: &str, ns: &str, name: &str) -> kube::api::DynamicObject {
+    serde_json::from_value(json!({"apiVersion": "v1", "kind": kind,
+        "metadata": {"name": name, "namespace": ns}}))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_change_of_the_target_wakes_a_quarantine_that_waits_for_it() {
+    use kube::runtime::reflector::{self, ObjectRef};
+    use kube::runtime::watcher::Event;
+    let (_, fake) = FakeApi::start();
+    let (store, mut writer) = reflector::store::<Quarantine>();
+    let pod = json!({"kind": "Pod", "name": "debug"});
+    let q = failed_with(&fake, pod.clone(), "EmptySelector");
+    writer.apply_watcher_event(&Event::Apply(q.clone()));
+    let woken = waiting_for(&store, WorkloadKind::Pod, &dynamic("Pod", "shop", "debug"));
+    assert_eq!(woken, vec![ObjectRef::from_obj(&q)]);
+    // Not another pod, not the same name in another namespace or kind.
+    assert!(waiting_for(&store, WorkloadKind::Pod, &dynamic("Pod", "shop", "other")).is_empty());
+    assert!(waiting_for(&store, WorkloadKind::Pod, &dynamic("Pod", "web", "debug")).is_empty());
+    assert!(
+        waiting_for(
+            &store,
+            WorkloadKind::Deployment,
+            &dynamic("Deployment", "shop", "debug")
+        )
+        .is_empty()
+    );
+    // A missing target is waited for too; any other state is not (an
+    // isolated target's pods change all the time).
+    let q = failed_with(&fake, pod.clone(), "TargetNotFound");
+    writer.apply_watcher_event(&Event::Apply(q));
+    assert_eq!(
+        waiting_for(&store, WorkloadKind::Pod, &dynamic("Pod", "shop", "debug")).len(),
+        1
+    );
+    let q = failed_with(&fake, pod, "Collateral");
+    writer.apply_watcher_event(&Event::Apply(q));
+    assert!(waiting_for(&store, WorkloadKind::Pod, &dynamic("Pod", "shop", "debug")).is_empty());
+}
+
+#[tokio::test]
+async fn an_empty_selector_is_retried_once_the_target_has_labels() {
+    let (client, fake) = FakeApi::start();
+    let (path, bare) = pod("debug", None, json!({}));
+    fake.insert(&path, bare);
+    let mut q = quarantine_object(false);
+    q["spec"]["target"] = json!({"kind": "Pod", "name": "debug"});
+    fake.insert(&quarantine_path("shop", "incident-7"), q);
+    let ctx = quarantines(client);
+    let action = reconcile(Arc::new(read_q(&fake)), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::await_change(), "no blind retries");
+    let q = read_q(&fake);
+    assert_eq!(condition(&q, "Ready").1, "EmptySelector");
+    assert!(waits_for_target_label(&q));
+    // Labelled: the watch wakes it, and the reconcile isolates.
+    let (path, labelled) = pod("debug", None, json!({"app": "debug"}));
+    fake.insert(&path, labelled);
+    reconcile(Arc::new(q), ctx).await.unwrap();
+    let q = read_q(&fake);
+    assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Isolated));
+    assert!(!waits_for_target_label(&q));
+}
+
+/// Whether the target watch would wake `q` on a change of pod `debug`.
+fn waits_for_target_label(q: &Quarantine) -> bool {
+    let (store, mut writer) = kube::runtime::reflector::store::<Quarantine>();
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(q.clone()));
+    !waiting_for(&store, WorkloadKind::Pod, &dynamic("Pod", "shop", "debug")).is_empty()
+}
+
+// === issue 9 leftover: the online plan says which other workloads it isolates ===
+
+#[tokio::test]
+async fn the_online_plan_names_the_other_workloads_the_selector_also_matches() {
+    let (client, fake) = with_api(app_api());
+    // A canary whose pods carry app=api too; a worker that does not; a
+    // ReplicaSet of the api Deployment (part of it, not another workload).
+    let (path, mut canary) = deployment(
+        "shop",
+        "api-canary",
+        json!({"matchLabels": {"track": "canary"}}),
+    );
+    canary["spec"]["template"]["metadata"]["labels"] = json!({"app": "api", "track": "canary"});
+    fake.insert(&path, canary);
+    let (path, worker) = deployment("shop", "worker", json!({"matchLabels": {"app": "worker"}}));
+    fake.insert(&path, worker);
+    fake.insert(
+        "/apis/apps/v1/namespaces/shop/replicasets/api-7d9f",
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+               "metadata": {"name": "api-7d9f", "namespace": "shop",
+                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                                 "name": "api", "uid": "u", "controller": true}]},
+               "spec": {"selector": {"matchLabels": {"app": "api"}},
+                        "template": {"metadata": {"labels": {"app": "api"}},
+                                     "spec": {"containers": [{"name": "c", "image": "x"}]}}}}),
+    );
+    let (p, _) = plan(
+        &rt(&client),
+        &api_target(),
+        &audit(),
+        Engine::NetworkPolicy,
+        &cfg(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        p.also_selects,
+        vec!["shop/Deployment/api-canary".to_string()]
     );
 }
