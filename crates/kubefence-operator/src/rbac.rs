@@ -106,3 +106,59 @@ pub const CALLS: &[(Scope, &str, &str, &str)] = &[
         "patch",
     ),
 ];
+
+/// (API group, resource, verb) of every call the quarantine operations make
+/// with the NetworkPolicy engine (`controllers::quarantine::isolate` and
+/// `release`): the CLI's online `quarantine` and `release` make exactly
+/// these as the user who runs them, so the user-facing
+/// `kubefence-quarantine-writer` ClusterRole
+/// (`deploy/components/quarantine/clusterrole-writer.yaml`) must grant
+/// them; the operator makes them too, under its base ClusterRole plus that
+/// component. A test in `tests/deploy.rs` checks the role against it.
+pub const QUARANTINE_CALLS: &[(&str, &str, &str)] = &[
+    // plan: the target, and every workload of its namespace (which other
+    // workloads the selector also matches).
+    ("apps", "deployments", "get"),
+    ("apps", "deployments", "list"),
+    ("apps", "statefulsets", "get"),
+    ("apps", "statefulsets", "list"),
+    ("apps", "daemonsets", "get"),
+    ("apps", "daemonsets", "list"),
+    // A ReplicaSet or Job is also read as the middle owner of a pod
+    // (selected_pods: is the pod the target's own?).
+    ("apps", "replicasets", "get"),
+    ("apps", "replicasets", "list"),
+    ("batch", "jobs", "get"),
+    ("batch", "jobs", "list"),
+    ("batch", "cronjobs", "get"),
+    ("batch", "cronjobs", "list"),
+    // The pods the selector picks (collateral check), a Pod target.
+    ("", "pods", "get"),
+    ("", "pods", "list"),
+    // The namespace's policies (remaining paths), and the quarantine
+    // policy: read, server-side apply (create or repair), delete if ours.
+    ("networking.k8s.io", "networkpolicies", "get"),
+    ("networking.k8s.io", "networkpolicies", "list"),
+    ("networking.k8s.io", "networkpolicies", "create"),
+    ("networking.k8s.io", "networkpolicies", "patch"),
+    ("networking.k8s.io", "networkpolicies", "delete"),
+    // KubefenceQuarantined / KubefenceReleased on the target.
+    ("events.k8s.io", "events", "create"),
+    ("events.k8s.io", "events", "patch"),
+];
+
+/// The calls on the quarantine object of the other engines (get, apply,
+/// delete): (component directory under `deploy/components/quarantine`,
+/// API group, resource).
+pub const QUARANTINE_ENGINE_CALLS: &[(&str, &str, &str)] = &[
+    ("cilium", "cilium.io", "ciliumnetworkpolicies"),
+    (
+        "adminnetworkpolicy",
+        "policy.networking.k8s.io",
+        "adminnetworkpolicies",
+    ),
+];
+
+/// The verbs of [`QUARANTINE_ENGINE_CALLS`]: read, server-side apply
+/// (create or repair), delete.
+pub const QUARANTINE_ENGINE_VERBS: &[&str] = &["get", "create", "patch", "delete"];

@@ -9,7 +9,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use kubefence_operator::rbac::{CALLS, Scope};
+use kubefence_operator::rbac::{
+    CALLS, QUARANTINE_CALLS, QUARANTINE_ENGINE_CALLS, QUARANTINE_ENGINE_VERBS, Scope,
+};
 use serde_json::Value;
 
 fn base() -> PathBuf {
@@ -119,6 +121,52 @@ fn deploy_rbac_covers_every_call_and_nothing_more() {
         assert_eq!(b["roleRef"]["name"], role["metadata"]["name"], "{file}");
         assert_eq!(b["roleRef"]["kind"], role["kind"], "{file}");
         assert_eq!(b["subjects"][0]["name"], sa["metadata"]["name"], "{file}");
+    }
+}
+
+fn quarantine_component(file: &str) -> Value {
+    let path = base().join("../components/quarantine").join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut d: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+    assert_eq!(d.len(), 1, "{file}: one document");
+    d.remove(0)
+}
+
+/// Whoever runs `kubefence quarantine`/`release` online holds the
+/// user-facing writer ClusterRole (the operator holds it too): on every
+/// resource the quarantine operations touch it grants exactly the calls
+/// they make (`rbac::QUARANTINE_CALLS`), no fewer (a 403 halfway through a
+/// quarantine) and no more. The pods and workload lists of the collateral
+/// check and `also_selects` were once missing here.
+#[test]
+fn the_quarantine_writer_role_grants_exactly_what_quarantine_and_release_call() {
+    let role = quarantine_component("clusterrole-writer.yaml");
+    assert_eq!(role["kind"], "ClusterRole");
+    let calls: BTreeSet<(String, String, String)> = QUARANTINE_CALLS
+        .iter()
+        .map(|(g, r, v)| (g.to_string(), r.to_string(), v.to_string()))
+        .collect();
+    let touched: BTreeSet<(String, String)> = calls
+        .iter()
+        .map(|(g, r, _)| (g.clone(), r.clone()))
+        .collect();
+    let granted: BTreeSet<(String, String, String)> = grants(&role)
+        .into_iter()
+        .filter(|(g, r, _)| touched.contains(&(g.clone(), r.clone())))
+        .collect();
+    let missing: Vec<_> = calls.difference(&granted).collect();
+    let extra: Vec<_> = granted.difference(&calls).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "clusterrole-writer.yaml: missing {missing:?}, never called {extra:?}"
+    );
+    for (dir, group, resource) in QUARANTINE_ENGINE_CALLS {
+        let role = quarantine_component(&format!("{dir}/clusterrole.yaml"));
+        let expected: BTreeSet<(String, String, String)> = QUARANTINE_ENGINE_VERBS
+            .iter()
+            .map(|v| (group.to_string(), resource.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(grants(&role), expected, "{dir}/clusterrole.yaml");
     }
 }
 
