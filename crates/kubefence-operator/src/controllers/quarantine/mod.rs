@@ -28,8 +28,6 @@ mod ops;
 mod runtime;
 
 #[cfg(test)]
-mod fixtures;
-#[cfg(test)]
 mod tests;
 
 use std::collections::BTreeSet;

@@ -10,11 +10,13 @@ use kubefence_core::quarantine::{Audit, Engine, Target};
 use kubefence_k8s::crd::quarantine::{FINALIZER, Phase, Quarantine};
 use serde_json::{Value, json};
 
-use super::fixtures::{
-    FakeApi, Seen, allow_ingress_from_web, deployment, netpol_path, quarantine_path, statefulset,
-};
 use super::*;
 use crate::error::{Error, Result};
+use crate::fake::{FakeApi, Recorded};
+use crate::fixtures::{
+    allow_ingress_from_web, deployment_selecting, policy_path as netpol_path, quarantine_path,
+    statefulset,
+};
 use kube::runtime::controller::Action;
 
 const NP: &str = "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies";
@@ -41,8 +43,7 @@ fn api_target() -> Target {
 
 fn with_api(selector: Value) -> (Client, FakeApi) {
     let (client, fake) = FakeApi::start();
-    let (path, obj) = deployment("shop", "api", selector);
-    fake.insert(&path, obj);
+    fake.add(&deployment_selecting("shop", "api", selector));
     (client, fake)
 }
 
@@ -158,8 +159,7 @@ async fn applying_twice_succeeds_once() {
 #[tokio::test]
 async fn deployment_and_statefulset_named_alike_get_distinct_policies() {
     let (client, fake) = with_api(app_api());
-    let (path, obj) = statefulset("shop", "api");
-    fake.insert(&path, obj);
+    fake.add(&statefulset("shop", "api"));
     let sts = Target::new(WorkloadKind::StatefulSet, "shop", "api");
     quarantine(&client, &api_target(), false).await.unwrap();
     quarantine(&client, &sts, false).await.unwrap();
@@ -245,7 +245,7 @@ async fn an_empty_selector_is_refused_before_any_write() {
 async fn release_works_when_the_workload_is_gone() {
     let (client, fake) = with_api(app_api());
     quarantine(&client, &api_target(), false).await.unwrap();
-    fake.remove("/apis/apps/v1/namespaces/shop/deployments/api");
+    fake.delete_path("/apis/apps/v1/namespaces/shop/deployments/api");
     fake.take_log();
     let out = release(
         &rt(&client),
@@ -389,8 +389,7 @@ async fn a_default_install_answers_forbidden_and_mutates_nothing() {
 #[tokio::test]
 async fn the_plan_reports_paths_left_open_by_other_policies() {
     let (client, fake) = with_api(app_api());
-    let (path, obj) = allow_ingress_from_web("shop");
-    fake.insert(&path, obj);
+    fake.add(&allow_ingress_from_web("shop"));
     let (p, _) = plan(
         &rt(&client),
         &api_target(),
@@ -625,8 +624,7 @@ async fn without_the_opt_in_rights_a_quarantine_fails_and_can_still_be_deleted()
 #[tokio::test]
 async fn a_quarantine_with_an_open_path_is_not_effective() {
     let (client, fake) = with_api(app_api());
-    let (path, obj) = allow_ingress_from_web("shop");
-    fake.insert(&path, obj);
+    fake.add(&allow_ingress_from_web("shop"));
     fake.insert(
         &quarantine_path("shop", "incident-7"),
         quarantine_object(false),
@@ -671,7 +669,12 @@ async fn a_quarantine_in_a_protected_namespace_fails_without_touching_policies()
 async fn a_new_quarantine_first_gets_the_finalizer() {
     let (client, fake) = with_api(app_api());
     let mut obj = quarantine_object(true);
-    obj["metadata"]["finalizers"] = json!([]);
+    // The API server stores no empty list (omitempty): the finalizer
+    // patch tests for its absence.
+    obj["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("finalizers");
     let qpath = quarantine_path("shop", "incident-7");
     fake.insert(&qpath, obj);
     let ctx = quarantines(client);
@@ -832,7 +835,7 @@ async fn deleting_one_of_two_quarantines_of_a_workload_keeps_it_isolated() {
     let q = read_q(&fake);
     assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Released));
     assert!(q.metadata.finalizers.unwrap_or_default().is_empty());
-    fake.remove(&qpath);
+    fake.delete_path(&qpath);
 
     // incident-8 goes: now the policy is released.
     let mut obj = fake.get(&second_path).unwrap();
@@ -996,9 +999,9 @@ fn pod(name: &str, owner: Option<(&str, &str, &str)>, labels: Value) -> (String,
 /// A Deployment `api` (uid-deploy) with ReplicaSet api-7d9f and two pods,
 /// plus, when `stranger`, a bare pod with the same labels.
 fn api_with_pods(fake: &FakeApi, stranger: bool) {
-    let (path, mut d) = deployment("shop", "api", app_api());
-    d["metadata"]["uid"] = json!("uid-deploy");
-    fake.insert(&path, d);
+    let mut d = deployment_selecting("shop", "api", app_api());
+    d.metadata.uid = Some("uid-deploy".into());
+    fake.add(&d);
     fake.insert(
         "/apis/apps/v1/namespaces/shop/replicasets/api-7d9f",
         json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
@@ -1125,7 +1128,7 @@ async fn a_hand_edited_quarantine_policy_is_restored() {
         before["metadata"]["annotations"]["kubefence.dev/quarantined-at"],
         "the audit trail is kept as first written"
     );
-    let applies: Vec<Seen> = fake
+    let applies: Vec<Recorded> = fake
         .take_log()
         .into_iter()
         .filter(|s| s.method == "PATCH" && s.uri.contains("/networkpolicies/"))
@@ -1339,15 +1342,19 @@ async fn the_online_plan_names_the_other_workloads_the_selector_also_matches() {
     let (client, fake) = with_api(app_api());
     // A canary whose pods carry app=api too; a worker that does not; a
     // ReplicaSet of the api Deployment (part of it, not another workload).
-    let (path, mut canary) = deployment(
+    let mut canary = serde_json::to_value(deployment_selecting(
         "shop",
         "api-canary",
         json!({"matchLabels": {"track": "canary"}}),
-    );
+    ))
+    .unwrap();
     canary["spec"]["template"]["metadata"]["labels"] = json!({"app": "api", "track": "canary"});
-    fake.insert(&path, canary);
-    let (path, worker) = deployment("shop", "worker", json!({"matchLabels": {"app": "worker"}}));
-    fake.insert(&path, worker);
+    fake.add(&canary);
+    fake.add(&deployment_selecting(
+        "shop",
+        "worker",
+        json!({"matchLabels": {"app": "worker"}}),
+    ));
     fake.insert(
         "/apis/apps/v1/namespaces/shop/replicasets/api-7d9f",
         json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
