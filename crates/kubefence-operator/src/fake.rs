@@ -126,6 +126,8 @@ struct Inner {
     forbidden_writes: Vec<String>,
     /// Paths under which every request answers 403.
     forbidden: Vec<String>,
+    /// Paths under which no request is ever answered.
+    hanging: Vec<String>,
     /// coordination.k8s.io Leases, as JSON.
     leases: BTreeMap<(String, String), Value>,
     /// Which field manager owns each Lease spec field (server-side apply
@@ -912,7 +914,12 @@ impl FakeApi {
         if let Some(response) = fault.and_then(fault_response) {
             return (response, false);
         }
-        let hang = fault == Some(Fault::Timeout) || (req.method == Method::GET && req.is_watch());
+        let hang = fault == Some(Fault::Timeout)
+            || (req.method == Method::GET && req.is_watch())
+            || inner
+                .hanging
+                .iter()
+                .any(|p| req.path.starts_with(p.as_str()));
         if let Some(refused) = inner.authorize(&req) {
             return (refused, hang);
         }
@@ -950,6 +957,11 @@ impl FakeApi {
     /// Every request under `prefix` answers 403 (reads included).
     pub fn forbid(&self, prefix: &str) {
         self.lock().forbidden.push(prefix.to_string());
+    }
+
+    /// Never answers a request under `prefix` (an API server that hangs).
+    pub fn hang(&self, prefix: &str) {
+        self.lock().hanging.push(prefix.to_string());
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {

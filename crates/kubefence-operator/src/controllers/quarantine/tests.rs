@@ -1379,3 +1379,107 @@ async fn the_online_plan_names_the_other_workloads_the_selector_also_matches() {
         vec!["shop/Deployment/api-canary".to_string()]
     );
 }
+
+// === faults: timeouts, 409/429/500 ===
+
+/// The Quarantine controller over the fake with a short API timeout.
+fn quarantines_with_timeout(client: Client, timeout: std::time::Duration) -> Arc<Quarantines> {
+    let config = crate::OperatorConfig {
+        api_timeout: timeout,
+        ..crate::OperatorConfig::default()
+    };
+    let rt = Arc::new(crate::Context::with_client(client, config));
+    Arc::new(Quarantines::new(rt, cfg()))
+}
+
+#[tokio::test]
+async fn a_hung_api_call_times_out_and_is_retried_with_backoff() {
+    let (client, fake) = with_api(app_api());
+    fake.insert(
+        &quarantine_path("shop", "incident-7"),
+        quarantine_object(false),
+    );
+    let ctx = quarantines_with_timeout(client, std::time::Duration::from_millis(200));
+    // The API server stops answering reads of the target.
+    fake.hang("/apis/apps/v1/namespaces/shop/deployments/api");
+    let reconciled = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        reconcile(Arc::new(read_q(&fake)), ctx.clone()),
+    )
+    .await
+    .expect("a reconcile never hangs on a call");
+    let err = reconciled.unwrap_err();
+    assert_eq!(err.reason(), "Timeout", "{err}");
+    assert_eq!(
+        error_policy(Arc::new(read_q(&fake)), &err, ctx.clone()),
+        Action::requeue(std::time::Duration::from_secs(1))
+    );
+    let q = read_q(&fake);
+    assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Failed));
+    assert_eq!(condition(&q, "Ready").1, "Timeout");
+    assert!(ctx.ctx.metrics.encode().contains(
+        "kubefence_reconcile_errors_total{controller=\"quarantine\",error=\"timeout\"} 1"
+    ));
+}
+
+#[tokio::test]
+async fn a_quarantine_converges_through_injected_faults() {
+    for seed in [1, 7, 42] {
+        let (client, fake) = with_api(app_api());
+        fake.insert(
+            &quarantine_path("shop", "incident-7"),
+            quarantine_object(false),
+        );
+        // A reconcile makes some fifteen calls: one in ten fails.
+        let fake = fake.with_faults(0.1, seed);
+        let ctx = quarantines_with_timeout(client, std::time::Duration::from_millis(100));
+        let mut failures = 0;
+        let mut isolated = false;
+        for _ in 0..60 {
+            // A fault may hit the read of the Quarantine itself.
+            let Some(q) = fake.get(&quarantine_path("shop", "incident-7")) else {
+                break;
+            };
+            let q: Quarantine = serde_json::from_value(q).unwrap();
+            if q.status.as_ref().and_then(|s| s.phase) == Some(Phase::Isolated)
+                && condition(&q, "Ready").0 == "True"
+            {
+                isolated = true;
+                break;
+            }
+            match reconcile(Arc::new(q), ctx.clone()).await {
+                Ok(_) => {}
+                Err(e) => {
+                    failures += 1;
+                    assert!(
+                        matches!(
+                            e.metric_label().as_str(),
+                            "api_409" | "api_429" | "api_500" | "timeout"
+                        ),
+                        "only injected faults: {}",
+                        e.full_message()
+                    );
+                }
+            }
+        }
+        assert!(isolated, "seed {seed}: not isolated after 60 reconciles");
+        assert!(failures > 0, "seed {seed}: no fault was injected");
+        fake.heal();
+        // Exactly one policy, denying everything; a timed-out write that
+        // did happen left no second object and no stray manager.
+        let policies = fake.policies();
+        assert_eq!(policies.len(), 1, "seed {seed}: {:?}", policies.keys());
+        let p = fake
+            .get(&netpol_path("shop", "kf-quarantine-deployment-api"))
+            .unwrap();
+        assert_eq!(p["spec"]["ingress"], json!([]));
+        assert_eq!(p["spec"]["egress"], json!([]));
+        let managers: Vec<&Value> = p["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| &m["manager"])
+            .collect();
+        assert_eq!(managers, vec!["kubefence"], "seed {seed}");
+    }
+}
