@@ -660,7 +660,10 @@ impl Inner {
         self.resource_version += 1;
         object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
         self.objects.insert(path.to_string(), object.clone());
-        if let Some(np) = as_policy(path, &object) {
+        // Typed only for a watcher (benchmarks store thousands).
+        if !self.subscribers.is_empty()
+            && let Some(np) = as_policy(path, &object)
+        {
             self.publish(Event::Apply(np));
         }
         object
@@ -668,7 +671,9 @@ impl Inner {
 
     fn unstore(&mut self, path: &str) -> Option<Value> {
         let gone = self.objects.remove(path)?;
-        if let Some(np) = as_policy(path, &gone) {
+        if !self.subscribers.is_empty()
+            && let Some(np) = as_policy(path, &gone)
+        {
             self.publish(Event::Delete(np));
         }
         Some(gone)
