@@ -165,6 +165,34 @@ impl Context {
         }
     }
 
+    /// The context of a one-shot command (the CLI's online `quarantine`
+    /// and `release`): the current kubeconfig context (or the in-cluster
+    /// config), events reported as `kubefence` instance `identity`, always
+    /// allowed to write, never shut down.
+    pub async fn for_command(identity: &str) -> crate::error::Result<Self> {
+        let client = Client::try_default().await?;
+        let config = OperatorConfig {
+            identity: identity.to_string(),
+            ..OperatorConfig::default()
+        };
+        Ok(Self::with_client(client, config))
+    }
+
+    /// A context over `client` that leads and never shuts down (one-shot
+    /// commands and tests).
+    pub fn with_client(client: Client, config: OperatorConfig) -> Self {
+        // The senders go: the receivers keep their last value.
+        let (_, leader) = watch::channel(true);
+        let (_, shutdown) = watch::channel(false);
+        Self::new(
+            client,
+            config,
+            Arc::new(Metrics::default()),
+            leader,
+            shutdown,
+        )
+    }
+
     pub fn is_leader(&self) -> bool {
         *self.leader.borrow()
     }

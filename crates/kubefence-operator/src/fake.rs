@@ -1,17 +1,45 @@
-//! An in-process fake API server for tests and benchmarks (feature `fake`).
+//! The one in-process fake API server for tests and benchmarks (feature
+//! `fake`): the fault-injection half of the test suite (the real
+//! kube-apiserver of `tests/e2e.rs` is the other).
 //!
 //! A `kube::Client` over a tower-test mock service, answered by a task that
-//! keeps NetworkPolicies in memory and behaves like the API server for the
-//! calls the operator makes: server-side apply (`PATCH … ?fieldManager=…&
-//! force=true`, content type `application/apply-patch+yaml`), delete with a
-//! uid precondition, get, and events (create, patch). Every request is
-//! recorded (method, path and query, body) so tests assert exactly what was
-//! sent, as the ApiServerVerifier of kube-rs's controller-rs does; writes
-//! are echoed to subscribers as watch events, as a real watch would.
+//! keeps objects of any kind in memory as JSON, keyed by their API path
+//! (`/apis/apps/v1/namespaces/shop/deployments/api`), and behaves like the
+//! API server for the calls the operator makes (the kube-rs controller-rs
+//! ApiServerVerifier pattern, with state):
 //!
-//! Faults: with [`FakeApi::with_faults`] a seeded share of requests fails
-//! with 409, 429 or 500 (nothing written), or times out (for writes, after
-//! the write is done: the worst case, the client cannot know it succeeded).
+//! - get and list (namespaced or across namespaces, with an equality label
+//!   selector); a watch request stays open without events (controllers in
+//!   tests read [`FakeApi::policy_watch`] instead);
+//! - create (POST; AlreadyExists is 409; the field manager recorded as an
+//!   Update), delete (uid precondition, 404 when missing);
+//! - server-side apply as far as kubefence relies on it: creates a missing
+//!   object or replaces the fields it sends (labels and annotations key by
+//!   key, `spec` whole), refuses a `metadata.resourceVersion` that is not
+//!   the stored one (409), conflicts (409) without `force` when another
+//!   manager holds a spec it would change, records the manager in
+//!   `managedFields` (operation Apply), and an apply of the bare identity
+//!   gives back the manager's fields; the status subresource;
+//! - JSON patches (finalizers, with `test`) and merge patches;
+//! - `dryRun=All` (query or DeleteOptions): validated, nothing persisted;
+//! - Leases with field ownership (what kube-lease-manager does);
+//! - Events are accepted and not kept.
+//!
+//! Every write bumps `resourceVersion`; every NetworkPolicy change is
+//! echoed to the [`FakeApi::policy_watch`] subscribers, as a real watch
+//! would. Every request is recorded (method, path and query, body) so tests
+//! assert exactly what was sent, and the absence of any.
+//!
+//! Faults: [`FakeApi::with_faults`] fails a seeded share of requests with
+//! 409, 429 or 500 (nothing written), or times out (for writes, after the
+//! write is done: the worst case, the client cannot know it succeeded);
+//! [`FakeApi::forbid`] and [`FakeApi::forbid_writes`] answer 403 under a
+//! path, as RBAC would.
+//!
+//! One request goes through named phases: [`Incoming::read`] (parse),
+//! `Inner::record` (log, roll a fault), `Inner::authorize` (403),
+//! `Inner::route` (leases, events, objects), and per verb `list`, `create`,
+//! `patch` (`apply`, `patch_status`, `json_patch`, `merge_patch`), `delete`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -69,6 +97,11 @@ impl Recorded {
     pub fn is_event(&self) -> bool {
         self.uri.contains("/apis/events.k8s.io/")
     }
+
+    /// `"POST /apis/…?dryRun=All&…"`, for compact assertions.
+    pub fn line(&self) -> String {
+        format!("{} {}", self.method, self.uri)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -81,13 +114,20 @@ enum Fault {
 
 #[derive(Default)]
 struct Inner {
-    policies: BTreeMap<(String, String), NetworkPolicy>,
+    /// Object path (no query) → object.
+    objects: BTreeMap<String, Value>,
     requests: Vec<Recorded>,
     subscribers: Vec<mpsc::UnboundedSender<Event<NetworkPolicy>>>,
     next_uid: u64,
     resource_version: u64,
     /// (share of failing calls, xorshift state)
     faults: Option<(f64, u64)>,
+    /// Paths under which writes answer 403 (a default install's RBAC).
+    forbidden_writes: Vec<String>,
+    /// Paths under which every request answers 403.
+    forbidden: Vec<String>,
+    /// Paths under which no request is ever answered.
+    hanging: Vec<String>,
     /// coordination.k8s.io Leases, as JSON.
     leases: BTreeMap<(String, String), Value>,
     /// Which field manager owns each Lease spec field (server-side apply
@@ -95,7 +135,160 @@ struct Inner {
     lease_owners: BTreeMap<(String, String, String), String>,
 }
 
+/// One request, parsed.
+struct Incoming {
+    method: Method,
+    /// Path and query, as sent.
+    uri: String,
+    path: String,
+    query: String,
+    content_type: String,
+    body: Option<Value>,
+}
+
+impl Incoming {
+    async fn read(request: Request<Body>) -> Self {
+        let (parts, body) = request.into_parts();
+        let bytes = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes().to_vec())
+            .unwrap_or_default();
+        let uri = parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default();
+        Self {
+            method: parts.method.clone(),
+            uri,
+            path: parts.uri.path().to_string(),
+            query: parts.uri.query().unwrap_or_default().to_string(),
+            content_type: parts
+                .headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string(),
+            body: serde_json::from_slice(&bytes).ok(),
+        }
+    }
+
+    fn param(&self, key: &str) -> Option<String> {
+        self.query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+            .map(percent_decode)
+    }
+
+    /// `dryRun=All` on the URI (create, patch) or in DeleteOptions (delete).
+    fn dry_run(&self) -> bool {
+        self.param("dryRun").as_deref() == Some("All")
+            || self
+                .body
+                .as_ref()
+                .and_then(|b| b["dryRun"].as_array())
+                .is_some_and(|a| a.iter().any(|v| v == "All"))
+    }
+
+    fn is_watch(&self) -> bool {
+        matches!(self.param("watch").as_deref(), Some("true" | "1"))
+    }
+}
+
+/// Where an API path points.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Location {
+    /// `/api/v1` or `/apis/<group>/<version>`.
+    prefix: String,
+    namespace: Option<String>,
+    plural: String,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+impl Location {
+    fn parse(path: &str) -> Option<Self> {
+        let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+        let (prefix, rest) = match parts.first() {
+            Some(&"api") if parts.len() >= 3 => (format!("/api/{}", parts[1]), &parts[2..]),
+            Some(&"apis") if parts.len() >= 4 => {
+                (format!("/apis/{}/{}", parts[1], parts[2]), &parts[3..])
+            }
+            _ => return None,
+        };
+        let (namespace, rest) = match rest {
+            ["namespaces", ns, rest @ ..] if !rest.is_empty() => (Some(ns.to_string()), rest),
+            rest => (None, rest),
+        };
+        let (plural, name, subresource) = match rest {
+            [plural] => (plural, None, None),
+            [plural, name] => (plural, Some(name.to_string()), None),
+            [plural, name, sub] => (plural, Some(name.to_string()), Some(sub.to_string())),
+            _ => return None,
+        };
+        Some(Self {
+            prefix,
+            namespace,
+            plural: plural.to_string(),
+            name,
+            subresource,
+        })
+    }
+
+    fn collection(&self) -> String {
+        match &self.namespace {
+            Some(ns) => format!("{}/namespaces/{ns}/{}", self.prefix, self.plural),
+            None => format!("{}/{}", self.prefix, self.plural),
+        }
+    }
+
+    fn object_path(&self, name: &str) -> String {
+        format!("{}/{name}", self.collection())
+    }
+
+    fn is_network_policy(&self) -> bool {
+        self.prefix == "/apis/networking.k8s.io/v1" && self.plural == "networkpolicies"
+    }
+}
+
+/// The API path of an object (from its apiVersion, kind, namespace and
+/// name), for [`FakeApi::add`].
+fn path_of(object: &Value) -> Option<String> {
+    let api_version = object["apiVersion"].as_str()?;
+    let kind = object["kind"].as_str()?;
+    let name = object["metadata"]["name"].as_str()?;
+    let prefix = if api_version.contains('/') {
+        format!("/apis/{api_version}")
+    } else {
+        format!("/api/{api_version}")
+    };
+    // Every kind the tests store has a regular plural.
+    let lower = kind.to_ascii_lowercase();
+    let plural = if lower.ends_with("policy") {
+        format!("{}ies", &lower[..lower.len() - 1])
+    } else {
+        format!("{lower}s")
+    };
+    Some(match object["metadata"]["namespace"].as_str() {
+        Some(ns) => format!("{prefix}/namespaces/{ns}/{plural}/{name}"),
+        None => format!("{prefix}/{plural}/{name}"),
+    })
+}
+
 impl Inner {
+    /// Phase 2: logs the request and rolls an injected fault.
+    fn record(&mut self, req: &Incoming) -> Option<Fault> {
+        let fault = self.roll();
+        self.requests.push(Recorded {
+            method: req.method.clone(),
+            uri: req.uri.clone(),
+            body: req.body.clone(),
+            faulted: fault.is_some(),
+        });
+        fault
+    }
+
     fn roll(&mut self) -> Option<Fault> {
         let (rate, state) = self.faults.as_mut()?;
         // xorshift64: deterministic for a seed, no dependency.
@@ -116,42 +309,411 @@ impl Inner {
         })
     }
 
+    /// Phase 3: RBAC, as configured by the test.
+    fn authorize(&self, req: &Incoming) -> Option<Response<Body>> {
+        let under = |prefixes: &[String]| prefixes.iter().any(|p| req.path.starts_with(p.as_str()));
+        let refused =
+            under(&self.forbidden) || (req.method != Method::GET && under(&self.forbidden_writes));
+        refused.then(|| {
+            status(
+                StatusCode::FORBIDDEN,
+                "Forbidden",
+                &format!("{} {} is forbidden", req.method, req.path),
+            )
+        })
+    }
+
+    /// Phase 4: leases, events, then objects by verb.
+    fn route(&mut self, req: &Incoming) -> Response<Body> {
+        let segments: Vec<&str> = req.path.trim_start_matches('/').split('/').collect();
+        if let [
+            "apis",
+            "coordination.k8s.io",
+            "v1",
+            "namespaces",
+            ns,
+            "leases",
+            rest @ ..,
+        ] = segments.as_slice()
+        {
+            return self.lease(
+                &req.method,
+                ns,
+                rest.first().copied(),
+                req.body.clone(),
+                &req.content_type,
+                &req.query,
+            );
+        }
+        if let ["apis", "events.k8s.io", "v1", "namespaces", _, "events", ..] = segments.as_slice()
+            && matches!(req.method, Method::POST | Method::PATCH)
+        {
+            // Accepted, not kept: nothing reads events back.
+            return ok(
+                StatusCode::CREATED,
+                &req.body.clone().unwrap_or(Value::Null),
+            );
+        }
+        let Some(loc) = Location::parse(&req.path) else {
+            return status(
+                StatusCode::NOT_FOUND,
+                "NotFound",
+                "the fake does not serve this",
+            );
+        };
+        match (&req.method, loc.name.clone()) {
+            (&Method::GET, None) => self.list(&loc, req),
+            (&Method::GET, Some(name)) => match self.objects.get(&loc.object_path(&name)) {
+                Some(o) if loc.subresource.is_none() => ok(StatusCode::OK, o),
+                _ => not_found(&req.path),
+            },
+            (&Method::POST, None) => self.create(&loc, req),
+            (&Method::PATCH, Some(name)) => self.patch(&loc, &name, req),
+            (&Method::DELETE, Some(name)) => self.delete(&loc, &name, req),
+            _ => status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "method"),
+        }
+    }
+
+    /// A list of the collection (every namespace when the path names
+    /// none), filtered by an equality label selector; a watch stays open
+    /// without events.
+    fn list(&mut self, loc: &Location, req: &Incoming) -> Response<Body> {
+        if req.is_watch() {
+            return ok(StatusCode::OK, &Value::Null);
+        }
+        let wanted: Vec<(String, String)> = req
+            .param("labelSelector")
+            .unwrap_or_default()
+            .split(',')
+            .filter_map(|kv| kv.split_once('='))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let items: Vec<&Value> = self
+            .objects
+            .iter()
+            .filter(|(path, _)| {
+                Location::parse(path).is_some_and(|at| {
+                    at.prefix == loc.prefix
+                        && at.plural == loc.plural
+                        && at.subresource.is_none()
+                        && (loc.namespace.is_none() || at.namespace == loc.namespace)
+                })
+            })
+            .map(|(_, o)| o)
+            .filter(|o| {
+                wanted
+                    .iter()
+                    .all(|(k, v)| o["metadata"]["labels"][k].as_str() == Some(v.as_str()))
+            })
+            .collect();
+        let list = json!({"apiVersion": "v1", "kind": "List",
+            "metadata": {"resourceVersion": self.resource_version.to_string()}, "items": items});
+        ok(StatusCode::OK, &list)
+    }
+
+    fn create(&mut self, loc: &Location, req: &Incoming) -> Response<Body> {
+        let mut object = req.body.clone().unwrap_or(Value::Null);
+        let name = match object["metadata"]["name"].as_str() {
+            Some(n) if !n.is_empty() => n.to_string(),
+            _ => {
+                self.next_uid += 1;
+                format!("generated-{}", self.next_uid)
+            }
+        };
+        let path = loc.object_path(&name);
+        if self.objects.contains_key(&path) {
+            return status(
+                StatusCode::CONFLICT,
+                "AlreadyExists",
+                &format!("{} \"{name}\" already exists", loc.plural),
+            );
+        }
+        object["metadata"]["name"] = json!(name);
+        if let Some(ns) = &loc.namespace {
+            object["metadata"]["namespace"] = json!(ns);
+        }
+        record_manager(
+            &mut object,
+            &req.param("fieldManager").unwrap_or_default(),
+            "Update",
+        );
+        if req.dry_run() {
+            self.next_uid += 1;
+            object["metadata"]["uid"] = json!(format!("uid-{}", self.next_uid));
+        } else {
+            object = self.store(&path, object);
+        }
+        ok(StatusCode::CREATED, &object)
+    }
+
+    fn patch(&mut self, loc: &Location, name: &str, req: &Incoming) -> Response<Body> {
+        let path = loc.object_path(name);
+        let patch = req.body.clone().unwrap_or(Value::Null);
+        if loc.subresource.as_deref() == Some("status") {
+            return self.patch_status(&path, &patch, req.dry_run());
+        }
+        if req.content_type.contains("apply-patch") {
+            let manager = req.param("fieldManager").unwrap_or_default();
+            let force = req.param("force").as_deref() == Some("true");
+            return self.apply(loc, &path, patch, &manager, force, req.dry_run());
+        }
+        let Some(mut object) = self.objects.get(&path).cloned() else {
+            return not_found(&path);
+        };
+        if req.content_type.contains("json-patch") {
+            // The finalizers: `test` first, so a concurrent change fails.
+            // As the API server's JSON patch library does, a test for null
+            // passes on an absent field (RFC 6902 would fail it).
+            let ops: Vec<Value> = patch
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|op| {
+                    !(op["op"] == "test"
+                        && op["value"].is_null()
+                        && op["path"]
+                            .as_str()
+                            .is_some_and(|p| object.pointer(p).is_none()))
+                })
+                .cloned()
+                .collect();
+            let ops: json_patch::Patch = match serde_json::from_value(Value::Array(ops)) {
+                Ok(p) => p,
+                Err(e) => return status(StatusCode::BAD_REQUEST, "BadRequest", &e.to_string()),
+            };
+            if let Err(e) = json_patch::patch(&mut object, &ops) {
+                return status(StatusCode::UNPROCESSABLE_ENTITY, "Invalid", &e.to_string());
+            }
+        } else if req.content_type.contains("merge-patch") {
+            json_patch::merge(&mut object, &patch);
+        } else {
+            return status(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "UnsupportedMediaType",
+                &req.content_type,
+            );
+        }
+        if !req.dry_run() {
+            object = self.store(&path, object);
+        }
+        ok(StatusCode::OK, &object)
+    }
+
+    /// The status subresource: the status is replaced, nothing else.
+    fn patch_status(&mut self, path: &str, patch: &Value, dry_run: bool) -> Response<Body> {
+        let Some(mut object) = self.objects.get(path).cloned() else {
+            return not_found(path);
+        };
+        object["status"] = patch["status"].clone();
+        if !dry_run {
+            object = self.store(path, object);
+        }
+        ok(StatusCode::OK, &object)
+    }
+
+    /// Server-side apply, as far as the module docs say.
+    fn apply(
+        &mut self,
+        loc: &Location,
+        path: &str,
+        patch: Value,
+        manager: &str,
+        force: bool,
+        dry_run: bool,
+    ) -> Response<Body> {
+        let existing = self.objects.get(path).cloned();
+        // A resourceVersion in the body is a precondition.
+        if let Some(want) = patch["metadata"]["resourceVersion"].as_str() {
+            match &existing {
+                None => return not_found(path),
+                Some(o) if o["metadata"]["resourceVersion"].as_str() != Some(want) => {
+                    return status(
+                        StatusCode::CONFLICT,
+                        "Conflict",
+                        "the object has been modified; please apply your changes to the latest version and try again",
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        let fields: Vec<&String> = patch
+            .as_object()
+            .into_iter()
+            .flat_map(|o| o.keys())
+            .filter(|k| !matches!(k.as_str(), "apiVersion" | "kind" | "metadata" | "status"))
+            .collect();
+        if fields.is_empty() {
+            // The bare identity: the manager gives back its fields (field
+            // sets are not modelled: kubefence's labels go, the rest stays
+            // with the others).
+            let Some(mut object) = existing else {
+                return not_found(path);
+            };
+            if let Some(entries) = object["metadata"]["managedFields"].as_array_mut() {
+                entries.retain(|e| e["manager"] != manager);
+            }
+            if let Some(labels) = object["metadata"]["labels"].as_object_mut() {
+                labels.retain(|k, _| {
+                    !k.starts_with("kubefence.dev/") && k != "app.kubernetes.io/managed-by"
+                });
+            }
+            if !dry_run {
+                object = self.store(path, object);
+            }
+            return ok(StatusCode::OK, &object);
+        }
+        // Without force, a field another manager set to another value is
+        // a conflict (the spec, here).
+        if let Some(old) = &existing
+            && !force
+            && old["metadata"]["managedFields"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| e["manager"] != manager)
+            && fields.iter().any(|f| old[f.as_str()] != patch[f.as_str()])
+        {
+            return status(
+                StatusCode::CONFLICT,
+                "Conflict",
+                "Apply failed with 1 conflict: conflict with another manager: .spec",
+            );
+        }
+        let created = existing.is_none();
+        let mut object = existing.unwrap_or_else(|| {
+            json!({"apiVersion": patch["apiVersion"], "kind": patch["kind"],
+                   "metadata": {"name": patch["metadata"]["name"]}})
+        });
+        if let Some(ns) = &loc.namespace {
+            object["metadata"]["namespace"] = json!(ns);
+        }
+        for (key, value) in patch["metadata"].as_object().into_iter().flatten() {
+            match key.as_str() {
+                // Fields set by others survive; ours are replaced.
+                "labels" | "annotations" => {
+                    for (k, v) in value.as_object().into_iter().flatten() {
+                        object["metadata"][key][k] = v.clone();
+                    }
+                }
+                "resourceVersion" | "uid" | "managedFields" | "creationTimestamp" => {}
+                _ => object["metadata"][key] = value.clone(),
+            }
+        }
+        for field in fields {
+            object[field.as_str()] = patch[field.as_str()].clone();
+        }
+        record_manager(&mut object, manager, "Apply");
+        if dry_run {
+            if created {
+                self.next_uid += 1;
+                object["metadata"]["uid"] = json!(format!("uid-{}", self.next_uid));
+            }
+        } else {
+            object = self.store(path, object);
+        }
+        let code = if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
+        };
+        ok(code, &object)
+    }
+
+    /// Delete with a uid precondition (DeleteOptions); 404 when missing.
+    fn delete(&mut self, loc: &Location, name: &str, req: &Incoming) -> Response<Body> {
+        let path = loc.object_path(name);
+        let want_uid = req
+            .body
+            .as_ref()
+            .and_then(|b| b.pointer("/preconditions/uid"))
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let Some(object) = self.objects.get(&path).cloned() else {
+            return not_found(&path);
+        };
+        if want_uid.is_some() && object["metadata"]["uid"].as_str() != want_uid.as_deref() {
+            return status(
+                StatusCode::CONFLICT,
+                "Conflict",
+                "Precondition failed: UID in precondition does not match",
+            );
+        }
+        if !req.dry_run() {
+            self.unstore(&path);
+        }
+        ok(StatusCode::OK, &object)
+    }
+
+    /// Stores `object` at `path`: its uid (or the stored object's, or a
+    /// new one), a new resourceVersion; tells the policy watchers.
+    fn store(&mut self, path: &str, mut object: Value) -> Value {
+        if object["metadata"]["uid"].as_str().is_none() {
+            let uid = match self.objects.get(path) {
+                Some(before) => before["metadata"]["uid"].clone(),
+                None => {
+                    self.next_uid += 1;
+                    json!(format!("uid-{}", self.next_uid))
+                }
+            };
+            object["metadata"]["uid"] = uid;
+        }
+        self.resource_version += 1;
+        object["metadata"]["resourceVersion"] = json!(self.resource_version.to_string());
+        self.objects.insert(path.to_string(), object.clone());
+        // Typed only for a watcher (benchmarks store thousands).
+        if !self.subscribers.is_empty()
+            && let Some(np) = as_policy(path, &object)
+        {
+            self.publish(Event::Apply(np));
+        }
+        object
+    }
+
+    fn unstore(&mut self, path: &str) -> Option<Value> {
+        let gone = self.objects.remove(path)?;
+        if !self.subscribers.is_empty()
+            && let Some(np) = as_policy(path, &gone)
+        {
+            self.publish(Event::Delete(np));
+        }
+        Some(gone)
+    }
+
     fn publish(&mut self, event: Event<NetworkPolicy>) {
         self.subscribers.retain(|s| s.send(event.clone()).is_ok());
     }
 
-    fn stamp(&mut self, np: &mut NetworkPolicy, uid: Option<String>) {
-        self.resource_version += 1;
-        np.metadata.resource_version = Some(self.resource_version.to_string());
-        np.metadata.uid = Some(uid.unwrap_or_else(|| {
-            self.next_uid += 1;
-            format!("uid-{}", self.next_uid)
-        }));
+    /// Every stored NetworkPolicy, typed.
+    fn policies(&self) -> impl Iterator<Item = NetworkPolicy> + '_ {
+        self.objects
+            .iter()
+            .filter_map(|(path, o)| as_policy(path, o))
     }
+}
+
+/// The object at `path` as a NetworkPolicy, when it is one.
+fn as_policy(path: &str, object: &Value) -> Option<NetworkPolicy> {
+    let loc = Location::parse(path)?;
+    if !loc.is_network_policy() || loc.name.is_none() || loc.subresource.is_some() {
+        return None;
+    }
+    serde_json::from_value(object.clone()).ok()
 }
 
 /// Adds `manager` (with `operation`) to the object's managedFields, as the
 /// API server records who wrote an object (field sets are not modelled).
-fn record_manager(
-    np: &mut NetworkPolicy,
-    before: Option<&NetworkPolicy>,
-    manager: &str,
-    operation: &str,
-) {
-    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
-    let mut entries = before
-        .and_then(|b| b.metadata.managed_fields.clone())
+fn record_manager(object: &mut Value, manager: &str, operation: &str) {
+    if manager.is_empty() {
+        return;
+    }
+    let api_version = object["apiVersion"].clone();
+    let mut entries: Vec<Value> = object["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
         .unwrap_or_default();
-    entries.retain(|e| {
-        !(e.manager.as_deref() == Some(manager) && e.operation.as_deref() == Some(operation))
-    });
-    entries.push(ManagedFieldsEntry {
-        manager: Some(manager.to_string()),
-        operation: Some(operation.to_string()),
-        api_version: Some("networking.k8s.io/v1".into()),
-        ..ManagedFieldsEntry::default()
-    });
-    np.metadata.managed_fields = Some(entries);
+    entries.retain(|e| !(e["manager"] == manager && e["operation"] == operation));
+    entries.push(json!({"manager": manager, "operation": operation, "apiVersion": api_version}));
+    object["metadata"]["managedFields"] = json!(entries);
 }
 
 impl Inner {
@@ -260,9 +822,15 @@ pub struct FakeApi {
 fn status(code: StatusCode, reason: &str, message: &str) -> Response<Body> {
     let body = json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
         "message": message, "reason": reason, "code": code.as_u16()});
-    let mut r = Response::new(Body::from(body.to_string().into_bytes()));
-    *r.status_mut() = code;
-    r
+    ok(code, &body)
+}
+
+fn not_found(path: &str) -> Response<Body> {
+    status(
+        StatusCode::NOT_FOUND,
+        "NotFound",
+        &format!("{path} not found"),
+    )
 }
 
 /// `%2F` → `/` and so on (label selectors in query strings).
@@ -289,7 +857,29 @@ fn ok(code: StatusCode, body: &impl serde::Serialize) -> Response<Body> {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let mut r = Response::new(Body::from(bytes));
     *r.status_mut() = code;
+    r.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("application/json"),
+    );
     r
+}
+
+/// The answer to an injected fault (a timeout is answered late instead).
+fn fault_response(fault: Fault) -> Option<Response<Body>> {
+    Some(match fault {
+        Fault::Conflict => status(StatusCode::CONFLICT, "Conflict", "injected conflict"),
+        Fault::TooMany => status(
+            StatusCode::TOO_MANY_REQUESTS,
+            "TooManyRequests",
+            "injected throttling",
+        ),
+        Fault::Internal => status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "injected failure",
+        ),
+        Fault::Timeout => return None,
+    })
 }
 
 impl FakeApi {
@@ -320,6 +910,27 @@ impl FakeApi {
         Client::new(service, "default")
     }
 
+    /// One request, phase by phase (see the module docs). `true` when the
+    /// answer must never arrive (an injected timeout, or a watch).
+    async fn answer(&self, request: Request<Body>) -> (Response<Body>, bool) {
+        let req = Incoming::read(request).await;
+        let mut inner = self.lock();
+        let fault = inner.record(&req);
+        if let Some(response) = fault.and_then(fault_response) {
+            return (response, false);
+        }
+        let hang = fault == Some(Fault::Timeout)
+            || (req.method == Method::GET && req.is_watch())
+            || inner
+                .hanging
+                .iter()
+                .any(|p| req.path.starts_with(p.as_str()));
+        if let Some(refused) = inner.authorize(&req) {
+            return (refused, hang);
+        }
+        (inner.route(&req), hang)
+    }
+
     /// The holder of a Lease, if any.
     pub fn lease_holder(&self, namespace: &str, name: &str) -> Option<String> {
         self.lock()
@@ -343,6 +954,21 @@ impl FakeApi {
         self.lock().faults = None;
     }
 
+    /// Answers writes under `prefix` with 403 Forbidden.
+    pub fn forbid_writes(&self, prefix: &str) {
+        self.lock().forbidden_writes.push(prefix.to_string());
+    }
+
+    /// Every request under `prefix` answers 403 (reads included).
+    pub fn forbid(&self, prefix: &str) {
+        self.lock().forbidden.push(prefix.to_string());
+    }
+
+    /// Never answers a request under `prefix` (an API server that hangs).
+    pub fn hang(&self, prefix: &str) {
+        self.lock().hanging.push(prefix.to_string());
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         match self.inner.lock() {
             Ok(g) => g,
@@ -358,50 +984,99 @@ impl FakeApi {
         self.lock().requests.clear();
     }
 
+    /// Every request so far, and forgets them.
+    pub fn take_log(&self) -> Vec<Recorded> {
+        std::mem::take(&mut self.lock().requests)
+    }
+
+    /// Every request so far, as `METHOD uri` lines, and forgets them.
+    pub fn take_lines(&self) -> Vec<String> {
+        self.take_log().iter().map(Recorded::line).collect()
+    }
+
     /// Requests other than GET, faulted ones included.
     pub fn writes(&self) -> usize {
         self.lock().requests.iter().filter(|r| r.is_write()).count()
     }
 
+    /// Stores an object at its path, as if it existed in the cluster (its
+    /// uid kept, or the stored object's, or a new one; a new
+    /// resourceVersion), and tells the policy watchers.
+    pub fn insert(&self, path: &str, object: Value) {
+        self.lock().store(path, object);
+    }
+
+    /// Stores a typed object (a fixture) at the path its kind, namespace
+    /// and name give.
+    #[allow(clippy::panic)]
+    pub fn add(&self, object: &impl serde::Serialize) {
+        let value = match serde_json::to_value(object) {
+            Ok(v) => v,
+            Err(e) => panic!("fixture: {e}"),
+        };
+        let Some(path) = path_of(&value) else {
+            panic!("fixture without apiVersion, kind or name: {value}");
+        };
+        self.insert(&path, value);
+    }
+
+    /// The object stored at `path`.
+    pub fn get(&self, path: &str) -> Option<Value> {
+        self.lock().objects.get(path).cloned()
+    }
+
+    /// Removes the object at `path` as someone else would.
+    pub fn delete_path(&self, path: &str) -> Option<Value> {
+        self.lock().unstore(path)
+    }
+
     /// The stored policies.
     pub fn policies(&self) -> BTreeMap<(String, String), NetworkPolicy> {
-        self.lock().policies.clone()
+        self.lock()
+            .policies()
+            .map(|np| {
+                (
+                    (
+                        np.metadata.namespace.clone().unwrap_or_default(),
+                        np.metadata.name.clone().unwrap_or_default(),
+                    ),
+                    np,
+                )
+            })
+            .collect()
     }
 
     pub fn policy(&self, namespace: &str, name: &str) -> Option<NetworkPolicy> {
-        self.lock()
-            .policies
-            .get(&(namespace.to_string(), name.to_string()))
-            .cloned()
+        let path = crate::fixtures::policy_path(namespace, name);
+        let inner = self.lock();
+        as_policy(&path, inner.objects.get(&path)?)
     }
 
     /// Stores a policy as someone else would (a hand edit or a foreign
     /// policy; recorded as manager `kubectl-edit` unless the policy lists
     /// its managedFields) and tells the watchers.
-    pub fn put(&self, mut np: NetworkPolicy) {
+    pub fn put(&self, np: NetworkPolicy) {
+        let namespace = np.metadata.namespace.clone().unwrap_or_default();
+        let name = np.metadata.name.clone().unwrap_or_default();
+        let path = crate::fixtures::policy_path(&namespace, &name);
+        let mut object = serde_json::to_value(&np).unwrap_or(Value::Null);
+        object["apiVersion"] = json!("networking.k8s.io/v1");
+        object["kind"] = json!("NetworkPolicy");
         let mut inner = self.lock();
-        let key = (
-            np.metadata.namespace.clone().unwrap_or_default(),
-            np.metadata.name.clone().unwrap_or_default(),
-        );
-        let before = inner.policies.get(&key).cloned();
-        let uid = before.as_ref().and_then(|p| p.metadata.uid.clone());
         if np.metadata.managed_fields.is_none() {
-            record_manager(&mut np, before.as_ref(), "kubectl-edit", "Update");
+            if let Some(before) = inner.objects.get(&path) {
+                object["metadata"]["managedFields"] = before["metadata"]["managedFields"].clone();
+            }
+            record_manager(&mut object, "kubectl-edit", "Update");
         }
-        inner.stamp(&mut np, uid);
-        inner.policies.insert(key, np.clone());
-        inner.publish(Event::Apply(np));
+        inner.store(&path, object);
     }
 
     /// Deletes a policy as someone else would, and tells the watchers.
     pub fn remove(&self, namespace: &str, name: &str) -> Option<NetworkPolicy> {
-        let mut inner = self.lock();
-        let gone = inner
-            .policies
-            .remove(&(namespace.to_string(), name.to_string()))?;
-        inner.publish(Event::Delete(gone.clone()));
-        Some(gone)
+        let path = crate::fixtures::policy_path(namespace, name);
+        let gone = self.lock().unstore(&path)?;
+        serde_json::from_value(gone).ok()
     }
 
     /// A NetworkPolicy watch: the current list, then every change.
@@ -412,7 +1087,7 @@ impl FakeApi {
         let listed: Vec<NetworkPolicy> = {
             let mut inner = self.lock();
             inner.subscribers.push(tx);
-            inner.policies.values().cloned().collect()
+            inner.policies().collect()
         };
         let initial = std::iter::once(Event::Init)
             .chain(listed.into_iter().map(Event::InitApply))
@@ -420,333 +1095,52 @@ impl FakeApi {
         let live = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|e| (e, rx)) });
         stream::iter(initial).chain(live).map(Ok)
     }
+}
 
-    async fn answer(&self, request: Request<Body>) -> (Response<Body>, bool) {
-        let (parts, body) = request.into_parts();
-        let bytes = body
-            .collect()
-            .await
-            .map(|b| b.to_bytes().to_vec())
-            .unwrap_or_default();
-        let body: Option<Value> = serde_json::from_slice(&bytes).ok();
-        let uri = parts
-            .uri
-            .path_and_query()
-            .map(|p| p.as_str().to_string())
-            .unwrap_or_default();
-        let mut inner = self.lock();
-        let fault = inner.roll();
-        inner.requests.push(Recorded {
-            method: parts.method.clone(),
-            uri: uri.clone(),
-            body: body.clone(),
-            faulted: fault.is_some(),
-        });
-        match fault {
-            Some(Fault::Conflict) => {
-                return (
-                    status(StatusCode::CONFLICT, "Conflict", "injected conflict"),
-                    false,
-                );
-            }
-            Some(Fault::TooMany) => {
-                return (
-                    status(
-                        StatusCode::TOO_MANY_REQUESTS,
-                        "TooManyRequests",
-                        "injected throttling",
-                    ),
-                    false,
-                );
-            }
-            Some(Fault::Internal) => {
-                return (
-                    status(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "InternalError",
-                        "injected failure",
-                    ),
-                    false,
-                );
-            }
-            Some(Fault::Timeout) | None => {}
-        }
-        let hang = fault == Some(Fault::Timeout);
-        let path = parts.uri.path();
-        let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        let response = match (&parts.method, segments.as_slice()) {
-            (
-                &Method::POST,
-                [
-                    "apis",
-                    "networking.k8s.io",
-                    "v1",
-                    "namespaces",
-                    ns,
-                    "networkpolicies",
-                ],
-            ) => {
-                let Some(mut np) = body
-                    .clone()
-                    .and_then(|b| serde_json::from_value::<NetworkPolicy>(b).ok())
-                else {
-                    return (
-                        status(StatusCode::BAD_REQUEST, "BadRequest", "not a NetworkPolicy"),
-                        hang,
-                    );
-                };
-                let key = (ns.to_string(), np.metadata.name.clone().unwrap_or_default());
-                if inner.policies.contains_key(&key) {
-                    return (
-                        status(
-                            StatusCode::CONFLICT,
-                            "AlreadyExists",
-                            &format!("networkpolicies \"{}\" already exists", key.1),
-                        ),
-                        hang,
-                    );
-                }
-                let manager = parts
-                    .uri
-                    .query()
-                    .unwrap_or_default()
-                    .split('&')
-                    .find_map(|kv| kv.strip_prefix("fieldManager="))
-                    .unwrap_or_default()
-                    .to_string();
-                record_manager(&mut np, None, &manager, "Update");
-                inner.stamp(&mut np, None);
-                inner.policies.insert(key, np.clone());
-                inner.publish(Event::Apply(np.clone()));
-                ok(StatusCode::CREATED, &np)
-            }
-            (
-                m,
-                [
-                    "apis",
-                    "networking.k8s.io",
-                    "v1",
-                    "namespaces",
-                    ns,
-                    "networkpolicies",
-                    name,
-                ],
-            ) => {
-                let key = (ns.to_string(), name.to_string());
-                match *m {
-                    Method::GET => match inner.policies.get(&key) {
-                        Some(np) => ok(StatusCode::OK, np),
-                        None => status(StatusCode::NOT_FOUND, "NotFound", "not found"),
-                    },
-                    Method::PATCH => {
-                        let query = parts.uri.query().unwrap_or_default();
-                        let force = query.split('&').any(|kv| kv == "force=true");
-                        let manager = query
-                            .split('&')
-                            .find_map(|kv| kv.strip_prefix("fieldManager="))
-                            .unwrap_or_default()
-                            .to_string();
-                        // An apply of the bare identity: the manager gives
-                        // back its fields (field sets are not modelled: its
-                        // labels go, the rest stays with the others).
-                        if body.as_ref().is_some_and(|b| b.get("spec").is_none()) {
-                            if let Some(mut np) = inner.policies.get(&key).cloned() {
-                                if let Some(entries) = np.metadata.managed_fields.as_mut() {
-                                    entries
-                                        .retain(|e| e.manager.as_deref() != Some(manager.as_str()));
-                                }
-                                if let Some(labels) = np.metadata.labels.as_mut() {
-                                    labels.retain(|k, _| {
-                                        !k.starts_with("kubefence.dev/")
-                                            && k != "app.kubernetes.io/managed-by"
-                                    });
-                                }
-                                let uid = np.metadata.uid.clone();
-                                inner.stamp(&mut np, uid);
-                                inner.policies.insert(key.clone(), np.clone());
-                                inner.publish(Event::Apply(np.clone()));
-                                return (ok(StatusCode::OK, &np), hang);
-                            }
-                            return (status(StatusCode::NOT_FOUND, "NotFound", "not found"), hang);
-                        }
-                        let Some(mut np) = body
-                            .clone()
-                            .and_then(|b| serde_json::from_value::<NetworkPolicy>(b).ok())
-                        else {
-                            return (
-                                status(
-                                    StatusCode::BAD_REQUEST,
-                                    "BadRequest",
-                                    "not a NetworkPolicy",
-                                ),
-                                hang,
-                            );
-                        };
-                        let existing = inner.policies.get(&key).cloned();
-                        // A resourceVersion in the body is a precondition,
-                        // as on a real API server.
-                        if let Some(want) = np.metadata.resource_version.clone() {
-                            let current = existing
-                                .as_ref()
-                                .and_then(|o| o.metadata.resource_version.clone());
-                            if current.as_deref() != Some(want.as_str()) {
-                                return (
-                                    status(
-                                        StatusCode::CONFLICT,
-                                        "Conflict",
-                                        "the object has been modified; please apply your changes to the latest version and try again",
-                                    ),
-                                    hang,
-                                );
-                            }
-                        }
-                        // Without force, a field another manager set to
-                        // another value is a conflict (the spec, here).
-                        if let Some(old) = existing.as_ref()
-                            && !force
-                            && old
-                                .metadata
-                                .managed_fields
-                                .iter()
-                                .flatten()
-                                .any(|e| e.manager.as_deref() != Some(manager.as_str()))
-                            && old.spec != np.spec
-                        {
-                            return (
-                                status(
-                                    StatusCode::CONFLICT,
-                                    "Conflict",
-                                    "Apply failed with 1 conflict: conflict with another manager: .spec",
-                                ),
-                                hang,
-                            );
-                        }
-                        let created = existing.is_none();
-                        if let Some(old) = existing {
-                            // Fields set by others survive; ours are replaced.
-                            let mut labels = old.metadata.labels.clone().unwrap_or_default();
-                            labels.extend(np.metadata.labels.take().unwrap_or_default());
-                            np.metadata.labels = Some(labels);
-                            let mut ann = old.metadata.annotations.clone().unwrap_or_default();
-                            ann.extend(np.metadata.annotations.take().unwrap_or_default());
-                            np.metadata.annotations = (!ann.is_empty()).then_some(ann);
-                        }
-                        let before = inner.policies.get(&key).cloned();
-                        let manager = parts
-                            .uri
-                            .query()
-                            .unwrap_or_default()
-                            .split('&')
-                            .find_map(|kv| kv.strip_prefix("fieldManager="))
-                            .unwrap_or_default()
-                            .to_string();
-                        record_manager(&mut np, before.as_ref(), &manager, "Apply");
-                        let uid = before.as_ref().and_then(|p| p.metadata.uid.clone());
-                        inner.stamp(&mut np, uid);
-                        inner.policies.insert(key, np.clone());
-                        inner.publish(Event::Apply(np.clone()));
-                        let code = if created {
-                            StatusCode::CREATED
-                        } else {
-                            StatusCode::OK
-                        };
-                        ok(code, &np)
-                    }
-                    Method::DELETE => {
-                        let want_uid = body
-                            .as_ref()
-                            .and_then(|b| b.pointer("/preconditions/uid"))
-                            .and_then(Value::as_str)
-                            .map(str::to_string);
-                        match inner.policies.get(&key).cloned() {
-                            None => status(StatusCode::NOT_FOUND, "NotFound", "not found"),
-                            Some(np) if want_uid.is_some() && np.metadata.uid != want_uid => {
-                                status(
-                                    StatusCode::CONFLICT,
-                                    "Conflict",
-                                    "Precondition failed: UID in precondition does not match",
-                                )
-                            }
-                            Some(np) => {
-                                inner.policies.remove(&key);
-                                inner.publish(Event::Delete(np.clone()));
-                                ok(StatusCode::OK, &np)
-                            }
-                        }
-                    }
-                    _ => status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "method"),
-                }
-            }
-            (
-                m,
-                [
-                    "apis",
-                    "coordination.k8s.io",
-                    "v1",
-                    "namespaces",
-                    ns,
-                    "leases",
-                    rest @ ..,
-                ],
-            ) => {
-                let content_type = parts
-                    .headers
-                    .get(http::header::CONTENT_TYPE)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or_default()
-                    .to_string();
-                let query = parts.uri.query().unwrap_or_default().to_string();
-                inner.lease(
-                    m,
-                    ns,
-                    rest.first().copied(),
-                    body.clone(),
-                    &content_type,
-                    &query,
-                )
-            }
-            // A cluster-wide list (with an equality label selector), or a
-            // watch, which stays open without events.
-            (&Method::GET, ["apis", "networking.k8s.io", "v1", "networkpolicies"]) => {
-                let query = parts.uri.query().unwrap_or_default();
-                if query
-                    .split('&')
-                    .any(|kv| kv == "watch=true" || kv == "watch=1")
-                {
-                    return (ok(StatusCode::OK, &Value::Null), true);
-                }
-                let selector = query
-                    .split('&')
-                    .find_map(|kv| kv.strip_prefix("labelSelector="))
-                    .map(percent_decode)
-                    .unwrap_or_default();
-                let wanted: Vec<(String, String)> = selector
-                    .split(',')
-                    .filter_map(|kv| kv.split_once('='))
-                    .map(|(k, v)| (k.to_string(), v.to_string()))
-                    .collect();
-                let items: Vec<&NetworkPolicy> = inner
-                    .policies
-                    .values()
-                    .filter(|p| {
-                        let labels = p.metadata.labels.clone().unwrap_or_default();
-                        wanted.iter().all(|(k, v)| labels.get(k) == Some(v))
-                    })
-                    .collect();
-                let list = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicyList",
-                    "metadata": {"resourceVersion": inner.resource_version.to_string()}, "items": items});
-                ok(StatusCode::OK, &list)
-            }
-            (&Method::POST, ["apis", "events.k8s.io", "v1", "namespaces", _, "events"])
-            | (&Method::PATCH, ["apis", "events.k8s.io", "v1", "namespaces", _, "events", _]) => {
-                ok(StatusCode::CREATED, &body.unwrap_or(Value::Null))
-            }
-            _ => status(
-                StatusCode::NOT_FOUND,
-                "NotFound",
-                "the fake does not serve this",
-            ),
-        };
-        (response, hang)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_parse_into_collections_and_objects() {
+        let loc = Location::parse("/apis/apps/v1/namespaces/shop/deployments/api").unwrap();
+        assert_eq!(loc.prefix, "/apis/apps/v1");
+        assert_eq!(loc.namespace.as_deref(), Some("shop"));
+        assert_eq!(loc.plural, "deployments");
+        assert_eq!(loc.name.as_deref(), Some("api"));
+        assert_eq!(
+            loc.collection(),
+            "/apis/apps/v1/namespaces/shop/deployments"
+        );
+        let loc = Location::parse("/api/v1/namespaces/shop/pods").unwrap();
+        assert_eq!((loc.prefix.as_str(), loc.name), ("/api/v1", None));
+        let loc =
+            Location::parse("/apis/kubefence.dev/v1alpha1/namespaces/shop/quarantines/q/status")
+                .unwrap();
+        assert_eq!(loc.subresource.as_deref(), Some("status"));
+        let loc = Location::parse("/apis/policy.networking.k8s.io/v1alpha1/adminnetworkpolicies/x")
+            .unwrap();
+        assert_eq!((loc.namespace, loc.name.as_deref()), (None, Some("x")));
+        // A namespace itself is a cluster-scoped object.
+        let loc = Location::parse("/api/v1/namespaces/shop").unwrap();
+        assert_eq!(
+            (loc.plural.as_str(), loc.name.as_deref()),
+            ("namespaces", Some("shop"))
+        );
+    }
+
+    #[test]
+    fn fixtures_land_at_their_api_path() {
+        let np = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": "p", "namespace": "shop"}});
+        assert_eq!(
+            path_of(&np).as_deref(),
+            Some("/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies/p")
+        );
+        let pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x", "namespace": "shop"}});
+        assert_eq!(
+            path_of(&pod).as_deref(),
+            Some("/api/v1/namespaces/shop/pods/x")
+        );
     }
 }

@@ -1,7 +1,9 @@
-//! Object builders for tests and benchmarks (feature `fake`): live-looking
-//! objects with uids, and the synthetic watch events that list them.
+//! The one set of object builders for tests and benchmarks (feature
+//! `fake`): live-looking objects (typed; store one in the fake API server
+//! with [`crate::fake::FakeApi::add`]), their API paths, and the synthetic
+//! watch events that list them.
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::core::PartialObjectMeta;
@@ -87,6 +89,49 @@ pub fn foreign_policy(ns: &str, name: &str) -> NetworkPolicy {
         "metadata": {"name": name, "namespace": ns},
         "spec": {"podSelector": {"matchLabels": {"team": "theirs"}}, "policyTypes": ["Ingress"]}}),
     )
+}
+
+/// A Deployment `name` selecting with `selector` (a JSON LabelSelector),
+/// pods labelled `app: name, tier: back`, one container with port `http`
+/// 8080. No uid: the fake API server gives it one.
+pub fn deployment_selecting(ns: &str, name: &str, selector: Value) -> Deployment {
+    typed(json!({"apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"selector": selector,
+                 "template": {"metadata": {"labels": {"app": name, "tier": "back"}},
+                              "spec": {"containers": [{"name": "c", "image": "x",
+                                  "ports": [{"name": "http", "containerPort": 8080}]}]}}}}))
+}
+
+/// A StatefulSet `name` selecting `app: name, kind: sts`.
+pub fn statefulset(ns: &str, name: &str) -> StatefulSet {
+    typed(json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"serviceName": name,
+                 "selector": {"matchLabels": {"app": name, "kind": "sts"}},
+                 "template": {"metadata": {"labels": {"app": name, "kind": "sts"}},
+                              "spec": {"containers": [{"name": "c", "image": "x"}]}}}}))
+}
+
+/// `api-from-web`: allows ingress to `app: api` from `app: web` on 8080.
+pub fn allow_ingress_from_web(ns: &str) -> NetworkPolicy {
+    typed(
+        json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "api-from-web", "namespace": ns},
+        "spec": {"podSelector": {"matchLabels": {"app": "api"}},
+                 "ingress": [{"from": [{"podSelector": {"matchLabels": {"app": "web"}}}],
+                              "ports": [{"port": 8080}]}]}}),
+    )
+}
+
+/// The API path of NetworkPolicy `ns/name`.
+pub fn policy_path(ns: &str, name: &str) -> String {
+    format!("/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies/{name}")
+}
+
+/// The API path of Quarantine `ns/name`.
+pub fn quarantine_path(ns: &str, name: &str) -> String {
+    format!("/apis/kubefence.dev/v1alpha1/namespaces/{ns}/quarantines/{name}")
 }
 
 /// Objects of every watched kind but NetworkPolicy, for an initial list.

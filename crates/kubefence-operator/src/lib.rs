@@ -8,11 +8,17 @@
 //!            └──────┬──────────────────┬─────────────────┬───────┘
 //!    controllers::all()          admin server        leader.rs
 //!      baseline (watches ─▶ index ─▶ build ─▶ diff ─▶ SSA)   /healthz /readyz /metrics
+//!      quarantine (Quarantines, policies, targets ─▶ plan ─▶ SSA, finalizer, status)
 //! ```
 //!
-//! Every API call lives in this crate: writes in [`cluster`], watches in
-//! each controller, the Lease in [`leader`]; [`rbac::CALLS`] lists them for
-//! the RBAC test. Controllers register in [`controllers::all`].
+//! Every API call lives in this crate: writes in [`cluster`] (timeout,
+//! metrics, field manager [`context::FIELD_MANAGER`]), watches in each
+//! controller, the Lease in [`leader`]; [`rbac::CALLS`] lists them for the
+//! RBAC test. Controllers register in [`controllers::all`]; all share one
+//! [`Context`] and one [`Error`]. The CLI's online `quarantine` and
+//! `release` run the Quarantine controller's own operations
+//! ([`controllers::quarantine::isolate`], [`controllers::quarantine::release`])
+//! over [`Context::for_command`].
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -26,7 +32,6 @@ pub mod fake;
 pub mod fixtures;
 pub mod leader;
 pub mod metrics;
-pub mod quarantine;
 pub mod rbac;
 
 use std::sync::Arc;

@@ -3,7 +3,7 @@
 //! Keep this table next to the code that makes the calls: `cluster.rs`
 //! (writes), `controllers/baseline/watch.rs` (list and watch),
 //! `leader.rs` (the Lease, through kube-lease-manager: get, create, patch),
-//! `quarantine/controller.rs` (Quarantines and their status)
+//! `controllers/quarantine/controller.rs` (Quarantines and their status)
 //! and the event recorder (create, and patch for repeated events). The
 //! tests `deploy_rbac_covers_every_call_and_nothing_more` and
 //! `component_roles_grant_exactly_their_calls` in `tests/deploy.rs` check
@@ -94,7 +94,7 @@ pub const CALLS: &[(Scope, &str, &str, &str)] = &[
     // Events on workloads (kube::runtime::events::Recorder).
     (Scope::Cluster, "events.k8s.io", "events", "create"),
     (Scope::Cluster, "events.k8s.io", "events", "patch"),
-    // The Quarantine controller (quarantine/controller.rs): watch Quarantines,
+    // The Quarantine controller (controllers/quarantine/controller.rs): watch Quarantines,
     // add and remove its finalizer (a patch), write their status. Reading
     // targets and writing quarantine policies is the opt-in component
     // deploy/components/quarantine, not the base role.
@@ -107,17 +107,28 @@ pub const CALLS: &[(Scope, &str, &str, &str)] = &[
         "quarantines/status",
         "patch",
     ),
-    // Quarantine and release (quarantine/ops.rs, for the operator and the
-    // CLI): read the target (the kinds a Quarantine may name), list the
-    // namespace's pods (which pods the plan selects) and NetworkPolicies
-    // (remaining paths), read, apply (an apply that creates is authorized as
-    // a create too) and delete the quarantine policy, record Events.
+    // Quarantine and release (controllers/quarantine/ops.rs), made by the
+    // operator and, as the user who runs them, by the CLI's online
+    // `quarantine`/`release`: so the user-facing writer ClusterRole grants
+    // exactly these. Read the target (the kinds a Quarantine may name) and
+    // list every workload of its namespace (which other workloads the
+    // selector also matches); a ReplicaSet or Job is also read as the middle
+    // owner of a pod (is the pod the target's own?); list the pods the
+    // selector picks (collateral check) and the namespace's NetworkPolicies
+    // (remaining paths); read, apply (an apply that creates is authorized as
+    // a create too) and delete the quarantine policy; record Events.
     (QUARANTINE, "apps", "deployments", "get"),
+    (QUARANTINE, "apps", "deployments", "list"),
     (QUARANTINE, "apps", "statefulsets", "get"),
+    (QUARANTINE, "apps", "statefulsets", "list"),
     (QUARANTINE, "apps", "daemonsets", "get"),
+    (QUARANTINE, "apps", "daemonsets", "list"),
     (QUARANTINE, "apps", "replicasets", "get"),
+    (QUARANTINE, "apps", "replicasets", "list"),
     (QUARANTINE, "batch", "jobs", "get"),
+    (QUARANTINE, "batch", "jobs", "list"),
     (QUARANTINE, "batch", "cronjobs", "get"),
+    (QUARANTINE, "batch", "cronjobs", "list"),
     (QUARANTINE, "", "pods", "get"),
     (QUARANTINE, "", "pods", "list"),
     (QUARANTINE, "networking.k8s.io", "networkpolicies", "get"),

@@ -886,6 +886,192 @@ async fn a_pod_quarantine_does_not_isolate_its_siblings() {
     w.finish(vec![op]).await;
 }
 
+/// Defect 10: a Quarantine of a Pod without labels fails with
+/// EmptySelector (a policy would select every pod of the namespace); once
+/// the pod gets labels the operator retries by itself (it watches the
+/// targets), without a change to the Quarantine.
+#[tokio::test]
+async fn an_empty_selector_quarantine_is_retried_when_the_target_gets_labels() {
+    let Some(w) = World::new("qempty", false).await else {
+        return;
+    };
+    create(
+        &w.admin,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": "default", "namespace": w.ns}}),
+    )
+    .await;
+    create(
+        &w.admin,
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "debug", "namespace": w.ns},
+            "spec": {"containers": [{"name": "main", "image": "registry.invalid/app:1"}]},
+        }),
+    )
+    .await;
+    let op = w.operator("qempty").await;
+    let mut q = quarantine(&w.ns, "q", "debug", false);
+    q["spec"]["target"]["kind"] = json!("Pod");
+    create(&w.admin, q).await;
+    let reason = |q: &Option<Value>| {
+        q.as_ref().and_then(|q| {
+            q["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Ready")?["reason"]
+                .as_str()
+                .map(String::from)
+        })
+    };
+    eventually(
+        "refused: EmptySelector",
+        CONVERGE,
+        async || quarantine_status(&w, "q").await,
+        |q| reason(q).as_deref() == Some("EmptySelector"),
+    )
+    .await;
+    assert!(quarantine_policies(&w).await.is_empty());
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(w.admin.clone(), &w.ns);
+    pods.patch(
+        "debug",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"metadata": {"labels": {"app": "debug"}}})),
+    )
+    .await
+    .unwrap();
+    let q = eventually(
+        "retried once labelled",
+        CONVERGE,
+        async || quarantine_status(&w, "q").await,
+        |q| phase(q).as_deref() == Some("Isolated"),
+    )
+    .await;
+    assert_eq!(reason(&q).as_deref(), Some("Isolated"));
+    let isolated = quarantine_policies(&w).await;
+    assert_eq!(isolated.len(), 1);
+    assert_eq!(
+        serde_json::to_value(&isolated[0].spec).unwrap()["podSelector"],
+        json!({"matchLabels": {"app": "debug"}})
+    );
+    quarantines(&w.admin, &w.ns)
+        .delete("q", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "the Quarantine gone",
+        CONVERGE,
+        async || quarantine_status(&w, "q").await,
+        Option::is_none,
+    )
+    .await;
+    w.finish(vec![op]).await;
+}
+
+/// The CLI's online `quarantine --confirm` and `release --confirm` run the
+/// operator's own operations as the person who runs them; holding the
+/// user-facing ClusterRole `kubefence-quarantine-writer` (bound in the
+/// namespace) must be enough: no 403 anywhere (the role once lacked the
+/// pods and workload lists of the collateral check and `also_selects`).
+#[tokio::test]
+async fn a_responder_with_the_writer_role_can_quarantine_and_release() {
+    use kubefence_core::WorkloadKind;
+    use kubefence_core::quarantine::{Audit, Engine, Target};
+    use kubefence_operator::controllers::quarantine::{
+        self as ops, ApplyOutcome, Holder, QuarantineConfig, ReleaseOutcome,
+    };
+    let Some(w) = World::new("qcli", false).await else {
+        return;
+    };
+    create(&w.admin, deployment(&w.ns, "api", &[], &[("http", 8080)])).await;
+    create(
+        &w.admin,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": "responder", "namespace": w.ns}}),
+    )
+    .await;
+    create(
+        &w.admin,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "responder-writer", "namespace": w.ns},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                           "name": "kubefence-quarantine-writer"},
+               "subjects": [{"kind": "ServiceAccount", "name": "responder", "namespace": w.ns}]}),
+    )
+    .await;
+    let request = http::Request::post(format!(
+        "/api/v1/namespaces/{}/serviceaccounts/responder/token",
+        w.ns
+    ))
+    .header("content-type", "application/json")
+    .body(
+        json!({"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
+               "spec": {"expirationSeconds": 3600}})
+        .to_string()
+        .into_bytes(),
+    )
+    .unwrap();
+    let answer: Value = w.admin.request(request).await.unwrap();
+    let token = answer["status"]["token"].as_str().unwrap();
+    // The operator's kubeconfig (same server and CA), with the responder's token.
+    let path = w.cluster.operator_kubeconfig(FULL_INSTALL);
+    let mut kubeconfig: Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    kubeconfig["users"][0]["user"]["token"] = json!(token);
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), kubeconfig.to_string()).unwrap();
+    let responder = support::cluster::client_from(file.path()).await.unwrap();
+    let rt = kubefence_operator::Context::with_client(
+        responder,
+        kubefence_operator::OperatorConfig {
+            identity: "kubefence-cli".into(),
+            ..kubefence_operator::OperatorConfig::default()
+        },
+    );
+    let cfg = QuarantineConfig::default();
+    let target = Target::new(WorkloadKind::Deployment, &w.ns, "api");
+    let isolation = ops::isolate(
+        &rt,
+        &cfg,
+        &ops::Request {
+            target: target.clone(),
+            audit: Audit {
+                reason: "e2e: responder".into(),
+                finding: None,
+                requester: "responder".into(),
+                time: "2026-11-29T00:00:00Z".into(),
+            },
+            engine: Engine::NetworkPolicy,
+            dry_run: false,
+            allow_collateral: false,
+            holder: Holder::Cli,
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("quarantine as the responder: {}", e.full_message()));
+    assert_eq!(isolation.outcome, ApplyOutcome::Created);
+    assert_eq!(quarantine_policies(&w).await.len(), 1);
+    let released = ops::release(
+        &rt,
+        &cfg,
+        &target,
+        Engine::NetworkPolicy,
+        false,
+        &Holder::Cli,
+        "responder",
+    )
+    .await
+    .unwrap_or_else(|e| panic!("release as the responder: {}", e.full_message()));
+    assert_eq!(released, ReleaseOutcome::Released);
+    assert!(quarantine_policies(&w).await.is_empty());
+    let user = format!("system:serviceaccount:{}:responder", w.ns);
+    if let Some(refused) = w.cluster.forbidden_since(&user, w.audit_from) {
+        assert!(refused.is_empty(), "the writer role lacks: {refused:?}");
+    }
+    w.finish(vec![]).await;
+}
+
 #[tokio::test]
 async fn the_finalizer_keeps_a_quarantine_until_it_is_released() {
     let Some(w) = World::new("qfinalizer", false).await else {

@@ -4,7 +4,8 @@ use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use kubefence_core::WorkloadKind;
 use kubefence_core::quarantine::{self as core_q, Audit, Engine, Plan, Target};
-use kubefence_operator::quarantine::{self as ops, ApplyOutcome, QuarantineConfig};
+use kubefence_operator::Context as Runtime;
+use kubefence_operator::controllers::quarantine::{self as ops, ApplyOutcome, QuarantineConfig};
 
 use crate::exit;
 use crate::inputs;
@@ -203,7 +204,7 @@ async fn online(
     now: String,
     cfg: &QuarantineConfig,
 ) -> anyhow::Result<u8> {
-    let client = kube::Client::try_default()
+    let rt = Runtime::for_command(CLI_IDENTITY)
         .await
         .context("cannot reach the cluster (kubeconfig or in-cluster config)")?;
     let audit = Audit {
@@ -212,30 +213,25 @@ async fn online(
         requester: opts.requester.clone().unwrap_or_else(kubeconfig_user),
         time: now,
     };
-    let (plan, reference) = ops::plan(&client, target, &audit, engine, cfg).await?;
-    let selection = ops::selected_pods(&client, &plan, reference.uid.as_deref()).await?;
-    let target = plan.target.to_string();
+    let request = ops::Request {
+        target: target.clone(),
+        audit,
+        engine,
+        dry_run: !opts.confirm,
+        allow_collateral: opts.allow_collateral,
+        holder: ops::Holder::Cli,
+    };
+    // The operator's own operation: plan, collateral check, apply, Event.
+    let isolation = ops::isolate(&rt, cfg, &request).await?;
+    let plan = isolation.plan;
     logging::report(
         Severity::Note,
-        Place::object(&target),
-        &format!("the selector picks {}", selection.summary()),
+        Place::object(&plan.target.to_string()),
+        &format!("the selector picks {}", isolation.selection.summary()),
     );
-    ops::check_collateral(&plan, &selection, opts.allow_collateral)?;
-    let outcome = match ops::apply(&client, &plan, !opts.confirm, &ops::Holder::Cli).await? {
+    let outcome = match isolation.outcome {
         ApplyOutcome::Created if !opts.confirm => Outcome::DryRun,
-        ApplyOutcome::Created => {
-            let recorder = kube::runtime::events::Recorder::new(
-                client.clone(),
-                kube::runtime::events::Reporter {
-                    controller: "kubefence-cli".to_string(),
-                    instance: None,
-                },
-            );
-            if let Err(e) = ops::record_quarantined(&recorder, &reference, &plan, &audit).await {
-                tracing::warn!("the policy exists, but the Event was not recorded: {e}");
-            }
-            Outcome::Created
-        }
+        ApplyOutcome::Created => Outcome::Created,
         ApplyOutcome::AlreadyIsolated => Outcome::AlreadyIsolated,
         ApplyOutcome::Repaired if !opts.confirm => Outcome::DryRunRepair,
         ApplyOutcome::Repaired => Outcome::Repaired,
@@ -243,6 +239,10 @@ async fn online(
     print(opts, &plan, outcome)?;
     Ok(verdict(&plan))
 }
+
+/// The CLI's instance name in the Events it records (reporting controller
+/// `kubefence`, as the operator's).
+pub const CLI_IDENTITY: &str = "kubefence-cli";
 
 /// The kubeconfig user of the current context (in a pod: the service
 /// account); `unknown` when neither can be read.

@@ -7,9 +7,9 @@ use clap::Args;
 use kubefence_core::WorkloadKind;
 use kubefence_core::quarantine::{self as core_q, Engine, Target};
 use kubefence_k8s::quarantine::policy_api;
-use kubefence_operator::quarantine::{self as ops, QuarantineConfig, ReleaseOutcome};
+use kubefence_operator::controllers::quarantine::{self as ops, QuarantineConfig, ReleaseOutcome};
 
-use super::quarantine::{EngineArg, kubeconfig_user, parse_target};
+use super::quarantine::{CLI_IDENTITY, EngineArg, kubeconfig_user, parse_target};
 use crate::exit;
 
 const LONG_ABOUT: &str = "\
@@ -58,10 +58,21 @@ pub fn run(opts: &ReleaseOpts) -> anyhow::Result<u8> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let client = kube::Client::try_default()
+        let rt = kubefence_operator::Context::for_command(CLI_IDENTITY)
             .await
             .context("cannot reach the cluster (kubeconfig or in-cluster config)")?;
-        let outcome = ops::release(&client, &target, engine, !opts.confirm, &cfg).await?;
+        let requester = opts.requester.clone().unwrap_or_else(kubeconfig_user);
+        // The operator's own operation: delete only ours, then the Event.
+        let outcome = ops::release(
+            &rt,
+            &cfg,
+            &target,
+            engine,
+            !opts.confirm,
+            &ops::Holder::Cli,
+            &requester,
+        )
+        .await?;
         let api = policy_api(engine);
         let name = target.object_name(engine);
         let line = match (outcome, opts.confirm) {
@@ -73,20 +84,6 @@ pub fn run(opts: &ReleaseOpts) -> anyhow::Result<u8> {
                 api.kind
             ),
             (ReleaseOutcome::Released, true) => {
-                let recorder = kube::runtime::events::Recorder::new(
-                    client.clone(),
-                    kube::runtime::events::Reporter {
-                        controller: "kubefence-cli".to_string(),
-                        instance: None,
-                    },
-                );
-                let requester = opts.requester.clone().unwrap_or_else(kubeconfig_user);
-                let reference = ops::object_reference(&target, None);
-                if let Err(e) =
-                    ops::record_released(&recorder, &reference, engine, &name, &requester).await
-                {
-                    tracing::warn!("released, but the Event was not recorded: {e}");
-                }
                 format!("{target}: released ({} {name} deleted)", api.kind)
             }
         };

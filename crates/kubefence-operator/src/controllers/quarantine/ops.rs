@@ -1,11 +1,14 @@
 //! The API calls: plan (read), apply (create, dry run unless confirmed),
-//! release (delete only ours), and the Events on the target.
+//! release (delete only ours), and the Events on the target. Reads go
+//! through [`cluster::timed`], writes and events through [`crate::cluster`]
+//! (timeout, metrics, field manager `kubefence`). [`isolate`] and
+//! [`release`] are the whole operations, shared by the controller and the
+//! CLI's online `quarantine` and `release`.
 
 use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::networking::v1 as net;
-use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams};
+use kube::api::{Api, DynamicObject, ListParams};
 use kube::core::{ApiResource, GroupVersionKind};
-use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Client, ResourceExt};
 use kubefence_core::model::Cluster;
 use kubefence_core::naming::{
@@ -18,10 +21,22 @@ use kubefence_core::quarantine::{
 use kubefence_k8s::crd::quarantine::QUARANTINE_UID_LABEL;
 use kubefence_k8s::quarantine::{PolicyApi, policy_api, render, target_workload, workload_api};
 
-use super::{Error, QuarantineConfig, Result};
+use super::QuarantineConfig;
+use crate::cluster::{self, ApplyMode, Created, Deleted, timed};
+use crate::context::Context;
+use crate::error::{Error, Result};
 
-fn is_status(e: &kube::Error, code: u16) -> bool {
-    matches!(e, kube::Error::Api(s) if s.code == code)
+/// GET of one object; 404 is `None`.
+async fn get_opt(
+    ctx: &Context,
+    api: &Api<DynamicObject>,
+    name: &str,
+) -> Result<Option<DynamicObject>> {
+    match timed(ctx, api.get(name)).await {
+        Ok(o) => Ok(Some(o)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn api_resource(api: &PolicyApi) -> ApiResource {
@@ -141,21 +156,22 @@ const AUDIT_KEYS: [&str; 4] = [
 /// Reads the live target and the policies of its namespace, and builds the
 /// plan. Refuses a protected namespace before any request.
 pub async fn plan(
-    client: &Client,
+    ctx: &Context,
     target: &Target,
     audit: &Audit,
     engine: Engine,
     cfg: &QuarantineConfig,
 ) -> Result<(Plan, ObjectReference)> {
     core_q::check_namespace(target, &cfg.core())?;
-    let live = match target_client(client, target).get(&target.name).await {
-        Ok(o) => o,
-        Err(e) if is_status(&e, 404) => {
+    let client = &ctx.client;
+    let live = match get_opt(ctx, &target_client(client, target), &target.name).await {
+        Ok(Some(o)) => o,
+        Ok(None) => {
             return Err(Error::TargetNotFound {
                 target: target.id(),
             });
         }
-        Err(e) => return Err(Error::kube(format!("reading {}", target.id()), e)),
+        Err(e) => return Err(Error::call(format!("reading {}", target.id()), e)),
     };
     let reference = object_reference(target, live.uid());
     let value = serde_json::to_value(&live).map_err(|e| Error::BadTarget {
@@ -169,12 +185,14 @@ pub async fn plan(
         })?;
 
     let policies: Api<net::NetworkPolicy> = Api::namespaced(client.clone(), &target.namespace);
-    let list = policies.list(&ListParams::default()).await.map_err(|e| {
-        Error::kube(
-            format!("listing NetworkPolicies of namespace {}", target.namespace),
-            e,
-        )
-    })?;
+    let list = timed(ctx, policies.list(&ListParams::default()))
+        .await
+        .map_err(|e| {
+            Error::call(
+                format!("listing NetworkPolicies of namespace {}", target.namespace),
+                e,
+            )
+        })?;
     let mut cluster = Cluster::default();
     let mut unreadable = Vec::new();
     for p in &list.items {
@@ -192,11 +210,63 @@ pub async fn plan(
             }
         }
     }
-    cluster.workloads.push(workload.clone());
+    cluster.workloads = namespace_workloads(ctx, &target.namespace).await?;
+    if !cluster
+        .workloads
+        .iter()
+        .any(|w| w.kind == workload.kind && w.name == workload.name)
+    {
+        // A ReplicaSet of a Deployment, a Job of a CronJob, a Pod of
+        // anything: quarantined as itself, though not a workload of its own.
+        cluster.workloads.push(workload.clone());
+    }
     cluster.add_implicit_namespaces();
     let mut plan = core_q::plan(&workload, audit, engine, &cluster, &cfg.core())?;
     plan.unreadable_policies = unreadable;
     Ok((plan, reference))
+}
+
+/// The workloads of `namespace` as the offline plan reads them from
+/// manifests (the same conversion: a ReplicaSet of a Deployment, a Job of a
+/// CronJob and a Pod with an owner are part of their owner), so the core
+/// can say which other workloads the quarantine selector also matches
+/// (`Plan::also_selects`). An object that cannot be read is skipped (logged).
+async fn namespace_workloads(
+    ctx: &Context,
+    namespace: &str,
+) -> Result<Vec<kubefence_core::model::Workload>> {
+    let mut out = Vec::new();
+    for kind in kubefence_core::WorkloadKind::ALL {
+        let api = target_client(&ctx.client, &Target::new(kind, namespace, ""));
+        let (_, plural) = workload_api(kind);
+        let list = timed(ctx, api.list(&ListParams::default()))
+            .await
+            .map_err(|e| {
+                Error::call(format!("listing the {plural} of namespace {namespace}"), e)
+            })?;
+        for item in list.items {
+            let name = item.name_any();
+            let value = match serde_json::to_value(&item) {
+                Ok(mut v) => {
+                    v["apiVersion"] = kubefence_k8s::render::workload_api_version(kind).into();
+                    v["kind"] = kind.as_str().into();
+                    v
+                }
+                Err(e) => {
+                    tracing::warn!(%namespace, %name, error = %e, "cannot read workload");
+                    continue;
+                }
+            };
+            match kubefence_k8s::convert::live_object(kind.as_str(), value) {
+                Ok(kubefence_k8s::convert::LiveObject::Workload(w)) => out.push(w),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(%namespace, %name, kind = kind.as_str(), error = %e, "cannot read workload");
+                }
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// The pods a plan's selector picks in the target's namespace, now.
@@ -235,18 +305,18 @@ impl Selection {
 /// is the target. A Pod's selector is its labels, `pod-template-hash`
 /// included, which every sibling of its ReplicaSet shares.
 pub async fn selected_pods(
-    client: &Client,
+    ctx: &Context,
     plan: &Plan,
     target_uid: Option<&str>,
 ) -> Result<Selection> {
+    let client = &ctx.client;
     use k8s_openapi::api::core::v1::Pod;
     use std::collections::BTreeMap;
     let namespace = &plan.target.namespace;
     let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
-    let list = pods
-        .list(&ListParams::default())
+    let list = timed(ctx, pods.list(&ListParams::default()))
         .await
-        .map_err(|e| Error::kube(format!("listing the pods of namespace {namespace}"), e))?;
+        .map_err(|e| Error::call(format!("listing the pods of namespace {namespace}"), e))?;
     let controller = |meta: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta| {
         meta.owner_references
             .iter()
@@ -284,12 +354,11 @@ pub async fn selected_pods(
                         let key = (owner.kind.clone(), owner.name.clone());
                         if !owners_of.contains_key(&key) {
                             let middle = Target::new(via, namespace.clone(), owner.name.clone());
-                            let grand = match target_client(client, &middle).get(&owner.name).await
-                            {
-                                Ok(o) => controller(&o.metadata).map(|c| c.uid),
-                                Err(e) if is_status(&e, 404) => None,
+                            let api = target_client(client, &middle);
+                            let grand = match get_opt(ctx, &api, &owner.name).await {
+                                Ok(o) => o.and_then(|o| controller(&o.metadata)).map(|c| c.uid),
                                 Err(e) => {
-                                    return Err(Error::kube(format!("reading {}", middle.id()), e));
+                                    return Err(Error::call(format!("reading {}", middle.id()), e));
                                 }
                             };
                             owners_of.insert(key.clone(), grand);
@@ -354,42 +423,47 @@ pub enum ApplyOutcome {
 /// Only server-side apply writes: a POST would register a second field
 /// manager (operation Update) whose fields a later apply never removes.
 pub async fn apply(
-    client: &Client,
+    ctx: &Context,
     plan: &Plan,
     dry_run: bool,
     holder: &Holder,
 ) -> Result<ApplyOutcome> {
-    let (api, meta) = policy_client(client, plan.engine, &plan.target.namespace);
+    let (api, meta) = policy_client(&ctx.client, plan.engine, &plan.target.namespace);
     let mut object = render(plan);
     if let Holder::Quarantine { uid, .. } = holder {
         object["metadata"]["labels"][QUARANTINE_UID_LABEL] = uid.clone().into();
     }
     let name = &plan.policy_name;
     let what = |verb: &str| format!("{verb} {} {name}", meta.kind);
-    let existing = match api.get(name).await {
-        Ok(o) => Some(o),
-        Err(e) if is_status(&e, 404) => None,
-        Err(e) => return Err(Error::kube(what("reading"), e)),
-    };
+    let existing = get_opt(ctx, &api, name)
+        .await
+        .map_err(|e| Error::call(what("reading"), e))?;
     let foreign = || Error::Foreign {
         kind: meta.kind.to_string(),
         name: qualified(&meta, &plan.target.namespace, name),
     };
     let Some(existing) = existing else {
-        let stored = server_side_apply(&api, name, &object, dry_run, false, None)
-            .await
-            .map_err(|e| match e {
-                // Created by someone else since the read, with other values.
-                e if is_status(&e, 409) => foreign(),
-                e => Error::kube(what("creating"), e),
-            })?;
-        if written_by_others(&stored) {
-            if !dry_run {
-                give_back(&api, name, &object).await;
-            }
-            return Err(foreign());
-        }
-        return Ok(ApplyOutcome::Created);
+        let mode = ApplyMode {
+            force: false,
+            dry_run,
+        };
+        let identity = identity_of(&object, name);
+        return match cluster::create_by_apply(
+            ctx,
+            &api,
+            meta.plural,
+            name,
+            &object,
+            &identity,
+            mode,
+        )
+        .await
+        .map_err(|e| Error::call(what("creating"), e))?
+        {
+            Created::Ours(_) => Ok(ApplyOutcome::Created),
+            // Created by someone else since the read.
+            Created::Taken => Err(foreign()),
+        };
     };
     match holding(&existing, &plan.target, holder) {
         Holding::Foreign => Err(foreign()),
@@ -397,71 +471,35 @@ pub async fn apply(
         Holding::Ours if matches_plan(&existing, &object) => Ok(ApplyOutcome::AlreadyIsolated),
         Holding::Ours => {
             keep_audit_trail(&mut object, &existing);
-            server_side_apply(
-                &api,
-                name,
-                &object,
+            // On exactly the version read: Conflict if it changed since.
+            object["metadata"]["resourceVersion"] = existing.resource_version().into();
+            let mode = ApplyMode {
+                force: true,
                 dry_run,
-                true,
-                existing.resource_version(),
-            )
-            .await
-            .map_err(|e| Error::Drifted {
-                what: qualified(&meta, &plan.target.namespace, name),
-                source: Box::new(e),
-            })?;
+            };
+            cluster::apply(ctx, &api, meta.plural, name, &object, mode)
+                .await
+                .map_err(|e| Error::Drifted {
+                    what: qualified(&meta, &plan.target.namespace, name),
+                    source: Box::new(e),
+                })?;
             Ok(ApplyOutcome::Repaired)
         }
     }
 }
 
-async fn server_side_apply(
-    api: &Api<DynamicObject>,
-    name: &str,
-    object: &serde_json::Value,
-    dry_run: bool,
-    force: bool,
-    resource_version: Option<String>,
-) -> Result<DynamicObject, kube::Error> {
-    let mut body = object.clone();
-    if let Some(rv) = resource_version {
-        body["metadata"]["resourceVersion"] = rv.into();
-    }
-    let mut params = PatchParams::apply(super::MANAGER);
-    params.force = force;
-    params.dry_run = dry_run;
-    api.patch(name, &params, &Patch::Apply(&body)).await
-}
-
-/// Whether managers other than kubefence's apply hold fields of `obj`.
-fn written_by_others(obj: &DynamicObject) -> bool {
-    obj.metadata.managed_fields.iter().flatten().any(|m| {
-        m.manager.as_deref() != Some(super::MANAGER) || m.operation.as_deref() != Some("Apply")
-    })
-}
-
-/// An apply of nothing but the identity: kubefence's manager lets go of
-/// every field, so what only it set goes and the other managers' fields
-/// stay. Best effort (logged).
-async fn give_back(api: &Api<DynamicObject>, name: &str, object: &serde_json::Value) {
-    let mut empty = serde_json::json!({
+/// An object of nothing but its identity: applied by kubefence's manager,
+/// it gives back every field kubefence set.
+fn identity_of(object: &serde_json::Value, name: &str) -> serde_json::Value {
+    let mut identity = serde_json::json!({
         "apiVersion": object["apiVersion"],
         "kind": object["kind"],
         "metadata": {"name": name},
     });
     if !object["metadata"]["namespace"].is_null() {
-        empty["metadata"]["namespace"] = object["metadata"]["namespace"].clone();
+        identity["metadata"]["namespace"] = object["metadata"]["namespace"].clone();
     }
-    if let Err(e) = api
-        .patch(
-            name,
-            &PatchParams::apply(super::MANAGER),
-            &Patch::Apply(&empty),
-        )
-        .await
-    {
-        tracing::warn!(%name, error = %e, "could not give back the fields of a policy someone else created");
-    }
+    identity
 }
 
 /// Whether `existing` says what `desired` does: the same spec (for a
@@ -523,26 +561,42 @@ pub enum ReleaseOutcome {
     NotQuarantined,
 }
 
-/// Deletes the target's quarantine policy when the CLI may ([`Holder::Cli`]):
-/// one a Quarantine resource holds is refused (delete the Quarantine
-/// instead). Works when the target is gone: only the policy is read. A
-/// missing policy is success.
+/// Releases `target`: deletes its quarantine object of `engine` when
+/// `holder` holds it (the CLI: one no Quarantine resource holds; delete
+/// the Quarantine instead), and records `KubefenceReleased` on the target
+/// (by `requester`) when it was deleted for real. Works when the target
+/// is gone: only the policy is read. A missing policy is success. Refuses
+/// a protected namespace before any request.
 pub async fn release(
-    client: &Client,
+    ctx: &Context,
+    cfg: &QuarantineConfig,
     target: &Target,
     engine: Engine,
     dry_run: bool,
-    cfg: &QuarantineConfig,
+    holder: &Holder,
+    requester: &str,
 ) -> Result<ReleaseOutcome> {
     core_q::check_namespace(target, &cfg.core())?;
-    release_named(client, engine, target, dry_run, &Holder::Cli).await
+    let outcome = release_named(ctx, engine, target, dry_run, holder).await?;
+    if outcome == ReleaseOutcome::Released && !dry_run {
+        // Released whatever happens to the Event.
+        let reference = object_reference(target, None);
+        let name = target.object_name(engine);
+        if let Err(e) = record_released(ctx, &reference, engine, &name, requester).await {
+            tracing::warn!(
+                "released, but the Event was not recorded: {}",
+                e.full_message()
+            );
+        }
+    }
+    Ok(outcome)
 }
 
 /// Deletes `target`'s quarantine object of `engine` when `holder` holds it
 /// ([`holding`], checked on the object read just before, and the delete is
 /// of exactly that object: uid precondition). A missing one is success.
 pub async fn release_named(
-    client: &Client,
+    ctx: &Context,
     engine: Engine,
     target: &Target,
     dry_run: bool,
@@ -550,11 +604,11 @@ pub async fn release_named(
 ) -> Result<ReleaseOutcome> {
     let name = target.object_name(engine);
     let namespace = target.namespace.as_str();
-    let (api, meta) = policy_client(client, engine, namespace);
-    let existing = match api.get(&name).await {
-        Ok(o) => o,
-        Err(e) if is_status(&e, 404) => return Ok(ReleaseOutcome::NotQuarantined),
-        Err(e) => return Err(Error::kube(format!("reading {} {name}", meta.kind), e)),
+    let (api, meta) = policy_client(&ctx.client, engine, namespace);
+    let existing = match get_opt(ctx, &api, &name).await {
+        Ok(Some(o)) => o,
+        Ok(None) => return Ok(ReleaseOutcome::NotQuarantined),
+        Err(e) => return Err(Error::call(format!("reading {} {name}", meta.kind), e)),
     };
     match holding(&existing, target, holder) {
         Holding::Ours => {}
@@ -572,20 +626,12 @@ pub async fn release_named(
             });
         }
     }
-    let params = DeleteParams {
-        dry_run,
-        // Delete exactly what was read: a policy re-created meanwhile by
-        // someone else is not ours to delete.
-        preconditions: existing.uid().map(|uid| kube::api::Preconditions {
-            uid: Some(uid),
-            resource_version: None,
-        }),
-        ..DeleteParams::default()
-    };
-    match api.delete(&name, &params).await {
-        Ok(_) => Ok(ReleaseOutcome::Released),
-        Err(e) if is_status(&e, 404) => Ok(ReleaseOutcome::NotQuarantined),
-        Err(e) => Err(Error::kube(format!("deleting {} {name}", meta.kind), e)),
+    // Delete exactly what was read: a policy re-created meanwhile by
+    // someone else is not ours to delete.
+    match cluster::delete(ctx, &api, meta.plural, &name, existing.uid(), dry_run).await {
+        Ok(Deleted::Yes) => Ok(ReleaseOutcome::Released),
+        Ok(Deleted::Missing) => Ok(ReleaseOutcome::NotQuarantined),
+        Err(e) => Err(Error::call(format!("deleting {} {name}", meta.kind), e)),
     }
 }
 
@@ -594,18 +640,18 @@ pub async fn release_named(
 /// label changes, nothing else. A forced apply of kubefence's own labels,
 /// annotations and the spec as read, on exactly the version read.
 pub async fn hand_over(
-    client: &Client,
+    ctx: &Context,
     engine: Engine,
     target: &Target,
     from: &str,
     to: &str,
 ) -> Result<()> {
     let name = target.object_name(engine);
-    let (api, meta) = policy_client(client, engine, &target.namespace);
-    let existing = match api.get(&name).await {
-        Ok(o) => o,
-        Err(e) if is_status(&e, 404) => return Ok(()),
-        Err(e) => return Err(Error::kube(format!("reading {} {name}", meta.kind), e)),
+    let (api, meta) = policy_client(&ctx.client, engine, &target.namespace);
+    let existing = match get_opt(ctx, &api, &name).await {
+        Ok(Some(o)) => o,
+        Ok(None) => return Ok(()),
+        Err(e) => return Err(Error::call(format!("reading {} {name}", meta.kind), e)),
     };
     let holder = Holder::Quarantine {
         uid: from.to_string(),
@@ -634,9 +680,14 @@ pub async fn hand_over(
     if api_meta.namespaced {
         body["metadata"]["namespace"] = target.namespace.clone().into();
     }
-    server_side_apply(&api, &name, &body, false, true, existing.resource_version())
+    body["metadata"]["resourceVersion"] = existing.resource_version().into();
+    let mode = ApplyMode {
+        force: true,
+        dry_run: false,
+    };
+    cluster::apply(ctx, &api, meta.plural, &name, &body, mode)
         .await
-        .map_err(|e| Error::kube(format!("handing over {} {name}", meta.kind), e))?;
+        .map_err(|e| Error::call(format!("handing over {} {name}", meta.kind), e))?;
     Ok(())
 }
 
@@ -663,7 +714,7 @@ pub fn object_reference(target: &Target, uid: Option<String>) -> ObjectReference
 
 /// Records `KubefenceQuarantined` on the target.
 pub async fn record_quarantined(
-    recorder: &Recorder,
+    ctx: &Context,
     reference: &ObjectReference,
     plan: &Plan,
     audit: &Audit,
@@ -682,19 +733,21 @@ pub async fn record_quarantined(
             "; {open} path(s) stay open through other policies"
         ));
     }
-    publish(
-        recorder,
+    cluster::record_event(
+        ctx,
         reference,
+        false,
         core_q::EVENT_QUARANTINED,
         "Quarantine",
         note,
     )
     .await
+    .map_err(|e| Error::call(format!("recording event {}", core_q::EVENT_QUARANTINED), e))
 }
 
 /// Records `KubefenceReleased` on the target.
 pub async fn record_released(
-    recorder: &Recorder,
+    ctx: &Context,
     reference: &ObjectReference,
     engine: Engine,
     name: &str,
@@ -704,33 +757,70 @@ pub async fn record_released(
         "quarantine released: {} {name} deleted (by {requester})",
         policy_api(engine).kind
     );
-    publish(recorder, reference, core_q::EVENT_RELEASED, "Release", note).await
+    cluster::record_event(
+        ctx,
+        reference,
+        false,
+        core_q::EVENT_RELEASED,
+        "Release",
+        note,
+    )
+    .await
+    .map_err(|e| Error::call(format!("recording event {}", core_q::EVENT_RELEASED), e))
 }
 
-async fn publish(
-    recorder: &Recorder,
-    reference: &ObjectReference,
-    reason: &str,
-    action: &str,
-    mut note: String,
-) -> Result<()> {
-    // Event notes are limited to 1 kB.
-    if note.len() > 1000 {
-        let mut cut = 1000;
-        while !note.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        note.truncate(cut);
+/// What to isolate, and how.
+#[derive(Clone, Debug)]
+pub struct Request {
+    pub target: Target,
+    pub audit: Audit,
+    pub engine: Engine,
+    /// A server-side dry run (`dryRun=All`): nothing is persisted.
+    pub dry_run: bool,
+    /// Isolate even when the selector picks pods that are not the
+    /// target's own.
+    pub allow_collateral: bool,
+    pub holder: Holder,
+}
+
+/// What [`isolate`] did.
+#[derive(Clone, Debug)]
+pub struct Isolation {
+    pub plan: Plan,
+    /// The target, for Events (its uid as read).
+    pub reference: ObjectReference,
+    pub selection: Selection,
+    pub outcome: ApplyOutcome,
+}
+
+/// The whole quarantine of one workload, for the controller and the CLI
+/// alike: plan from the live target and policies, count the pods the
+/// selector picks and refuse collateral ones unless allowed (before any
+/// write), apply, and record `KubefenceQuarantined` on the target when the
+/// policy was created for real (best effort: the policy exists whatever
+/// happens to the Event).
+pub async fn isolate(
+    ctx: &Context,
+    cfg: &QuarantineConfig,
+    request: &Request,
+) -> Result<Isolation> {
+    let (plan, reference) = plan(ctx, &request.target, &request.audit, request.engine, cfg).await?;
+    let selection = selected_pods(ctx, &plan, reference.uid.as_deref()).await?;
+    check_collateral(&plan, &selection, request.allow_collateral)?;
+    let outcome = apply(ctx, &plan, request.dry_run, &request.holder).await?;
+    if !request.dry_run
+        && outcome == ApplyOutcome::Created
+        && let Err(e) = record_quarantined(ctx, &reference, &plan, &request.audit).await
+    {
+        tracing::warn!(
+            "the policy exists, but the Event was not recorded: {}",
+            e.full_message()
+        );
     }
-    let event = Event {
-        type_: EventType::Normal,
-        reason: reason.to_string(),
-        note: Some(note),
-        action: action.to_string(),
-        secondary: None,
-    };
-    recorder
-        .publish(&event, reference)
-        .await
-        .map_err(|e| Error::kube(format!("recording event {reason}"), e))
+    Ok(Isolation {
+        plan,
+        reference,
+        selection,
+        outcome,
+    })
 }

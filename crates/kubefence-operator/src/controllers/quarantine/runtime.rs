@@ -13,9 +13,9 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use tokio::sync::watch;
 
+use super::{QuarantineConfig, Quarantines, run_until};
 use crate::context::Context;
 use crate::error::Result;
-use crate::quarantine::{self as q, QuarantineConfig, run_until};
 
 pub const NAME: &str = "quarantine";
 
@@ -40,7 +40,7 @@ async fn run(ctx: Arc<Context>) -> Result<()> {
     // Nothing to sync before serving: a follower is ready without watching.
     ctx.readiness.register(NAME);
     ctx.readiness.set(NAME, true);
-    let qctx = Arc::new(q::Context::new(ctx.client.clone(), config(&ctx)));
+    let quarantines = Arc::new(Quarantines::new(ctx.clone(), config(&ctx)));
     let mut leader = ctx.leader.clone();
     let shutdown = ctx.shutdown.clone();
     loop {
@@ -70,7 +70,7 @@ async fn run(ctx: Arc<Context>) -> Result<()> {
         // whose first list never succeeded (no CRD, no RBAC) still waits for
         // its cache and does not end by itself: it is dropped after it.
         tokio::select! {
-            () = run_until(qctx.clone(), stopped(stop_rx.clone())) => {}
+            () = run_until(quarantines.clone(), stopped(stop_rx.clone())) => {}
             () = async { stopped(stop_rx).await; tokio::time::sleep(GRACE).await } => {
                 tracing::warn!(controller = NAME, "did not stop within the grace period; dropped");
             }

@@ -10,10 +10,14 @@ use kubefence_core::quarantine::{Audit, Engine, Target};
 use kubefence_k8s::crd::quarantine::{FINALIZER, Phase, Quarantine};
 use serde_json::{Value, json};
 
-use super::fixtures::{
-    FakeApi, Seen, allow_ingress_from_web, deployment, netpol_path, quarantine_path, statefulset,
-};
 use super::*;
+use crate::error::{Error, Result};
+use crate::fake::{FakeApi, Recorded};
+use crate::fixtures::{
+    allow_ingress_from_web, deployment_selecting, policy_path as netpol_path, quarantine_path,
+    statefulset,
+};
+use kube::runtime::controller::Action;
 
 const NP: &str = "/apis/networking.k8s.io/v1/namespaces/shop/networkpolicies";
 
@@ -39,8 +43,7 @@ fn api_target() -> Target {
 
 fn with_api(selector: Value) -> (Client, FakeApi) {
     let (client, fake) = FakeApi::start();
-    let (path, obj) = deployment("shop", "api", selector);
-    fake.insert(&path, obj);
+    fake.add(&deployment_selecting("shop", "api", selector));
     (client, fake)
 }
 
@@ -48,9 +51,19 @@ fn app_api() -> Value {
     json!({"matchLabels": {"app": "api"}})
 }
 
+/// The one runtime context over the fake (leading, default config).
+fn rt(client: &Client) -> crate::Context {
+    crate::Context::with_client(client.clone(), crate::OperatorConfig::default())
+}
+
+/// The Quarantine controller's reconcile context over the fake.
+fn quarantines(client: Client) -> Arc<Quarantines> {
+    Arc::new(Quarantines::new(Arc::new(rt(&client)), cfg()))
+}
+
 async fn quarantine(client: &Client, target: &Target, dry_run: bool) -> Result<ApplyOutcome> {
-    let (plan, _) = plan(client, target, &audit(), Engine::NetworkPolicy, &cfg()).await?;
-    apply(client, &plan, dry_run, &Holder::Cli).await
+    let (plan, _) = plan(&rt(client), target, &audit(), Engine::NetworkPolicy, &cfg()).await?;
+    apply(&rt(client), &plan, dry_run, &Holder::Cli).await
 }
 
 #[tokio::test]
@@ -63,6 +76,15 @@ async fn dry_run_sends_dry_run_all_and_persists_nothing() {
         vec![
             "GET /apis/apps/v1/namespaces/shop/deployments/api".to_string(),
             format!("GET {NP}?"),
+            // Every workload of the namespace: which others the selector
+            // also matches (the core's `also_selects`).
+            "GET /apis/apps/v1/namespaces/shop/deployments?".to_string(),
+            "GET /apis/apps/v1/namespaces/shop/statefulsets?".to_string(),
+            "GET /apis/apps/v1/namespaces/shop/daemonsets?".to_string(),
+            "GET /apis/apps/v1/namespaces/shop/replicasets?".to_string(),
+            "GET /apis/batch/v1/namespaces/shop/jobs?".to_string(),
+            "GET /apis/batch/v1/namespaces/shop/cronjobs?".to_string(),
+            "GET /api/v1/namespaces/shop/pods?".to_string(),
             format!("GET {NP}/kf-quarantine-deployment-api"),
             // Server-side apply only: one field manager, operation Apply.
             format!("PATCH {NP}/kf-quarantine-deployment-api?&dryRun=All&fieldManager=kubefence"),
@@ -80,7 +102,7 @@ async fn confirm_creates_a_deny_all_policy_with_audit_and_no_owner_reference() {
     quarantine(&client, &api_target(), false).await.unwrap();
     let log = fake.take_log();
     assert_eq!(
-        log[3].line(),
+        log[10].line(),
         format!("PATCH {NP}/kf-quarantine-deployment-api?&fieldManager=kubefence")
     );
     let p = fake
@@ -128,7 +150,7 @@ async fn applying_twice_succeeds_once() {
     );
     let lines = fake.take_lines();
     assert_eq!(
-        lines[2..],
+        lines[9..],
         [format!("GET {NP}/kf-quarantine-deployment-api")],
         "read it → ours and as planned: success, nothing written"
     );
@@ -137,8 +159,7 @@ async fn applying_twice_succeeds_once() {
 #[tokio::test]
 async fn deployment_and_statefulset_named_alike_get_distinct_policies() {
     let (client, fake) = with_api(app_api());
-    let (path, obj) = statefulset("shop", "api");
-    fake.insert(&path, obj);
+    fake.add(&statefulset("shop", "api"));
     let sts = Target::new(WorkloadKind::StatefulSet, "shop", "api");
     quarantine(&client, &api_target(), false).await.unwrap();
     quarantine(&client, &sts, false).await.unwrap();
@@ -152,9 +173,17 @@ async fn deployment_and_statefulset_named_alike_get_distinct_policies() {
 
     fake.take_log();
     let uid = fake.get(&s).unwrap()["metadata"]["uid"].clone();
-    let out = release(&client, &sts, Engine::NetworkPolicy, false, &cfg())
-        .await
-        .unwrap();
+    let out = release(
+        &rt(&client),
+        &cfg(),
+        &sts,
+        Engine::NetworkPolicy,
+        false,
+        &Holder::Cli,
+        "alice",
+    )
+    .await
+    .unwrap();
     assert_eq!(out, ReleaseOutcome::Released);
     let log = fake.take_log();
     assert_eq!(
@@ -162,8 +191,10 @@ async fn deployment_and_statefulset_named_alike_get_distinct_policies() {
         vec![
             format!("GET {NP}/kf-quarantine-statefulset-api"),
             format!("DELETE {NP}/kf-quarantine-statefulset-api?"),
+            "POST /apis/events.k8s.io/v1/namespaces/shop/events?".to_string(),
         ]
     );
+    assert_eq!(log[2].body.as_ref().unwrap()["reason"], "KubefenceReleased");
     // Deletes exactly the object it read and found ours.
     assert_eq!(log[1].body.as_ref().unwrap()["preconditions"]["uid"], uid);
     assert!(fake.get(&s).is_none());
@@ -214,11 +245,19 @@ async fn an_empty_selector_is_refused_before_any_write() {
 async fn release_works_when_the_workload_is_gone() {
     let (client, fake) = with_api(app_api());
     quarantine(&client, &api_target(), false).await.unwrap();
-    fake.remove("/apis/apps/v1/namespaces/shop/deployments/api");
+    fake.delete_path("/apis/apps/v1/namespaces/shop/deployments/api");
     fake.take_log();
-    let out = release(&client, &api_target(), Engine::NetworkPolicy, false, &cfg())
-        .await
-        .unwrap();
+    let out = release(
+        &rt(&client),
+        &cfg(),
+        &api_target(),
+        Engine::NetworkPolicy,
+        false,
+        &Holder::Cli,
+        "alice",
+    )
+    .await
+    .unwrap();
     assert_eq!(out, ReleaseOutcome::Released);
     let lines = fake.take_lines();
     assert!(
@@ -234,9 +273,17 @@ async fn release_works_when_the_workload_is_gone() {
 #[tokio::test]
 async fn release_with_the_policy_already_gone_is_success() {
     let (client, fake) = FakeApi::start();
-    let out = release(&client, &api_target(), Engine::NetworkPolicy, false, &cfg())
-        .await
-        .unwrap();
+    let out = release(
+        &rt(&client),
+        &cfg(),
+        &api_target(),
+        Engine::NetworkPolicy,
+        false,
+        &Holder::Cli,
+        "alice",
+    )
+    .await
+    .unwrap();
     assert_eq!(out, ReleaseOutcome::NotQuarantined);
     assert_eq!(
         fake.take_lines(),
@@ -249,13 +296,21 @@ async fn release_with_the_policy_already_gone_is_success() {
 async fn a_protected_namespace_makes_zero_api_requests() {
     let (client, fake) = FakeApi::start();
     let t = Target::new(WorkloadKind::DaemonSet, "kube-system", "kube-proxy");
-    let err = plan(&client, &t, &audit(), Engine::NetworkPolicy, &cfg())
+    let err = plan(&rt(&client), &t, &audit(), Engine::NetworkPolicy, &cfg())
         .await
         .unwrap_err();
     assert_eq!(err.reason(), "ProtectedNamespace");
-    let err = release(&client, &t, Engine::NetworkPolicy, false, &cfg())
-        .await
-        .unwrap_err();
+    let err = release(
+        &rt(&client),
+        &cfg(),
+        &t,
+        Engine::NetworkPolicy,
+        false,
+        &Holder::Cli,
+        "alice",
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.reason(), "ProtectedNamespace");
     // The operator's own namespace, when configured.
     let mut own = cfg();
@@ -263,7 +318,7 @@ async fn a_protected_namespace_makes_zero_api_requests() {
         .insert("kubefence-system".to_string());
     let t = Target::new(WorkloadKind::Deployment, "kubefence-system", "x");
     assert!(
-        plan(&client, &t, &audit(), Engine::Cilium, &own)
+        plan(&rt(&client), &t, &audit(), Engine::Cilium, &own)
             .await
             .is_err()
     );
@@ -290,9 +345,17 @@ async fn a_same_named_foreign_policy_is_never_overwritten_nor_deleted() {
             .contains("shop/kf-quarantine-deployment-api"),
         "{err}"
     );
-    let err = release(&client, &api_target(), Engine::NetworkPolicy, false, &cfg())
-        .await
-        .unwrap_err();
+    let err = release(
+        &rt(&client),
+        &cfg(),
+        &api_target(),
+        Engine::NetworkPolicy,
+        false,
+        &Holder::Cli,
+        "alice",
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.reason(), "PolicyConflict");
     let lines = fake.take_lines();
     assert!(
@@ -326,10 +389,9 @@ async fn a_default_install_answers_forbidden_and_mutates_nothing() {
 #[tokio::test]
 async fn the_plan_reports_paths_left_open_by_other_policies() {
     let (client, fake) = with_api(app_api());
-    let (path, obj) = allow_ingress_from_web("shop");
-    fake.insert(&path, obj);
+    fake.add(&allow_ingress_from_web("shop"));
     let (p, _) = plan(
-        &client,
+        &rt(&client),
         &api_target(),
         &audit(),
         Engine::NetworkPolicy,
@@ -345,9 +407,15 @@ async fn the_plan_reports_paths_left_open_by_other_policies() {
             "ingress from podSelector app=web on TCP/8080 (policy shop/api-from-web, spec.ingress[0])"
         ]
     );
-    let (p, _) = plan(&client, &api_target(), &audit(), Engine::Cilium, &cfg())
-        .await
-        .unwrap();
+    let (p, _) = plan(
+        &rt(&client),
+        &api_target(),
+        &audit(),
+        Engine::Cilium,
+        &cfg(),
+    )
+    .await
+    .unwrap();
     assert!(p.effective(), "Cilium's deny overrides the allow");
 }
 
@@ -355,10 +423,10 @@ async fn the_plan_reports_paths_left_open_by_other_policies() {
 async fn cilium_and_anp_write_their_own_kinds() {
     let (client, fake) = with_api(app_api());
     for engine in [Engine::Cilium, Engine::AdminNetworkPolicy] {
-        let (p, _) = plan(&client, &api_target(), &audit(), engine, &cfg())
+        let (p, _) = plan(&rt(&client), &api_target(), &audit(), engine, &cfg())
             .await
             .unwrap();
-        apply(&client, &p, false, &Holder::Cli).await.unwrap();
+        apply(&rt(&client), &p, false, &Holder::Cli).await.unwrap();
     }
     let cnp = fake
         .get(
@@ -422,7 +490,7 @@ async fn the_quarantine_resource_goes_through_planned_isolated_released() {
     let (client, fake) = with_api(app_api());
     let qpath = quarantine_path("shop", "incident-7");
     fake.insert(&qpath, quarantine_object(true));
-    let ctx = Arc::new(Context::new(client.clone(), cfg()));
+    let ctx = quarantines(client.clone());
     let policy = netpol_path("shop", "kf-quarantine-deployment-api");
 
     // Dry run: Planned, nothing written but the status.
@@ -525,7 +593,7 @@ async fn without_the_opt_in_rights_a_quarantine_fails_and_can_still_be_deleted()
     fake.forbid_writes(NP);
     let qpath = quarantine_path("shop", "incident-7");
     fake.insert(&qpath, quarantine_object(false));
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     let policy = netpol_path("shop", "kf-quarantine-deployment-api");
 
     let _ = reconcile(Arc::new(read_q(&fake)), ctx.clone()).await;
@@ -556,13 +624,12 @@ async fn without_the_opt_in_rights_a_quarantine_fails_and_can_still_be_deleted()
 #[tokio::test]
 async fn a_quarantine_with_an_open_path_is_not_effective() {
     let (client, fake) = with_api(app_api());
-    let (path, obj) = allow_ingress_from_web("shop");
-    fake.insert(&path, obj);
+    fake.add(&allow_ingress_from_web("shop"));
     fake.insert(
         &quarantine_path("shop", "incident-7"),
         quarantine_object(false),
     );
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
     let q = read_q(&fake);
     let status = q.status.clone().unwrap();
@@ -584,7 +651,7 @@ async fn a_quarantine_in_a_protected_namespace_fails_without_touching_policies()
     obj["metadata"]["namespace"] = json!("kube-system");
     let qpath = quarantine_path("kube-system", "incident-7");
     fake.insert(&qpath, obj);
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     let q: Quarantine = serde_json::from_value(fake.get(&qpath).unwrap()).unwrap();
     reconcile(Arc::new(q), ctx).await.unwrap();
     let lines = fake.take_lines();
@@ -602,10 +669,15 @@ async fn a_quarantine_in_a_protected_namespace_fails_without_touching_policies()
 async fn a_new_quarantine_first_gets_the_finalizer() {
     let (client, fake) = with_api(app_api());
     let mut obj = quarantine_object(true);
-    obj["metadata"]["finalizers"] = json!([]);
+    // The API server stores no empty list (omitempty): the finalizer
+    // patch tests for its absence.
+    obj["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("finalizers");
     let qpath = quarantine_path("shop", "incident-7");
     fake.insert(&qpath, obj);
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
     let lines = fake.take_lines();
     assert_eq!(lines.len(), 1, "{lines:?}");
@@ -621,9 +693,17 @@ async fn a_release_dry_run_sends_dry_run_all_and_keeps_the_policy() {
     let (client, fake) = with_api(app_api());
     quarantine(&client, &api_target(), false).await.unwrap();
     fake.take_log();
-    let out = release(&client, &api_target(), Engine::NetworkPolicy, true, &cfg())
-        .await
-        .unwrap();
+    let out = release(
+        &rt(&client),
+        &cfg(),
+        &api_target(),
+        Engine::NetworkPolicy,
+        true,
+        &Holder::Cli,
+        "alice",
+    )
+    .await
+    .unwrap();
     assert_eq!(out, ReleaseOutcome::Released);
     let log = fake.take_log();
     assert_eq!(
@@ -642,7 +722,7 @@ async fn a_release_dry_run_sends_dry_run_all_and_keeps_the_policy() {
     );
 }
 
-async fn isolated(fake: &FakeApi, ctx: &Arc<Context>) {
+async fn isolated(fake: &FakeApi, ctx: &Arc<Quarantines>) {
     fake.insert(
         &quarantine_path("shop", "incident-7"),
         quarantine_object(false),
@@ -665,7 +745,7 @@ fn edit_spec(fake: &FakeApi, field: &str, value: Value) {
 #[tokio::test]
 async fn changing_the_engine_replaces_the_policy_without_a_gap() {
     let (client, fake) = with_api(app_api());
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     isolated(&fake, &ctx).await;
     edit_spec(&fake, "engine", json!("cilium"));
     reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
@@ -691,7 +771,7 @@ async fn changing_the_engine_replaces_the_policy_without_a_gap() {
 #[tokio::test]
 async fn back_to_dry_run_releases_and_plans() {
     let (client, fake) = with_api(app_api());
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     isolated(&fake, &ctx).await;
     edit_spec(&fake, "dryRun", json!(true));
     reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
@@ -720,7 +800,7 @@ async fn an_unreadable_policy_makes_the_plan_not_effective() {
         &quarantine_path("shop", "incident-7"),
         quarantine_object(false),
     );
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
     let q = read_q(&fake);
     assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Isolated));
@@ -733,7 +813,7 @@ async fn an_unreadable_policy_makes_the_plan_not_effective() {
 #[tokio::test]
 async fn deleting_one_of_two_quarantines_of_a_workload_keeps_it_isolated() {
     let (client, fake) = with_api(app_api());
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     let policy = netpol_path("shop", "kf-quarantine-deployment-api");
     let mut second = quarantine_object(false);
     second["metadata"]["name"] = json!("incident-8");
@@ -755,7 +835,7 @@ async fn deleting_one_of_two_quarantines_of_a_workload_keeps_it_isolated() {
     let q = read_q(&fake);
     assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Released));
     assert!(q.metadata.finalizers.unwrap_or_default().is_empty());
-    fake.remove(&qpath);
+    fake.delete_path(&qpath);
 
     // incident-8 goes: now the policy is released.
     let mut obj = fake.get(&second_path).unwrap();
@@ -775,7 +855,7 @@ fn quarantine_uid(fake: &FakeApi) -> String {
 #[tokio::test]
 async fn the_policy_records_the_quarantine_that_holds_it() {
     let (client, fake) = with_api(app_api());
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     isolated(&fake, &ctx).await;
     let p = fake
         .get(&netpol_path("shop", "kf-quarantine-deployment-api"))
@@ -789,7 +869,7 @@ async fn the_policy_records_the_quarantine_that_holds_it() {
 #[tokio::test]
 async fn a_forged_status_never_deletes_another_namespaces_admin_network_policy() {
     let (client, fake) = with_api(app_api());
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     // Another team's quarantine of their own `api`, cluster-scoped, with
     // every label kubefence sets.
     let theirs = Target::new(WorkloadKind::Deployment, "payments", "api");
@@ -835,7 +915,7 @@ async fn a_forged_status_never_deletes_another_namespaces_admin_network_policy()
 #[tokio::test]
 async fn a_policy_that_merely_carries_kubefences_labels_is_not_a_quarantines() {
     let (client, fake) = with_api(app_api());
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     let path = netpol_path("shop", "kf-quarantine-deployment-api");
     // Made by someone else (or by the CLI) with kubefence's labels, no uid.
     let planted = json!({
@@ -852,9 +932,10 @@ async fn a_policy_that_merely_carries_kubefences_labels_is_not_a_quarantines() {
         &quarantine_path("shop", "incident-7"),
         quarantine_object(false),
     );
-    reconcile(Arc::new(read_q(&fake)), ctx.clone())
+    let err = reconcile(Arc::new(read_q(&fake)), ctx.clone())
         .await
-        .unwrap();
+        .unwrap_err();
+    assert_eq!(err.reason(), "PolicyConflict", "retried with backoff");
     let q = read_q(&fake);
     assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Failed));
     assert_eq!(condition(&q, "Ready").1, "PolicyConflict");
@@ -878,11 +959,19 @@ async fn a_policy_that_merely_carries_kubefences_labels_is_not_a_quarantines() {
 #[tokio::test]
 async fn the_cli_does_not_release_a_policy_a_quarantine_resource_holds() {
     let (client, fake) = with_api(app_api());
-    let ctx = Arc::new(Context::new(client.clone(), cfg()));
+    let ctx = quarantines(client.clone());
     isolated(&fake, &ctx).await;
-    let err = release(&client, &api_target(), Engine::NetworkPolicy, false, &cfg())
-        .await
-        .unwrap_err();
+    let err = release(
+        &rt(&client),
+        &cfg(),
+        &api_target(),
+        Engine::NetworkPolicy,
+        false,
+        &Holder::Cli,
+        "alice",
+    )
+    .await
+    .unwrap_err();
     assert_eq!(err.reason(), "HeldByQuarantine", "{err}");
     assert!(err.to_string().contains(&quarantine_uid(&fake)), "{err}");
     assert!(
@@ -910,9 +999,9 @@ fn pod(name: &str, owner: Option<(&str, &str, &str)>, labels: Value) -> (String,
 /// A Deployment `api` (uid-deploy) with ReplicaSet api-7d9f and two pods,
 /// plus, when `stranger`, a bare pod with the same labels.
 fn api_with_pods(fake: &FakeApi, stranger: bool) {
-    let (path, mut d) = deployment("shop", "api", app_api());
-    d["metadata"]["uid"] = json!("uid-deploy");
-    fake.insert(&path, d);
+    let mut d = deployment_selecting("shop", "api", app_api());
+    d.metadata.uid = Some("uid-deploy".into());
+    fake.add(&d);
     fake.insert(
         "/apis/apps/v1/namespaces/shop/replicasets/api-7d9f",
         json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
@@ -945,10 +1034,11 @@ async fn a_pod_quarantine_that_would_isolate_its_siblings_is_refused_before_any_
     let mut q = quarantine_object(false);
     q["spec"]["target"] = json!({"kind": "Pod", "name": "api-7d9f-aaaaa"});
     fake.insert(&quarantine_path("shop", "incident-7"), q);
-    let ctx = Arc::new(Context::new(client, cfg()));
-    reconcile(Arc::new(read_q(&fake)), ctx.clone())
+    let ctx = quarantines(client);
+    let err = reconcile(Arc::new(read_q(&fake)), ctx.clone())
         .await
-        .unwrap();
+        .unwrap_err();
+    assert_eq!(err.reason(), "Collateral", "retried with backoff");
     let status = read_q(&fake);
     assert_eq!(status.status.as_ref().unwrap().phase, Some(Phase::Failed));
     assert_eq!(condition(&status, "Ready").1, "Collateral");
@@ -987,7 +1077,7 @@ async fn a_deployment_quarantine_selects_its_own_pods_and_refuses_a_stranger() {
     let (client, fake) = FakeApi::start();
     api_with_pods(&fake, false);
     let (p, reference) = plan(
-        &client,
+        &rt(&client),
         &api_target(),
         &audit(),
         Engine::NetworkPolicy,
@@ -995,7 +1085,7 @@ async fn a_deployment_quarantine_selects_its_own_pods_and_refuses_a_stranger() {
     )
     .await
     .unwrap();
-    let selection = selected_pods(&client, &p, reference.uid.as_deref())
+    let selection = selected_pods(&rt(&client), &p, reference.uid.as_deref())
         .await
         .unwrap();
     assert_eq!((selection.selected, selection.own), (2, 2));
@@ -1003,7 +1093,7 @@ async fn a_deployment_quarantine_selects_its_own_pods_and_refuses_a_stranger() {
 
     let (path, stranger) = pod("debug", None, json!({"app": "api"}));
     fake.insert(&path, stranger);
-    let selection = selected_pods(&client, &p, reference.uid.as_deref())
+    let selection = selected_pods(&rt(&client), &p, reference.uid.as_deref())
         .await
         .unwrap();
     assert_eq!((selection.selected, selection.own), (3, 2));
@@ -1024,7 +1114,7 @@ fn widen_quarantine_policy(fake: &FakeApi) {
 #[tokio::test]
 async fn a_hand_edited_quarantine_policy_is_restored() {
     let (client, fake) = with_api(app_api());
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     isolated(&fake, &ctx).await;
     let path = netpol_path("shop", "kf-quarantine-deployment-api");
     let before = fake.get(&path).unwrap();
@@ -1038,7 +1128,7 @@ async fn a_hand_edited_quarantine_policy_is_restored() {
         before["metadata"]["annotations"]["kubefence.dev/quarantined-at"],
         "the audit trail is kept as first written"
     );
-    let applies: Vec<Seen> = fake
+    let applies: Vec<Recorded> = fake
         .take_log()
         .into_iter()
         .filter(|s| s.method == "PATCH" && s.uri.contains("/networkpolicies/"))
@@ -1057,11 +1147,12 @@ async fn a_hand_edited_quarantine_policy_is_restored() {
 #[tokio::test]
 async fn a_drifted_policy_that_cannot_be_repaired_is_reported() {
     let (client, fake) = with_api(app_api());
-    let ctx = Arc::new(Context::new(client, cfg()));
+    let ctx = quarantines(client);
     isolated(&fake, &ctx).await;
     widen_quarantine_policy(&fake);
     fake.forbid_writes(&netpol_path("shop", "kf-quarantine-deployment-api"));
-    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    let err = reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap_err();
+    assert_eq!(err.reason(), "Drifted", "retried with backoff");
     let q = read_q(&fake);
     assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Isolated));
     assert_eq!(condition(&q, "Ready"), ("False".into(), "Drifted".into()));
@@ -1069,4 +1160,326 @@ async fn a_drifted_policy_that_cannot_be_repaired_is_reported() {
         condition(&q, "Effective"),
         ("False".into(), "Drifted".into())
     );
+}
+
+// === defect 10: backoff, the runtime's recorder and metrics, retry on target change ===
+
+#[tokio::test]
+async fn failures_back_off_exponentially_per_quarantine_and_a_success_resets() {
+    let (client, fake) = with_api(app_api());
+    fake.insert(
+        &quarantine_path("shop", "incident-7"),
+        quarantine_object(false),
+    );
+    let ctx = quarantines(client);
+    let q = Arc::new(read_q(&fake));
+    let err = Error::TargetNotFound {
+        target: "Deployment/shop/api".into(),
+    };
+    let delays: Vec<Action> = (0..4)
+        .map(|_| error_policy(q.clone(), &err, ctx.clone()))
+        .collect();
+    let secs = |s| Action::requeue(std::time::Duration::from_secs(s));
+    assert_eq!(delays, vec![secs(1), secs(2), secs(4), secs(8)]);
+    // Another Quarantine has its own count.
+    let mut other = (*q).clone();
+    other.metadata.name = Some("incident-8".into());
+    assert_eq!(error_policy(Arc::new(other), &err, ctx.clone()), secs(1));
+    // Capped at five minutes.
+    for _ in 0..20 {
+        error_policy(q.clone(), &err, ctx.clone());
+    }
+    assert_eq!(error_policy(q.clone(), &err, ctx.clone()), secs(300));
+    // A reconcile that succeeds starts over.
+    reconcile(q.clone(), ctx.clone()).await.unwrap();
+    assert_eq!(error_policy(q, &err, ctx), secs(1));
+}
+
+#[tokio::test]
+async fn reconciles_errors_and_writes_are_counted_in_the_runtime_metrics() {
+    let (client, fake) = with_api(app_api());
+    fake.insert(
+        &quarantine_path("shop", "incident-7"),
+        quarantine_object(false),
+    );
+    let ctx = quarantines(client);
+    reconcile(Arc::new(read_q(&fake)), ctx.clone())
+        .await
+        .unwrap();
+    fake.forbid_writes(&netpol_path("shop", "kf-quarantine-deployment-api"));
+    widen_quarantine_policy(&fake);
+    reconcile(Arc::new(read_q(&fake)), ctx.clone())
+        .await
+        .unwrap_err();
+    let text = ctx.ctx.metrics.encode();
+    for needle in [
+        "kubefence_reconciles_total{controller=\"quarantine\"} 2",
+        "kubefence_reconcile_errors_total{controller=\"quarantine\",error=\"drifted\"} 1",
+        "kubefence_reconcile_duration_seconds_count{controller=\"quarantine\"} 2",
+        "kubefence_api_writes_total{verb=\"apply\",resource=\"networkpolicies\"} 2",
+        "kubefence_api_writes_total{verb=\"apply\",resource=\"quarantines/status\"} 2",
+        "kubefence_api_writes_total{verb=\"create\",resource=\"events\"} 1",
+    ] {
+        assert!(text.contains(needle), "{needle} not in\n{text}");
+    }
+}
+
+#[tokio::test]
+async fn events_come_from_the_runtime_recorder_with_this_replicas_identity() {
+    let (client, fake) = with_api(app_api());
+    fake.insert(
+        &quarantine_path("shop", "incident-7"),
+        quarantine_object(false),
+    );
+    let config = crate::OperatorConfig {
+        identity: "kubefence-7f9c-abcde".into(),
+        ..crate::OperatorConfig::default()
+    };
+    let rt = Arc::new(crate::Context::with_client(client, config));
+    let ctx = Arc::new(Quarantines::new(rt, cfg()));
+    reconcile(Arc::new(read_q(&fake)), ctx).await.unwrap();
+    let events: Vec<Value> = fake
+        .take_log()
+        .into_iter()
+        .filter(|s| s.uri.contains("/events"))
+        .filter_map(|s| s.body)
+        .collect();
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0]["reason"], "KubefenceQuarantined");
+    assert_eq!(events[0]["reportingController"], "kubefence");
+    assert_eq!(events[0]["reportingInstance"], "kubefence-7f9c-abcde");
+}
+
+/// A Quarantine whose last reconcile failed with `reason`, as the store
+/// holds it.
+fn failed_with(fake: &FakeApi, target: Value, reason: &str) -> Quarantine {
+    let mut q = quarantine_object(false);
+    q["spec"]["target"] = target;
+    q["status"] = json!({"phase": "Failed", "conditions": [{
+        "type": "Ready", "status": "False", "reason": reason, "message": "m",
+        "lastTransitionTime": "2026-11-24T23:40:00Z"}]});
+    fake.insert(&quarantine_path("shop", "incident-7"), q);
+    read_q(fake)
+}
+
+fn dynamic(kind: &str, ns: &str, name: &str) -> kube::api::DynamicObject {
+    serde_json::from_value(json!({"apiVersion": "v1", "kind": kind,
+        "metadata": {"name": name, "namespace": ns}}))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn a_change_of_the_target_wakes_a_quarantine_that_waits_for_it() {
+    use kube::runtime::reflector::{self, ObjectRef};
+    use kube::runtime::watcher::Event;
+    let (_, fake) = FakeApi::start();
+    let (store, mut writer) = reflector::store::<Quarantine>();
+    let pod = json!({"kind": "Pod", "name": "debug"});
+    let q = failed_with(&fake, pod.clone(), "EmptySelector");
+    writer.apply_watcher_event(&Event::Apply(q.clone()));
+    let woken = waiting_for(&store, WorkloadKind::Pod, &dynamic("Pod", "shop", "debug"));
+    assert_eq!(woken, vec![ObjectRef::from_obj(&q)]);
+    // Not another pod, not the same name in another namespace or kind.
+    assert!(waiting_for(&store, WorkloadKind::Pod, &dynamic("Pod", "shop", "other")).is_empty());
+    assert!(waiting_for(&store, WorkloadKind::Pod, &dynamic("Pod", "web", "debug")).is_empty());
+    assert!(
+        waiting_for(
+            &store,
+            WorkloadKind::Deployment,
+            &dynamic("Deployment", "shop", "debug")
+        )
+        .is_empty()
+    );
+    // A missing target is waited for too; any other state is not (an
+    // isolated target's pods change all the time).
+    let q = failed_with(&fake, pod.clone(), "TargetNotFound");
+    writer.apply_watcher_event(&Event::Apply(q));
+    assert_eq!(
+        waiting_for(&store, WorkloadKind::Pod, &dynamic("Pod", "shop", "debug")).len(),
+        1
+    );
+    let q = failed_with(&fake, pod, "Collateral");
+    writer.apply_watcher_event(&Event::Apply(q));
+    assert!(waiting_for(&store, WorkloadKind::Pod, &dynamic("Pod", "shop", "debug")).is_empty());
+}
+
+#[tokio::test]
+async fn an_empty_selector_is_retried_once_the_target_has_labels() {
+    let (client, fake) = FakeApi::start();
+    let (path, bare) = pod("debug", None, json!({}));
+    fake.insert(&path, bare);
+    let mut q = quarantine_object(false);
+    q["spec"]["target"] = json!({"kind": "Pod", "name": "debug"});
+    fake.insert(&quarantine_path("shop", "incident-7"), q);
+    let ctx = quarantines(client);
+    let action = reconcile(Arc::new(read_q(&fake)), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::await_change(), "no blind retries");
+    let q = read_q(&fake);
+    assert_eq!(condition(&q, "Ready").1, "EmptySelector");
+    assert!(waits_for_target_label(&q));
+    // Labelled: the watch wakes it, and the reconcile isolates.
+    let (path, labelled) = pod("debug", None, json!({"app": "debug"}));
+    fake.insert(&path, labelled);
+    reconcile(Arc::new(q), ctx).await.unwrap();
+    let q = read_q(&fake);
+    assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Isolated));
+    assert!(!waits_for_target_label(&q));
+}
+
+/// Whether the target watch would wake `q` on a change of pod `debug`.
+fn waits_for_target_label(q: &Quarantine) -> bool {
+    let (store, mut writer) = kube::runtime::reflector::store::<Quarantine>();
+    writer.apply_watcher_event(&kube::runtime::watcher::Event::Apply(q.clone()));
+    !waiting_for(&store, WorkloadKind::Pod, &dynamic("Pod", "shop", "debug")).is_empty()
+}
+
+// === issue 9 leftover: the online plan says which other workloads it isolates ===
+
+#[tokio::test]
+async fn the_online_plan_names_the_other_workloads_the_selector_also_matches() {
+    let (client, fake) = with_api(app_api());
+    // A canary whose pods carry app=api too; a worker that does not; a
+    // ReplicaSet of the api Deployment (part of it, not another workload).
+    let mut canary = serde_json::to_value(deployment_selecting(
+        "shop",
+        "api-canary",
+        json!({"matchLabels": {"track": "canary"}}),
+    ))
+    .unwrap();
+    canary["spec"]["template"]["metadata"]["labels"] = json!({"app": "api", "track": "canary"});
+    fake.add(&canary);
+    fake.add(&deployment_selecting(
+        "shop",
+        "worker",
+        json!({"matchLabels": {"app": "worker"}}),
+    ));
+    fake.insert(
+        "/apis/apps/v1/namespaces/shop/replicasets/api-7d9f",
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+               "metadata": {"name": "api-7d9f", "namespace": "shop",
+                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                                 "name": "api", "uid": "u", "controller": true}]},
+               "spec": {"selector": {"matchLabels": {"app": "api"}},
+                        "template": {"metadata": {"labels": {"app": "api"}},
+                                     "spec": {"containers": [{"name": "c", "image": "x"}]}}}}),
+    );
+    let (p, _) = plan(
+        &rt(&client),
+        &api_target(),
+        &audit(),
+        Engine::NetworkPolicy,
+        &cfg(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        p.also_selects,
+        vec!["shop/Deployment/api-canary".to_string()]
+    );
+}
+
+// === faults: timeouts, 409/429/500 ===
+
+/// The Quarantine controller over the fake with a short API timeout.
+fn quarantines_with_timeout(client: Client, timeout: std::time::Duration) -> Arc<Quarantines> {
+    let config = crate::OperatorConfig {
+        api_timeout: timeout,
+        ..crate::OperatorConfig::default()
+    };
+    let rt = Arc::new(crate::Context::with_client(client, config));
+    Arc::new(Quarantines::new(rt, cfg()))
+}
+
+#[tokio::test]
+async fn a_hung_api_call_times_out_and_is_retried_with_backoff() {
+    let (client, fake) = with_api(app_api());
+    fake.insert(
+        &quarantine_path("shop", "incident-7"),
+        quarantine_object(false),
+    );
+    let ctx = quarantines_with_timeout(client, std::time::Duration::from_millis(200));
+    // The API server stops answering reads of the target.
+    fake.hang("/apis/apps/v1/namespaces/shop/deployments/api");
+    let reconciled = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        reconcile(Arc::new(read_q(&fake)), ctx.clone()),
+    )
+    .await
+    .expect("a reconcile never hangs on a call");
+    let err = reconciled.unwrap_err();
+    assert_eq!(err.reason(), "Timeout", "{err}");
+    assert_eq!(
+        error_policy(Arc::new(read_q(&fake)), &err, ctx.clone()),
+        Action::requeue(std::time::Duration::from_secs(1))
+    );
+    let q = read_q(&fake);
+    assert_eq!(q.status.as_ref().unwrap().phase, Some(Phase::Failed));
+    assert_eq!(condition(&q, "Ready").1, "Timeout");
+    assert!(ctx.ctx.metrics.encode().contains(
+        "kubefence_reconcile_errors_total{controller=\"quarantine\",error=\"timeout\"} 1"
+    ));
+}
+
+#[tokio::test]
+async fn a_quarantine_converges_through_injected_faults() {
+    for seed in [1, 7, 42] {
+        let (client, fake) = with_api(app_api());
+        fake.insert(
+            &quarantine_path("shop", "incident-7"),
+            quarantine_object(false),
+        );
+        // A reconcile makes some fifteen calls: one in ten fails.
+        let fake = fake.with_faults(0.1, seed);
+        let ctx = quarantines_with_timeout(client, std::time::Duration::from_millis(100));
+        let mut failures = 0;
+        let mut isolated = false;
+        for _ in 0..60 {
+            // A fault may hit the read of the Quarantine itself.
+            let Some(q) = fake.get(&quarantine_path("shop", "incident-7")) else {
+                break;
+            };
+            let q: Quarantine = serde_json::from_value(q).unwrap();
+            if q.status.as_ref().and_then(|s| s.phase) == Some(Phase::Isolated)
+                && condition(&q, "Ready").0 == "True"
+            {
+                isolated = true;
+                break;
+            }
+            match reconcile(Arc::new(q), ctx.clone()).await {
+                Ok(_) => {}
+                Err(e) => {
+                    failures += 1;
+                    assert!(
+                        matches!(
+                            e.metric_label().as_str(),
+                            "api_409" | "api_429" | "api_500" | "timeout"
+                        ),
+                        "only injected faults: {}",
+                        e.full_message()
+                    );
+                }
+            }
+        }
+        assert!(isolated, "seed {seed}: not isolated after 60 reconciles");
+        assert!(failures > 0, "seed {seed}: no fault was injected");
+        fake.heal();
+        // Exactly one policy, denying everything; a timed-out write that
+        // did happen left no second object and no stray manager.
+        let policies = fake.policies();
+        assert_eq!(policies.len(), 1, "seed {seed}: {:?}", policies.keys());
+        let p = fake
+            .get(&netpol_path("shop", "kf-quarantine-deployment-api"))
+            .unwrap();
+        assert_eq!(p["spec"]["ingress"], json!([]));
+        assert_eq!(p["spec"]["egress"], json!([]));
+        let managers: Vec<&Value> = p["metadata"]["managedFields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| &m["manager"])
+            .collect();
+        assert_eq!(managers, vec!["kubefence"], "seed {seed}");
+    }
 }
