@@ -69,7 +69,10 @@ pub enum NeighborPeer {
     },
     /// An address outside the pod network, with the DNS names that
     /// answered with it (empty when none was seen).
-    Address { ip: IpAddr, dns_names: BTreeSet<String> },
+    Address {
+        ip: IpAddr,
+        dns_names: BTreeSet<String>,
+    },
     /// A Cilium reserved identity that is not a pod.
     Reserved(ReservedPeer),
 }
