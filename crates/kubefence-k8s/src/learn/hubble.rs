@@ -31,11 +31,11 @@ use std::path::Path;
 use flate2::read::MultiGzDecoder;
 use kubefence_core::Protocol;
 use kubefence_core::learn::flows::{
-    DnsRecord, Flow, FlowEndpoint, FlowEvent, FlowType, FlowWorkload, ReservedIdentity, TcpFlags,
-    TrafficDirection, Verdict,
+    DnsRecord, Flow, FlowEndpoint, FlowEvent, FlowService, FlowType, FlowWorkload,
+    ReservedIdentity, TcpFlags, TrafficDirection, Verdict,
 };
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
 /// The largest record read (a longer line is an error and is skipped).
 pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
@@ -400,11 +400,13 @@ fn to_flow(f: &HubbleFlow<'_>) -> Result<Flow, String> {
         f.source.as_ref(),
         ip.and_then(|i| i.source.as_deref()),
         "IP.source",
+        f.source_service.as_ref(),
     )?;
     let destination = endpoint(
         f.destination.as_ref(),
         ip.and_then(|i| i.destination.as_deref()),
         "IP.destination",
+        f.destination_service.as_ref(),
     )?;
     let (protocol, ports, tcp_flags) = match &f.l4 {
         Some(L4 { tcp: Some(t), .. }) => (
@@ -452,11 +454,14 @@ fn to_flow(f: &HubbleFlow<'_>) -> Result<Flow, String> {
         destination_port: port(ports.and_then(|p| p.destination_port), "destination_port")?,
         tcp_flags,
         is_reply: f.is_reply.map(|b| b.0),
-        traffic_direction: f.traffic_direction.as_ref().map(|d| match &*d.name(DIRECTIONS) {
-            "INGRESS" => TrafficDirection::Ingress,
-            "EGRESS" => TrafficDirection::Egress,
-            other => TrafficDirection::Unknown(other.to_string()),
-        }),
+        traffic_direction: f
+            .traffic_direction
+            .as_ref()
+            .map(|d| match &*d.name(DIRECTIONS) {
+                "INGRESS" => TrafficDirection::Ingress,
+                "EGRESS" => TrafficDirection::Egress,
+                other => TrafficDirection::Unknown(other.to_string()),
+            }),
         verdict: f.verdict.as_ref().map(|v| match &*v.name(VERDICTS) {
             "FORWARDED" => Verdict::Forwarded,
             "DROPPED" => Verdict::Dropped,
@@ -486,7 +491,15 @@ fn endpoint(
     e: Option<&Endpoint<'_>>,
     ip: Option<&str>,
     ip_field: &str,
+    service: Option<&Service<'_>>,
 ) -> Result<FlowEndpoint, String> {
+    let service = service
+        .and_then(|s| Some((s.namespace.as_deref()?, s.name.as_deref()?)))
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+        .map(|(ns, name)| FlowService {
+            namespace: ns.to_string(),
+            name: name.to_string(),
+        });
     let ip = match ip {
         None | Some("") => None,
         Some(text) => Some(
@@ -497,6 +510,7 @@ fn endpoint(
     let Some(e) = e else {
         return Ok(FlowEndpoint {
             ip,
+            service,
             ..FlowEndpoint::default()
         });
     };
@@ -516,7 +530,8 @@ fn endpoint(
     labels.sort();
     reserved.sort();
     reserved.dedup();
-    let text = |s: &Option<Cow<'_, str>>| s.as_ref().filter(|s| !s.is_empty()).map(|s| s.to_string());
+    let text =
+        |s: &Option<Cow<'_, str>>| s.as_ref().filter(|s| !s.is_empty()).map(|s| s.to_string());
     Ok(FlowEndpoint {
         namespace: text(&e.namespace),
         labels,
@@ -533,6 +548,7 @@ fn endpoint(
             .collect(),
         identity: e.identity,
         ip,
+        service,
     })
 }
 
@@ -565,13 +581,28 @@ struct HubbleFlow<'a> {
     event_type: Option<EventType>,
     #[serde(borrow, default)]
     l7: Option<L7<'a>>,
+    #[serde(alias = "sourceService", borrow, default)]
+    source_service: Option<Service<'a>>,
+    #[serde(alias = "destinationService", borrow, default)]
+    destination_service: Option<Service<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Service<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    namespace: Option<Cow<'a, str>>,
 }
 
 impl HubbleFlow<'_> {
     /// Whether the record is a flow at all (a GetFlowsResponse may carry a
     /// node status or lost-events notice instead).
     fn is_flow(&self) -> bool {
-        self.ip.is_some() || self.l4.is_some() || self.source.is_some() || self.destination.is_some()
+        self.ip.is_some()
+            || self.l4.is_some()
+            || self.source.is_some()
+            || self.destination.is_some()
     }
 }
 
@@ -701,7 +732,7 @@ enum EnumValue<'a> {
 impl EnumValue<'_> {
     /// The name; a number is named from `names` (the enum's values in
     /// order), or kept as its digits when this version does not know it.
-    fn name(&self, names: &[&str]) -> Cow<'_, str> {
+    fn name(&self, names: &'static [&'static str]) -> Cow<'_, str> {
         match self {
             Self::Name(n) => Cow::Borrowed(n),
             Self::Number(n) => usize::try_from(*n)

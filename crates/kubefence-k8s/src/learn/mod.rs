@@ -15,7 +15,7 @@
 //! [`crate::crd::learned`].
 
 pub mod generated;
-// pub mod hubble; (waits for the core Flow)
+pub mod hubble;
 pub mod neighborhood;
 pub mod objects;
 pub mod read;
