@@ -614,3 +614,125 @@ fn the_learned_crds_are_registered() {
         .unwrap();
     assert_eq!(known.spec.scope, "Cluster");
 }
+
+/// A small cluster around Kubescape's example workload: nginx, the UI it
+/// admits, the same UI in a namespace it does not admit, and a bystander.
+const EXAMPLE_CLUSTER: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: kubescape, labels: {name: kubescape}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: other, labels: {name: other}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: nginx, namespace: kubescape}
+spec:
+  selector: {matchLabels: {app: nginx}}
+  template:
+    metadata: {labels: {app: nginx}}
+    spec: {containers: [{name: nginx, image: nginx, ports: [{containerPort: 6379}]}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: kubescape-ui, namespace: kubescape}
+spec:
+  selector: {matchLabels: {app: kubescape-ui}}
+  template:
+    metadata: {labels: {app: kubescape-ui}}
+    spec: {containers: [{name: ui, image: ui}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: kubescape-ui, namespace: other}
+spec:
+  selector: {matchLabels: {app: kubescape-ui}}
+  template:
+    metadata: {labels: {app: kubescape-ui}}
+    spec: {containers: [{name: ui, image: ui}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: redis, namespace: kubescape}
+spec:
+  selector: {matchLabels: {app: redis}}
+  template:
+    metadata: {labels: {app: redis}}
+    spec: {containers: [{name: redis, image: redis, ports: [{containerPort: 5978}]}]}
+"#;
+
+/// Kubescape's NN example → kubefence's GeneratedNetworkPolicy (written
+/// out and read back) allows exactly the connections Kubescape's expected
+/// GeneratedNetworkPolicy allows, compared by the engine over the whole
+/// cluster and the external address space, not as text.
+#[test]
+fn kubescape_example_learns_a_policy_allowing_what_kubescapes_allows() {
+    use kubefence_core::engine::{AnalyzeOptions, analyze, diff};
+    use kubefence_core::learn::{LearnOptions, build};
+    use kubefence_k8s::learn::generated::generated_object;
+    use kubefence_k8s::load::{LoadOptions, load_str};
+
+    let nn = read_file("artifacts/networkneighborhood/01-example.yaml");
+    // The status gate (K1/K2) is the command's; the example says `ready`.
+    let neighborhood = neighborhood(&nn.neighborhoods[0].object, "default")
+        .unwrap()
+        .value;
+    let learned = build(&[neighborhood], &[], &LearnOptions::default()).unwrap();
+    assert!(learned.report.left_out.is_empty(), "{:?}", learned.report);
+    assert_eq!(learned.policies.len(), 1);
+    let ours = &learned.policies[0];
+    let object = generated_object(
+        "deployment-nginx",
+        &ours.workload,
+        &ours.policy,
+        &ours.refs,
+        ours.annotations.clone(),
+    );
+    let yaml = serde_saphyr::to_string(&object).unwrap();
+    let back = read_str(&yaml, "ours.yaml");
+    assert!(back.errors.is_empty(), "{:?}\n{yaml}", back.errors);
+    let (our_policy, our_refs) = generated_policy(&back.generated[0].object, "default").unwrap();
+
+    let expected = read_file("artifacts/generatednetworkpolicies/01-example.yaml");
+    let (mut their_policy, their_refs) =
+        generated_policy(&expected.generated[0].object, "default").unwrap();
+    // Kubescape's example writes its output in `default` because the NN it
+    // read names no namespace; the workload (and ours) is in kubescape.
+    assert_eq!(our_policy.namespace, "kubescape");
+    their_policy.namespace = our_policy.namespace.clone();
+
+    let cluster = || {
+        let loaded = load_str(EXAMPLE_CLUSTER, "cluster.yaml", &LoadOptions::default());
+        assert!(loaded.errors.is_empty(), "{:?}", loaded.errors);
+        loaded.cluster
+    };
+    let mut with_theirs = cluster();
+    with_theirs.policies.push(their_policy);
+    let mut with_ours = cluster();
+    with_ours.policies.push(our_policy);
+    let opts = AnalyzeOptions::default();
+    let differences = diff(&with_theirs, &with_ours, &opts);
+    assert!(differences.is_empty(), "{differences:?}");
+
+    // And the comparison is not vacuous: the policy admits the UI of its
+    // own namespace on 6379 only, not the one of another namespace.
+    let c = analyze(&with_ours, &opts);
+    let index = |id: &str| c.endpoints.iter().position(|e| e.id == id).unwrap();
+    let nginx = index("kubescape/Deployment/nginx");
+    let ui = index("kubescape/Deployment/kubescape-ui");
+    let foreign_ui = index("other/Deployment/kubescape-ui");
+    let allowed = c.allowed(ui, nginx);
+    assert!(allowed == kubefence_core::ConnSet::port(Protocol::Tcp, 6379));
+    assert!(c.allowed(foreign_ui, nginx).is_empty());
+    assert!(c.allowed(nginx, index("kubescape/Deployment/redis")).is_empty());
+
+    // The policyRef says the same.
+    let strip = |refs: Vec<kubefence_core::learn::PolicyRef>| {
+        refs.into_iter()
+            .map(|r| (r.ip_block, r.original_ip, r.dns))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(strip(our_refs), strip(their_refs));
+}
