@@ -60,7 +60,7 @@ fn jsonpb_lines_give_flows_and_skip_other_records() {
     assert_eq!(syn.source.namespace.as_deref(), Some("shop"));
     assert_eq!(
         syn.source.pod_name.as_deref(),
-        Some("frontend-7d4b9c-abcde")
+        Some("frontend-7d4b9c-x2kzq")
     );
     assert_eq!(syn.source.identity, Some(5678));
     assert_eq!(

@@ -726,7 +726,10 @@ fn kubescape_example_learns_a_policy_allowing_what_kubescapes_allows() {
     let allowed = c.allowed(ui, nginx);
     assert!(allowed == kubefence_core::ConnSet::port(Protocol::Tcp, 6379));
     assert!(c.allowed(foreign_ui, nginx).is_empty());
-    assert!(c.allowed(nginx, index("kubescape/Deployment/redis")).is_empty());
+    assert!(
+        c.allowed(nginx, index("kubescape/Deployment/redis"))
+            .is_empty()
+    );
 
     // The policyRef says the same.
     let strip = |refs: Vec<kubefence_core::learn::PolicyRef>| {

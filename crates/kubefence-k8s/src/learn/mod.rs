@@ -14,6 +14,7 @@
 //! model; kubefence's own CRDs with the same shapes are in
 //! [`crate::crd::learned`].
 
+pub mod cilium;
 pub mod generated;
 pub mod hubble;
 pub mod neighborhood;
