@@ -22,6 +22,7 @@ pub mod conn;
 pub mod engine;
 pub mod intervals;
 pub mod ipset;
+pub mod learn;
 pub mod model;
 pub mod naming;
 pub mod policy;

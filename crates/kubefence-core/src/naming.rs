@@ -55,13 +55,44 @@ impl std::fmt::Display for Source {
 /// `kf-<source>-<kind>-<name>`, cut and hashed when too long.
 pub fn policy_name(source: Source, kind: WorkloadKind, namespace: &str, name: &str) -> String {
     let full = format!("kf-{source}-{}-{name}", kind.as_str()).to_ascii_lowercase();
+    fit(full, &format!("{source}/{kind}/{namespace}/{name}"))
+}
+
+/// `<kind>-<name>` in lower case (`deployment-nginx`): the name Kubescape
+/// gives the NetworkPolicy of a GeneratedNetworkPolicy, which learned
+/// policies keep so the two tools name the same workload alike. Cut and
+/// hashed like [`policy_name`] when too long; an error when the result is
+/// still not a name the API server accepts (a kind or name with characters
+/// a DNS-1123 subdomain cannot hold), never a name that would be rejected.
+pub fn kind_name(kind: &str, namespace: &str, name: &str) -> Result<String, String> {
+    let full = format!("{kind}-{name}").to_ascii_lowercase();
+    let fitted = fit(full, &format!("{kind}/{namespace}/{name}"));
+    let errors = crate::validation::dns1123_subdomain(&fitted);
+    if errors.is_empty() {
+        Ok(fitted)
+    } else {
+        Err(format!(
+            "cannot name a policy for {kind}/{name}: {}",
+            errors.join("; ")
+        ))
+    }
+}
+
+/// `full` when short enough, else its prefix and 8 hex digits of a hash of
+/// `identity`.
+fn fit(full: String, identity: &str) -> String {
     if full.len() <= MAX_NAME_LEN {
         return full;
     }
-    let digest = Sha256::digest(format!("{source}/{kind}/{namespace}/{name}").as_bytes());
+    let digest = Sha256::digest(identity.as_bytes());
     let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
     // Leave room for "-" and the 8 hex digits; a name never ends in "-" or ".".
-    let prefix = full[..MAX_NAME_LEN - 9].trim_end_matches(['-', '.']);
+    // Cut on a character boundary: a name read from input may hold any text.
+    let mut cut = MAX_NAME_LEN - 9;
+    while !full.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let prefix = full[..cut].trim_end_matches(['-', '.']);
     format!("{prefix}-{hash}")
 }
 
@@ -128,6 +159,18 @@ mod tests {
                 &format!("{long}-one")
             )
         );
+    }
+
+    #[test]
+    fn kind_names_are_kubescapes_and_never_invalid() {
+        assert_eq!(
+            kind_name("Deployment", "ns", "nginx").as_deref(),
+            Ok("deployment-nginx")
+        );
+        let long = kind_name("StatefulSet", "ns", &"x".repeat(80)).unwrap_or_default();
+        assert_eq!(long.len(), MAX_NAME_LEN, "{long}");
+        assert!(kind_name("Deployment", "ns", "bad_name").is_err());
+        assert!(kind_name("Deployment", "ns", &"é".repeat(40)).is_err());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::naming::{self, Source};
 use crate::policy::{IpBlock, NetworkPolicy, Peer, PolicyTypes, PortRef, PortSpec, Rule};
 use crate::selector::{LabelSelector, Labels};
 
-use super::config::{BaselineConfig, ConfigError, Resolved};
+use super::config::{BaselineConfig, ConfigError, DnsConfig, Resolved};
 use super::references::{Lookup, Target, candidates, counts, resolve};
 use super::report::{
     External, Indistinguishable, Problem, Reference, Report, UnknownIngressClass, Unresolved,
@@ -486,6 +486,33 @@ fn port_specs(conns: &ConnSet) -> Vec<PortSpec> {
     specs
 }
 
+/// The egress rule to the cluster DNS that every baseline policy carries:
+/// the configured resolver's pods on the configured ports. Learned policies
+/// use the same rule for observed DNS traffic, so the two never disagree.
+pub fn dns_rule(dns: &DnsConfig) -> Result<Rule, ConfigError> {
+    let config = BaselineConfig {
+        dns: dns.clone(),
+        ..BaselineConfig::default()
+    };
+    Ok(resolved_dns_rule(&config.resolve()?))
+}
+
+fn resolved_dns_rule(resolved: &Resolved) -> Rule {
+    let dns_ports = resolved
+        .dns_ports
+        .iter()
+        .fold(ConnSet::none(), |acc, &(p, n)| {
+            acc.union(&ConnSet::port(p, n))
+        });
+    Rule {
+        peers: vec![Peer::Pods {
+            namespace_selector: Some(resolved.dns_namespaces.clone()),
+            pod_selector: Some(resolved.dns_pods.clone()),
+        }],
+        ports: port_specs(&dns_ports),
+    }
+}
+
 /// A peer naming workload `peer`'s pods (with `selector`), seen from
 /// `namespace`.
 fn workload_peer(peer: &Workload, selector: &LabelSelector, namespace: &str) -> Peer {
@@ -518,22 +545,7 @@ fn policy_for(
         pod_selector: Some(selector.clone()),
     };
 
-    let dns_ports = resolved
-        .dns_ports
-        .iter()
-        .fold(ConnSet::none(), |acc, &(p, n)| {
-            acc.union(&ConnSet::port(p, n))
-        });
-    egress.push((
-        Rule {
-            peers: vec![Peer::Pods {
-                namespace_selector: Some(resolved.dns_namespaces.clone()),
-                pod_selector: Some(resolved.dns_pods.clone()),
-            }],
-            ports: port_specs(&dns_ports),
-        },
-        "cluster DNS".to_string(),
-    ));
+    egress.push((resolved_dns_rule(resolved), "cluster DNS".to_string()));
     egress.push((
         Rule {
             peers: vec![own_pods.clone()],

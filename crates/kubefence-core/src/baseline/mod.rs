@@ -23,7 +23,7 @@ mod report;
 mod separate;
 
 pub use address::{Address, addresses};
-pub use build::{Baseline, GeneratedPolicy, OwnerRef, Scope, build};
+pub use build::{Baseline, GeneratedPolicy, OwnerRef, Scope, build, dns_rule};
 pub use config::{
     BaselineConfig, ConfigError, DnsConfig, ExpressionConfig, IngressControllerConfig, PeerConfig,
     PortConfig, ProtocolConfig, SelectorConfig,

@@ -30,9 +30,12 @@ use crate::selector::{LabelSelector, Labels, Operator, Requirement};
 
 /// Labels the controllers add to each pod or run; never part of a selector
 /// that must match every pod of the workload.
-pub const PER_REPLICA_LABELS: [&str; 9] = [
+pub const PER_REPLICA_LABELS: [&str; 10] = [
     "pod-template-hash",
     "controller-revision-hash",
+    // A DaemonSet's pods carry the template generation; it changes at every
+    // update of the template.
+    "pod-template-generation",
     "statefulset.kubernetes.io/pod-name",
     "apps.kubernetes.io/pod-index",
     "controller-uid",
