@@ -373,7 +373,5 @@ pub async fn record_event(
         secondary: None,
     };
     ctx.metrics.write("create", "events");
-    timed(ctx, ctx.recorder.publish(&event, regarding))
-        .await
-        .map_err(|e| Error::call(format!("recording event {reason}"), e))
+    timed(ctx, ctx.recorder.publish(&event, regarding)).await
 }

@@ -742,6 +742,7 @@ pub async fn record_quarantined(
         note,
     )
     .await
+    .map_err(|e| Error::call(format!("recording event {}", core_q::EVENT_QUARANTINED), e))
 }
 
 /// Records `KubefenceReleased` on the target.
@@ -765,6 +766,7 @@ pub async fn record_released(
         note,
     )
     .await
+    .map_err(|e| Error::call(format!("recording event {}", core_q::EVENT_RELEASED), e))
 }
 
 /// What to isolate, and how.
