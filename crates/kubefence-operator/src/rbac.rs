@@ -162,3 +162,46 @@ pub const QUARANTINE_ENGINE_CALLS: &[(&str, &str, &str)] = &[
 /// The verbs of [`QUARANTINE_ENGINE_CALLS`]: read, server-side apply
 /// (create or repair), delete.
 pub const QUARANTINE_ENGINE_VERBS: &[&str] = &["get", "create", "patch", "delete"];
+
+/// (API group, resource, verb) of every call the learned controller
+/// (`controllers::learned`) makes beyond [`CALLS`] (which hold its
+/// NetworkPolicy list, watch, create, patch and delete): the opt-in
+/// ClusterRole `deploy/components/learned/clusterrole.yaml` must grant
+/// exactly these; a test in `tests/deploy.rs` checks it.
+pub const LEARNED_CALLS: &[(&str, &str, &str)] = &[
+    // Observed neighbours and named CIDRs, both groups (each optional).
+    (
+        "spdx.softwarecomposition.kubescape.io",
+        "networkneighborhoods",
+        "list",
+    ),
+    (
+        "spdx.softwarecomposition.kubescape.io",
+        "networkneighborhoods",
+        "watch",
+    ),
+    (
+        "spdx.softwarecomposition.kubescape.io",
+        "knownservers",
+        "list",
+    ),
+    (
+        "spdx.softwarecomposition.kubescape.io",
+        "knownservers",
+        "watch",
+    ),
+    ("kubefence.dev", "networkneighborhoods", "list"),
+    ("kubefence.dev", "networkneighborhoods", "watch"),
+    ("kubefence.dev", "knownservers", "list"),
+    ("kubefence.dev", "knownservers", "watch"),
+    // GeneratedNetworkPolicies: apply, withdraw an approval (JSON patch),
+    // delete when their neighborhoods are gone, and their status.
+    ("kubefence.dev", "generatednetworkpolicies", "list"),
+    ("kubefence.dev", "generatednetworkpolicies", "watch"),
+    ("kubefence.dev", "generatednetworkpolicies", "create"),
+    ("kubefence.dev", "generatednetworkpolicies", "patch"),
+    ("kubefence.dev", "generatednetworkpolicies", "delete"),
+    ("kubefence.dev", "generatednetworkpolicies/status", "patch"),
+    // A policy with the learned policy's name, read to see whose it is.
+    ("networking.k8s.io", "networkpolicies", "get"),
+];

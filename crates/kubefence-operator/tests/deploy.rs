@@ -10,7 +10,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use kubefence_operator::rbac::{
-    CALLS, QUARANTINE_CALLS, QUARANTINE_ENGINE_CALLS, QUARANTINE_ENGINE_VERBS, Scope,
+    CALLS, LEARNED_CALLS, QUARANTINE_CALLS, QUARANTINE_ENGINE_CALLS, QUARANTINE_ENGINE_VERBS, Scope,
 };
 use serde_json::Value;
 
@@ -168,6 +168,51 @@ fn the_quarantine_writer_role_grants_exactly_what_quarantine_and_release_call() 
             .collect();
         assert_eq!(grants(&role), expected, "{dir}/clusterrole.yaml");
     }
+}
+
+/// The learned controller's opt-in role grants exactly what it calls
+/// beyond the base role (`rbac::LEARNED_CALLS`), its binding names it, and
+/// together with the base role it covers every call the controller makes.
+#[test]
+fn the_learned_role_grants_exactly_what_the_learned_controller_calls() {
+    let dir = base().join("../components/learned");
+    let read = |file: &str| -> Value {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let mut d: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+        assert_eq!(d.len(), 1, "{file}: one document");
+        d.remove(0)
+    };
+    let role = read("clusterrole.yaml");
+    assert_eq!(role["kind"], "ClusterRole");
+    let calls: BTreeSet<(String, String, String)> = LEARNED_CALLS
+        .iter()
+        .map(|(g, r, v)| (g.to_string(), r.to_string(), v.to_string()))
+        .collect();
+    let granted = grants(&role);
+    let missing: Vec<_> = calls.difference(&granted).collect();
+    let extra: Vec<_> = granted.difference(&calls).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "components/learned/clusterrole.yaml: missing {missing:?}, never called {extra:?}"
+    );
+    let binding = read("clusterrolebinding.yaml");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    let listed = strings(&read("kustomization.yaml")["resources"]);
+    assert_eq!(listed, vec!["clusterrole.yaml", "clusterrolebinding.yaml"]);
+    // Its NetworkPolicy writes come from the base role.
+    let base = calls_of_base();
+    for verb in ["list", "watch", "create", "patch", "delete"] {
+        let call = (
+            "networking.k8s.io".to_string(),
+            "networkpolicies".to_string(),
+            verb.to_string(),
+        );
+        assert!(base.contains(&call), "base role lacks {call:?}");
+    }
+}
+
+fn calls_of_base() -> BTreeSet<(String, String, String)> {
+    calls(Scope::Cluster)
 }
 
 #[test]
