@@ -5,6 +5,7 @@
 pub mod config;
 pub mod convert;
 pub mod crd;
+pub mod learn;
 pub mod load;
 pub mod quarantine;
 pub mod render;

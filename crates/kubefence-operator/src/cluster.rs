@@ -196,6 +196,39 @@ where
     json_patch(ctx, api, resource, &obj.name_any(), ops).await
 }
 
+/// Removes the annotation `key` from `name` only while it still reads
+/// `value` (a JSON patch that tests it first: an annotation someone
+/// changed meanwhile is not removed, the call fails with 422 and is
+/// retried). Returns the object as stored.
+pub async fn remove_annotation<K>(
+    ctx: &Context,
+    api: &Api<K>,
+    resource: &str,
+    name: &str,
+    key: &str,
+    value: &str,
+) -> Result<K>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    // JSON pointer escaping (RFC 6901): `~` then `/`.
+    let path = format!(
+        "/metadata/annotations/{}",
+        key.replace('~', "~0").replace('/', "~1")
+    );
+    let ops = serde_json::json!([
+        {"op": "test", "path": path, "value": value},
+        {"op": "remove", "path": path},
+    ]);
+    let patch: json_patch::Patch = serde_json::from_value(ops)?;
+    ctx.metrics.write("patch", resource);
+    timed(
+        ctx,
+        api.patch(name, &PatchParams::default(), &Patch::Json::<()>(patch)),
+    )
+    .await
+}
+
 async fn json_patch<K>(
     ctx: &Context,
     api: &Api<K>,

@@ -48,6 +48,9 @@ pub struct OperatorConfig {
     pub api_timeout: Duration,
     /// Writes in flight at once.
     pub write_concurrency: usize,
+    /// Run the learned controller (NetworkNeighborhoods → reviewed
+    /// GeneratedNetworkPolicies; needs `deploy/components/learned`).
+    pub learned: bool,
 }
 
 impl Default for OperatorConfig {
@@ -64,6 +67,7 @@ impl Default for OperatorConfig {
             resync: Duration::from_secs(300),
             api_timeout: Duration::from_secs(10),
             write_concurrency: 8,
+            learned: false,
         }
     }
 }

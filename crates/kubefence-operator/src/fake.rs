@@ -128,6 +128,8 @@ struct Inner {
     forbidden: Vec<String>,
     /// Paths under which no request is ever answered.
     hanging: Vec<String>,
+    /// Paths the server does not serve (a CRD not installed): 404.
+    absent: Vec<String>,
     /// coordination.k8s.io Leases, as JSON.
     leases: BTreeMap<(String, String), Value>,
     /// Which field manager owns each Lease spec field (server-side apply
@@ -309,11 +311,14 @@ impl Inner {
         })
     }
 
-    /// Phase 3: RBAC, as configured by the test.
+    /// Phase 3: RBAC, as configured by the test (and kinds not served).
     fn authorize(&self, req: &Incoming) -> Option<Response<Body>> {
         let under = |prefixes: &[String]| prefixes.iter().any(|p| req.path.starts_with(p.as_str()));
         let refused =
             under(&self.forbidden) || (req.method != Method::GET && under(&self.forbidden_writes));
+        if self.absent.iter().any(|p| req.path.starts_with(p.as_str())) {
+            return Some(not_found(&req.path));
+        }
         refused.then(|| {
             status(
                 StatusCode::FORBIDDEN,
@@ -962,6 +967,12 @@ impl FakeApi {
     /// Every request under `prefix` answers 403 (reads included).
     pub fn forbid(&self, prefix: &str) {
         self.lock().forbidden.push(prefix.to_string());
+    }
+
+    /// Answers every request under `prefix` with 404, as the API server
+    /// does for a group whose CRD is not installed.
+    pub fn not_installed(&self, prefix: &str) {
+        self.lock().absent.push(prefix.to_string());
     }
 
     /// Never answers a request under `prefix` (an API server that hangs).

@@ -9,6 +9,7 @@
 //!    controllers::all()          admin server        leader.rs
 //!      baseline (watches ─▶ index ─▶ build ─▶ diff ─▶ SSA)   /healthz /readyz /metrics
 //!      quarantine (Quarantines, policies, targets ─▶ plan ─▶ SSA, finalizer, status)
+//!      learned (NetworkNeighborhoods ─▶ learn::build ─▶ GNP; approved ─▶ SSA), opt-in
 //! ```
 //!
 //! Every API call lives in this crate: writes in [`cluster`] (timeout,
@@ -81,7 +82,7 @@ pub async fn run(
 
     let mut tasks = JoinSet::new();
     tasks.spawn(fill_stores(ctx.clone()));
-    for c in controllers::all() {
+    for c in controllers::all(&ctx.config) {
         tracing::info!(controller = c.name, "starting");
         let fut = (c.start)(ctx.clone());
         tasks.spawn(async move { (c.name, fut.await) });

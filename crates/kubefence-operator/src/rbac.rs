@@ -33,6 +33,8 @@ pub const QUARANTINE: Scope = Scope::Component("quarantine");
 pub const QUARANTINE_CILIUM: Scope = Scope::Component("quarantine/cilium");
 /// Its AdminNetworkPolicy engine.
 pub const QUARANTINE_ANP: Scope = Scope::Component("quarantine/adminnetworkpolicy");
+/// The opt-in learned-policy controller (`deploy/components/learned`).
+pub const LEARNED: Scope = Scope::Component("learned");
 
 /// (scope, API group, resource, verb)
 pub const CALLS: &[(Scope, &str, &str, &str)] = &[
@@ -187,6 +189,72 @@ pub const CALLS: &[(Scope, &str, &str, &str)] = &[
         "adminnetworkpolicies",
         "delete",
     ),
+    // The learned controller (controllers/learned), beyond the base role
+    // (which holds its NetworkPolicy list, watch, create, patch, delete):
+    // observed neighbours and named CIDRs of both groups (each optional),
+    // its GeneratedNetworkPolicies (apply, withdraw an approval with a JSON
+    // patch, delete when their neighborhoods are gone, status), and a read
+    // of a policy with the learned policy's name, to see whose it is.
+    (
+        LEARNED,
+        "spdx.softwarecomposition.kubescape.io",
+        "networkneighborhoods",
+        "list",
+    ),
+    (
+        LEARNED,
+        "spdx.softwarecomposition.kubescape.io",
+        "networkneighborhoods",
+        "watch",
+    ),
+    (
+        LEARNED,
+        "spdx.softwarecomposition.kubescape.io",
+        "knownservers",
+        "list",
+    ),
+    (
+        LEARNED,
+        "spdx.softwarecomposition.kubescape.io",
+        "knownservers",
+        "watch",
+    ),
+    (LEARNED, "kubefence.dev", "networkneighborhoods", "list"),
+    (LEARNED, "kubefence.dev", "networkneighborhoods", "watch"),
+    (LEARNED, "kubefence.dev", "knownservers", "list"),
+    (LEARNED, "kubefence.dev", "knownservers", "watch"),
+    (LEARNED, "kubefence.dev", "generatednetworkpolicies", "list"),
+    (
+        LEARNED,
+        "kubefence.dev",
+        "generatednetworkpolicies",
+        "watch",
+    ),
+    (
+        LEARNED,
+        "kubefence.dev",
+        "generatednetworkpolicies",
+        "create",
+    ),
+    (
+        LEARNED,
+        "kubefence.dev",
+        "generatednetworkpolicies",
+        "patch",
+    ),
+    (
+        LEARNED,
+        "kubefence.dev",
+        "generatednetworkpolicies",
+        "delete",
+    ),
+    (
+        LEARNED,
+        "kubefence.dev",
+        "generatednetworkpolicies/status",
+        "patch",
+    ),
+    (LEARNED, "networking.k8s.io", "networkpolicies", "get"),
     // Leader election (leader.rs, kube-lease-manager).
     (Scope::OwnNamespace, "coordination.k8s.io", "leases", "get"),
     (

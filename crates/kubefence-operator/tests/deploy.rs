@@ -126,6 +126,37 @@ fn deploy_rbac_covers_every_call_and_nothing_more() {
     }
 }
 
+/// The learned controller's opt-in component: its binding names its role,
+/// and the base role holds the NetworkPolicy calls it makes.
+#[test]
+fn the_learned_role_grants_exactly_what_the_learned_controller_calls() {
+    let dir = base().join("../components/learned");
+    let read = |file: &str| -> Value {
+        let text = std::fs::read_to_string(dir.join(file)).unwrap();
+        let mut d: Vec<Value> = serde_saphyr::from_multiple(&text).unwrap();
+        assert_eq!(d.len(), 1, "{file}: one document");
+        d.remove(0)
+    };
+    // What the role grants is checked with every other component's
+    // (`component_roles_grant_exactly_their_calls`, `rbac::LEARNED`).
+    let role = read("clusterrole.yaml");
+    assert_eq!(role["kind"], "ClusterRole");
+    let binding = read("clusterrolebinding.yaml");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    let listed = strings(&read("kustomization.yaml")["resources"]);
+    assert_eq!(listed, vec!["clusterrole.yaml", "clusterrolebinding.yaml"]);
+    // Its NetworkPolicy writes come from the base role.
+    let base = calls(Scope::Cluster);
+    for verb in ["list", "watch", "create", "patch", "delete"] {
+        let call = (
+            "networking.k8s.io".to_string(),
+            "networkpolicies".to_string(),
+            verb.to_string(),
+        );
+        assert!(base.contains(&call), "base role lacks {call:?}");
+    }
+}
+
 #[test]
 fn the_deployment_is_locked_down() {
     let d = one("deployment.yaml");

@@ -1785,3 +1785,338 @@ async fn sigterm_releases_the_lease_and_the_other_takes_over_at_once() {
     eprintln!("SIGTERM; replica-b led {takeover:.1?} after");
     w.finish(vec![b]).await;
 }
+
+// ------------------------------------------------------------------ Learned
+
+/// The name the builder gives the policy of Deployment `web` (Kubescape's
+/// `<kind>-<name>`), for both the GeneratedNetworkPolicy and its
+/// NetworkPolicy.
+const LEARNED_POLICY: &str = "deployment-web";
+
+fn learned_kind(client: &Client, ns: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let resource = kube::discovery::ApiResource {
+        group: "kubefence.dev".into(),
+        version: "v1alpha1".into(),
+        api_version: "kubefence.dev/v1alpha1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    Api::namespaced_with(client.clone(), ns, &resource)
+}
+
+fn generated_policies(w: &World) -> Api<DynamicObject> {
+    learned_kind(
+        &w.admin,
+        &w.ns,
+        "GeneratedNetworkPolicy",
+        "generatednetworkpolicies",
+    )
+}
+
+fn neighborhoods(w: &World) -> Api<DynamicObject> {
+    learned_kind(
+        &w.admin,
+        &w.ns,
+        "NetworkNeighborhood",
+        "networkneighborhoods",
+    )
+}
+
+/// A kubefence.dev NetworkNeighborhood of Deployment `web` (pods `app:
+/// web`), as Kubescape's node agent writes them: `web` was seen calling
+/// pods `app: api` on TCP `port`.
+fn web_neighborhood(ns: &str, port: u16) -> Value {
+    json!({
+        "apiVersion": "kubefence.dev/v1alpha1",
+        "kind": "NetworkNeighborhood",
+        "metadata": {
+            "name": "deployment-web",
+            "namespace": ns,
+            "labels": {
+                "kubescape.io/workload-kind": "Deployment",
+                "kubescape.io/workload-name": "web",
+                "kubescape.io/workload-namespace": ns,
+            },
+            "annotations": {"kubescape.io/status": "completed"},
+        },
+        "spec": {
+            "matchLabels": {"app": "web"},
+            "containers": [{
+                "name": "web",
+                "ingress": [],
+                "egress": [{
+                    "identifier": format!("api-{port}"),
+                    "type": "internal",
+                    "podSelector": {"matchLabels": {"app": "api"}},
+                    "ports": [{"name": format!("TCP-{port}"), "protocol": "TCP", "port": port}],
+                }],
+            }],
+        },
+    })
+}
+
+async fn learned_operator(w: &World) -> Operator {
+    let mut spec = Spec::new("learned");
+    spec.learned = true;
+    w.operator_with(spec).await
+}
+
+async fn generated(w: &World) -> Option<Value> {
+    generated_policies(w)
+        .get_opt(LEARNED_POLICY)
+        .await
+        .unwrap()
+        .map(|g| serde_json::to_value(g).unwrap())
+}
+
+/// The TCP ports the value's egress rules allow (a GNP's `spec.spec` or a
+/// NetworkPolicy's `spec`).
+fn egress_ports(spec: &Value) -> Vec<i64> {
+    let mut out: Vec<i64> = spec["egress"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["ports"].as_array().cloned().unwrap_or_default())
+        .filter_map(|p| p["port"].as_i64())
+        .filter(|p| *p != 53)
+        .collect();
+    out.sort();
+    out
+}
+
+fn gnp_ports(g: &Option<Value>) -> Vec<i64> {
+    g.as_ref()
+        .map(|g| egress_ports(&g["spec"]["spec"]))
+        .unwrap_or_default()
+}
+
+fn np_ports(p: &Option<NetworkPolicy>) -> Vec<i64> {
+    p.as_ref()
+        .map(|p| egress_ports(&serde_json::to_value(&p.spec).unwrap()))
+        .unwrap_or_default()
+}
+
+fn condition_reason(g: &Option<Value>) -> Option<String> {
+    g.as_ref()?["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Enforced")?["reason"]
+        .as_str()
+        .map(String::from)
+}
+
+fn annotation_of(g: &Option<Value>, key: &str) -> Option<String> {
+    g.as_ref()?["metadata"]["annotations"][key]
+        .as_str()
+        .map(String::from)
+}
+
+async fn approve(w: &World) {
+    generated_policies(w)
+        .patch(
+            LEARNED_POLICY,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"annotations": {"kubefence.dev/approved": "true"}}})),
+        )
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn learned_a_neighborhood_gets_a_generated_policy_and_nothing_is_enforced() {
+    let Some(w) = World::new("learned-shadow", false).await else {
+        return;
+    };
+    let op = learned_operator(&w).await;
+    let nn = create(&w.admin, web_neighborhood(&w.ns, 8080)).await;
+    let g = eventually(
+        "a GeneratedNetworkPolicy waiting for approval",
+        CONVERGE,
+        async || generated(&w).await,
+        |g| gnp_ports(g) == vec![8080] && condition_reason(g).as_deref() == Some("ApprovalNeeded"),
+    )
+    .await
+    .unwrap();
+    let owners = g["metadata"]["ownerReferences"].as_array().unwrap();
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    assert_eq!(owners[0]["uid"], nn["metadata"]["uid"]);
+    assert_eq!(owners[0]["kind"], "NetworkNeighborhood");
+    assert_eq!(owners[0]["apiVersion"], "kubefence.dev/v1alpha1");
+    assert_eq!(g["metadata"]["labels"]["kubefence.dev/source"], "learned");
+    assert_eq!(
+        g["spec"]["spec"]["podSelector"]["matchLabels"]["app"],
+        "web"
+    );
+    // Shadow mode: no NetworkPolicy without an approval.
+    throughout(
+        "no NetworkPolicy before approval",
+        Duration::from_secs(2),
+        async || w.policy(LEARNED_POLICY).await,
+        |p| p.is_none(),
+    )
+    .await;
+    // Kubescape's group is not installed here: skipped, said once, no crash.
+    let log = op.log_text();
+    let skipped = log
+        .lines()
+        .filter(|l| {
+            l.contains("NetworkNeighborhoods not served (CRD not installed): skipped")
+                && l.contains("spdx.softwarecomposition.kubescape.io")
+        })
+        .count();
+    assert_eq!(skipped, 1, "{log}");
+    w.finish(vec![op]).await;
+}
+
+#[tokio::test]
+async fn learned_approval_applies_and_a_change_waits_for_a_new_approval() {
+    let Some(w) = World::new("learned-approval", false).await else {
+        return;
+    };
+    let op = learned_operator(&w).await;
+    create(&w.admin, web_neighborhood(&w.ns, 8080)).await;
+    eventually(
+        "the GeneratedNetworkPolicy",
+        CONVERGE,
+        async || generated(&w).await,
+        |g| gnp_ports(g) == vec![8080],
+    )
+    .await;
+    approve(&w).await;
+    let np = w
+        .policy_when("the approved policy applied", LEARNED_POLICY, |p| {
+            np_ports(p) == vec![8080]
+        })
+        .await
+        .unwrap();
+    let managers: Vec<(String, String)> = np
+        .metadata
+        .managed_fields
+        .iter()
+        .flatten()
+        .map(|m| {
+            (
+                m.manager.clone().unwrap_or_default(),
+                m.operation.clone().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        managers,
+        vec![("kubefence".to_string(), "Apply".to_string())],
+        "server-side apply by kubefence only"
+    );
+    let g = eventually(
+        "the approval recorded",
+        CONVERGE,
+        async || generated(&w).await,
+        |g| {
+            condition_reason(g).as_deref() == Some("Enforced")
+                && annotation_of(g, "kubefence.dev/approved-hash").is_some()
+        },
+    )
+    .await
+    .unwrap();
+    let owner = &np.metadata.owner_references.clone().unwrap()[0];
+    assert_eq!(owner.kind, "GeneratedNetworkPolicy");
+    assert_eq!(Some(owner.uid.as_str()), g["metadata"]["uid"].as_str());
+    // The approval holds while the spec does not change.
+    throughout(
+        "the approval of an unchanged spec",
+        Duration::from_secs(2),
+        async || generated(&w).await,
+        |g| annotation_of(g, "kubefence.dev/approved").as_deref() == Some("true"),
+    )
+    .await;
+
+    // The workload is seen calling another port: a new spec, a new approval.
+    neighborhoods(&w)
+        .patch(
+            "deployment-web",
+            &PatchParams::apply("kubefence-e2e").force(),
+            &Patch::Apply(web_neighborhood(&w.ns, 9090)),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "the new spec, waiting for approval",
+        CONVERGE,
+        async || generated(&w).await,
+        |g| {
+            gnp_ports(g) == vec![9090]
+                && annotation_of(g, "kubefence.dev/approved").is_none()
+                && condition_reason(g).as_deref() == Some("ApprovalNeeded")
+        },
+    )
+    .await;
+    throughout(
+        "the approved policy kept until the new spec is approved",
+        Duration::from_secs(2),
+        async || w.policy(LEARNED_POLICY).await,
+        |p| np_ports(p) == vec![8080],
+    )
+    .await;
+    approve(&w).await;
+    w.policy_when("the newly approved policy", LEARNED_POLICY, |p| {
+        np_ports(p) == vec![9090]
+    })
+    .await;
+
+    // The neighborhood goes: its generated policy and the NetworkPolicy go.
+    neighborhoods(&w)
+        .delete("deployment-web", &DeleteParams::default())
+        .await
+        .unwrap();
+    eventually(
+        "the GeneratedNetworkPolicy removed",
+        CONVERGE,
+        async || generated(&w).await,
+        Option::is_none,
+    )
+    .await;
+    w.policy_when("the NetworkPolicy removed", LEARNED_POLICY, Option::is_none)
+        .await;
+    w.finish(vec![op]).await;
+}
+
+#[tokio::test]
+async fn learned_a_foreign_policy_with_the_learned_name_is_left_alone() {
+    let Some(w) = World::new("learned-foreign", false).await else {
+        return;
+    };
+    let theirs = create(
+        &w.admin,
+        policy(&w.ns, LEARNED_POLICY, json!({"team": "payments"}), "web"),
+    )
+    .await;
+    let op = learned_operator(&w).await;
+    create(&w.admin, web_neighborhood(&w.ns, 8080)).await;
+    eventually(
+        "the GeneratedNetworkPolicy",
+        CONVERGE,
+        async || generated(&w).await,
+        |g| gnp_ports(g) == vec![8080],
+    )
+    .await;
+    approve(&w).await;
+    eventually(
+        "a conflict in the status",
+        CONVERGE,
+        async || generated(&w).await,
+        |g| condition_reason(g).as_deref() == Some("PolicyConflict"),
+    )
+    .await;
+    throughout(
+        "their policy untouched",
+        Duration::from_secs(2),
+        async || w.policy(LEARNED_POLICY).await,
+        |p| {
+            p.as_ref()
+                .and_then(|p| p.metadata.resource_version.clone())
+                .as_deref()
+                == theirs["metadata"]["resourceVersion"].as_str()
+        },
+    )
+    .await;
+    w.finish(vec![op]).await;
+}

@@ -29,6 +29,8 @@ Examples:
   kubectl get pods,deploy,svc,netpol -A -o yaml | kubefence analyze -f -
   kubefence explain -f manifests/ --from shop/frontend --to shop/cartservice --port 7070
   kubefence diff --before main/ --after branch/
+  kubefence learn --flows flows.jsonl -f manifests/ > learned.yaml
+  kubefence verify --flows flows.jsonl -f manifests/ -f learned.yaml
 
 Logging: -v lists skipped kinds and progress on stderr; KUBEFENCE_LOG takes a
 tracing filter (e.g. KUBEFENCE_LOG=debug).";
@@ -70,6 +72,8 @@ pub enum LogFormat {
 pub enum Command {
     Analyze(cmd::analyze::AnalyzeOpts),
     Generate(cmd::generate::GenerateOpts),
+    Learn(cmd::learn::LearnOpts),
+    Verify(cmd::verify::VerifyOpts),
     Explain(cmd::explain::ExplainOpts),
     Diff(cmd::diff::DiffOpts),
     Demo(cmd::demo::DemoOpts),

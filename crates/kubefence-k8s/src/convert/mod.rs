@@ -20,8 +20,10 @@ use serde_json::Value;
 
 pub use live::{LiveObject, live_object, live_workload};
 pub use network_policy::network_policy;
+pub(crate) use network_policy::policy_all_errors;
 pub use selector::label_selector;
 pub use strict::Strictness;
+pub(crate) use strict::read as read_strictly;
 pub use workload::{container, workload_from_template};
 
 /// The Kubernetes version whose API kubefence reads (k8s-openapi's feature).
@@ -126,6 +128,10 @@ impl Problems {
 
     #[cfg(test)]
     pub(crate) fn into_errors(self) -> Vec<ConvertError> {
+        self.0
+    }
+
+    pub(crate) fn into_vec(self) -> Vec<ConvertError> {
         self.0
     }
 

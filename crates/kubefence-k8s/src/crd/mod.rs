@@ -7,6 +7,7 @@
 //! for drift), and the tests below hold every registered kind to the
 //! conventions. To add a kind, add its module and one line to [`all_crds`].
 
+pub mod learned;
 pub mod quarantine;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -20,6 +21,7 @@ pub const GROUP: &str = "kubefence.dev";
 /// Register a kind here as `<Kind as kube::CustomResourceExt>::crd()`.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
     let mut crds: Vec<CustomResourceDefinition> = vec![quarantine::Quarantine::crd()];
+    crds.extend(learned::crds());
     crds.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     crds
 }

@@ -9,13 +9,32 @@ use crate::convert::{self, Strictness};
 /// Parses every document of `text` and hands each object to the converter.
 /// A document that does not parse is an error; the others still load.
 pub(crate) fn parse_into(text: &str, label: &str, opts: &LoadOptions, raw: &mut RawInput) {
+    each_object(text, label, &mut |item| match item {
+        Item::Object(value, location) => object(value, location, opts, raw),
+        Item::Error(diagnostic) => raw.errors.push(diagnostic),
+    });
+}
+
+/// What [`each_object`] finds, in input order.
+pub(crate) enum Item<'a> {
+    /// One object (lists and arrays unwrapped), and where it is.
+    Object(Value, &'a Location),
+    /// A document that does not parse, or a list or value that is not an
+    /// object.
+    Error(Diagnostic),
+}
+
+/// Every object of `text` (multi-document YAML, JSON, `kind: List`, typed
+/// lists, bare arrays), in order, with where each is; `label` names the
+/// file. Objects are not converted: the caller decides what a kind is.
+pub(crate) fn each_object(text: &str, label: &str, sink: &mut dyn FnMut(Item<'_>)) {
     if looks_like_json(text) {
         match serde_json::from_str::<Value>(text) {
-            Ok(value) => walk(value, &at(label, None), opts, raw),
-            Err(e) => raw.errors.push(Diagnostic {
+            Ok(value) => walk(value, &at(label, None), sink),
+            Err(e) => sink(Item::Error(Diagnostic {
                 location: at(label, None),
                 message: format!("invalid JSON: {e}"),
-            }),
+            })),
         }
         return;
     }
@@ -25,14 +44,14 @@ pub(crate) fn parse_into(text: &str, label: &str, opts: &LoadOptions, raw: &mut 
             continue;
         }
         match serde_saphyr::from_str::<Value>(doc) {
-            Ok(value) => walk(value, &location, opts, raw),
-            Err(e) => raw.errors.push(Diagnostic {
+            Ok(value) => walk(value, &location, sink),
+            Err(e) => sink(Item::Error(Diagnostic {
                 location,
                 message: format!(
                     "invalid YAML (the document starts at line {first_line}): {}",
                     yaml_message(&e, first_line)
                 ),
-            }),
+            })),
         }
     }
 }
@@ -131,9 +150,9 @@ fn yaml_message(error: &serde_saphyr::Error, first_line: usize) -> String {
     }
 }
 
-/// Unwraps arrays and lists, then converts each object; items are named by
-/// their index (`items[3]`, `[3]`).
-fn walk(value: Value, location: &Location, opts: &LoadOptions, raw: &mut RawInput) {
+/// Unwraps arrays and lists, then hands each object to `sink`; items are
+/// named by their index (`items[3]`, `[3]`).
+fn walk(value: Value, location: &Location, sink: &mut dyn FnMut(Item<'_>)) {
     let item = |path: String| Location {
         item: Some(match &location.item {
             Some(outer) => format!("{outer}.{path}"),
@@ -145,7 +164,7 @@ fn walk(value: Value, location: &Location, opts: &LoadOptions, raw: &mut RawInpu
         Value::Null => {}
         Value::Array(items) => {
             for (i, value) in items.into_iter().enumerate() {
-                walk(value, &item(format!("[{i}]")), opts, raw);
+                walk(value, &item(format!("[{i}]")), sink);
             }
         }
         Value::Object(mut map) => {
@@ -171,29 +190,29 @@ fn walk(value: Value, location: &Location, opts: &LoadOptions, raw: &mut RawInpu
                                     fields.entry("apiVersion").or_insert_with(|| v.clone());
                                 }
                             }
-                            walk(value, &item(format!("items[{i}]")), opts, raw);
+                            walk(value, &item(format!("items[{i}]")), sink);
                         }
                     }
                     Some(Value::Null) | None => {}
-                    Some(_) => raw.errors.push(Diagnostic {
+                    Some(_) => sink(Item::Error(Diagnostic {
                         location: Location {
                             field: Some("items".into()),
                             ..location.clone()
                         },
                         message: format!("a {kind} needs `items` to be a list"),
-                    }),
+                    })),
                 }
                 return;
             }
-            object(Value::Object(map), location, opts, raw);
+            sink(Item::Object(Value::Object(map), location));
         }
-        other => raw.errors.push(Diagnostic {
+        other => sink(Item::Error(Diagnostic {
             location: location.clone(),
             message: format!(
                 "expected a Kubernetes object (a mapping with apiVersion and kind), found {}",
                 value_kind(&other)
             ),
-        }),
+        })),
     }
 }
 

@@ -141,6 +141,47 @@ pub fn load(sources: &[Source], opts: &LoadOptions) -> Loaded {
     raw.finish(opts)
 }
 
+/// Every object of the sources as JSON, unconverted, with where it is, and
+/// what could not be read: for the kinds that are not part of the cluster
+/// model (the learned-policy objects), which their own module converts.
+/// The sources are read as [`load`] reads them (directories recursively,
+/// multi-document YAML, JSON, lists, bare arrays); a source that holds
+/// nothing is an error.
+#[derive(Clone, Debug, Default)]
+pub struct RawObjects {
+    pub objects: Vec<(Location, serde_json::Value)>,
+    pub errors: Vec<Diagnostic>,
+}
+
+pub fn read_objects(sources: &[Source]) -> RawObjects {
+    let mut out = RawObjects::default();
+    for src in sources {
+        let before = out.objects.len() + out.errors.len();
+        let read = source::read(src);
+        out.errors.extend(read.errors);
+        for (label, text) in read.texts {
+            each_object_of(&text, &label, &mut out.objects, &mut out.errors);
+        }
+        if out.objects.len() + out.errors.len() == before {
+            out.errors.push(source::nothing_in(src));
+        }
+    }
+    out
+}
+
+/// The objects of one text, unconverted (see [`read_objects`]).
+pub fn each_object_of(
+    text: &str,
+    label: &str,
+    objects: &mut Vec<(Location, serde_json::Value)>,
+    errors: &mut Vec<Diagnostic>,
+) {
+    documents::each_object(text, label, &mut |item| match item {
+        documents::Item::Object(value, location) => objects.push((location.clone(), value)),
+        documents::Item::Error(diagnostic) => errors.push(diagnostic),
+    });
+}
+
 /// Loads one file's content; `file_label` names it in errors.
 pub fn load_str(text: &str, file_label: &str, opts: &LoadOptions) -> Loaded {
     let mut raw = RawInput::default();

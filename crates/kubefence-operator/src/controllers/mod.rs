@@ -12,16 +12,19 @@
 //!
 //! The Quarantine controller runs only while this replica leads (see
 //! [`quarantine`]); its policy rights are the opt-in
-//! `deploy/components/quarantine`.
+//! `deploy/components/quarantine`. The learned controller ([`learned`])
+//! runs only when `OperatorConfig::learned` is set (`kubefence operator
+//! --learned`), with the opt-in `deploy/components/learned`.
 
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
 
-use crate::context::Context;
+use crate::context::{Context, OperatorConfig};
 use crate::error::Result;
 
 pub mod baseline;
+pub mod learned;
 pub mod quarantine;
 
 /// A registered controller.
@@ -30,9 +33,9 @@ pub struct Registration {
     pub start: fn(Arc<Context>) -> BoxFuture<'static, Result<()>>,
 }
 
-/// Every controller the operator runs.
-pub fn all() -> Vec<Registration> {
-    vec![
+/// Every controller the operator runs with `config`.
+pub fn all(config: &OperatorConfig) -> Vec<Registration> {
+    let mut out = vec![
         Registration {
             name: baseline::NAME,
             start: baseline::start,
@@ -41,5 +44,29 @@ pub fn all() -> Vec<Registration> {
             name: quarantine::NAME,
             start: quarantine::start,
         },
-    ]
+    ];
+    if config.learned {
+        out.push(Registration {
+            name: learned::NAME,
+            start: learned::start,
+        });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_learned_controller_runs_only_when_configured() {
+        let names = |c: &OperatorConfig| all(c).iter().map(|r| r.name).collect::<Vec<_>>();
+        let off = OperatorConfig::default();
+        assert!(!names(&off).contains(&learned::NAME));
+        let on = OperatorConfig {
+            learned: true,
+            ..OperatorConfig::default()
+        };
+        assert_eq!(names(&on), vec!["baseline", "quarantine", "learned"]);
+    }
 }

@@ -332,6 +332,7 @@ async fn install(admin: &Client, ns: &str, quarantine: bool) -> Result<(), Strin
         objects.extend(kustomization_objects(
             &deploy().join("components/quarantine"),
         )?);
+        objects.extend(kustomization_objects(&deploy().join("components/learned"))?);
     }
     for mut object in objects {
         let kind = object["kind"].as_str().unwrap_or_default().to_string();

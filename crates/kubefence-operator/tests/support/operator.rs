@@ -36,6 +36,9 @@ pub struct Spec {
     /// [`super::proxy::Proxy`] in front of it).
     #[serde(default)]
     pub server: Option<String>,
+    /// Runs the learned controller too.
+    #[serde(default)]
+    pub learned: bool,
 }
 
 impl Spec {
@@ -49,6 +52,7 @@ impl Spec {
             resync_seconds: 300,
             admin_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             server: None,
+            learned: false,
         }
     }
 
@@ -61,6 +65,7 @@ impl Spec {
             lease_name: self.lease_name.clone(),
             lease_duration: Duration::from_secs(self.lease_seconds),
             resync: Duration::from_secs(self.resync_seconds),
+            learned: self.learned,
             ..kubefence_operator::OperatorConfig::default()
         }
     }

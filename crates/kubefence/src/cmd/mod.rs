@@ -11,14 +11,18 @@ pub mod demo;
 pub mod diff;
 pub mod explain;
 pub mod generate;
+pub mod learn;
 pub mod operator;
 pub mod quarantine;
 pub mod release;
+pub mod verify;
 
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Analyze(opts) => analyze::run(&opts),
         Command::Generate(opts) => generate::run(&opts),
+        Command::Learn(opts) => learn::run(&opts),
+        Command::Verify(opts) => verify::run(&opts),
         Command::Explain(opts) => explain::run(&opts),
         Command::Diff(opts) => diff::run(&opts),
         Command::Demo(opts) => demo::run(&opts),

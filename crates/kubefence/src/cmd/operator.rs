@@ -49,6 +49,12 @@ pub struct OperatorOpts {
     /// Seconds between full resyncs (they write only differences).
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
     pub resync_seconds: u64,
+    /// Run the learned controller: NetworkNeighborhoods (Kubescape's or
+    /// kubefence's) become one GeneratedNetworkPolicy per workload; its
+    /// NetworkPolicy is applied only once annotated
+    /// kubefence.dev/approved=true. Needs deploy/components/learned.
+    #[arg(long)]
+    pub learned: bool,
 }
 
 /// Reads `--config` exactly as `generate` does (YAML or JSON, unknown
@@ -76,6 +82,7 @@ pub fn run(opts: &OperatorOpts) -> anyhow::Result<u8> {
         leader_election: !opts.no_leader_election,
         lease_name: opts.lease_name.clone(),
         resync: Duration::from_secs(opts.resync_seconds.max(1)),
+        learned: opts.learned,
         ..OperatorConfig::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

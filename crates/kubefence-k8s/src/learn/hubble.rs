@@ -1,0 +1,801 @@
+//! Hubble flow files → core [`Flow`] records, streamed.
+//!
+//! Reads what `hubble observe` writes: `-o jsonpb` lines
+//! (`{"flow": {…}, "node_name": …, "time": …}`) and the bare Flow objects of
+//! `-o json`, one per line, or a JSON array of either; gzip-compressed files
+//! are recognised by their magic bytes. Other records of the same stream
+//! (`node_status`, `lost_events`) are skipped and counted.
+//!
+//! It lives in kubefence-k8s because it is an adapter from an external wire
+//! format to the core model, like the manifest loader beside it; the CLI,
+//! the benchmarks and a future operator controller read flows through it.
+//!
+//! Memory stays constant whatever the file size: [`FlowReader`] is an
+//! iterator that holds one record at a time (a line, or one element of an
+//! array found by a small scanner), parses it with borrowed strings, and
+//! caps a record at [`MAX_RECORD_BYTES`]. A record that is not JSON, or
+//! whose fields have the wrong type, is an error naming the file and line;
+//! reading goes on with the next record. Fields Hubble may leave out are
+//! `None` (absent `is_reply` is unknown, not false); enum values this
+//! version does not know are kept, never a panic. Field names are Hubble's
+//! (`source_port`); protojson's camelCase spellings (`sourcePort`) are read
+//! too, and enums may be names or numbers.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::net::IpAddr;
+use std::path::Path;
+
+use flate2::read::MultiGzDecoder;
+use kubefence_core::Protocol;
+use kubefence_core::learn::flows::{
+    DnsRecord, Flow, FlowEndpoint, FlowEvent, FlowService, FlowType, FlowWorkload,
+    ReservedIdentity, TcpFlags, TrafficDirection, Verdict,
+};
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+/// The largest record read (a longer line is an error and is skipped).
+pub const MAX_RECORD_BYTES: usize = 16 * 1024 * 1024;
+
+/// A record that could not be read, and where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowError {
+    pub file: String,
+    /// 1-based line where the record starts.
+    pub line: usize,
+    pub message: String,
+}
+
+impl fmt::Display for FlowError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: line {}: {}", self.file, self.line, self.message)
+    }
+}
+
+impl std::error::Error for FlowError {}
+
+/// Opens a flow file (gzip or plain); `-` is stdin.
+pub fn open(path: &str) -> io::Result<FlowReader<Box<dyn BufRead>>> {
+    let reader: Box<dyn Read> = if path == "-" {
+        Box::new(io::stdin())
+    } else {
+        Box::new(File::open(Path::new(path))?)
+    };
+    let label = if path == "-" { "<stdin>" } else { path };
+    from_reader(reader, label)
+}
+
+/// Reads flows from any reader (gzip detected from the first bytes).
+pub fn from_reader<R: Read + 'static>(
+    reader: R,
+    label: &str,
+) -> io::Result<FlowReader<Box<dyn BufRead>>> {
+    let mut buffered = BufReader::with_capacity(256 * 1024, reader);
+    let gzip = buffered.fill_buf()?.starts_with(&[0x1f, 0x8b]);
+    let inner: Box<dyn BufRead> = if gzip {
+        Box::new(BufReader::with_capacity(
+            256 * 1024,
+            MultiGzDecoder::new(buffered),
+        ))
+    } else {
+        Box::new(buffered)
+    };
+    Ok(FlowReader::new(inner, label))
+}
+
+/// How the records of a stream are laid out, known from its first byte.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Layout {
+    Unknown,
+    /// One JSON object per line (jsonpb or json).
+    Lines,
+    /// One JSON array of objects.
+    Array,
+    /// The array's closing bracket was read (or the scanner gave up).
+    Done,
+}
+
+/// The flows of one stream, one at a time.
+pub struct FlowReader<R> {
+    reader: R,
+    label: String,
+    layout: Layout,
+    /// Lines consumed so far (the next line is `line + 1`).
+    line: usize,
+    buffer: Vec<u8>,
+    /// Records that were not flows (`node_status`, `lost_events`).
+    pub skipped_records: u64,
+}
+
+impl<R: BufRead> FlowReader<R> {
+    pub fn new(reader: R, label: &str) -> Self {
+        Self {
+            reader,
+            label: label.to_string(),
+            layout: Layout::Unknown,
+            line: 0,
+            buffer: Vec::with_capacity(4096),
+            skipped_records: 0,
+        }
+    }
+
+    fn error(&self, line: usize, message: impl Into<String>) -> FlowError {
+        FlowError {
+            file: self.label.clone(),
+            line,
+            message: message.into(),
+        }
+    }
+
+    /// Skips whitespace (counting lines) and returns the next byte, unread.
+    fn peek_non_space(&mut self) -> io::Result<Option<u8>> {
+        loop {
+            let buf = self.reader.fill_buf()?;
+            if buf.is_empty() {
+                return Ok(None);
+            }
+            let mut used = 0;
+            let mut found = None;
+            for &b in buf {
+                if b.is_ascii_whitespace() {
+                    if b == b'\n' {
+                        self.line += 1;
+                    }
+                    used += 1;
+                } else {
+                    found = Some(b);
+                    break;
+                }
+            }
+            self.reader.consume(used);
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+    }
+
+    /// The next line into `buffer` (without its newline); `None` at the
+    /// end. A line over the limit is consumed and reported.
+    fn next_line(&mut self) -> Option<Result<usize, FlowError>> {
+        loop {
+            self.buffer.clear();
+            let limit = (MAX_RECORD_BYTES + 1) as u64;
+            let read = (&mut self.reader)
+                .take(limit)
+                .read_until(b'\n', &mut self.buffer);
+            match read {
+                Err(e) => {
+                    let line = self.line + 1;
+                    self.layout = Layout::Done;
+                    return Some(Err(self.error(line, format!("cannot read: {e}"))));
+                }
+                Ok(0) => return None,
+                Ok(_) => {}
+            }
+            self.line += 1;
+            let line = self.line;
+            if self.buffer.last() == Some(&b'\n') {
+                self.buffer.pop();
+            } else if self.buffer.len() > MAX_RECORD_BYTES {
+                // Skip the rest of the overlong line without keeping it.
+                if let Err(e) = skip_line(&mut self.reader) {
+                    self.layout = Layout::Done;
+                    return Some(Err(self.error(line, format!("cannot read: {e}"))));
+                }
+                return Some(Err(self.error(
+                    line,
+                    format!("record longer than {MAX_RECORD_BYTES} bytes: skipped"),
+                )));
+            }
+            if self.buffer.iter().all(u8::is_ascii_whitespace) {
+                continue;
+            }
+            return Some(Ok(line));
+        }
+    }
+
+    /// The next element of a JSON array into `buffer`; `None` after `]`.
+    fn next_element(&mut self) -> Option<Result<usize, FlowError>> {
+        // Between elements: whitespace, a comma, or the closing bracket.
+        loop {
+            match self.peek_non_space() {
+                Err(e) => {
+                    self.layout = Layout::Done;
+                    return Some(Err(self.error(self.line + 1, format!("cannot read: {e}"))));
+                }
+                Ok(None) => {
+                    self.layout = Layout::Done;
+                    return Some(Err(
+                        self.error(self.line + 1, "the JSON array is not closed (`]` missing)")
+                    ));
+                }
+                Ok(Some(b',')) => self.reader.consume(1),
+                Ok(Some(b']')) => {
+                    self.reader.consume(1);
+                    self.layout = Layout::Done;
+                    return None;
+                }
+                Ok(Some(_)) => break,
+            }
+        }
+        let start = self.line + 1;
+        self.buffer.clear();
+        let mut depth = 0usize;
+        let mut in_string = false;
+        let mut escaped = false;
+        loop {
+            let buf = match self.reader.fill_buf() {
+                Ok(b) => b,
+                Err(e) => {
+                    self.layout = Layout::Done;
+                    return Some(Err(self.error(start, format!("cannot read: {e}"))));
+                }
+            };
+            if buf.is_empty() {
+                self.layout = Layout::Done;
+                return Some(Err(self.error(start, "the file ends inside a record")));
+            }
+            let mut used = 0;
+            let mut complete = false;
+            for &b in buf {
+                used += 1;
+                if b == b'\n' {
+                    self.line += 1;
+                }
+                if in_string {
+                    if escaped {
+                        escaped = false;
+                    } else if b == b'\\' {
+                        escaped = true;
+                    } else if b == b'"' {
+                        in_string = false;
+                    }
+                    continue;
+                }
+                match b {
+                    b'"' => in_string = true,
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        if depth == 0 {
+                            // A bracket closing the array right after a comma.
+                            used -= 1;
+                            complete = true;
+                            break;
+                        }
+                        depth -= 1;
+                        if depth == 0 {
+                            complete = true;
+                            break;
+                        }
+                    }
+                    b',' if depth == 0 => {
+                        used -= 1;
+                        complete = true;
+                        break;
+                    }
+                    _ => {}
+                }
+            }
+            self.buffer.extend_from_slice(&buf[..used]);
+            self.reader.consume(used);
+            if self.buffer.len() > MAX_RECORD_BYTES {
+                self.layout = Layout::Done;
+                return Some(Err(self.error(
+                    start,
+                    format!("record longer than {MAX_RECORD_BYTES} bytes: the rest of the array is not read"),
+                )));
+            }
+            if complete {
+                return Some(Ok(start));
+            }
+        }
+    }
+}
+
+fn skip_line<R: BufRead>(reader: &mut R) -> io::Result<()> {
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match buf.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                reader.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = buf.len();
+                reader.consume(n);
+            }
+        }
+    }
+}
+
+impl<R: BufRead> Iterator for FlowReader<R> {
+    type Item = Result<Flow, FlowError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        loop {
+            if self.layout == Layout::Unknown {
+                match self.peek_non_space() {
+                    Ok(Some(b'[')) => {
+                        self.reader.consume(1);
+                        self.layout = Layout::Array;
+                    }
+                    Ok(Some(_)) => self.layout = Layout::Lines,
+                    Ok(None) => return None,
+                    Err(e) => {
+                        self.layout = Layout::Done;
+                        return Some(Err(self.error(self.line + 1, format!("cannot read: {e}"))));
+                    }
+                }
+            }
+            let record = match self.layout {
+                Layout::Lines => self.next_line(),
+                Layout::Array => self.next_element(),
+                Layout::Unknown | Layout::Done => None,
+            }?;
+            let line = match record {
+                Ok(line) => line,
+                Err(e) => return Some(Err(e)),
+            };
+            match parse_record(&self.buffer) {
+                Ok(Some(flow)) => return Some(Ok(flow)),
+                Ok(None) => self.skipped_records += 1,
+                Err(message) => return Some(Err(self.error(line, message))),
+            }
+        }
+    }
+}
+
+/// One record: a flow, `None` for another kind of record, or why it is
+/// not readable.
+pub fn parse_record(bytes: &[u8]) -> Result<Option<Flow>, String> {
+    let record: HubbleFlow<'_> = serde_json::from_slice(bytes).map_err(|e| {
+        if e.is_syntax() || e.is_eof() {
+            format!("not JSON: {e}")
+        } else {
+            format!("not a Hubble flow: {e}")
+        }
+    })?;
+    let HubbleFlow {
+        flow: inner,
+        time: outer_time,
+        ..
+    } = &record;
+    let flow = match inner {
+        Some(inner) => {
+            let mut flow = to_flow(inner)?;
+            if flow.time.is_none() {
+                flow.time = outer_time.as_ref().map(|t| t.to_string());
+            }
+            flow
+        }
+        None if record.is_flow() => to_flow(&record)?,
+        None => return Ok(None),
+    };
+    Ok(Some(flow))
+}
+
+/// Hubble's enum values in number order (flow.proto).
+const VERDICTS: &[&str] = &[
+    "VERDICT_UNKNOWN",
+    "FORWARDED",
+    "DROPPED",
+    "ERROR",
+    "AUDIT",
+    "REDIRECTED",
+    "TRACED",
+    "TRANSLATED",
+];
+const DIRECTIONS: &[&str] = &["TRAFFIC_DIRECTION_UNKNOWN", "INGRESS", "EGRESS"];
+const FLOW_TYPES: &[&str] = &["UNKNOWN_TYPE", "L3_L4", "L7", "SOCK"];
+
+fn to_flow(f: &HubbleFlow<'_>) -> Result<Flow, String> {
+    let ip = f.ip.as_ref();
+    let source = endpoint(
+        f.source.as_ref(),
+        ip.and_then(|i| i.source.as_deref()),
+        "IP.source",
+        f.source_service.as_ref(),
+    )?;
+    let destination = endpoint(
+        f.destination.as_ref(),
+        ip.and_then(|i| i.destination.as_deref()),
+        "IP.destination",
+        f.destination_service.as_ref(),
+    )?;
+    let (protocol, ports, tcp_flags) = match &f.l4 {
+        Some(L4 { tcp: Some(t), .. }) => (
+            Some(Protocol::Tcp),
+            Some(Ports {
+                source_port: t.source_port,
+                destination_port: t.destination_port,
+            }),
+            t.flags.as_ref().map(|f| f.to_core()),
+        ),
+        Some(L4 { udp: Some(u), .. }) => (Some(Protocol::Udp), Some(*u), None),
+        Some(L4 { sctp: Some(s), .. }) => (Some(Protocol::Sctp), Some(*s), None),
+        _ => (None, None, None),
+    };
+    let port = |p: Option<u32>, field: &str| -> Result<Option<u16>, String> {
+        match p {
+            None | Some(0) => Ok(None),
+            Some(n) => u16::try_from(n)
+                .map(Some)
+                .map_err(|_| format!("l4: {field} {n} is not a port")),
+        }
+    };
+    let dns = match f.l7.as_ref().and_then(|l| l.dns.as_ref()) {
+        None => None,
+        Some(d) => {
+            let mut ips = Vec::new();
+            for text in d.ips.iter().flatten() {
+                ips.push(
+                    text.parse::<IpAddr>()
+                        .map_err(|_| format!("l7.dns.ips: {text:?} is not an IP address"))?,
+                );
+            }
+            Some(DnsRecord {
+                query: d.query.as_deref().unwrap_or_default().to_string(),
+                ips,
+            })
+        }
+    };
+    Ok(Flow {
+        time: f.time.as_ref().map(|t| t.to_string()),
+        source,
+        destination,
+        protocol,
+        source_port: port(ports.and_then(|p| p.source_port), "source_port")?,
+        destination_port: port(ports.and_then(|p| p.destination_port), "destination_port")?,
+        tcp_flags,
+        is_reply: f.is_reply.map(|b| b.0),
+        traffic_direction: f
+            .traffic_direction
+            .as_ref()
+            .map(|d| match &*d.name(DIRECTIONS) {
+                "INGRESS" => TrafficDirection::Ingress,
+                "EGRESS" => TrafficDirection::Egress,
+                other => TrafficDirection::Unknown(other.to_string()),
+            }),
+        verdict: f.verdict.as_ref().map(|v| match &*v.name(VERDICTS) {
+            "FORWARDED" => Verdict::Forwarded,
+            "DROPPED" => Verdict::Dropped,
+            "ERROR" => Verdict::Error,
+            "AUDIT" => Verdict::Audit,
+            "REDIRECTED" => Verdict::Redirected,
+            "TRACED" => Verdict::Traced,
+            "TRANSLATED" => Verdict::Translated,
+            other => Verdict::Other(other.to_string()),
+        }),
+        flow_type: f.type_.as_ref().map(|t| match &*t.name(FLOW_TYPES) {
+            "L3_L4" => FlowType::L3L4,
+            "L7" => FlowType::L7,
+            "SOCK" => FlowType::Sock,
+            other => FlowType::Other(other.to_string()),
+        }),
+        event: f
+            .event_type
+            .as_ref()
+            .and_then(|e| e.type_)
+            .map(FlowEvent::from_monitor_type),
+        dns,
+    })
+}
+
+fn endpoint(
+    e: Option<&Endpoint<'_>>,
+    ip: Option<&str>,
+    ip_field: &str,
+    service: Option<&Service<'_>>,
+) -> Result<FlowEndpoint, String> {
+    let service = service
+        .and_then(|s| Some((s.namespace.as_deref()?, s.name.as_deref()?)))
+        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
+        .map(|(ns, name)| FlowService {
+            namespace: ns.to_string(),
+            name: name.to_string(),
+        });
+    let ip = match ip {
+        None | Some("") => None,
+        Some(text) => Some(
+            text.parse::<IpAddr>()
+                .map_err(|_| format!("{ip_field}: {text:?} is not an IP address"))?,
+        ),
+    };
+    let Some(e) = e else {
+        return Ok(FlowEndpoint {
+            ip,
+            service,
+            ..FlowEndpoint::default()
+        });
+    };
+    let mut labels = Vec::new();
+    let mut reserved = Vec::new();
+    for label in e.labels.iter().flatten() {
+        if let Some(rest) = label.strip_prefix("k8s:") {
+            let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
+            labels.push((key.to_string(), value.to_string()));
+        } else if let Some(name) = label.strip_prefix("reserved:") {
+            let name = name.split_once('=').map_or(name, |(n, _)| n);
+            reserved.push(ReservedIdentity::parse(name));
+        }
+        // Other sources (container:, cidr:, fqdn:, unspec:) say nothing
+        // a NetworkPolicy can select on.
+    }
+    labels.sort();
+    reserved.sort();
+    reserved.dedup();
+    let text =
+        |s: &Option<Cow<'_, str>>| s.as_ref().filter(|s| !s.is_empty()).map(|s| s.to_string());
+    Ok(FlowEndpoint {
+        namespace: text(&e.namespace),
+        labels,
+        reserved,
+        pod_name: text(&e.pod_name),
+        workloads: e
+            .workloads
+            .iter()
+            .flatten()
+            .map(|w| FlowWorkload {
+                name: w.name.as_deref().unwrap_or_default().to_string(),
+                kind: w.kind.as_deref().unwrap_or_default().to_string(),
+            })
+            .collect(),
+        identity: e.identity,
+        ip,
+        service,
+    })
+}
+
+// ---- Hubble's JSON, borrowed where it can be ----
+
+#[derive(Deserialize)]
+struct HubbleFlow<'a> {
+    /// Set on a jsonpb line: the flow inside the GetFlowsResponse.
+    #[serde(borrow, default)]
+    flow: Option<Box<HubbleFlow<'a>>>,
+    #[serde(borrow, default)]
+    time: Option<Cow<'a, str>>,
+    #[serde(default)]
+    verdict: Option<EnumValue<'a>>,
+    #[serde(rename = "IP", alias = "ip", borrow, default)]
+    ip: Option<Ip<'a>>,
+    #[serde(default)]
+    l4: Option<L4>,
+    #[serde(borrow, default)]
+    source: Option<Endpoint<'a>>,
+    #[serde(borrow, default)]
+    destination: Option<Endpoint<'a>>,
+    #[serde(rename = "Type", alias = "type", default)]
+    type_: Option<EnumValue<'a>>,
+    #[serde(alias = "trafficDirection", default)]
+    traffic_direction: Option<EnumValue<'a>>,
+    #[serde(alias = "isReply", default)]
+    is_reply: Option<BoolValue>,
+    #[serde(alias = "eventType", default)]
+    event_type: Option<EventType>,
+    #[serde(borrow, default)]
+    l7: Option<L7<'a>>,
+    #[serde(alias = "sourceService", borrow, default)]
+    source_service: Option<Service<'a>>,
+    #[serde(alias = "destinationService", borrow, default)]
+    destination_service: Option<Service<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Service<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    namespace: Option<Cow<'a, str>>,
+}
+
+impl HubbleFlow<'_> {
+    /// Whether the record is a flow at all (a GetFlowsResponse may carry a
+    /// node status or lost-events notice instead).
+    fn is_flow(&self) -> bool {
+        self.ip.is_some()
+            || self.l4.is_some()
+            || self.source.is_some()
+            || self.destination.is_some()
+    }
+}
+
+#[derive(Deserialize)]
+struct Ip<'a> {
+    #[serde(borrow, default)]
+    source: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    destination: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct L4 {
+    #[serde(rename = "TCP", alias = "tcp", default)]
+    tcp: Option<Tcp>,
+    #[serde(rename = "UDP", alias = "udp", default)]
+    udp: Option<Ports>,
+    #[serde(rename = "SCTP", alias = "sctp", default)]
+    sctp: Option<Ports>,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+struct Ports {
+    #[serde(alias = "sourcePort", default)]
+    source_port: Option<u32>,
+    #[serde(alias = "destinationPort", default)]
+    destination_port: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct Tcp {
+    #[serde(alias = "sourcePort", default)]
+    source_port: Option<u32>,
+    #[serde(alias = "destinationPort", default)]
+    destination_port: Option<u32>,
+    #[serde(default)]
+    flags: Option<TcpFlagsJson>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "UPPERCASE")]
+struct TcpFlagsJson {
+    #[serde(default)]
+    fin: bool,
+    #[serde(default)]
+    syn: bool,
+    #[serde(default)]
+    rst: bool,
+    #[serde(default)]
+    psh: bool,
+    #[serde(default)]
+    ack: bool,
+    #[serde(default)]
+    urg: bool,
+    #[serde(default)]
+    ece: bool,
+    #[serde(default)]
+    cwr: bool,
+    #[serde(default)]
+    ns: bool,
+}
+
+impl TcpFlagsJson {
+    fn to_core(&self) -> TcpFlags {
+        TcpFlags {
+            syn: self.syn,
+            ack: self.ack,
+            fin: self.fin,
+            rst: self.rst,
+            psh: self.psh,
+            urg: self.urg,
+            ece: self.ece,
+            cwr: self.cwr,
+            ns: self.ns,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Endpoint<'a> {
+    #[serde(borrow, default)]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    labels: Option<Vec<Cow<'a, str>>>,
+    #[serde(alias = "podName", borrow, default)]
+    pod_name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    workloads: Option<Vec<WorkloadJson<'a>>>,
+    #[serde(default)]
+    identity: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct WorkloadJson<'a> {
+    #[serde(borrow, default)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    kind: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct EventType {
+    #[serde(rename = "type", default)]
+    type_: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct L7<'a> {
+    #[serde(borrow, default)]
+    dns: Option<Dns<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Dns<'a> {
+    #[serde(borrow, default)]
+    query: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    ips: Option<Vec<Cow<'a, str>>>,
+}
+
+/// A protobuf enum as protojson writes it: its name, or its number.
+enum EnumValue<'a> {
+    Name(Cow<'a, str>),
+    Number(i64),
+}
+
+impl EnumValue<'_> {
+    /// The name; a number is named from `names` (the enum's values in
+    /// order), or kept as its digits when this version does not know it.
+    fn name(&self, names: &'static [&'static str]) -> Cow<'_, str> {
+        match self {
+            Self::Name(n) => Cow::Borrowed(n),
+            Self::Number(n) => usize::try_from(*n)
+                .ok()
+                .and_then(|i| names.get(i))
+                .map_or_else(|| Cow::Owned(n.to_string()), |name| Cow::Borrowed(*name)),
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for EnumValue<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = EnumValue<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an enum name or number")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(EnumValue::Name(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(EnumValue::Name(Cow::Owned(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(EnumValue::Number(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(EnumValue::Number(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}
+
+/// A `google.protobuf.BoolValue`: `true` in protojson, `{"value": true}`
+/// from Go's encoding/json.
+#[derive(Clone, Copy)]
+struct BoolValue(bool);
+
+impl<'de> Deserialize<'de> for BoolValue {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = BoolValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a boolean or {\"value\": boolean}")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(BoolValue(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut value = false;
+                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                    if key == "value" {
+                        value = map.next_value()?;
+                    } else {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+                Ok(BoolValue(value))
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}

@@ -1,0 +1,252 @@
+//! The Hubble reader on the hand-written flow files of testdata/flows (see
+//! its README for the case each shows), gzip, overlong records, and the
+//! core learner fed from it.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::io::Write;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+
+use kubefence_core::Protocol;
+use kubefence_core::learn::flows::{
+    Flow, FlowEvent, FlowService, FlowType, FlowWorkload, ReservedIdentity, TrafficDirection,
+    Verdict,
+};
+use kubefence_k8s::learn::hubble::{self, FlowError, MAX_RECORD_BYTES};
+
+fn flows_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/flows")
+}
+
+fn path(name: &str) -> String {
+    flows_dir().join(name).to_string_lossy().into_owned()
+}
+
+fn read_all(name: &str) -> (Vec<Flow>, Vec<FlowError>, u64) {
+    let mut reader = hubble::open(&path(name)).unwrap();
+    let mut flows = Vec::new();
+    let mut errors = Vec::new();
+    for item in reader.by_ref() {
+        match item {
+            Ok(f) => flows.push(f),
+            Err(e) => errors.push(e),
+        }
+    }
+    (flows, errors, reader.skipped_records)
+}
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().unwrap()
+}
+
+#[test]
+fn jsonpb_lines_give_flows_and_skip_other_records() {
+    let (flows, errors, skipped) = read_all("jsonpb-tcp.jsonl");
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(flows.len(), 3);
+    assert_eq!(skipped, 2, "node_status and lost_events");
+    let syn = &flows[0];
+    assert_eq!(syn.time.as_deref(), Some("2026-03-01T10:00:00.000000001Z"));
+    assert_eq!(syn.protocol, Some(Protocol::Tcp));
+    assert_eq!(syn.source_port, Some(43210));
+    assert_eq!(syn.destination_port, Some(7070));
+    assert!(syn.tcp_flags.unwrap().is_opening());
+    assert_eq!(syn.is_reply, Some(false));
+    assert_eq!(syn.verdict, Some(Verdict::Forwarded));
+    assert_eq!(syn.flow_type, Some(FlowType::L3L4));
+    assert_eq!(syn.event, Some(FlowEvent::Trace));
+    assert_eq!(syn.traffic_direction, Some(TrafficDirection::Egress));
+    assert_eq!(syn.source.ip, Some(ip("10.244.0.15")));
+    assert_eq!(syn.source.namespace.as_deref(), Some("shop"));
+    assert_eq!(
+        syn.source.pod_name.as_deref(),
+        Some("frontend-7d4b9c-x2kzq")
+    );
+    assert_eq!(syn.source.identity, Some(5678));
+    assert_eq!(
+        syn.source.workloads,
+        [FlowWorkload {
+            name: "frontend".into(),
+            kind: "Deployment".into()
+        }]
+    );
+    // `k8s:` prefix removed, sorted by key, Cilium's own labels kept.
+    assert_eq!(
+        syn.source.labels,
+        [
+            ("app", "frontend"),
+            ("io.cilium.k8s.policy.cluster", "default"),
+            ("io.kubernetes.pod.namespace", "shop"),
+            ("pod-template-hash", "7d4b9c"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+    );
+    assert_eq!(
+        syn.destination.service,
+        Some(FlowService {
+            namespace: "shop".into(),
+            name: "cartservice".into()
+        })
+    );
+    let reply = &flows[1];
+    assert_eq!(reply.is_reply, Some(true));
+    assert!(!reply.tcp_flags.unwrap().is_opening());
+    // No `time` in the flow: the jsonpb wrapper's.
+    assert_eq!(
+        flows[2].time.as_deref(),
+        Some("2026-03-01T10:00:00.000300000Z")
+    );
+}
+
+#[test]
+fn a_json_array_of_bare_flows_is_read_element_by_element() {
+    let (flows, errors, _) = read_all("json-array.json");
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(flows.len(), 3);
+    let query = &flows[0];
+    assert_eq!(query.protocol, Some(Protocol::Udp));
+    assert_eq!(query.destination_port, Some(53));
+    // Absent is_reply is unknown, not false.
+    assert_eq!(query.is_reply, None);
+    let answer = flows[1].dns.as_ref().unwrap();
+    assert_eq!(answer.query, "api.stripe.com.");
+    assert_eq!(answer.ips, [ip("203.0.113.7"), ip("2001:db8::7")]);
+    assert_eq!(flows[1].flow_type, Some(FlowType::L7));
+    let world = &flows[2];
+    assert_eq!(world.destination.reserved, [ReservedIdentity::World]);
+    assert!(world.destination.labels.is_empty());
+    assert_eq!(world.destination.namespace, None);
+}
+
+#[test]
+fn camel_case_names_numbered_enums_and_wrapped_booleans_are_read() {
+    let (flows, errors, _) = read_all("json-camel-numbers.jsonl");
+    assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(flows.len(), 2);
+    let sctp = &flows[0];
+    assert_eq!(sctp.protocol, Some(Protocol::Sctp));
+    assert_eq!(sctp.source_port, Some(3000));
+    assert_eq!(sctp.destination_port, Some(9899));
+    assert_eq!(sctp.verdict, Some(Verdict::Forwarded));
+    assert_eq!(sctp.flow_type, Some(FlowType::L3L4));
+    assert_eq!(sctp.traffic_direction, Some(TrafficDirection::Egress));
+    assert_eq!(sctp.is_reply, Some(false));
+    assert_eq!(sctp.event, Some(FlowEvent::PolicyVerdict));
+    assert_eq!(sctp.destination.pod_name.as_deref(), Some("signal-0"));
+    assert_eq!(flows[1].verdict, Some(Verdict::Dropped));
+    assert_eq!(flows[1].is_reply, Some(true));
+}
+
+#[test]
+fn malformed_lines_are_errors_with_file_and_line_and_the_rest_is_read() {
+    let (flows, errors, _) = read_all("malformed.jsonl");
+    let lines: Vec<usize> = errors.iter().map(|e| e.line).collect();
+    assert_eq!(lines, [2, 3, 5], "{errors:?}");
+    for e in &errors {
+        assert!(e.file.ends_with("malformed.jsonl"), "{e}");
+    }
+    assert!(errors[0].message.starts_with("not JSON"), "{}", errors[0]);
+    assert!(errors[2].message.contains("not-an-ip"), "{}", errors[2]);
+    assert_eq!(flows.len(), 3);
+    // Unknown enum values are kept, missing l4 is no protocol: no panic.
+    let odd = &flows[1];
+    assert_eq!(odd.verdict, Some(Verdict::Other("SOMETHING_NEW".into())));
+    assert_eq!(odd.flow_type, Some(FlowType::Other("L9".into())));
+    assert_eq!(
+        odd.traffic_direction,
+        Some(TrafficDirection::Unknown("SIDEWAYS".into()))
+    );
+    assert_eq!(odd.protocol, None);
+    assert_eq!(flows[2].source_port, Some(43212));
+}
+
+#[test]
+fn gzip_is_recognised_by_its_magic_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let gz = dir.path().join("flows.log");
+    let plain = std::fs::read(flows_dir().join("jsonpb-tcp.jsonl")).unwrap();
+    let mut encoder = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::fast(),
+    );
+    encoder.write_all(&plain).unwrap();
+    encoder.finish().unwrap();
+    let flows: Vec<Flow> = hubble::open(gz.to_str().unwrap())
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let (expected, _, _) = read_all("jsonpb-tcp.jsonl");
+    assert_eq!(flows, expected);
+}
+
+#[test]
+fn an_overlong_record_is_skipped_and_reading_goes_on() {
+    let good = std::fs::read_to_string(flows_dir().join("jsonpb-tcp.jsonl")).unwrap();
+    let first = good.lines().next().unwrap();
+    let mut text = String::with_capacity(MAX_RECORD_BYTES + 4096);
+    text.push_str(first);
+    text.push('\n');
+    text.push_str(&"x".repeat(MAX_RECORD_BYTES + 10));
+    text.push('\n');
+    text.push_str(first);
+    text.push('\n');
+    let reader = hubble::from_reader(std::io::Cursor::new(text.into_bytes()), "big.jsonl").unwrap();
+    let results: Vec<_> = reader.collect();
+    assert_eq!(results.len(), 3);
+    assert!(results[0].is_ok() && results[2].is_ok());
+    let e = results[1].as_ref().unwrap_err();
+    assert_eq!((e.file.as_str(), e.line), ("big.jsonl", 2));
+    assert!(e.message.contains("longer than"), "{e}");
+}
+
+#[test]
+fn arrays_that_break_off_are_errors_not_panics() {
+    for (text, line) in [
+        ("[{\"IP\": {\"source\": \"10.0.0.1\"}},\n{\"IP\": ", 2),
+        ("[{\"IP\": {\"source\": \"10.0.0.1\"}}", 1),
+        ("[\n 3 ]", 2),
+    ] {
+        let results: Vec<_> =
+            hubble::from_reader(std::io::Cursor::new(text.as_bytes().to_vec()), "a.json")
+                .unwrap()
+                .collect();
+        let errors: Vec<&FlowError> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert_eq!(errors.len(), 1, "{text}: {results:?}");
+        assert_eq!(errors[0].line, line, "{text}: {:?}", errors[0]);
+    }
+    // An empty array and an empty file hold no flows and no errors.
+    for text in ["[]", " [ \n ] ", "", "\n\n"] {
+        let results: Vec<_> =
+            hubble::from_reader(std::io::Cursor::new(text.as_bytes().to_vec()), "e.json")
+                .unwrap()
+                .collect();
+        assert!(results.is_empty(), "{text:?}: {results:?}");
+    }
+}
+
+/// The reader feeds the core learner: the SYN is one connection, its reply
+/// and the later ACK of the same 5-tuple are not another.
+#[test]
+fn the_learner_counts_the_jsonpb_connection_once() {
+    let mut learner = kubefence_core::learn::Learner::new();
+    for flow in hubble::open(&path("jsonpb-tcp.jsonl")).unwrap() {
+        learner.observe(&flow.unwrap());
+    }
+    let (neighborhoods, report) = learner.finish(None);
+    assert_eq!(report.flows.replies, 1);
+    let frontend = neighborhoods
+        .iter()
+        .find(|n| n.workload.name == "frontend")
+        .unwrap();
+    assert_eq!(frontend.egress.len(), 1);
+    let evidence = frontend.egress[0].evidence.as_ref().unwrap();
+    assert_eq!(evidence.connections, 1);
+    assert_eq!(
+        frontend.egress[0]
+            .ports
+            .iter()
+            .map(|p| p.port)
+            .collect::<Vec<_>>(),
+        [7070]
+    );
+}
