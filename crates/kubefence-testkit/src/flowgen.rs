@@ -68,7 +68,9 @@ pub fn port_of(w: usize) -> u16 {
 
 /// The workloads `w` calls.
 pub fn callees(w: usize) -> impl Iterator<Item = usize> {
-    (1..=CALLEES).map(move |k| (w * 7 + k * 13) % WORKLOADS).filter(move |&c| c != w)
+    (1..=CALLEES)
+        .map(move |k| (w * 7 + k * 13) % WORKLOADS)
+        .filter(move |&c| c != w)
 }
 
 fn endpoint(out: &mut String, p: &Pod) {
@@ -133,7 +135,10 @@ impl FlowGen {
         );
         let out = &mut self.line;
         out.clear();
-        let _ = write!(out, r#"{{"flow":{{"time":"{time}","verdict":"FORWARDED","IP":{{"#);
+        let _ = write!(
+            out,
+            r#"{{"flow":{{"time":"{time}","verdict":"FORWARDED","IP":{{"#
+        );
         if roll < EXTERNAL_PERCENT {
             let ext = &self.externals[self.rng.random_range(0..self.externals.len())];
             let _ = write!(
@@ -156,11 +161,35 @@ impl FlowGen {
             let port = port_of(callee);
             let reply = roll < EXTERNAL_PERCENT + REPLY_PERCENT;
             let (src, dst, sp, dp, flags, is_reply, dir) = if reply {
-                (server, client, port, sport, r#"{"SYN":true,"ACK":true}"#, true, "INGRESS")
+                (
+                    server,
+                    client,
+                    port,
+                    sport,
+                    r#"{"SYN":true,"ACK":true}"#,
+                    true,
+                    "INGRESS",
+                )
             } else if self.rng.random_range(0..4u32) == 0 {
-                (client, server, sport, port, r#"{"SYN":true}"#, false, "EGRESS")
+                (
+                    client,
+                    server,
+                    sport,
+                    port,
+                    r#"{"SYN":true}"#,
+                    false,
+                    "EGRESS",
+                )
             } else {
-                (client, server, sport, port, r#"{"ACK":true}"#, false, "EGRESS")
+                (
+                    client,
+                    server,
+                    sport,
+                    port,
+                    r#"{"ACK":true}"#,
+                    false,
+                    "EGRESS",
+                )
             };
             let _ = write!(
                 out,

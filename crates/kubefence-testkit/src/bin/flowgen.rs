@@ -15,7 +15,8 @@ fn main() -> ExitCode {
     };
     let stdout = std::io::stdout();
     let mut out = BufWriter::with_capacity(1 << 20, stdout.lock());
-    let written = kubefence_testkit::flowgen::write_jsonpb(&mut out, n, seed).and_then(|()| out.flush());
+    let written =
+        kubefence_testkit::flowgen::write_jsonpb(&mut out, n, seed).and_then(|()| out.flush());
     match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
