@@ -132,6 +132,14 @@ pub struct LearnOpts {
     /// `reserved:kube-apiserver` peers.
     #[arg(long, value_name = "CIDR", value_parser = parse_net)]
     pub api_server: Vec<kubefence_core::IpNet>,
+    /// Turn `reserved:host` and `reserved:remote-node` peers into rules to
+    /// the node addresses of --node-address (by default they are listed in
+    /// the report and left out).
+    #[arg(long)]
+    pub allow_node_peers: bool,
+    /// A node address or CIDR (repeatable), for --allow-node-peers.
+    #[arg(long, value_name = "CIDR", value_parser = parse_net, requires = "allow_node_peers")]
+    pub node_address: Vec<kubefence_core::IpNet>,
     /// With --neighborhood: the group of the GeneratedNetworkPolicies
     /// written (Kubescape's, or kubefence's kubefence.dev/v1alpha1).
     #[arg(long, value_enum, default_value_t = ApiGroup::Kubescape)]
@@ -173,6 +181,8 @@ pub fn run(opts: &LearnOpts) -> anyhow::Result<u8> {
     let options = LearnOptions {
         aggregate_external: opts.aggregate_external,
         api_server: opts.api_server.clone(),
+        allow_node_peers: opts.allow_node_peers,
+        node_addresses: opts.node_address.clone(),
         ..LearnOptions::default()
     };
     let (learned, objects) = if opts.neighborhood.is_empty() {

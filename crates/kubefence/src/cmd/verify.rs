@@ -99,6 +99,8 @@ struct Summary {
     replies: u64,
     unattributed: u64,
     without_port: u64,
+    /// Between pods of one workload (not a pair the policies decide here).
+    within_workload: u64,
 }
 
 #[derive(Serialize)]
@@ -161,8 +163,7 @@ pub fn run(opts: &VerifyOpts) -> anyhow::Result<u8> {
                 continue;
             };
             if from == to {
-                // Within one workload: not something a policy between
-                // endpoints decides here.
+                summary.within_workload += 1;
                 continue;
             }
             let seen = conns
@@ -263,14 +264,15 @@ fn write_text<W: Write>(
     }
     writeln!(
         w,
-        "{} flows, {} distinct connections: {} allowed, {} would be denied; {} replies, {} unattributed, {} without a port",
+        "{} flows, {} distinct connections: {} allowed, {} would be denied; {} replies, {} unattributed, {} without a port, {} within one workload",
         summary.flows,
         summary.connections,
         summary.allowed,
         summary.denied,
         summary.replies,
         summary.unattributed,
-        summary.without_port
+        summary.without_port,
+        summary.within_workload
     )
 }
 
