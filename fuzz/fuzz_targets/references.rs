@@ -26,10 +26,12 @@ use std::sync::OnceLock;
 
 use kubefence_core::baseline::{self, BaselineConfig, Scope};
 use kubefence_core::engine::{AnalyzeOptions, analyze};
-use kubefence_core::{Cluster, ConnSet, Protocol};
-use kubefence_k8s::load::{LoadOptions, load_str};
+use kubefence_core::model::{
+    ConfigMap, Container, ContainerPort, EnvFromConfigMap, EnvValue, EnvVar, Service,
+    ServicePort, ServiceType, TargetPort, Workload, WorkloadKind,
+};
+use kubefence_core::{Cluster, ConnSet, LabelSelector, Labels, Protocol};
 use libfuzzer_sys::fuzz_target;
-use serde_json::{Value, json};
 
 const CLIENT: &str = "shop/Deployment/client";
 
@@ -57,14 +59,15 @@ fuzz_target!(|data: &[u8]| {
         } else if let Some((name, value)) = line.split_once('=')
             && is_env_name(name)
         {
-            env.push(json!({"name": name, "value": value}));
+            env.push(EnvVar {
+                name: name.to_string(),
+                value: EnvValue::Literal(value.to_string()),
+            });
         } else {
             args.push(line.to_string());
         }
     }
-    let Some(cluster) = cluster_with_client(env, args, config) else {
-        return;
-    };
+    let cluster = cluster_with_client(env, args, config);
     let built = baseline::build(&cluster, &BaselineConfig::default(), &Scope::default())
         .expect("the default configuration is valid");
 
@@ -161,105 +164,113 @@ fn parse_port(text: &str) -> ConnSet {
     )
 }
 
+/// The fixed cluster with the client added: a Deployment whose one
+/// container has `env`, `args` and `envFrom` the ConfigMap `cfg` holding
+/// `config`. Built as the loader would build it, straight in the core model:
+/// the target fuzzes the reference finder, not the loader (which has its own
+/// target), and skipping the YAML and k8s-openapi round trip makes each run
+/// several times faster.
 fn cluster_with_client(
-    env: Vec<Value>,
+    env: Vec<EnvVar>,
     args: Vec<String>,
     config: BTreeMap<String, String>,
-) -> Option<Cluster> {
-    let client = json!({
-        "apiVersion": "v1",
-        "kind": "List",
-        "items": [
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": "cfg", "namespace": "shop"},
-                "data": config,
-            },
-            deployment("shop", "client", 8000, json!([{
-                "name": "main",
-                "image": "client",
-                "args": args,
-                "env": env,
-                "envFrom": [{"configMapRef": {"name": "cfg"}}],
-            }])),
-        ],
-    });
-    let loaded = load_str(&client.to_string(), "client.json", &LoadOptions::default());
-    if loaded.has_errors() || loaded.cluster.workloads.len() != 1 {
-        return None;
-    }
+) -> Cluster {
     let mut cluster = fixed_cluster().clone();
-    cluster.workloads.extend(loaded.cluster.workloads);
-    cluster.config_maps.extend(loaded.cluster.config_maps);
-    Some(cluster)
+    let mut client = deployment("shop", "client", Some("main"), 8000);
+    client.containers[0].args = args;
+    client.containers[0].env = env;
+    client.containers[0].env_from = vec![EnvFromConfigMap {
+        name: "cfg".into(),
+        prefix: None,
+    }];
+    cluster.workloads.push(client);
+    cluster.config_maps.push(ConfigMap {
+        namespace: "shop".into(),
+        name: "cfg".into(),
+        data: config,
+    });
+    cluster
 }
 
-fn deployment(namespace: &str, name: &str, port: u16, containers: Value) -> Value {
-    let mut containers = containers;
-    if let Some(first) = containers.get_mut(0) {
-        first["ports"] = json!([{"name": "main", "containerPort": port}]);
-    }
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": containers},
-            },
-        },
-    })
+fn labels(app: &str) -> Labels {
+    Labels::from([("app".to_string(), app.to_string())])
 }
 
-fn service(namespace: &str, name: &str, selector: Option<&str>, ports: Value) -> Value {
-    let mut spec = json!({"ports": ports});
-    if let Some(app) = selector {
-        spec["selector"] = json!({"app": app});
+fn deployment(namespace: &str, name: &str, port_name: Option<&str>, port: u16) -> Workload {
+    Workload {
+        kind: WorkloadKind::Deployment,
+        namespace: namespace.into(),
+        name: name.into(),
+        uid: None,
+        labels: Labels::new(),
+        annotations: Labels::new(),
+        selector: LabelSelector::from_labels(labels(name)),
+        pod_labels: labels(name),
+        containers: vec![Container {
+            name: name.into(),
+            init: false,
+            command: Vec::new(),
+            args: Vec::new(),
+            env: Vec::new(),
+            env_from: Vec::new(),
+            ports: vec![ContainerPort {
+                name: port_name.map(str::to_string),
+                port,
+                protocol: Protocol::Tcp,
+            }],
+        }],
+        pod_ips: Vec::new(),
     }
-    json!({
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    })
+}
+
+fn service(
+    namespace: &str,
+    name: &str,
+    selector: Option<&str>,
+    ports: &[(Option<&str>, u16, TargetPort)],
+) -> Service {
+    Service {
+        namespace: namespace.into(),
+        name: name.into(),
+        selector: selector.map(labels),
+        service_type: ServiceType::ClusterIp,
+        ports: ports
+            .iter()
+            .map(|(port_name, port, target)| ServicePort {
+                name: port_name.map(str::to_string),
+                port: *port,
+                target_port: target.clone(),
+                protocol: Protocol::Tcp,
+            })
+            .collect(),
+        external_ips: Vec::new(),
+    }
 }
 
 fn fixed_cluster() -> &'static Cluster {
     static CLUSTER: OnceLock<Cluster> = OnceLock::new();
     CLUSTER.get_or_init(|| {
-        let image = |name: &str| json!([{"name": name, "image": name}]);
-        let mut cache = deployment("shop", "cache", 6379, image("cache"));
-        cache["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"] = json!("redis");
-        let namespace = |name: &str| {
-            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-        };
-        let list = json!({
-            "apiVersion": "v1",
-            "kind": "List",
-            "items": [
-                namespace("shop"),
-                namespace("data"),
-                deployment("shop", "db", 5432, image("db")),
-                service("shop", "db", Some("db"), json!([{"port": 5432, "targetPort": 5432}])),
-                cache,
-                service("shop", "cache", Some("cache"),
-                    json!([{"name": "redis", "port": 6379, "targetPort": "redis"}])),
-                deployment("data", "store", 8080, image("store")),
-                service("data", "store", Some("store"), json!([{"port": 80, "targetPort": 8080}])),
-                deployment("shop", "bystander", 5432, image("bystander")),
-                service("shop", "external", None, json!([{"port": 443}])),
+        let mut cluster = Cluster {
+            workloads: vec![
+                deployment("shop", "db", Some("main"), 5432),
+                deployment("shop", "cache", Some("redis"), 6379),
+                deployment("data", "store", Some("main"), 8080),
+                deployment("shop", "bystander", Some("main"), 5432),
             ],
-        });
-        let loaded = load_str(&list.to_string(), "fixed.json", &LoadOptions::default());
-        assert!(
-            !loaded.has_errors(),
-            "the fixed cluster does not load: {:?}",
-            loaded.errors
-        );
-        assert_eq!(loaded.cluster.workloads.len(), 4);
-        loaded.cluster
+            services: vec![
+                service("shop", "db", Some("db"), &[(None, 5432, TargetPort::Number(5432))]),
+                service(
+                    "shop",
+                    "cache",
+                    Some("cache"),
+                    &[(Some("redis"), 6379, TargetPort::Name("redis".into()))],
+                ),
+                service("data", "store", Some("store"), &[(None, 80, TargetPort::Number(8080))]),
+                service("shop", "external", None, &[(None, 443, TargetPort::Number(443))]),
+            ],
+            ..Cluster::default()
+        };
+        cluster.add_implicit_namespaces();
+        cluster
     })
 }

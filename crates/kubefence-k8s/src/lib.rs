@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod convert;
+#[cfg(feature = "crd")]
 pub mod crd;
 pub mod learn;
 pub mod load;

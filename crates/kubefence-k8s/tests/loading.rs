@@ -562,6 +562,35 @@ fn directories_are_read_recursively_and_in_order() {
 }
 
 #[test]
+fn hidden_entries_are_read_only_when_included() {
+    let dir = tempfile::tempdir().unwrap();
+    let pod = |name: &str| {
+        format!(
+            "apiVersion: v1\nkind: Pod\nmetadata: {{name: {name}}}\nspec: {{containers: [{{name: c, image: i}}]}}\n"
+        )
+    };
+    std::fs::create_dir_all(dir.path().join(".k8s")).unwrap();
+    std::fs::create_dir_all(dir.path().join("sub")).unwrap();
+    std::fs::write(dir.path().join("a.yaml"), pod("a")).unwrap();
+    std::fs::write(dir.path().join(".k8s/b.yaml"), pod("b")).unwrap();
+    std::fs::write(dir.path().join("sub/.c.yaml"), pod("c")).unwrap();
+    let walk = |include_hidden: bool| {
+        let opts = LoadOptions {
+            include_hidden,
+            ..LoadOptions::default()
+        };
+        let loaded = load(&[Source::Path(dir.path().to_path_buf())], &opts);
+        assert!(!loaded.has_errors(), "{:?}", loaded.errors);
+        ids(&loaded)
+    };
+    assert_eq!(walk(false), ["default/Pod/a"]);
+    assert_eq!(
+        walk(true),
+        ["default/Pod/a", "default/Pod/b", "default/Pod/c"]
+    );
+}
+
+#[test]
 fn loading_twice_gives_the_same_cluster() {
     let text = format!("{DEPLOYMENT}---\n{LIVE_DUMP}");
     assert_eq!(load_yaml(&text).cluster, load_yaml(&text).cluster);

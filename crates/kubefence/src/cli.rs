@@ -98,6 +98,28 @@ pub struct InputFiles {
         required = true
     )]
     pub files: Vec<String>,
+    #[command(flatten)]
+    pub walk: WalkOpts,
+}
+
+/// How directories named by the input flags are walked.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct WalkOpts {
+    /// Also read hidden files and directories (names starting with `.`, such
+    /// as `.github/` or `.k8s/`) inside the directories given; by default a
+    /// walk skips them. A hidden path named directly is always read.
+    #[arg(long)]
+    pub include_hidden: bool,
+}
+
+impl WalkOpts {
+    /// `opts` with this walk's settings.
+    pub fn apply(self, opts: kubefence_k8s::load::LoadOptions) -> kubefence_k8s::load::LoadOptions {
+        kubefence_k8s::load::LoadOptions {
+            include_hidden: self.include_hidden,
+            ..opts
+        }
+    }
 }
 
 /// How objects are read and evaluated; shared by every command that reads

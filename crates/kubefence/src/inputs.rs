@@ -20,7 +20,8 @@ pub struct Inputs {
 /// recursively by the loader), reports what could not be read, and fails
 /// when nothing at all was read: an empty input is not an empty result.
 /// `flag` names the paths in that error (`-f`, `--before`).
-pub fn read(paths: &[String], namespace: &str, by_pod: bool, flag: &str) -> anyhow::Result<Inputs> {
+/// `opts` come from [`load_options`] and the walk flags (`--include-hidden`).
+pub fn read(paths: &[String], opts: &LoadOptions, flag: &str) -> anyhow::Result<Inputs> {
     check_paths(paths)?;
     let sources: Vec<Source> = paths
         .iter()
@@ -32,9 +33,8 @@ pub fn read(paths: &[String], namespace: &str, by_pod: bool, flag: &str) -> anyh
             }
         })
         .collect();
-    let opts = load_options(namespace, by_pod);
     tracing::info!(inputs = paths.len(), "loading manifests");
-    let loaded = load::load(&sources, &opts);
+    let loaded = load::load(&sources, opts);
     let had_errors = report(&loaded);
     ensure_something_read(&loaded, flag, paths)?;
     Ok(Inputs {
@@ -51,6 +51,7 @@ pub fn load_options(namespace: &str, by_pod: bool) -> LoadOptions {
         } else {
             Granularity::Workload
         },
+        ..LoadOptions::default()
     }
 }
 

@@ -453,6 +453,67 @@ fn hidden_folders_are_skipped() {
     assert!(run.stderr.contains("ci.yml"), "{}", run.stderr);
 }
 
+/// The endpoint ids of an `analyze -o json` output.
+fn endpoint_ids(stdout: &str) -> Vec<String> {
+    let v: Value = serde_json::from_str(stdout).unwrap();
+    v["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["id"].as_str())
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn include_hidden_reads_hidden_folders_and_files() {
+    let dir = dir_with(&[
+        ("repo/apps.yaml", &apps()),
+        ("repo/.k8s/extra.yaml", &deployment("default", "hidden-dir")),
+        (
+            "repo/sub/.extra.yaml",
+            &deployment("default", "hidden-file"),
+        ),
+    ]);
+    let walked = |extra: &[&str]| {
+        let mut args = vec!["analyze", "-f", "repo", "-o", "json"];
+        args.extend_from_slice(extra);
+        let run = run_in(dir.path(), &args, None);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        endpoint_ids(&run.stdout)
+    };
+    let by_default = walked(&[]);
+    assert!(
+        by_default.iter().all(|id| !id.contains("hidden")),
+        "{by_default:?}"
+    );
+    assert!(by_default.contains(&"default/Deployment/web".to_string()));
+    let included = walked(&["--include-hidden"]);
+    for id in [
+        "default/Deployment/web",
+        "default/Deployment/hidden-dir",
+        "default/Deployment/hidden-file",
+    ] {
+        assert!(included.contains(&id.to_string()), "{id} in {included:?}");
+    }
+    // Every command that walks directories takes it, and says so in --help.
+    for command in [
+        &["analyze", "--help"][..],
+        &["explain", "--help"],
+        &["generate", "--help"],
+        &["diff", "--help"],
+        &["quarantine", "--help"],
+    ] {
+        let run = run_in(dir.path(), command, None);
+        assert_eq!(run.code, 0, "{command:?}: {}", run.stderr);
+        assert!(
+            run.stdout.contains("--include-hidden"),
+            "{command:?}: {}",
+            run.stdout
+        );
+    }
+}
+
 const TEMPLATE: &str = r#"apiVersion: apps/v1
 kind: Deployment
 metadata:

@@ -37,6 +37,10 @@ pub enum Granularity {
 pub struct LoadOptions {
     pub default_namespace: String,
     pub granularity: Granularity,
+    /// Directory walks also enter hidden directories and read hidden files
+    /// (names starting with `.`, such as `.github/`); by default they are
+    /// skipped, as they hold CI and tool configuration, not manifests.
+    pub include_hidden: bool,
 }
 
 impl Default for LoadOptions {
@@ -44,6 +48,7 @@ impl Default for LoadOptions {
         Self {
             default_namespace: "default".to_string(),
             granularity: Granularity::Workload,
+            include_hidden: false,
         }
     }
 }
@@ -128,14 +133,15 @@ pub fn load(sources: &[Source], opts: &LoadOptions) -> Loaded {
     let mut raw = RawInput::default();
     for src in sources {
         let before = raw.entries();
-        let read = source::read(src);
+        let read = source::read(src, opts.include_hidden);
         raw.errors.extend(read.errors);
         for (label, text) in read.texts {
             documents::parse_into(&text, &label, opts, &mut raw);
         }
         // Nothing read is not a result: an empty source is an error.
         if raw.entries() == before {
-            raw.errors.push(source::nothing_in(src));
+            raw.errors
+                .push(source::nothing_in(src, opts.include_hidden));
         }
     }
     raw.finish(opts)

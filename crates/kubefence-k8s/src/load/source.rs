@@ -2,8 +2,9 @@
 //!
 //! A directory walk follows symbolic links but enters every directory once
 //! (by device and inode), so a symlink cycle ends; skips hidden entries
-//! (`.git`, `.github`, `.pre-commit-config.yaml`): they hold no manifests and
-//! their YAML would only be errors; and reads what it can: an unreadable file
+//! (`.git`, `.github`, `.pre-commit-config.yaml`) unless asked to include
+//! them: they hold no manifests and their YAML would only be errors; and
+//! reads what it can: an unreadable file
 //! is one error and its siblings are still read. A Helm chart, or a file that
 //! is a Go template, is not read: it gets one hint to render it first,
 //! instead of one YAML error per document.
@@ -40,7 +41,8 @@ pub(crate) fn label(source: &Source) -> String {
 }
 
 /// The texts of a source, each with the label that names it in errors.
-pub(crate) fn read(source: &Source) -> SourceTexts {
+/// `include_hidden`: a directory walk also reads hidden entries.
+pub(crate) fn read(source: &Source, include_hidden: bool) -> SourceTexts {
     let mut out = SourceTexts::default();
     match source {
         Source::Stdin => {
@@ -50,7 +52,7 @@ pub(crate) fn read(source: &Source) -> SourceTexts {
                 Err(e) => out.errors.push(io_error("<stdin>", None, &e)),
             }
         }
-        Source::Path(path) if path.is_dir() => walk(path, &mut out),
+        Source::Path(path) if path.is_dir() => walk(path, include_hidden, &mut out),
         Source::Path(path) => match read_text(path) {
             Ok(text) => out.push_text(path.display().to_string(), text),
             Err(diagnostic) => out.errors.push(diagnostic),
@@ -62,14 +64,19 @@ pub(crate) fn read(source: &Source) -> SourceTexts {
 /// The error for a source that held no Kubernetes object at all: an empty
 /// file or stdin, a file of comments, a List without items, a directory
 /// without manifest files.
-pub(crate) fn nothing_in(source: &Source) -> Diagnostic {
+pub(crate) fn nothing_in(source: &Source, include_hidden: bool) -> Diagnostic {
     let what = match source {
         Source::Stdin => "no Kubernetes object on stdin (it was empty or closed)".to_string(),
         Source::Path(path) if path.is_dir() => {
             let extensions = MANIFEST_EXTENSIONS.map(|e| format!(".{e}")).join(", ");
+            let hidden = if include_hidden {
+                ""
+            } else {
+                ", hidden ones left out,"
+            };
             format!(
-                "no Kubernetes object in this directory (its {extensions} files, hidden ones \
-                 left out, are empty or there are none)"
+                "no Kubernetes object in this directory (its {extensions} files{hidden} are \
+                 empty or there are none)"
             )
         }
         Source::Path(_) => {
@@ -100,8 +107,9 @@ impl SourceTexts {
     }
 }
 
-/// Walks `root`: every manifest file once, in name order, depth first.
-fn walk(root: &Path, out: &mut SourceTexts) {
+/// Walks `root`: every manifest file once, in name order, depth first;
+/// hidden entries only when `include_hidden`.
+fn walk(root: &Path, include_hidden: bool, out: &mut SourceTexts) {
     // A directory named directly that is a chart's `templates/`: the chart.
     if let Some(chart) = chart_of_templates(root) {
         out.errors.push(chart_hint(&chart));
@@ -116,8 +124,9 @@ fn walk(root: &Path, out: &mut SourceTexts) {
         .sort_by_file_name()
         .into_iter()
         .filter_entry(|entry| {
+            // The root itself is read whatever its name: it was named.
             let hidden = entry.depth() > 0 && entry.file_name().to_string_lossy().starts_with('.');
-            if hidden {
+            if hidden && !include_hidden {
                 tracing::debug!(path = %entry.path().display(), "hidden: skipped");
                 return false;
             }

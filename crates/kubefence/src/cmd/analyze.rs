@@ -57,8 +57,10 @@ pub fn run(opts: &AnalyzeOpts) -> anyhow::Result<u8> {
         had_errors,
     } = inputs::read(
         &opts.input.files,
-        &opts.model.namespace,
-        opts.model.by_pod(),
+        &opts.input.walk.apply(inputs::load_options(
+            &opts.model.namespace,
+            opts.model.by_pod(),
+        )),
         "-f",
     )?;
     let conn = analyze(&cluster, &opts.model.analyze_options());

@@ -4,7 +4,7 @@
 use clap::Args;
 use kubefence_core::engine::{ConnectivityDiff, diff};
 
-use crate::cli::ModelOpts;
+use crate::cli::{ModelOpts, WalkOpts};
 use crate::exit;
 use crate::inputs;
 use crate::output::{self, Format, FormatParser};
@@ -47,13 +47,18 @@ pub struct DiffOpts {
     pub exit_code: bool,
     #[command(flatten)]
     pub model: ModelOpts,
+    #[command(flatten)]
+    pub walk: WalkOpts,
 }
 
 pub fn run(opts: &DiffOpts) -> anyhow::Result<u8> {
     inputs::check_paths(opts.before.iter().chain(&opts.after))?;
-    let (ns, by_pod) = (&opts.model.namespace, opts.model.by_pod());
-    let before = inputs::read(&opts.before, ns, by_pod, "--before")?;
-    let after = inputs::read(&opts.after, ns, by_pod, "--after")?;
+    let load = opts.walk.apply(inputs::load_options(
+        &opts.model.namespace,
+        opts.model.by_pod(),
+    ));
+    let before = inputs::read(&opts.before, &load, "--before")?;
+    let after = inputs::read(&opts.after, &load, "--after")?;
     let had_errors = before.had_errors || after.had_errors;
     let (before, after) = (before.cluster, after.cluster);
     let d = diff(&before, &after, &opts.model.analyze_options());

@@ -78,8 +78,10 @@ pub fn run(opts: &ExplainOpts) -> anyhow::Result<u8> {
         had_errors,
     } = inputs::read(
         &opts.input.files,
-        &opts.model.namespace,
-        opts.model.by_pod(),
+        &opts.input.walk.apply(inputs::load_options(
+            &opts.model.namespace,
+            opts.model.by_pod(),
+        )),
         "-f",
     )?;
     let x = explain(

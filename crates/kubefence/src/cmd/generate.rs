@@ -123,7 +123,14 @@ pub fn run(opts: &GenerateOpts) -> anyhow::Result<u8> {
     let inputs::Inputs {
         cluster,
         had_errors: had_input_errors,
-    } = inputs::read(&opts.input.files, namespace, false, "-f")?;
+    } = inputs::read(
+        &opts.input.files,
+        &opts
+            .input
+            .walk
+            .apply(inputs::load_options(namespace, false)),
+        "-f",
+    )?;
     let scope = Scope {
         namespaces: opts
             .namespace

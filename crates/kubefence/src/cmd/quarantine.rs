@@ -103,6 +103,11 @@ pub struct QuarantineOpts {
         requires = "offline"
     )]
     pub files: Vec<String>,
+    /// With --offline: also read hidden files and directories (names
+    /// starting with `.`, such as `.github/`) inside the directories given;
+    /// by default a walk skips them.
+    #[arg(long, requires = "files")]
+    pub include_hidden: bool,
     /// Who asks (default: the kubeconfig user of the current context).
     #[arg(long, value_name = "NAME")]
     pub requester: Option<String>,
@@ -177,7 +182,14 @@ fn offline(
     let inputs::Inputs {
         cluster,
         had_errors,
-    } = inputs::read(&opts.files, &opts.namespace, false, "-f")?;
+    } = inputs::read(
+        &opts.files,
+        &kubefence_k8s::load::LoadOptions {
+            include_hidden: opts.include_hidden,
+            ..inputs::load_options(&opts.namespace, false)
+        },
+        "-f",
+    )?;
     let Some(workload) = cluster.workloads.iter().find(|w| {
         w.kind == target.kind && w.namespace == target.namespace && w.name == target.name
     }) else {

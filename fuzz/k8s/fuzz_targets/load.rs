@@ -2,7 +2,8 @@
 //! `kubefence_k8s::load::load_str` (YAML streams, JSON, Lists, every kind).
 //!
 //! Besides "no panic, no hang", it checks what every caller relies on:
-//! - loading is deterministic (same cluster, same diagnostics);
+//! - loading is deterministic (same cluster, same diagnostics; checked on
+//!   one input in eight);
 //! - every diagnostic names the file it came from;
 //! - every object kept has a name, and its namespace is in the cluster;
 //! - a JSON object that is not a List is never silently dropped: it becomes
@@ -14,6 +15,9 @@ use libfuzzer_sys::fuzz_target;
 
 const LABEL: &str = "fuzz.yaml";
 
+/// One input in this many is loaded twice to check determinism.
+const DETERMINISM_EVERY: usize = 8;
+
 fuzz_target!(|data: &[u8]| {
     // Files are read as UTF-8 before they reach the loader.
     let Ok(text) = std::str::from_utf8(data) else {
@@ -22,16 +26,21 @@ fuzz_target!(|data: &[u8]| {
     let opts = LoadOptions::default();
     let loaded = load_str(text, LABEL, &opts);
 
-    let again = load_str(text, LABEL, &opts);
-    assert_eq!(
-        loaded.cluster, again.cluster,
-        "loading is not deterministic"
-    );
-    assert_eq!(
-        messages(&loaded),
-        messages(&again),
-        "diagnostics are not deterministic"
-    );
+    // Loading again doubles the cost of a run; one input in
+    // DETERMINISM_EVERY (chosen by its length, so a reproducer repeats the
+    // check) is enough to catch an order that depends on a hash seed.
+    if data.len().is_multiple_of(DETERMINISM_EVERY) {
+        let again = load_str(text, LABEL, &opts);
+        assert_eq!(
+            loaded.cluster, again.cluster,
+            "loading is not deterministic"
+        );
+        assert_eq!(
+            messages(&loaded),
+            messages(&again),
+            "diagnostics are not deterministic"
+        );
+    }
 
     for e in &loaded.errors {
         assert_eq!(e.location.file, LABEL, "diagnostic without its file: {e}");
