@@ -9,6 +9,8 @@
 //! sent, as the ApiServerVerifier of kube-rs's controller-rs does; writes
 //! are echoed to subscribers as watch events, as a real watch would.
 //!
+//! Latency: with [`FakeApi::with_latency`] every answer is delayed.
+//!
 //! Faults: with [`FakeApi::with_faults`] a seeded share of requests fails
 //! with 409, 429 or 500 (nothing written), or times out (for writes, after
 //! the write is done: the worst case, the client cannot know it succeeded).
@@ -93,6 +95,12 @@ struct Inner {
     /// Which field manager owns each Lease spec field (server-side apply
     /// conflicts are what keeps two replicas from both taking a Lease).
     lease_owners: BTreeMap<(String, String, String), String>,
+    /// Every answer waits this long (a slow API server); requests are then
+    /// answered concurrently, as a real server does.
+    latency: Option<Duration>,
+    /// ConfigMaps, as JSON, served by name (a list with a
+    /// `metadata.name` field selector).
+    config_maps: BTreeMap<(String, String), Value>,
 }
 
 impl Inner {
@@ -305,6 +313,21 @@ impl FakeApi {
         let server = self.clone();
         tokio::spawn(async move {
             while let Some((request, send)) = handle.next_request().await {
+                let latency = server.lock().latency;
+                if let Some(latency) = latency {
+                    let server = server.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(latency).await;
+                        let (response, hang) = server.answer(request).await;
+                        if hang {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                            drop(send);
+                        } else {
+                            send.send_response(response);
+                        }
+                    });
+                    continue;
+                }
                 let (response, hang) = server.answer(request).await;
                 if hang {
                     // No answer until long after any client timeout.
@@ -335,6 +358,22 @@ impl FakeApi {
     /// Fails `rate` (0..1) of the requests from now on, chosen by `seed`.
     pub fn with_faults(self, rate: f64, seed: u64) -> Self {
         self.lock().faults = Some((rate, seed.max(1)));
+        self
+    }
+
+    /// Stores a ConfigMap (no watch event: tests feed those themselves).
+    pub fn put_config_map(&self, cm: &k8s_openapi::api::core::v1::ConfigMap) {
+        let key = (
+            cm.metadata.namespace.clone().unwrap_or_default(),
+            cm.metadata.name.clone().unwrap_or_default(),
+        );
+        let value = serde_json::to_value(cm).unwrap_or(Value::Null);
+        self.lock().config_maps.insert(key, value);
+    }
+
+    /// Answers every request after `latency` (a slow API server).
+    pub fn with_latency(self, latency: Duration) -> Self {
+        self.lock().latency = Some(latency);
         self
     }
 
@@ -734,6 +773,23 @@ impl FakeApi {
                     })
                     .collect();
                 let list = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicyList",
+                    "metadata": {"resourceVersion": inner.resource_version.to_string()}, "items": items});
+                ok(StatusCode::OK, &list)
+            }
+            (&Method::GET, ["api", "v1", "namespaces", ns, "configmaps"]) => {
+                let query = parts.uri.query().unwrap_or_default();
+                let name = query
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("fieldSelector="))
+                    .map(percent_decode)
+                    .and_then(|f| f.strip_prefix("metadata.name=").map(String::from));
+                let items: Vec<&Value> = inner
+                    .config_maps
+                    .iter()
+                    .filter(|((n, m), _)| n == ns && name.as_ref().is_none_or(|x| x == m))
+                    .map(|(_, v)| v)
+                    .collect();
+                let list = json!({"apiVersion": "v1", "kind": "ConfigMapList",
                     "metadata": {"resourceVersion": inner.resource_version.to_string()}, "items": items});
                 ok(StatusCode::OK, &list)
             }
