@@ -3,7 +3,7 @@
 //! and what is reported.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use kubefence_core::baseline::{BaselineConfig, Scope, build};
+use kubefence_core::baseline::{BaselineConfig, Scope, build, service_names, service_selects};
 use kubefence_core::engine::{AnalyzeOptions, explain};
 use kubefence_core::model::{
     ConfigMap, Container, ContainerPort, EnvFromConfigMap, EnvValue, EnvVar, Ingress,
@@ -386,6 +386,12 @@ fn every_reference_source_is_read() {
         assert_eq!(found.len(), 1, "{name}: {:?}", b.report);
         assert_eq!(found[0].to, "shop/Deployment/cart", "{name}");
         assert_eq!(found[0].ports, ["TCP/7070"], "{name}");
+        // The controller's index (the Services a workload could name) sees it.
+        let frontend = c.workloads.iter().find(|w| w.name == "frontend").unwrap();
+        assert!(
+            service_names(&c, frontend).contains(&("shop".to_string(), "cartservice".to_string())),
+            "{name}"
+        );
         let e = enforced(&c);
         assert!(
             allowed(&e, "shop/frontend", "shop/cart", Protocol::Tcp, 7070),
@@ -1223,4 +1229,33 @@ fn an_ingress_of_an_unknown_class_is_reported_and_opens_nothing() {
     let b = build(&c, &cfg, &Scope::default()).unwrap();
     assert_eq!(b.report.unknown_ingress_classes.len(), 1);
     assert_eq!(b.report.unknown_ingress_classes[0].class, None);
+}
+
+/// The names a controller indexes workloads by (`service_names`) and the
+/// Service matching it uses (`service_selects`) cover every reference the
+/// builder makes: a change to a Service always reaches the workloads whose
+/// policy depends on it.
+#[test]
+fn service_names_and_matching_cover_every_reference_the_builder_makes() {
+    let mut checked = 0;
+    for c in [shop(), shop_with_databases()] {
+        let b = build(&c, &BaselineConfig::default(), &Scope::default()).unwrap();
+        for r in &b.report.references {
+            let from = c.workloads.iter().find(|w| w.id() == r.from).unwrap();
+            let to = c.workloads.iter().find(|w| w.id() == r.to).unwrap();
+            let (ns, name) = r.service.split_once('/').unwrap();
+            let svc = c
+                .services
+                .iter()
+                .find(|s| s.namespace == ns && s.name == name)
+                .unwrap();
+            assert!(
+                service_names(&c, from).contains(&(ns.to_string(), name.to_string())),
+                "{r:?}"
+            );
+            assert!(service_selects(svc, to), "{r:?}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 4, "only {checked} references checked");
 }

@@ -6,10 +6,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::Client;
 use kube::runtime::events::{Recorder, Reporter};
-use kube::runtime::reflector::{self, Store, store::Writer};
 use kubefence_core::baseline::BaselineConfig;
 use tokio::sync::watch;
 
@@ -116,17 +114,6 @@ impl Readiness {
     }
 }
 
-/// Shared read caches (kube-runtime reflector stores) that any controller
-/// may read; `crate::run` keeps them filled. Each controller also keeps
-/// what it alone needs in its own compact form (the baseline controller's
-/// `State`).
-#[derive(Clone)]
-pub struct Stores {
-    /// Every NetworkPolicy labelled `app.kubernetes.io/managed-by:
-    /// kubefence`, whatever its source (baseline, quarantine, …).
-    pub owned_policies: Store<NetworkPolicy>,
-}
-
 /// Shared by every controller (`Arc<Context>`).
 pub struct Context {
     pub client: Client,
@@ -138,9 +125,6 @@ pub struct Context {
     /// Turns `true` once, on SIGTERM: every controller stops.
     pub shutdown: watch::Receiver<bool>,
     pub readiness: Arc<Readiness>,
-    pub stores: Stores,
-    /// Taken by `crate::run`, which runs the reflector that fills `stores`.
-    pub(crate) writers: Mutex<Option<Writer<NetworkPolicy>>>,
 }
 
 impl Context {
@@ -155,7 +139,6 @@ impl Context {
             controller: FIELD_MANAGER.into(),
             instance: Some(config.identity.clone()),
         };
-        let (owned_policies, writer) = reflector::store();
         Self {
             recorder: Recorder::new(client.clone(), reporter),
             client,
@@ -164,8 +147,6 @@ impl Context {
             leader,
             shutdown,
             readiness: Arc::default(),
-            stores: Stores { owned_policies },
-            writers: Mutex::new(Some(writer)),
         }
     }
 

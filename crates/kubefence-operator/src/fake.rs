@@ -135,6 +135,9 @@ struct Inner {
     /// Which field manager owns each Lease spec field (server-side apply
     /// conflicts are what keeps two replicas from both taking a Lease).
     lease_owners: BTreeMap<(String, String, String), String>,
+    /// Every answer waits this long (a slow API server); requests are then
+    /// answered concurrently, as a real server does.
+    latency: Option<Duration>,
 }
 
 /// One request, parsed.
@@ -380,8 +383,8 @@ impl Inner {
     }
 
     /// A list of the collection (every namespace when the path names
-    /// none), filtered by an equality label selector; a watch stays open
-    /// without events.
+    /// none), filtered by an equality label selector and a
+    /// `metadata.name` field selector; a watch stays open without events.
     fn list(&mut self, loc: &Location, req: &Incoming) -> Response<Body> {
         if req.is_watch() {
             return ok(StatusCode::OK, &Value::Null);
@@ -393,6 +396,9 @@ impl Inner {
             .filter_map(|kv| kv.split_once('='))
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        let named = req
+            .param("fieldSelector")
+            .and_then(|f| f.strip_prefix("metadata.name=").map(String::from));
         let items: Vec<&Value> = self
             .objects
             .iter()
@@ -409,6 +415,9 @@ impl Inner {
                 wanted
                     .iter()
                     .all(|(k, v)| o["metadata"]["labels"][k].as_str() == Some(v.as_str()))
+                    && named
+                        .as_deref()
+                        .is_none_or(|n| o["metadata"]["name"].as_str() == Some(n))
             })
             .collect();
         let list = json!({"apiVersion": "v1", "kind": "List",
@@ -900,6 +909,21 @@ impl FakeApi {
         let server = self.clone();
         tokio::spawn(async move {
             while let Some((request, send)) = handle.next_request().await {
+                let latency = server.lock().latency;
+                if let Some(latency) = latency {
+                    let server = server.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(latency).await;
+                        let (response, hang) = server.answer(request).await;
+                        if hang {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                            drop(send);
+                        } else {
+                            send.send_response(response);
+                        }
+                    });
+                    continue;
+                }
                 let (response, hang) = server.answer(request).await;
                 if hang {
                     // No answer until long after any client timeout.
@@ -952,6 +976,17 @@ impl FakeApi {
     pub fn with_faults(self, rate: f64, seed: u64) -> Self {
         self.lock().faults = Some((rate, seed.max(1)));
         self
+    }
+
+    /// Answers every request after `latency` (a slow API server).
+    pub fn with_latency(self, latency: Duration) -> Self {
+        self.lock().latency = Some(latency);
+        self
+    }
+
+    /// Stores a ConfigMap (no watch event: tests feed those themselves).
+    pub fn put_config_map(&self, cm: &k8s_openapi::api::core::v1::ConfigMap) {
+        self.add(cm);
     }
 
     /// Stops injecting faults.

@@ -4,7 +4,7 @@
 //! ```text
 //!            ┌────────────── run(config, shutdown) ──────────────┐
 //!            │ Client · Metrics · Recorder · leader (Lease)      │
-//!            │ shutdown · Readiness · Stores    = Arc<Context>   │
+//!            │ shutdown · Readiness             = Arc<Context>   │
 //!            └──────┬──────────────────┬─────────────────┬───────┘
 //!    controllers::all()          admin server        leader.rs
 //!      baseline (watches ─▶ index ─▶ build ─▶ diff ─▶ SSA)   /healthz /readyz /metrics
@@ -81,7 +81,6 @@ pub async fn run(
     ));
 
     let mut tasks = JoinSet::new();
-    tasks.spawn(fill_stores(ctx.clone()));
     for c in controllers::all(&ctx.config) {
         tracing::info!(controller = c.name, "starting");
         let fut = (c.start)(ctx.clone());
@@ -116,101 +115,10 @@ pub async fn run(
     outcome
 }
 
-/// The name of the shared stores in readiness.
-const STORES: &str = "stores";
-
-/// Keeps `ctx.stores` filled (a reflector per store) until shutdown.
-async fn fill_stores(ctx: Arc<Context>) -> (&'static str, Result<()>) {
-    use futures::StreamExt;
-    use k8s_openapi::api::networking::v1::NetworkPolicy;
-    use kube::runtime::{WatchStreamExt, reflector, watcher};
-
-    let writer = match ctx.writers.lock() {
-        Ok(mut w) => w.take(),
-        Err(poisoned) => poisoned.into_inner().take(),
-    };
-    let Some(writer) = writer else {
-        return (STORES, Ok(()));
-    };
-    ctx.readiness.register(STORES);
-    let api: kube::Api<NetworkPolicy> = kube::Api::all(ctx.client.clone());
-    let config = watcher::Config::default().labels(&format!(
-        "{}={}",
-        kubefence_core::naming::MANAGED_BY_LABEL,
-        kubefence_core::naming::MANAGED_BY_VALUE
-    ));
-    let stream = reflector(
-        writer,
-        watcher(api, config)
-            .default_backoff()
-            .modify(|np| np.metadata.managed_fields = None),
-    )
-    .for_each(|_| std::future::ready(()));
-    let ready = {
-        let store = ctx.stores.owned_policies.clone();
-        let readiness = ctx.readiness.clone();
-        async move {
-            if store.wait_until_ready().await.is_ok() {
-                readiness.set(STORES, true);
-            }
-            std::future::pending::<()>().await
-        }
-    };
-    let mut shutdown = ctx.shutdown.clone();
-    tokio::select! {
-        () = stream => (STORES, Err(Error::ControllerStopped(STORES))),
-        () = ready => (STORES, Ok(())),
-        _ = shutdown.wait_for(|stop| *stop) => (STORES, Ok(())),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn the_shared_store_holds_every_policy_kubefence_owns() {
-        let (client, fake) = fake::FakeApi::start();
-        let mut ours = fixtures::foreign_policy("shop", "kf-baseline-deployment-web");
-        ours.metadata.labels = Some(
-            [(
-                "app.kubernetes.io/managed-by".to_string(),
-                "kubefence".to_string(),
-            )]
-            .into(),
-        );
-        fake.put(ours);
-        fake.put(fixtures::foreign_policy("shop", "theirs"));
-        let (_leader_tx, leader) = watch::channel(true);
-        let (stop, shutdown) = watch::channel(false);
-        let ctx = Arc::new(Context::new(
-            client,
-            OperatorConfig::default(),
-            Arc::new(metrics::Metrics::default()),
-            leader,
-            shutdown,
-        ));
-        let task = tokio::spawn(fill_stores(ctx.clone()));
-        for _ in 0..200 {
-            if ctx.readiness.is_ready() {
-                break;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        assert!(ctx.readiness.is_ready());
-        let names: Vec<String> = ctx
-            .stores
-            .owned_policies
-            .state()
-            .iter()
-            .map(|p| p.metadata.name.clone().unwrap_or_default())
-            .collect();
-        assert_eq!(names, vec!["kf-baseline-deployment-web"]);
-        stop.send(true).unwrap();
-        let (name, outcome) = task.await.unwrap();
-        assert_eq!(name, STORES);
-        assert!(outcome.is_ok());
-    }
     use kubefence_core::baseline::{ExpressionConfig, IngressControllerConfig, SelectorConfig};
 
     #[tokio::test]

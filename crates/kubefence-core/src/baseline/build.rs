@@ -12,7 +12,7 @@ use crate::policy::{IpBlock, NetworkPolicy, Peer, PolicyTypes, PortRef, PortSpec
 use crate::selector::{LabelSelector, Labels};
 
 use super::config::{BaselineConfig, ConfigError, DnsConfig, Resolved};
-use super::references::{Lookup, Target, candidates, counts, resolve};
+use super::references::{Candidate, Lookup, Target, candidates, counts, resolve, service_selects};
 use super::report::{
     External, Indistinguishable, Problem, Reference, Report, UnknownIngressClass, Unresolved,
 };
@@ -87,336 +87,447 @@ fn add(slot: &mut (ConnSet, Reasons), conns: &ConnSet, reason: String) {
 }
 
 /// Builds a baseline policy for every in-scope workload of `cluster`.
+///
+/// In phases, each gathering what the workloads' policies need from one
+/// source: which workloads each Service selects, which workloads are in
+/// scope, the references between workloads, the Ingress routes, the
+/// ingress controllers' own egress, the Services exposed outside the
+/// cluster; then one policy per in-scope workload.
 pub fn build(
     cluster: &Cluster,
     cfg: &BaselineConfig,
     scope: &Scope,
 ) -> Result<Baseline, ConfigError> {
     let resolved = cfg.resolve()?;
-    let workloads = &cluster.workloads;
-    let mut report = Report::default();
+    let mut b = Builder::new(cluster, cfg, &resolved, scope);
+    b.add_references();
+    b.add_ingress_routes();
+    b.add_ingress_controller_egress();
+    b.add_exposed_services();
+    Ok(b.policies())
+}
 
-    // Which workloads each Service's selector picks. Candidates come from an
-    // index on (namespace, label, value) of one selector pair, so matching is
-    // not every Service against every workload of its namespace.
-    let mut by_label: BTreeMap<(&str, &str, &str), Vec<usize>> = BTreeMap::new();
-    for (i, w) in workloads.iter().enumerate() {
-        for (k, v) in &w.pod_labels {
-            by_label
-                .entry((w.namespace.as_str(), k.as_str(), v.as_str()))
-                .or_default()
-                .push(i);
-        }
-    }
-    let service_targets: Vec<Vec<usize>> = cluster
-        .services
-        .iter()
-        .map(|s| selected_workloads(workloads, &by_label, s))
-        .collect();
-    let lookup = Lookup::new(cluster);
-    let service_index: BTreeMap<(&str, &str), usize> = cluster
-        .services
-        .iter()
-        .enumerate()
-        .map(|(i, s)| ((s.namespace.as_str(), s.name.as_str()), i))
-        .collect();
-    let targets_of = |s: &Service| -> Vec<usize> {
-        service_index
-            .get(&(s.namespace.as_str(), s.name.as_str()))
-            .map(|&i| service_targets[i].clone())
-            .unwrap_or_default()
-    };
+/// The state of one build, shared by its phases.
+struct Builder<'c> {
+    cluster: &'c Cluster,
+    workloads: &'c [Workload],
+    cfg: &'c BaselineConfig,
+    resolved: &'c Resolved,
+    lookup: Lookup<'c>,
+    /// For each Service (by index in `cluster.services`), the workloads its
+    /// selector picks.
+    service_targets: Vec<Vec<usize>>,
+    service_index: BTreeMap<(&'c str, &'c str), usize>,
+    /// For each `ingressControllers` entry, the first entry with the same
+    /// selectors (those share one rule).
+    canonical: Vec<usize>,
+    in_scope: Vec<bool>,
+    needs: Vec<Needs>,
+    selections: Vec<Selection>,
+    report: Report,
+}
 
-    let in_scope: Vec<bool> = workloads
-        .iter()
-        .map(|w| {
-            let included = scope.includes(&w.namespace, cfg);
-            let opted_out =
-                w.annotations.get(OPT_OUT_ANNOTATION).map(String::as_str) == Some(OPT_OUT_VALUE);
-            match (included, opted_out) {
-                (Err(why), _) => {
-                    report.skipped.push(Problem {
-                        workload: w.id(),
-                        message: why.to_string(),
-                    });
-                    false
-                }
-                (Ok(()), true) => {
-                    report.skipped.push(Problem {
-                        workload: w.id(),
-                        message: format!("opted out ({OPT_OUT_ANNOTATION}: {OPT_OUT_VALUE})"),
-                    });
-                    false
-                }
-                (Ok(()), false) => true,
-            }
-        })
-        .collect();
-
-    let mut needs: Vec<Needs> = workloads.iter().map(|_| Needs::default()).collect();
-    let selections = separate(workloads);
-
-    // References between workloads. Those from out-of-scope workloads still
-    // open the destination's ingress, so the pair keeps working.
-    for (ai, a) in workloads.iter().enumerate() {
-        for cand in candidates(&lookup, a) {
-            let target = resolve(&lookup, &a.namespace, &cand.address, &cfg.cluster_domain);
-            if !counts(&cand, &target) {
-                continue;
-            }
-            match target {
-                Target::Ignored => {}
-                Target::External => {
-                    if in_scope[ai] {
-                        report.external.push(External {
-                            from: a.id(),
-                            host: cand.address.host.clone(),
-                            port: cand.address.port,
-                            via: cand.via.clone(),
-                        });
-                    }
-                }
-                Target::Unresolved(reason) => {
-                    if in_scope[ai] {
-                        report.unresolved.push(Unresolved {
-                            from: a.id(),
-                            value: cand.value.clone(),
-                            via: cand.via.clone(),
-                            reason,
-                        });
-                    }
-                }
-                Target::Service(service) => {
-                    let ports: Vec<_> = match cand.address.port {
-                        Some(p) => service.ports.iter().filter(|sp| sp.port == p).collect(),
-                        None => service.ports.iter().collect(),
-                    };
-                    if ports.is_empty() {
-                        if in_scope[ai] {
-                            report.unresolved.push(Unresolved {
-                                from: a.id(),
-                                value: cand.value.clone(),
-                                via: cand.via.clone(),
-                                reason: format!(
-                                    "Service {}/{} has no port {}",
-                                    service.namespace,
-                                    service.name,
-                                    cand.address.port.map(|p| p.to_string()).unwrap_or_default()
-                                ),
-                            });
-                        }
-                        continue;
-                    }
-                    for bi in targets_of(service) {
-                        if bi == ai {
-                            continue; // its own pods: always allowed
-                        }
-                        let b = &workloads[bi];
-                        let conns = target_ports(b, ports.iter().copied());
-                        if conns.is_empty() {
-                            if in_scope[ai] || in_scope[bi] {
-                                report.unresolved.push(Unresolved {
-                                    from: a.id(),
-                                    value: cand.value.clone(),
-                                    via: cand.via.clone(),
-                                    reason: format!(
-                                        "the target ports of Service {}/{} are not declared by {}",
-                                        service.namespace,
-                                        service.name,
-                                        b.id()
-                                    ),
-                                });
-                            }
-                            continue;
-                        }
-                        let reason = format!(
-                            "{} via Service {}/{}: {}={}",
-                            a.id(),
-                            service.namespace,
-                            service.name,
-                            cand.via,
-                            cand.value
-                        );
-                        if in_scope[ai] || in_scope[bi] {
-                            report.references.push(Reference {
-                                from: a.id(),
-                                to: b.id(),
-                                service: format!("{}/{}", service.namespace, service.name),
-                                ports: conns.port_strings(),
-                                via: cand.via.clone(),
-                            });
-                        }
-                        add(
-                            needs[ai].egress.entry(bi).or_default(),
-                            &conns,
-                            reason.clone(),
-                        );
-                        add(needs[bi].ingress.entry(ai).or_default(), &conns, reason);
-                    }
-                }
+impl<'c> Builder<'c> {
+    /// Phase 1: which workloads each Service selects, and which workloads
+    /// get a policy (scope, opt-out).
+    fn new(
+        cluster: &'c Cluster,
+        cfg: &'c BaselineConfig,
+        resolved: &'c Resolved,
+        scope: &Scope,
+    ) -> Self {
+        let workloads = &cluster.workloads;
+        let mut report = Report::default();
+        // Candidates come from an index on (namespace, label, value) of one
+        // selector pair, so matching is not every Service against every
+        // workload of its namespace.
+        let mut by_label: BTreeMap<(&str, &str, &str), Vec<usize>> = BTreeMap::new();
+        for (i, w) in workloads.iter().enumerate() {
+            for (k, v) in &w.pod_labels {
+                by_label
+                    .entry((w.namespace.as_str(), k.as_str(), v.as_str()))
+                    .or_default()
+                    .push(i);
             }
         }
-    }
-
-    // Workloads behind an Ingress: the controllers of its class may reach
-    // the routed ports. Entries with the same selectors share one rule.
-    let canonical: Vec<usize> = resolved
-        .ingress_controllers
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            resolved
-                .ingress_controllers
-                .iter()
-                .position(|d| d.namespaces == c.namespaces && d.pods == c.pods)
-                .unwrap_or(i)
-        })
-        .collect();
-    for ingress in &cluster.ingresses {
-        let serving: BTreeSet<usize> = resolved
+        let service_targets: Vec<Vec<usize>> = cluster
+            .services
+            .iter()
+            .map(|s| selected_workloads(workloads, &by_label, s))
+            .collect();
+        let service_index = cluster
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, s)| ((s.namespace.as_str(), s.name.as_str()), i))
+            .collect();
+        let in_scope = workloads
+            .iter()
+            .map(|w| in_scope(w, scope, cfg, &mut report))
+            .collect();
+        let canonical = resolved
             .ingress_controllers
             .iter()
             .enumerate()
-            .filter(|(_, c)| c.class_name == ingress.class)
-            .map(|(i, _)| canonical[i])
-            .collect();
-        let mut routed_to = BTreeSet::new();
-        for backend in &ingress.backends {
-            let Some(service) = cluster
-                .services
-                .iter()
-                .find(|s| s.namespace == ingress.namespace && s.name == backend.service)
-            else {
-                continue;
-            };
-            let ports = service.ports.iter().filter(|sp| match &backend.port {
-                ServicePortRef::Number(n) => sp.port == *n,
-                ServicePortRef::Name(name) => sp.name.as_deref() == Some(name.as_str()),
-            });
-            let ports: Vec<_> = ports.collect();
-            for bi in targets_of(service) {
-                routed_to.insert(bi);
-                let conns = target_ports(&workloads[bi], ports.iter().copied());
-                let reason = format!(
-                    "ingress controller via Ingress {}/{} to Service {}",
-                    ingress.namespace, ingress.name, service.name
-                );
-                for &entry in &serving {
-                    add(
-                        needs[bi].ingress_controllers.entry(entry).or_default(),
-                        &conns,
-                        reason.clone(),
-                    );
-                }
-            }
-        }
-        // A class no controller serves is said, never silently dropped:
-        // nothing is opened for it (which controller runs it is unknown).
-        if serving.is_empty() && routed_to.iter().any(|&bi| in_scope[bi]) {
-            report.unknown_ingress_classes.push(UnknownIngressClass {
-                ingress: format!("{}/{}", ingress.namespace, ingress.name),
-                class: ingress.class.clone(),
-                workloads: routed_to.iter().map(|&bi| workloads[bi].id()).collect(),
-            });
-        }
-    }
-
-    // The ingress controllers' own egress to what they route to, so the pair
-    // keeps working when the controller's namespace is baselined too.
-    for (entry, controller_cfg) in resolved.ingress_controllers.iter().enumerate() {
-        if canonical[entry] != entry {
-            continue;
-        }
-        let routed: Vec<(usize, ConnSet)> = needs
-            .iter()
-            .enumerate()
-            .filter_map(|(bi, n)| {
-                n.ingress_controllers
-                    .get(&entry)
-                    .map(|(c, _)| (bi, c.clone()))
-            })
-            .filter(|(_, c)| !c.is_empty())
-            .collect();
-        if routed.is_empty() {
-            continue;
-        }
-        for (ci, controller) in workloads.iter().enumerate() {
-            let ns_labels = cluster
-                .namespace_labels(&controller.namespace)
-                .cloned()
-                .unwrap_or_default();
-            let is_controller = controller_cfg.namespaces.matches(&ns_labels)
-                && controller_cfg.pods.matches(&controller.pod_labels);
-            if !is_controller {
-                continue;
-            }
-            for (bi, conns) in &routed {
-                if *bi != ci {
-                    let reason = format!("routes Ingress traffic to {}", workloads[*bi].id());
-                    add(needs[ci].egress.entry(*bi).or_default(), conns, reason);
-                }
-            }
-        }
-    }
-
-    // Services reachable from outside the cluster.
-    for service in &cluster.services {
-        let exposed = matches!(
-            service.service_type,
-            ServiceType::LoadBalancer | ServiceType::NodePort
-        ) || !service.external_ips.is_empty();
-        if !exposed {
-            continue;
-        }
-        for bi in targets_of(service) {
-            let conns = target_ports(&workloads[bi], service.ports.iter());
-            let reason = format!(
-                "outside the cluster via Service {}/{}",
-                service.namespace, service.name
-            );
-            add(needs[bi].outside.get_or_insert_default(), &conns, reason);
-        }
-    }
-
-    let mut policies = Vec::new();
-    for (wi, w) in workloads.iter().enumerate() {
-        if !in_scope[wi] {
-            continue;
-        }
-        if w.selector.is_empty() {
-            report.errors.push(Problem {
-                workload: w.id(),
-                message: "its selector is empty: a policy would select every pod of the namespace, so none is made".into(),
-            });
-            continue;
-        }
-        let selection = &selections[wi];
-        if !selection.still_matched.is_empty() {
-            report.indistinguishable.push(Indistinguishable {
-                workload: w.id(),
-                selector: selection.selector.to_string(),
-                also_selects: selection
-                    .still_matched
+            .map(|(i, c)| {
+                resolved
+                    .ingress_controllers
                     .iter()
-                    .map(|&o| workloads[o].id())
-                    .collect(),
-            });
-        }
-        policies.push(policy_for(
+                    .position(|d| d.namespaces == c.namespaces && d.pods == c.pods)
+                    .unwrap_or(i)
+            })
+            .collect();
+        Self {
             cluster,
-            wi,
-            &needs[wi],
-            &selections,
-            &resolved,
+            workloads,
             cfg,
-            &mut report,
-        ));
+            resolved,
+            lookup: Lookup::new(cluster),
+            service_targets,
+            service_index,
+            canonical,
+            in_scope,
+            needs: workloads.iter().map(|_| Needs::default()).collect(),
+            selections: separate(workloads),
+            report,
+        }
     }
-    policies.sort_by(|a, b| {
-        (&a.policy.namespace, &a.policy.name).cmp(&(&b.policy.namespace, &b.policy.name))
-    });
-    report.sort();
-    Ok(Baseline { policies, report })
+
+    /// The workloads Service `s` selects.
+    fn targets_of(&self, s: &Service) -> Vec<usize> {
+        self.service_index
+            .get(&(s.namespace.as_str(), s.name.as_str()))
+            .map(|&i| self.service_targets[i].clone())
+            .unwrap_or_default()
+    }
+
+    /// Phase 2: references between workloads. Those from out-of-scope
+    /// workloads still open the destination's ingress, so the pair keeps
+    /// working.
+    fn add_references(&mut self) {
+        for ai in 0..self.workloads.len() {
+            let a = &self.workloads[ai];
+            for cand in candidates(&self.lookup, a) {
+                let target = resolve(
+                    &self.lookup,
+                    &a.namespace,
+                    &cand.address,
+                    &self.cfg.cluster_domain,
+                );
+                if !counts(&cand, &target) {
+                    continue;
+                }
+                match target {
+                    Target::Ignored => {}
+                    Target::External => {
+                        if self.in_scope[ai] {
+                            self.report.external.push(External {
+                                from: a.id(),
+                                host: cand.address.host.clone(),
+                                port: cand.address.port,
+                                via: cand.via.clone(),
+                            });
+                        }
+                    }
+                    Target::Unresolved(reason) => {
+                        if self.in_scope[ai] {
+                            self.report.unresolved.push(Unresolved {
+                                from: a.id(),
+                                value: cand.value.clone(),
+                                via: cand.via.clone(),
+                                reason,
+                            });
+                        }
+                    }
+                    Target::Service(service) => self.add_service_reference(ai, &cand, service),
+                }
+            }
+        }
+    }
+
+    /// A reference from workload `ai` to `service`: egress from `ai` and
+    /// ingress to every workload the Service selects, on its target ports.
+    fn add_service_reference(&mut self, ai: usize, cand: &Candidate, service: &Service) {
+        let workloads = self.workloads;
+        let a = &workloads[ai];
+        let ports: Vec<_> = match cand.address.port {
+            Some(p) => service.ports.iter().filter(|sp| sp.port == p).collect(),
+            None => service.ports.iter().collect(),
+        };
+        if ports.is_empty() {
+            if self.in_scope[ai] {
+                self.report.unresolved.push(Unresolved {
+                    from: a.id(),
+                    value: cand.value.clone(),
+                    via: cand.via.clone(),
+                    reason: format!(
+                        "Service {}/{} has no port {}",
+                        service.namespace,
+                        service.name,
+                        cand.address.port.map(|p| p.to_string()).unwrap_or_default()
+                    ),
+                });
+            }
+            return;
+        }
+        for bi in self.targets_of(service) {
+            if bi == ai {
+                continue; // its own pods: always allowed
+            }
+            let b = &workloads[bi];
+            let conns = target_ports(b, ports.iter().copied());
+            let involved = self.in_scope[ai] || self.in_scope[bi];
+            if conns.is_empty() {
+                if involved {
+                    self.report.unresolved.push(Unresolved {
+                        from: a.id(),
+                        value: cand.value.clone(),
+                        via: cand.via.clone(),
+                        reason: format!(
+                            "the target ports of Service {}/{} are not declared by {}",
+                            service.namespace,
+                            service.name,
+                            b.id()
+                        ),
+                    });
+                }
+                continue;
+            }
+            let reason = format!(
+                "{} via Service {}/{}: {}={}",
+                a.id(),
+                service.namespace,
+                service.name,
+                cand.via,
+                cand.value
+            );
+            if involved {
+                self.report.references.push(Reference {
+                    from: a.id(),
+                    to: b.id(),
+                    service: format!("{}/{}", service.namespace, service.name),
+                    ports: conns.port_strings(),
+                    via: cand.via.clone(),
+                });
+            }
+            add(
+                self.needs[ai].egress.entry(bi).or_default(),
+                &conns,
+                reason.clone(),
+            );
+            add(
+                self.needs[bi].ingress.entry(ai).or_default(),
+                &conns,
+                reason,
+            );
+        }
+    }
+
+    /// Phase 3: workloads behind an Ingress: the controllers of its class
+    /// may reach the routed ports. Entries with the same selectors share
+    /// one rule.
+    fn add_ingress_routes(&mut self) {
+        let cluster = self.cluster;
+        for ingress in &cluster.ingresses {
+            let serving: BTreeSet<usize> = self
+                .resolved
+                .ingress_controllers
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c.class_name == ingress.class)
+                .map(|(i, _)| self.canonical[i])
+                .collect();
+            let mut routed_to = BTreeSet::new();
+            for backend in &ingress.backends {
+                let Some(service) = cluster
+                    .services
+                    .iter()
+                    .find(|s| s.namespace == ingress.namespace && s.name == backend.service)
+                else {
+                    continue;
+                };
+                let ports: Vec<_> = service
+                    .ports
+                    .iter()
+                    .filter(|sp| match &backend.port {
+                        ServicePortRef::Number(n) => sp.port == *n,
+                        ServicePortRef::Name(name) => sp.name.as_deref() == Some(name.as_str()),
+                    })
+                    .collect();
+                for bi in self.targets_of(service) {
+                    routed_to.insert(bi);
+                    let conns = target_ports(&self.workloads[bi], ports.iter().copied());
+                    let reason = format!(
+                        "ingress controller via Ingress {}/{} to Service {}",
+                        ingress.namespace, ingress.name, service.name
+                    );
+                    for &entry in &serving {
+                        add(
+                            self.needs[bi].ingress_controllers.entry(entry).or_default(),
+                            &conns,
+                            reason.clone(),
+                        );
+                    }
+                }
+            }
+            // A class no controller serves is said, never silently dropped:
+            // nothing is opened for it (which controller runs it is unknown).
+            if serving.is_empty() && routed_to.iter().any(|&bi| self.in_scope[bi]) {
+                self.report
+                    .unknown_ingress_classes
+                    .push(UnknownIngressClass {
+                        ingress: format!("{}/{}", ingress.namespace, ingress.name),
+                        class: ingress.class.clone(),
+                        workloads: routed_to
+                            .iter()
+                            .map(|&bi| self.workloads[bi].id())
+                            .collect(),
+                    });
+            }
+        }
+    }
+
+    /// Phase 4: the ingress controllers' own egress to what they route to,
+    /// so the pair keeps working when the controller's namespace is
+    /// baselined too.
+    fn add_ingress_controller_egress(&mut self) {
+        let workloads = self.workloads;
+        for (entry, controller_cfg) in self.resolved.ingress_controllers.iter().enumerate() {
+            if self.canonical[entry] != entry {
+                continue;
+            }
+            let routed: Vec<(usize, ConnSet)> = self
+                .needs
+                .iter()
+                .enumerate()
+                .filter_map(|(bi, n)| {
+                    n.ingress_controllers
+                        .get(&entry)
+                        .map(|(c, _)| (bi, c.clone()))
+                })
+                .filter(|(_, c)| !c.is_empty())
+                .collect();
+            if routed.is_empty() {
+                continue;
+            }
+            for (ci, controller) in workloads.iter().enumerate() {
+                let ns_labels = self
+                    .cluster
+                    .namespace_labels(&controller.namespace)
+                    .cloned()
+                    .unwrap_or_default();
+                let is_controller = controller_cfg.namespaces.matches(&ns_labels)
+                    && controller_cfg.pods.matches(&controller.pod_labels);
+                if !is_controller {
+                    continue;
+                }
+                for (bi, conns) in &routed {
+                    if *bi != ci {
+                        let reason = format!("routes Ingress traffic to {}", workloads[*bi].id());
+                        add(self.needs[ci].egress.entry(*bi).or_default(), conns, reason);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Phase 5: Services reachable from outside the cluster.
+    fn add_exposed_services(&mut self) {
+        let cluster = self.cluster;
+        for service in &cluster.services {
+            let exposed = matches!(
+                service.service_type,
+                ServiceType::LoadBalancer | ServiceType::NodePort
+            ) || !service.external_ips.is_empty();
+            if !exposed {
+                continue;
+            }
+            for bi in self.targets_of(service) {
+                let conns = target_ports(&self.workloads[bi], service.ports.iter());
+                let reason = format!(
+                    "outside the cluster via Service {}/{}",
+                    service.namespace, service.name
+                );
+                add(
+                    self.needs[bi].outside.get_or_insert_default(),
+                    &conns,
+                    reason,
+                );
+            }
+        }
+    }
+
+    /// Phase 6: one policy per in-scope workload, sorted, with the report.
+    fn policies(mut self) -> Baseline {
+        let workloads = self.workloads;
+        let mut policies = Vec::new();
+        for (wi, w) in workloads.iter().enumerate() {
+            if !self.in_scope[wi] {
+                continue;
+            }
+            if w.selector.is_empty() {
+                self.report.errors.push(Problem {
+                    workload: w.id(),
+                    message: "its selector is empty: a policy would select every pod of the namespace, so none is made".into(),
+                });
+                continue;
+            }
+            let selection = &self.selections[wi];
+            if !selection.still_matched.is_empty() {
+                self.report.indistinguishable.push(Indistinguishable {
+                    workload: w.id(),
+                    selector: selection.selector.to_string(),
+                    also_selects: selection
+                        .still_matched
+                        .iter()
+                        .map(|&o| workloads[o].id())
+                        .collect(),
+                });
+            }
+            policies.push(policy_for(
+                self.cluster,
+                wi,
+                &self.needs[wi],
+                &self.selections,
+                self.resolved,
+                self.cfg,
+                &mut self.report,
+            ));
+        }
+        policies.sort_by(|a, b| {
+            (&a.policy.namespace, &a.policy.name).cmp(&(&b.policy.namespace, &b.policy.name))
+        });
+        self.report.sort();
+        Baseline {
+            policies,
+            report: self.report,
+        }
+    }
+}
+
+/// Whether workload `w` gets a policy (its namespace is in scope and it is
+/// not opted out); says why not in the report.
+fn in_scope(w: &Workload, scope: &Scope, cfg: &BaselineConfig, report: &mut Report) -> bool {
+    let included = scope.includes(&w.namespace, cfg);
+    let opted_out =
+        w.annotations.get(OPT_OUT_ANNOTATION).map(String::as_str) == Some(OPT_OUT_VALUE);
+    match (included, opted_out) {
+        (Err(why), _) => {
+            report.skipped.push(Problem {
+                workload: w.id(),
+                message: why.to_string(),
+            });
+            false
+        }
+        (Ok(()), true) => {
+            report.skipped.push(Problem {
+                workload: w.id(),
+                message: format!("opted out ({OPT_OUT_ANNOTATION}: {OPT_OUT_VALUE})"),
+            });
+            false
+        }
+        (Ok(()), false) => true,
+    }
 }
 
 /// The workloads whose pods a Service selects (none without a selector);
@@ -438,11 +549,7 @@ fn selected_workloads(
         .into_iter()
         .flatten()
         .copied()
-        .filter(|&i| {
-            selector
-                .iter()
-                .all(|(k, v)| workloads[i].pod_labels.get(k) == Some(v))
-        })
+        .filter(|&i| service_selects(service, &workloads[i]))
         .collect()
 }
 

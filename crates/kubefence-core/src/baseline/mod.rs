@@ -28,6 +28,7 @@ pub use config::{
     BaselineConfig, ConfigError, DnsConfig, ExpressionConfig, IngressControllerConfig, PeerConfig,
     PortConfig, ProtocolConfig, SelectorConfig,
 };
+pub use references::{ConfigMapRead, ConfigMaps, config_map_reads, service_names, service_selects};
 pub use report::{
     External, Indistinguishable, Problem, Reference, Report, UnknownIngressClass, Unresolved,
 };

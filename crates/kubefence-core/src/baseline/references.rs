@@ -40,7 +40,7 @@
 //! reference, and neither is anything in a URL's path or query
 //! (`?replicaSet=rs0`).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::model::{Cluster, ConfigMap, Container, EnvValue, Service, Workload};
 
@@ -157,14 +157,112 @@ impl<'c> Lookup<'c> {
     fn service(&self, name: &str, namespace: &str) -> Option<&'c Service> {
         self.services.get(&(namespace, name)).copied()
     }
+}
 
-    fn config_map(&self, name: &str, namespace: &str) -> Option<&'c ConfigMap> {
+/// Where the reference finder reads ConfigMaps from: the builder's
+/// [`Lookup`] over a [`Cluster`], or a controller's own cache (which may
+/// keep only the keys some workload reads, see [`config_map_reads`]).
+pub trait ConfigMaps {
+    fn config_map(&self, namespace: &str, name: &str) -> Option<&ConfigMap>;
+}
+
+impl ConfigMaps for Lookup<'_> {
+    fn config_map(&self, namespace: &str, name: &str) -> Option<&ConfigMap> {
         self.config_maps.get(&(namespace, name)).copied()
     }
 }
 
+/// A cluster snapshot (a linear search: for one-off reads; the builder
+/// uses [`Lookup`]).
+impl ConfigMaps for Cluster {
+    fn config_map(&self, namespace: &str, name: &str) -> Option<&ConfigMap> {
+        self.config_maps
+            .iter()
+            .find(|m| m.namespace == namespace && m.name == name)
+    }
+}
+
+/// What a workload reads of one ConfigMap of its namespace.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ConfigMapRead {
+    /// One key (`valueFrom.configMapKeyRef`).
+    Key(String),
+    /// Every key (`envFrom.configMapRef`).
+    All,
+}
+
+/// The ConfigMaps (by name, in the workload's namespace) whose data the
+/// reference finder reads for `workload`, and what of each: nothing else of
+/// any ConfigMap can change its references.
+pub fn config_map_reads(workload: &Workload) -> BTreeMap<String, BTreeSet<ConfigMapRead>> {
+    let mut reads: BTreeMap<String, BTreeSet<ConfigMapRead>> = BTreeMap::new();
+    for c in &workload.containers {
+        for from in &c.env_from {
+            reads
+                .entry(from.name.clone())
+                .or_default()
+                .insert(ConfigMapRead::All);
+        }
+        for e in &c.env {
+            if let EnvValue::ConfigMapKey { name, key } = &e.value {
+                reads
+                    .entry(name.clone())
+                    .or_default()
+                    .insert(ConfigMapRead::Key(key.clone()));
+            }
+        }
+    }
+    reads
+}
+
+/// Every Service (namespace, name) that `workload`'s configuration could
+/// name, whether or not it exists: each host of each candidate address, read
+/// as [`resolve`] reads it, before the lookup and before [`counts`]. So the
+/// Services the builder resolves for `workload` are always among these,
+/// also once a Service that does not exist yet is created (a controller
+/// indexes workloads by them to know whom a Service change reaches).
+pub fn service_names(
+    config_maps: &impl ConfigMaps,
+    workload: &Workload,
+) -> BTreeSet<(String, String)> {
+    let mut names = BTreeSet::new();
+    for cand in candidates(config_maps, workload) {
+        let host = cand.address.host.as_str();
+        if host.parse::<std::net::IpAddr>().is_ok() || host == "localhost" {
+            continue;
+        }
+        let labels: Vec<&str> = host.split('.').collect();
+        match labels.as_slice() {
+            // `no_such_svc`: no Service can have it.
+            [name] if name.contains('_') => {}
+            [name] => {
+                names.insert((workload.namespace.clone(), name.to_string()));
+            }
+            [name, ns] | [name, ns, "svc", ..] => {
+                names.insert((ns.to_string(), name.to_string()));
+            }
+            _ => {}
+        }
+    }
+    names
+}
+
+/// Whether Service `service` selects the pods of `workload`: same
+/// namespace, a non-empty selector, every pair among the pod labels (a
+/// Service without a selector selects no pods).
+pub fn service_selects(service: &Service, workload: &Workload) -> bool {
+    match &service.selector {
+        Some(selector) if !selector.is_empty() && service.namespace == workload.namespace => {
+            selector
+                .iter()
+                .all(|(k, v)| workload.pod_labels.get(k) == Some(v))
+        }
+        _ => false,
+    }
+}
+
 /// Every candidate address in `workload`'s containers.
-pub(crate) fn candidates(lookup: &Lookup<'_>, workload: &Workload) -> Vec<Candidate> {
+pub(crate) fn candidates(config_maps: &impl ConfigMaps, workload: &Workload) -> Vec<Candidate> {
     let mut out = Vec::new();
     for c in &workload.containers {
         let kind = if c.init {
@@ -172,7 +270,7 @@ pub(crate) fn candidates(lookup: &Lookup<'_>, workload: &Workload) -> Vec<Candid
         } else {
             "container"
         };
-        let vars = env_values(lookup, workload, c);
+        let vars = env_values(config_maps, workload, c);
         for (var, (value, origin)) in &vars {
             let joined = joined_port(var, value, &vars);
             for (key, mut address) in keyed_addresses(value) {
@@ -264,11 +362,11 @@ fn flag_expecting_value(word: &str) -> Option<&str> {
 /// A container's env variables with their values (literal, or read from a
 /// ConfigMap of the workload's namespace) and where the value came from.
 fn env_values(
-    lookup: &Lookup<'_>,
+    config_maps: &impl ConfigMaps,
     workload: &Workload,
     c: &Container,
 ) -> BTreeMap<String, (String, String)> {
-    let config_map = |name: &str| lookup.config_map(name, &workload.namespace);
+    let config_map = |name: &str| config_maps.config_map(&workload.namespace, name);
     let mut vars = BTreeMap::new();
     // envFrom first: explicit env entries override it, as in Kubernetes.
     for from in &c.env_from {

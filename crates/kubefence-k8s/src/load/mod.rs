@@ -160,16 +160,19 @@ pub struct RawObjects {
 }
 
 pub fn read_objects(sources: &[Source]) -> RawObjects {
+    // Hidden files and folders are skipped in directory walks, as `load`
+    // skips them by default.
+    let include_hidden = false;
     let mut out = RawObjects::default();
     for src in sources {
         let before = out.objects.len() + out.errors.len();
-        let read = source::read(src);
+        let read = source::read(src, include_hidden);
         out.errors.extend(read.errors);
         for (label, text) in read.texts {
             each_object_of(&text, &label, &mut out.objects, &mut out.errors);
         }
         if out.objects.len() + out.errors.len() == before {
-            out.errors.push(source::nothing_in(src));
+            out.errors.push(source::nothing_in(src, include_hidden));
         }
     }
     out

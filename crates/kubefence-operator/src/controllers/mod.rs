@@ -1,11 +1,10 @@
 //! The controllers, and their registry.
 //!
 //! A controller is a function `fn(Arc<Context>) -> BoxFuture<Result<()>>`
-//! that runs until `ctx.shutdown` turns true: it reads the shared caches in
-//! `ctx.stores` (reflector stores kept filled by `crate::run`, for example
-//! every policy kubefence owns) and sets up the watches it alone needs,
-//! registers and sets its readiness flag (`ctx.readiness`), writes only
-//! while `ctx.is_leader()`, and records metrics under its name. To add one
+//! that runs until `ctx.shutdown` turns true: it sets up the watches it
+//! needs (each keeps only what it reads, in its own compact form), registers
+//! and sets its readiness flag (`ctx.readiness`), writes only while
+//! `ctx.is_leader()`, and records metrics under its name. To add one
 //! (quarantine, learned, profiles, intents), add its module and one entry
 //! to [`all`]; `crate::run` starts every entry and stops the process when
 //! one fails.

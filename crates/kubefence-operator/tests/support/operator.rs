@@ -221,6 +221,11 @@ impl Operator {
         let _ = self.child.wait();
     }
 
+    /// The process id (for its CPU time and memory in /proc).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Whether the process has ended.
     pub fn exited(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(Some(_)))

@@ -286,7 +286,11 @@ fn from_flows(
     let cluster = if opts.filename.is_empty() {
         None
     } else {
-        let read = inputs::read(&opts.filename, &opts.namespace, false, "-f")?;
+        let read = inputs::read(
+            &opts.filename,
+            &inputs::load_options(&opts.namespace, false),
+            "-f",
+        )?;
         *had_errors |= read.had_errors;
         Some(read.cluster)
     };

@@ -121,7 +121,11 @@ pub fn run(opts: &VerifyOpts) -> anyhow::Result<u8> {
     let inputs::Inputs {
         cluster,
         mut had_errors,
-    } = inputs::read(&opts.files, &opts.model.namespace, false, "-f")?;
+    } = inputs::read(
+        &opts.files,
+        &inputs::load_options(&opts.model.namespace, false),
+        "-f",
+    )?;
     let index = WorkloadIndex::new(&cluster);
     let mut summary = Summary::default();
     let mut conns: BTreeMap<Conn, Seen> = BTreeMap::new();

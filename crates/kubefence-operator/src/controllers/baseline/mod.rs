@@ -5,9 +5,11 @@
 //! ```text
 //!  watches ─▶ Change ─▶ State (+ reverse index) ─▶ affected workloads / policies
 //!                                                        │
-//!     build(whole snapshot) ─▶ desired, for the affected keys only
+//!  plan: take_work ─▶ build ─▶ desired_policies ─▶ plan_keys ─▶ report_unresolved
 //!                                                        │
-//!     diff against the observed policy ─▶ SSA / delete (leader only) ─▶ events
+//!     queued writes ─▶ bounded channel ─▶ writer task (SSA / delete, events)
+//!                                                        │
+//!     outcomes ─▶ settle (cache, retries, events) ◀──────┘
 //! ```
 //!
 //! - Which workloads to look at comes from the index ([`state`]): a Service
@@ -22,6 +24,11 @@
 //!   one ([`diff`]), only on policies labelled
 //!   `app.kubernetes.io/managed-by: kubefence` + `kubefence.dev/source:
 //!   baseline`, and only while this replica is the leader.
+//! - The loop that reads the watches never waits for the API server
+//!   ([`writer`]): writes are queued (one entry per policy, the newest plan
+//!   replacing an older one) and handed to a writer task over a bounded
+//!   channel, at most `write_concurrency` at once and one per policy; their
+//!   outcomes come back between watch events.
 //! - A workload that a kubefence quarantine NetworkPolicy isolates (its
 //!   `kubefence.dev/target` annotation, seen by the policy watch) has its
 //!   baseline policy withheld: deleted when it exists, not created, and
@@ -35,18 +42,19 @@
 pub mod diff;
 pub mod state;
 pub mod watch;
+pub mod writer;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::BoxFuture;
 use futures::{FutureExt, Stream, StreamExt};
-use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
-use kubefence_core::baseline::{self, GeneratedPolicy, Scope};
+use kubefence_core::baseline::{self, Baseline, Scope};
 use kubefence_k8s::convert::LiveObject;
+use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::cluster;
@@ -54,6 +62,7 @@ use crate::context::{Context, OPT_IN_LABEL, OPT_IN_VALUE};
 use crate::error::{Error, Result};
 use diff::{Comparable, Plan, plan};
 use state::{Kind, ObjKey, ObservedPolicy, State, WorkloadKey, policy_key};
+use writer::{Job, Note, Outcome, Write};
 
 /// The controller's name in metrics and readiness.
 pub const NAME: &str = "baseline";
@@ -137,17 +146,36 @@ pub struct Controller {
     /// that looked at it (see `reconcile`), as compact JSON (a typed
     /// NetworkPolicy takes several times the memory).
     desired: HashMap<ObjKey, String>,
-    /// Events of the current pass, published together at its end.
-    outbox: Vec<(ObjectReference, bool, &'static str, String)>,
+    /// Events waiting to be published (at most [`OUTBOX_MAX`]).
+    outbox: VecDeque<Note>,
+    /// Planned writes not yet handed to the writer: one per policy name,
+    /// a newer plan replacing an older one, so at most one per policy.
+    queued: BTreeMap<ObjKey, Write>,
+    /// Policies with a write in flight, and whether a watch event for the
+    /// policy arrived since it was sent.
+    in_flight: BTreeMap<ObjKey, bool>,
+    /// ConfigMaps being fetched, and those waiting to be fetched again.
+    fetching: BTreeSet<ObjKey>,
+    fetch_retries: BTreeMap<ObjKey, Retry>,
 }
 
-enum Write {
-    /// Nothing by that name in the cache: create, never take over.
-    Create(Box<NetworkPolicy>),
-    /// Ours, seen at this resourceVersion: apply on exactly that version.
-    Apply(Box<NetworkPolicy>, Option<String>),
-    Delete(Option<String>),
+/// What one pass looks at.
+struct Work {
+    full: bool,
+    /// Workloads whose policy is rebuilt.
+    dirty: BTreeSet<WorkloadKey>,
+    /// Policy names compared again (events on them, retries due).
+    keys: BTreeSet<ObjKey>,
 }
+
+/// A desired policy, and what of it is compared.
+struct Desired {
+    np: NetworkPolicy,
+    comparable: Comparable,
+}
+
+/// Events waiting for the writer at most (they are best effort).
+const OUTBOX_MAX: usize = 4096;
 
 impl Controller {
     pub fn new(ctx: Arc<Context>) -> Result<Self> {
@@ -165,7 +193,11 @@ impl Controller {
             unresolved: HashMap::new(),
             conflicts: BTreeSet::new(),
             desired: HashMap::new(),
-            outbox: Vec::new(),
+            outbox: VecDeque::new(),
+            queued: BTreeMap::new(),
+            in_flight: BTreeMap::new(),
+            fetching: BTreeSet::new(),
+            fetch_retries: BTreeMap::new(),
         })
     }
 
@@ -189,8 +221,20 @@ impl Controller {
         &self.dirty
     }
 
+    /// When the next retry is due: of a write not already queued or in
+    /// flight (those are retried by their outcome), or of a fetch.
     pub fn next_retry(&self) -> Option<Instant> {
-        self.retries.values().map(|r| r.due).min()
+        self.retries
+            .iter()
+            .filter(|(k, _)| self.retry_waits(k))
+            .map(|(_, r)| r)
+            .chain(self.fetch_retries.values())
+            .map(|r| r.due)
+            .min()
+    }
+
+    fn retry_waits(&self, key: &ObjKey) -> bool {
+        !self.queued.contains_key(key) && !self.in_flight.contains_key(key)
     }
 
     // === changes ===
@@ -223,6 +267,8 @@ impl Controller {
                 self.synced.insert(kind);
                 if !was && self.synced() {
                     self.full = true;
+                    // Every reader is known now: keep only what they read.
+                    self.state.prune_config_maps();
                 }
             }
         }
@@ -237,6 +283,9 @@ impl Controller {
                 return;
             }
             (Kind::NetworkPolicy, Payload::Policy(p)) => {
+                if let Some(watched) = self.in_flight.get_mut(&key) {
+                    *watched = true;
+                }
                 let quarantine_changed = self.state.set_policy(key.clone(), Some(*p));
                 self.dirty.extend(quarantine_changed);
                 self.dirty_policies.insert(key);
@@ -290,6 +339,9 @@ impl Controller {
             Kind::ConfigMap => self.state.set_config_map(key, None),
             Kind::Namespace => self.state.set_namespace(r.name.clone(), None),
             Kind::NetworkPolicy => {
+                if let Some(watched) = self.in_flight.get_mut(&key) {
+                    *watched = true;
+                }
                 let quarantine_changed = self.state.set_policy(key.clone(), None);
                 self.dirty.extend(quarantine_changed);
                 self.dirty_policies.insert(key);
@@ -323,26 +375,78 @@ impl Controller {
         }
     }
 
-    /// One pass over what changed (or everything, when a full pass is due).
-    /// Does nothing until every watch has listed once; writes nothing unless
-    /// leader.
+    /// One pass over what changed (or everything, when a full pass is due),
+    /// its writes and its events, all awaited: what tests and the benchmark
+    /// call. The event loop ([`run`]) plans the same way but hands the
+    /// writes to the writer task instead of waiting for them.
     pub async fn reconcile(&mut self) -> Pass {
-        if !self.synced() {
+        self.fetch_config_maps().await;
+        let mut pass = self.plan();
+        self.write_queued(&mut pass).await;
+        self.flush_events().await;
+        pass
+    }
+
+    /// Plans one pass: takes the work due, builds the desired policies,
+    /// compares each with the observed one, queues the writes, and reports
+    /// unresolved references. Does nothing until every watch has listed
+    /// once; queues nothing unless leader. Never waits for the API server.
+    pub fn plan(&mut self) -> Pass {
+        let Some(work) = self.take_work() else {
             return Pass::default();
+        };
+        let started = std::time::Instant::now();
+        let mut pass = Pass {
+            full: work.full,
+            ..Pass::default()
+        };
+        let Ok(built) = self.build(&work) else {
+            return pass;
+        };
+        let desired = self.desired_policies(&work, built.as_ref());
+        self.plan_keys(desired, &mut pass);
+        if let Some(built) = &built {
+            self.report_unresolved(&work, built);
+        }
+        let managed = self
+            .state
+            .policies()
+            .filter(|(_, p)| p.is_baseline())
+            .count();
+        self.ctx.metrics.set_managed(NAME, managed);
+        self.ctx
+            .metrics
+            .reconciled(NAME, started.elapsed().as_secs_f64());
+        pass
+    }
+
+    /// Phase 1: what this pass looks at (the queued workloads and policy
+    /// names, the retries due, or everything), or `None` when there is
+    /// nothing to do or this replica may not write.
+    fn take_work(&mut self) -> Option<Work> {
+        if !self.synced() {
+            return None;
         }
         if !self.ctx.is_leader() {
             // Followers keep their caches; the pass runs on becoming leader.
             self.dirty.clear();
             self.dirty_policies.clear();
             self.retries.clear();
+            self.queued.clear();
             self.full = false;
-            return Pass::default();
+            return None;
+        }
+        if !self.state.config_maps_to_fetch().is_empty() {
+            // A workload reads ConfigMap data the cache did not keep: the
+            // pass waits for it (built without it, the workload's policy
+            // and its peers' would lose those references for a while).
+            return None;
         }
         let now = Instant::now();
         let due: Vec<ObjKey> = self
             .retries
             .iter()
-            .filter(|(_, r)| r.due <= now)
+            .filter(|(k, r)| r.due <= now && self.retry_waits(k))
             .map(|(k, _)| k.clone())
             .collect();
         let full = std::mem::take(&mut self.full);
@@ -350,120 +454,136 @@ impl Controller {
         let mut keys: BTreeSet<ObjKey> = std::mem::take(&mut self.dirty_policies);
         keys.extend(due);
         if !full && dirty.is_empty() && keys.is_empty() {
-            return Pass::default();
+            return None;
         }
-        let started = std::time::Instant::now();
-        let mut pass = Pass {
-            full,
-            ..Pass::default()
-        };
+        Some(Work { full, dirty, keys })
+    }
 
-        // Desired policies change only when a watched object changes, and
-        // then the index has queued the workloads concerned: a pass for
-        // policy events alone (our own writes echoed, hand edits, retries)
-        // compares against the desired policies of the last build.
-        // A full pass builds on the whole snapshot; an incremental one on
-        // the neighbourhood of the queued workloads only, and uses only
-        // their policies from it.
-        let built = if full || !dirty.is_empty() {
-            let cluster = if full {
-                self.state.cluster()
-            } else {
-                self.state.neighbourhood(&dirty)
-            };
-            match baseline::build(&cluster, &self.ctx.config.baseline, &self.scope()) {
-                Ok(b) => Some(b),
-                Err(e) => {
-                    // Checked at startup; cannot change at run time.
-                    tracing::error!(error = %e, "baseline config");
-                    self.ctx.metrics.error(NAME, "config");
-                    return pass;
-                }
-            }
+    /// Phase 2: the builder's output for the queued workloads. Desired
+    /// policies change only when a watched object changes, and then the
+    /// index has queued the workloads concerned: a pass for policy events
+    /// alone (our own writes echoed, hand edits, retries) builds nothing and
+    /// compares against the desired policies of the last build. A full pass
+    /// builds on the whole snapshot; an incremental one on the
+    /// neighbourhood of the queued workloads only, and uses only their
+    /// policies from it.
+    fn build(&self, work: &Work) -> std::result::Result<Option<Baseline>, ()> {
+        if !work.full && work.dirty.is_empty() {
+            return Ok(None);
+        }
+        let cluster = if work.full {
+            self.state.cluster()
         } else {
-            None
+            self.state.neighbourhood(&work.dirty)
         };
-        if full {
+        match baseline::build(&cluster, &self.ctx.config.baseline, &self.scope()) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) => {
+                // Checked at startup; cannot change at run time.
+                tracing::error!(error = %e, "baseline config");
+                self.ctx.metrics.error(NAME, "config");
+                Err(())
+            }
+        }
+    }
+
+    /// Phase 3: the desired policy of every key the pass looks at (rendered
+    /// fresh for the rebuilt workloads, else from the last build; `None`:
+    /// no policy wanted), with the keys added that a full pass must see
+    /// (every desired and every owned policy). Updates the desired cache.
+    fn desired_policies(
+        &mut self,
+        work: &Work,
+        built: Option<&Baseline>,
+    ) -> BTreeMap<ObjKey, Option<Desired>> {
+        if work.full {
             self.desired.clear();
         }
-        let generated: HashMap<ObjKey, &GeneratedPolicy> = built
-            .iter()
-            .flat_map(|b| &b.policies)
-            .map(|g| ((g.policy.namespace.clone(), g.policy.name.clone()), g))
-            .collect();
-        if full {
-            keys.extend(generated.keys().cloned());
-            keys.extend(
-                self.state
-                    .policies()
-                    .filter(|(_, p)| p.is_baseline())
-                    .map(|(k, _)| k.clone()),
-            );
+        let rebuilt: HashSet<ObjKey> = if work.full {
+            HashSet::new()
+        } else {
+            work.dirty.iter().map(policy_key).collect()
+        };
+        let mut out: BTreeMap<ObjKey, Option<Desired>> = BTreeMap::new();
+        if let Some(built) = built {
+            for g in &built.policies {
+                let key = (g.policy.namespace.clone(), g.policy.name.clone());
+                if work.full || rebuilt.contains(&key) {
+                    let np = kubefence_k8s::render::generated_policy(g);
+                    let comparable = Comparable::of(&np);
+                    if let Ok(json) = serde_json::to_string(&np) {
+                        self.desired.insert(key.clone(), json);
+                    }
+                    out.insert(key, Some(Desired { np, comparable }));
+                }
+            }
+            // Rebuilt workloads without a policy now (out of scope, gone).
+            for key in rebuilt {
+                if let std::collections::btree_map::Entry::Vacant(slot) = out.entry(key) {
+                    self.desired.remove(slot.key());
+                    slot.insert(None);
+                }
+            }
         }
-        let dirty_keys: HashSet<ObjKey> = dirty.iter().map(policy_key).collect();
-        if !full {
-            keys.extend(dirty_keys.iter().cloned());
+        if work.full {
+            let owned: Vec<ObjKey> = self
+                .state
+                .policies()
+                .filter(|(_, p)| p.is_baseline())
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in owned {
+                out.entry(key).or_insert(None);
+            }
         }
+        for key in &work.keys {
+            if out.contains_key(key) {
+                continue;
+            }
+            let cached = self
+                .desired
+                .get(key)
+                .and_then(|json| serde_json::from_str::<NetworkPolicy>(json).ok())
+                .map(|np| Desired {
+                    comparable: Comparable::of(&np),
+                    np,
+                });
+            out.insert(key.clone(), cached);
+        }
+        out
+    }
 
+    /// Phase 4: compares each desired policy with the observed one and
+    /// queues the writes (replacing any older plan for the same name).
+    fn plan_keys(&mut self, desired: BTreeMap<ObjKey, Option<Desired>>, pass: &mut Pass) {
         let withheld: HashSet<ObjKey> = self
             .state
             .quarantined()
             .into_iter()
             .map(policy_key)
             .collect();
-        let mut writes: Vec<(ObjKey, Write)> = Vec::new();
-        for key in &keys {
+        for (key, wanted) in desired {
             pass.examined += 1;
-            let fresh = built.is_some() && (full || dirty_keys.contains(key));
-            let fresh_policy = if fresh {
-                let rendered = generated
-                    .get(key)
-                    .map(|g| kubefence_k8s::render::generated_policy(g));
-                if rendered.is_none() {
-                    self.desired.remove(key);
-                }
-                rendered
-            } else {
-                None
-            };
-            let cached = if fresh {
-                None
-            } else {
-                self.desired
-                    .get(key)
-                    .and_then(|json| serde_json::from_str::<NetworkPolicy>(json).ok())
-            };
-            let desired = if fresh {
-                fresh_policy.as_ref()
-            } else {
-                cached.as_ref()
-            };
             // Withheld while a quarantine isolates its workload (policies
             // are additive: it would keep the workload's paths open).
-            let desired = desired.filter(|_| !withheld.contains(key));
-            let comparable = desired.map(Comparable::of);
-            let planned = plan(comparable.as_ref(), self.state.policy(key));
-            // Cloned only when it is written.
-            let rendered = matches!(planned, Plan::Create | Plan::Update)
-                .then(|| desired.cloned())
-                .flatten();
-            if let Some(json) = fresh_policy
-                .as_ref()
-                .and_then(|np| serde_json::to_string(np).ok())
-            {
-                self.desired.insert(key.clone(), json);
-            }
-            match (planned, rendered) {
+            let wanted = wanted.filter(|_| !withheld.contains(&key));
+            let planned = plan(
+                wanted.as_ref().map(|d| &d.comparable),
+                self.state.policy(&key),
+            );
+            match (planned, wanted) {
                 (Plan::Keep, _) => {
-                    self.retries.remove(key);
+                    self.retries.remove(&key);
+                    self.queued.remove(&key);
                 }
                 (Plan::Conflict, _) => {
-                    self.retries.remove(key);
+                    self.retries.remove(&key);
+                    self.queued.remove(&key);
                     pass.conflicts += 1;
                     if self.conflicts.insert(key.clone()) {
                         tracing::warn!(namespace = %key.0, name = %key.1, "a policy kubefence does not manage has this name; left alone");
                         self.event(
-                            key,
+                            &key,
                             true,
                             "PolicyNameTaken",
                             format!(
@@ -473,114 +593,33 @@ impl Controller {
                         );
                     }
                 }
-                (Plan::Create, Some(np)) => writes.push((key.clone(), Write::Create(Box::new(np)))),
-                (Plan::Update, Some(np)) => {
-                    let seen = self
-                        .state
-                        .policy(key)
-                        .and_then(|p| p.resource_version.clone());
-                    writes.push((key.clone(), Write::Apply(Box::new(np), seen)))
+                (Plan::Create, Some(d)) => {
+                    self.queued
+                        .insert(key.clone(), Write::Create(Box::new(d.np)));
                 }
-                (Plan::Delete { uid }, _) => writes.push((key.clone(), Write::Delete(uid))),
+                (Plan::Update, Some(d)) => {
+                    // The resourceVersion is read when it is sent.
+                    self.queued
+                        .insert(key.clone(), Write::Apply(Box::new(d.np), None));
+                }
+                (Plan::Delete { uid }, _) => {
+                    self.queued.insert(key.clone(), Write::Delete(uid));
+                }
                 (Plan::Create | Plan::Update, None) => {}
             }
-            if !matches!(self.state.policy(key), Some(p) if !p.is_baseline()) {
-                self.conflicts.remove(key);
+            if !matches!(self.state.policy(&key), Some(p) if !p.is_baseline()) {
+                self.conflicts.remove(&key);
             }
         }
+    }
 
-        let ctx = self.ctx.clone();
-        let results: Vec<(ObjKey, bool, Result<Option<NetworkPolicy>>)> =
-            futures::stream::iter(writes)
-                .map(|(key, w)| {
-                    let ctx = ctx.clone();
-                    async move {
-                        match w {
-                            Write::Create(np) => {
-                                let r = cluster::create_network_policy(&ctx, &np).await.map(Some);
-                                (key, true, r)
-                            }
-                            Write::Apply(np, seen) => {
-                                let r = cluster::apply_network_policy(&ctx, &np, seen)
-                                    .await
-                                    .map(Some);
-                                (key, false, r)
-                            }
-                            Write::Delete(uid) => {
-                                let r = cluster::delete_network_policy(&ctx, &key.0, &key.1, uid)
-                                    .await
-                                    .map(|()| None);
-                                (key, false, r)
-                            }
-                        }
-                    }
-                })
-                .buffer_unordered(self.ctx.config.write_concurrency.max(1))
-                .collect()
-                .await;
-
-        let mut results = results;
-        results.sort_by(|a, b| a.0.cmp(&b.0));
-        for (key, created, result) in results {
-            match result {
-                Ok(Some(stored)) => {
-                    self.retries.remove(&key);
-                    self.state
-                        .set_policy(key.clone(), Some(watch::observed_policy(&stored)));
-                    let (reason, verb) = if created {
-                        pass.created += 1;
-                        ("PolicyCreated", "created")
-                    } else {
-                        pass.updated += 1;
-                        ("PolicyUpdated", "updated")
-                    };
-                    tracing::info!(namespace = %key.0, name = %key.1, verb, "baseline policy");
-                    self.event(
-                        &key,
-                        false,
-                        reason,
-                        format!("baseline NetworkPolicy {} {verb}", key.1),
-                    );
-                }
-                Ok(None) => {
-                    self.retries.remove(&key);
-                    self.state.set_policy(key.clone(), None);
-                    pass.deleted += 1;
-                    tracing::info!(namespace = %key.0, name = %key.1, "baseline policy deleted");
-                    self.event(
-                        &key,
-                        false,
-                        "PolicyDeleted",
-                        format!("baseline NetworkPolicy {} deleted", key.1),
-                    );
-                }
-                Err(e) => {
-                    pass.failed += 1;
-                    self.ctx.metrics.error(NAME, &e.metric_label());
-                    let attempts = self.retries.get(&key).map_or(0, |r| r.attempts) + 1;
-                    let delay = RETRY_BASE
-                        .saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1).min(16)))
-                        .min(RETRY_MAX);
-                    tracing::warn!(namespace = %key.0, name = %key.1, error = %e, ?delay, "write failed; will retry");
-                    self.retries.insert(
-                        key,
-                        Retry {
-                            attempts,
-                            due: Instant::now() + delay,
-                        },
-                    );
-                }
-            }
-        }
-
-        // Unresolved references of the workloads looked at, when they change.
-        let looked_at: Vec<WorkloadKey> = if full {
+    /// Phase 5: unresolved references of the workloads looked at, reported
+    /// as an Event when they change.
+    fn report_unresolved(&mut self, work: &Work, built: &Baseline) {
+        let looked_at: Vec<WorkloadKey> = if work.full {
             self.state.workloads().map(state::workload_key).collect()
         } else {
-            dirty.into_iter().collect()
-        };
-        let Some(built) = built else {
-            return self.finish(pass, started).await;
+            work.dirty.iter().cloned().collect()
         };
         let mut by_workload: HashMap<&str, BTreeSet<String>> = HashMap::new();
         for u in &built.report.unresolved {
@@ -602,49 +641,264 @@ impl Controller {
                 BTreeSet::new()
             };
             let before = self.unresolved.get(&wk).cloned().unwrap_or_default();
-            if now != before {
-                if !now.is_empty() {
-                    let reference = cluster::workload_reference(w);
-                    let note: Vec<String> = now.iter().cloned().collect();
-                    self.outbox.push((
-                        reference,
-                        true,
-                        "UnresolvedReference",
-                        truncate(note.join("; ")),
-                    ));
-                }
-                if now.is_empty() {
-                    self.unresolved.remove(&wk);
-                } else {
-                    self.unresolved.insert(wk, now);
-                }
+            if now == before {
+                continue;
+            }
+            if !now.is_empty() {
+                let note: Vec<String> = now.iter().cloned().collect();
+                self.notify(Note {
+                    on: cluster::workload_reference(w),
+                    warning: true,
+                    reason: "UnresolvedReference",
+                    text: truncate(note.join("; ")),
+                });
+            }
+            if now.is_empty() {
+                self.unresolved.remove(&wk);
+            } else {
+                self.unresolved.insert(wk, now);
             }
         }
-
-        self.finish(pass, started).await
     }
 
-    async fn finish(&mut self, pass: Pass, started: std::time::Instant) -> Pass {
-        self.flush_events().await;
-        let managed = self
-            .state
-            .policies()
-            .filter(|(_, p)| p.is_baseline())
-            .count();
-        self.ctx.metrics.set_managed(NAME, managed);
-        self.ctx
-            .metrics
-            .reconciled(NAME, started.elapsed().as_secs_f64());
-        pass
+    // === writes ===
+
+    /// Planned writes not yet handed to the writer.
+    pub fn queued(&self) -> usize {
+        self.queued.len()
+    }
+
+    /// Nothing queued, nothing in flight, no event waiting.
+    pub fn idle(&self) -> bool {
+        self.queued.is_empty() && self.in_flight.is_empty() && self.outbox.is_empty()
+    }
+
+    fn has_jobs(&self) -> bool {
+        !self.outbox.is_empty()
+            || self.next_fetch().is_some()
+            || self.queued.keys().any(|k| !self.in_flight.contains_key(k))
+    }
+
+    /// A ConfigMap to fetch now: wanted, not in flight, no retry pending.
+    fn next_fetch(&self) -> Option<&ObjKey> {
+        let now = Instant::now();
+        self.state.config_maps_to_fetch().iter().find(|k| {
+            !self.fetching.contains(*k) && self.fetch_retries.get(*k).is_none_or(|r| r.due <= now)
+        })
+    }
+
+    /// Fetches every ConfigMap wanted (for [`Controller::reconcile`]).
+    async fn fetch_config_maps(&mut self) {
+        let mut ignored = Pass::default();
+        while let Some(key) = self.next_fetch().cloned() {
+            let generation = self.state.config_map_generation(&key);
+            self.fetching.insert(key.clone());
+            let outcome = writer::perform(&self.ctx, Job::Fetch(key, generation)).await;
+            self.settle(outcome, &mut ignored);
+        }
+    }
+
+    /// The next job to hand to the writer: an event first (they are small
+    /// and say what was done), then the first queued write whose policy has
+    /// no write in flight (one write per object at a time). An update is
+    /// sent on the resourceVersion the cache holds now.
+    fn next_job(&mut self) -> Option<Job> {
+        if let Some(n) = self.outbox.pop_front() {
+            return Some(Job::Event(n));
+        }
+        if let Some(key) = self.next_fetch().cloned() {
+            let generation = self.state.config_map_generation(&key);
+            self.fetching.insert(key.clone());
+            return Some(Job::Fetch(key, generation));
+        }
+        self.next_write()
+    }
+
+    /// The first queued write whose policy has no write in flight.
+    fn next_write(&mut self) -> Option<Job> {
+        if !self.ctx.is_leader() {
+            self.queued.clear();
+            return None;
+        }
+        let key = self
+            .queued
+            .keys()
+            .find(|k| !self.in_flight.contains_key(*k))?
+            .clone();
+        let write = self.queued.remove(&key)?;
+        let write = match write {
+            Write::Apply(np, _) => {
+                let seen = self
+                    .state
+                    .policy(&key)
+                    .and_then(|p| p.resource_version.clone());
+                Write::Apply(np, seen)
+            }
+            other => other,
+        };
+        self.in_flight.insert(key.clone(), false);
+        Some(Job::Write(key, write))
+    }
+
+    /// Runs every queued write (as many at once as `write_concurrency`)
+    /// and settles each; for [`Controller::reconcile`].
+    async fn write_queued(&mut self, pass: &mut Pass) {
+        let mut jobs = Vec::new();
+        while !self.queued.is_empty() {
+            match self.next_write() {
+                Some(job) => jobs.push(job),
+                None => break,
+            }
+        }
+        let ctx = self.ctx.clone();
+        let mut outcomes: Vec<Outcome> = futures::stream::iter(jobs)
+            .map(|job| {
+                let ctx = ctx.clone();
+                async move { writer::perform(&ctx, job).await }
+            })
+            .buffer_unordered(self.ctx.config.write_concurrency.max(1))
+            .collect()
+            .await;
+        outcomes.sort_by(|a, b| match (a, b) {
+            (Outcome::Written { key: x, .. }, Outcome::Written { key: y, .. }) => x.cmp(y),
+            _ => std::cmp::Ordering::Equal,
+        });
+        for outcome in outcomes {
+            self.settle(outcome, pass);
+        }
+    }
+
+    /// Takes a write's outcome into the cache, the retry schedule, the
+    /// counters and the events.
+    pub fn settle(&mut self, outcome: Outcome, pass: &mut Pass) {
+        let (key, created, result) = match outcome {
+            Outcome::Written {
+                key,
+                created,
+                result,
+            } => (key, created, result),
+            Outcome::Published => return,
+            Outcome::Fetched {
+                key,
+                generation,
+                result,
+            } => {
+                self.settle_fetch(key, generation, result);
+                return;
+            }
+        };
+        // A watch event for the policy while the write was in flight is as
+        // new as the answer or newer: the cache keeps it.
+        let watched_since = self.in_flight.remove(&key).unwrap_or(false);
+        if self.queued.contains_key(&key) {
+            // Planned again while in flight: planned again now, against
+            // what was written.
+            self.dirty_policies.insert(key.clone());
+        }
+        match result {
+            Ok(Some(stored)) => {
+                self.retries.remove(&key);
+                if !watched_since {
+                    self.state
+                        .set_policy(key.clone(), Some(watch::observed_policy(&stored)));
+                }
+                let (reason, verb) = if created {
+                    pass.created += 1;
+                    ("PolicyCreated", "created")
+                } else {
+                    pass.updated += 1;
+                    ("PolicyUpdated", "updated")
+                };
+                tracing::info!(namespace = %key.0, name = %key.1, verb, "baseline policy");
+                self.event(
+                    &key,
+                    false,
+                    reason,
+                    format!("baseline NetworkPolicy {} {verb}", key.1),
+                );
+            }
+            Ok(None) => {
+                self.retries.remove(&key);
+                if !watched_since {
+                    self.state.set_policy(key.clone(), None);
+                }
+                pass.deleted += 1;
+                tracing::info!(namespace = %key.0, name = %key.1, "baseline policy deleted");
+                self.event(
+                    &key,
+                    false,
+                    "PolicyDeleted",
+                    format!("baseline NetworkPolicy {} deleted", key.1),
+                );
+            }
+            Err(e) => {
+                pass.failed += 1;
+                self.ctx.metrics.error(NAME, &e.metric_label());
+                let attempts = self.retries.get(&key).map_or(0, |r| r.attempts) + 1;
+                let delay = backoff(attempts);
+                tracing::warn!(namespace = %key.0, name = %key.1, error = %e, ?delay, "write failed; will retry");
+                self.retries.insert(
+                    key,
+                    Retry {
+                        attempts,
+                        due: Instant::now() + delay,
+                    },
+                );
+            }
+        }
+    }
+
+    fn settle_fetch(&mut self, key: ObjKey, generation: u64, result: Result<watch::Fetched>) {
+        self.fetching.remove(&key);
+        let affected = match result {
+            Ok(watch::Fetched::Found(c)) => self.state.fetched(key.clone(), generation, Some(c)),
+            Ok(watch::Fetched::Gone) => self.state.fetched(key.clone(), generation, None),
+            Ok(watch::Fetched::Unreadable) => {
+                self.state.give_up_fetch(&key);
+                BTreeSet::new()
+            }
+            Err(e) => {
+                self.ctx.metrics.error(NAME, &e.metric_label());
+                let attempts = self.fetch_retries.get(&key).map_or(0, |r| r.attempts) + 1;
+                let delay = backoff(attempts);
+                tracing::warn!(namespace = %key.0, name = %key.1, error = %e, ?delay, "could not read a ConfigMap; will retry (reconciling waits for it)");
+                self.fetch_retries.insert(
+                    key,
+                    Retry {
+                        attempts,
+                        due: Instant::now() + delay,
+                    },
+                );
+                return;
+            }
+        };
+        self.fetch_retries.remove(&key);
+        self.dirty.extend(affected);
     }
 
     /// An Event on the workload behind policy `key`, if it still exists.
-    fn event(&mut self, key: &ObjKey, warning: bool, reason: &'static str, note: String) {
+    fn event(&mut self, key: &ObjKey, warning: bool, reason: &'static str, text: String) {
         let Some(w) = self.owners.get(key).and_then(|wk| self.state.workload(wk)) else {
             return;
         };
-        let reference = cluster::workload_reference(w);
-        self.outbox.push((reference, warning, reason, note));
+        let on = cluster::workload_reference(w);
+        self.notify(Note {
+            on,
+            warning,
+            reason,
+            text,
+        });
+    }
+
+    /// Queues an Event. Events are best effort: beyond [`OUTBOX_MAX`]
+    /// waiting, the oldest are dropped (and counted), so a slow API server
+    /// never makes the queue grow without bound.
+    fn notify(&mut self, note: Note) {
+        if self.outbox.len() >= OUTBOX_MAX {
+            self.outbox.pop_front();
+            self.ctx.metrics.error(NAME, "event_dropped");
+        }
+        self.outbox.push_back(note);
     }
 
     /// Publishes the queued events, as many at once as writes.
@@ -652,15 +906,21 @@ impl Controller {
         let events = std::mem::take(&mut self.outbox);
         let ctx = self.ctx.clone();
         futures::stream::iter(events)
-            .for_each_concurrent(
-                self.ctx.config.write_concurrency.max(1),
-                |(r, warning, reason, note)| {
-                    let ctx = ctx.clone();
-                    async move { cluster::publish_event(&ctx, &r, warning, reason, note).await }
-                },
-            )
+            .for_each_concurrent(self.ctx.config.write_concurrency.max(1), |n| {
+                let ctx = ctx.clone();
+                async move {
+                    writer::perform(&ctx, Job::Event(n)).await;
+                }
+            })
             .await;
     }
+}
+
+/// 1 s doubling to 5 min.
+fn backoff(attempts: u32) -> Duration {
+    RETRY_BASE
+        .saturating_mul(2u32.saturating_pow(attempts.saturating_sub(1).min(16)))
+        .min(RETRY_MAX)
 }
 
 /// Event notes are at most 1 kB.
@@ -676,10 +936,18 @@ fn truncate(mut s: String) -> String {
     s
 }
 
-/// Runs the controller on `changes` until shutdown.
+/// Runs the controller on `changes` until shutdown. The loop reads the
+/// watches, plans, and hands writes to the writer task ([`writer`]) over
+/// a bounded channel; it never waits for a write, so a slow or failing API
+/// server never stops it from following the cluster.
 pub async fn run(ctx: Arc<Context>, changes: impl Stream<Item = Change> + Send) -> Result<()> {
     let mut controller = Controller::new(ctx.clone())?;
     ctx.readiness.register(NAME);
+    let limit = ctx.config.write_concurrency.max(1);
+    let (jobs, jobs_rx) = mpsc::channel::<Job>(limit);
+    let (outcomes_tx, mut outcomes) = mpsc::unbounded_channel::<Outcome>();
+    let writer = tokio::spawn(writer::run(ctx.clone(), jobs_rx, outcomes_tx));
+    let _writer = AbortOnDrop(writer);
     let mut changes = pin!(changes);
     let mut leader = ctx.leader.clone();
     let mut leader_gone = false;
@@ -687,8 +955,11 @@ pub async fn run(ctx: Arc<Context>, changes: impl Stream<Item = Change> + Send) 
     let mut resync =
         tokio::time::interval_at(Instant::now() + ctx.config.resync, ctx.config.resync);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut settled = Pass::default();
+    let mut planned_once = false;
     loop {
         let next_retry = controller.next_retry();
+        let has_jobs = controller.has_jobs();
         tokio::select! {
             biased;
             r = shutdown.changed() => {
@@ -707,6 +978,12 @@ pub async fn run(ctx: Arc<Context>, changes: impl Stream<Item = Change> + Send) 
                 }
                 Err(_) => leader_gone = true,
             },
+            Some(outcome) = outcomes.recv() => {
+                controller.settle(outcome, &mut settled);
+                while let Ok(outcome) = outcomes.try_recv() {
+                    controller.settle(outcome, &mut settled);
+                }
+            }
             change = changes.next() => match change {
                 Some(change) => {
                     controller.handle(change);
@@ -717,13 +994,36 @@ pub async fn run(ctx: Arc<Context>, changes: impl Stream<Item = Change> + Send) 
                 }
                 None => return Err(Error::ControllerStopped(NAME)),
             },
+            permit = jobs.reserve(), if has_jobs => match permit {
+                Ok(permit) => {
+                    if let Some(job) = controller.next_job() {
+                        permit.send(job);
+                    }
+                }
+                // The writer task is gone (it never ends on its own).
+                Err(_) => return Err(Error::ControllerStopped("baseline writer")),
+            },
             _ = tokio::time::sleep_until(next_retry.unwrap_or_else(Instant::now)), if next_retry.is_some() => {}
             _ = resync.tick() => controller.request_full(),
         }
         if controller.synced() {
-            controller.reconcile().await;
-            ctx.readiness.set(NAME, true);
+            let pass = controller.plan();
+            planned_once |= pass.full;
+            // Ready once the first full pass is written (or nothing to
+            // write because this replica follows).
+            if planned_once && controller.idle() || !ctx.is_leader() {
+                ctx.readiness.set(NAME, true);
+            }
         }
+    }
+}
+
+/// Stops the writer task when the loop ends.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -9,12 +9,13 @@
 //!
 //! The index keeps, for each workload, what its policy depends on:
 //!
-//! - `refs`: every Service its containers could name (each word of its
-//!   command, args and env values, ConfigMap values included, read as `svc`
-//!   in its namespace and as `svc.ns`): an over-approximation of what the
-//!   builder resolves, so a reference is never missed, even to a Service that
-//!   does not exist yet;
-//! - `selected_by`: the Services whose selector picks its pods;
+//! - `refs`: every Service its containers could name, as the core's
+//!   reference finder reads them (`kubefence_core::baseline::service_names`:
+//!   each host of each address-shaped value, ConfigMap values included,
+//!   whether or not such a Service exists): what the builder resolves is
+//!   always among them, even a Service that does not exist yet;
+//! - `selected_by`: the Services whose selector picks its pods (the core's
+//!   `service_selects`, as the builder decides);
 //! - `config_maps`: the ConfigMaps its env reads;
 //! - `controller`: whether it is an ingress controller (config selectors).
 //!
@@ -28,9 +29,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use kubefence_core::baseline::BaselineConfig;
+use kubefence_core::baseline::{self, BaselineConfig, ConfigMapRead};
 use kubefence_core::model::{
-    Cluster, ConfigMap, EnvValue, Ingress, Namespace, Service, Workload, WorkloadKind,
+    Cluster, ConfigMap, Ingress, Namespace, Service, Workload, WorkloadKind,
 };
 use kubefence_core::naming::{self, Source};
 use kubefence_core::selector::LabelSelector;
@@ -148,11 +149,62 @@ pub struct State {
     workloads: BTreeMap<WorkloadKey, Workload>,
     services: BTreeMap<ObjKey, Service>,
     ingresses: BTreeMap<ObjKey, Ingress>,
+    /// Every ConfigMap, with only the data some workload's env reads
+    /// (see [`Held`]): not every ConfigMap's data in the cluster.
     config_maps: BTreeMap<ObjKey, ConfigMap>,
+    /// What of each ConfigMap's data is kept.
+    held: HashMap<ObjKey, Held>,
+    /// Bumped on every watch event of a ConfigMap, so a fetch answered
+    /// after a newer event is not taken (see [`State::fetched`]).
+    generations: HashMap<ObjKey, u64>,
+    /// ConfigMaps whose data a workload reads but that is not kept (the
+    /// workload came after the ConfigMap was pruned): to be fetched.
+    to_fetch: BTreeSet<ObjKey>,
+    /// Until every kind has listed once, every ConfigMap is kept whole
+    /// (the workloads that read them may not be listed yet).
+    keep_all_config_maps: bool,
     policies: BTreeMap<ObjKey, ObservedPolicy>,
     index: Index,
     /// Ingress controller selectors (namespace, pods), from the config.
     ingress_controllers: Vec<(LabelSelector, LabelSelector)>,
+}
+
+/// What of a ConfigMap's data the cache keeps.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum Held {
+    All,
+    Keys(BTreeSet<String>),
+}
+
+impl Held {
+    /// What the readers of a ConfigMap read of it.
+    fn wanted<'a>(reads: impl IntoIterator<Item = &'a ConfigMapRead>) -> Held {
+        let mut keys = BTreeSet::new();
+        for r in reads {
+            match r {
+                ConfigMapRead::All => return Held::All,
+                ConfigMapRead::Key(k) => {
+                    keys.insert(k.clone());
+                }
+            }
+        }
+        Held::Keys(keys)
+    }
+
+    fn covers(&self, wanted: &Held) -> bool {
+        match (self, wanted) {
+            (Held::All, _) => true,
+            (Held::Keys(_), Held::All) => false,
+            (Held::Keys(have), Held::Keys(want)) => want.is_subset(have),
+        }
+    }
+
+    fn filter(&self, mut c: ConfigMap) -> ConfigMap {
+        if let Held::Keys(keys) = self {
+            c.data.retain(|k, _| keys.contains(k));
+        }
+        c
+    }
 }
 
 pub fn workload_key(w: &Workload) -> WorkloadKey {
@@ -189,6 +241,10 @@ impl State {
             services: BTreeMap::new(),
             ingresses: BTreeMap::new(),
             config_maps: BTreeMap::new(),
+            held: HashMap::new(),
+            generations: HashMap::new(),
+            to_fetch: BTreeSet::new(),
+            keep_all_config_maps: true,
             policies: BTreeMap::new(),
             index: Index::default(),
             ingress_controllers,
@@ -230,7 +286,10 @@ impl State {
             L::Workload(w) => self.workloads.get(&workload_key(w)) == Some(w),
             L::Service(s) => self.services.get(key) == Some(s),
             L::Ingress(i) => self.ingresses.get(key) == Some(i),
-            L::ConfigMap(c) => self.config_maps.get(key) == Some(c),
+            L::ConfigMap(c) => {
+                let kept = self.held.get(key).map(|h| h.filter(c.clone()));
+                kept.is_some() && self.config_maps.get(key) == kept.as_ref()
+            }
             L::Namespace(n) => self.namespaces.get(&n.name) == Some(n),
             L::Owned => false,
         }
@@ -386,7 +445,7 @@ impl State {
         let mut now = BTreeSet::new();
         if let Some(svc) = self.services.get(&key) {
             for (wk, w) in self.workloads_in(&key.0) {
-                if selects(svc, w) {
+                if baseline::service_selects(svc, w) {
                     now.insert(wk.clone());
                 }
             }
@@ -408,13 +467,24 @@ impl State {
         affected
     }
 
+    /// A ConfigMap from the watch: kept with the data its readers read.
     pub fn set_config_map(&mut self, key: ObjKey, c: Option<ConfigMap>) -> BTreeSet<WorkloadKey> {
+        *self.generations.entry(key.clone()).or_default() += 1;
+        self.keep_config_map(key, c)
+    }
+
+    fn keep_config_map(&mut self, key: ObjKey, c: Option<ConfigMap>) -> BTreeSet<WorkloadKey> {
+        self.to_fetch.remove(&key);
         match c {
             Some(c) => {
-                self.config_maps.insert(key.clone(), c);
+                let held = self.wanted(&key);
+                self.config_maps.insert(key.clone(), held.filter(c));
+                self.held.insert(key.clone(), held);
             }
             None => {
                 self.config_maps.remove(&key);
+                self.held.remove(&key);
+                self.generations.remove(&key);
             }
         }
         let users: Vec<WorkloadKey> = self
@@ -428,6 +498,86 @@ impl State {
             affected.extend(self.refresh(&wk));
         }
         affected
+    }
+
+    /// What the workloads reading ConfigMap `key` read of it (everything
+    /// until every kind has listed).
+    fn wanted(&self, key: &ObjKey) -> Held {
+        if self.keep_all_config_maps {
+            return Held::All;
+        }
+        let mut reads = BTreeSet::new();
+        for wk in self.index.cm_users.get(key).into_iter().flatten() {
+            if let Some(w) = self.workloads.get(wk)
+                && let Some(r) = baseline::config_map_reads(w).remove(&key.1)
+            {
+                reads.extend(r);
+            }
+        }
+        Held::wanted(&reads)
+    }
+
+    /// Every kind has listed: from now on a ConfigMap keeps only what its
+    /// readers read.
+    pub fn prune_config_maps(&mut self) {
+        if !self.keep_all_config_maps {
+            return;
+        }
+        self.keep_all_config_maps = false;
+        let keys: Vec<ObjKey> = self.config_maps.keys().cloned().collect();
+        for key in keys {
+            let held = self.wanted(&key);
+            if let Some(c) = self.config_maps.remove(&key) {
+                self.config_maps.insert(key.clone(), held.filter(c));
+            }
+            self.held.insert(key, held);
+        }
+    }
+
+    /// ConfigMaps that must be fetched before the next pass (a reader
+    /// reads data that is not kept).
+    pub fn config_maps_to_fetch(&self) -> &BTreeSet<ObjKey> {
+        &self.to_fetch
+    }
+
+    /// The watch generation of a ConfigMap, to send along with a fetch.
+    pub fn config_map_generation(&self, key: &ObjKey) -> u64 {
+        self.generations.get(key).copied().unwrap_or_default()
+    }
+
+    /// A fetched ConfigMap, sent at `generation`: taken only when no watch
+    /// event came since (a newer event already brought what is wanted,
+    /// filtered by the readers of that moment); otherwise whether it is
+    /// still needed is decided again.
+    pub fn fetched(
+        &mut self,
+        key: ObjKey,
+        generation: u64,
+        c: Option<ConfigMap>,
+    ) -> BTreeSet<WorkloadKey> {
+        if self.config_map_generation(&key) != generation {
+            self.check_held(&key);
+            return BTreeSet::new();
+        }
+        self.keep_config_map(key, c)
+    }
+
+    /// A ConfigMap that could not be read: what is kept stays.
+    pub fn give_up_fetch(&mut self, key: &ObjKey) {
+        self.to_fetch.remove(key);
+    }
+
+    /// Queues a fetch of ConfigMap `key` when its readers read more than
+    /// is kept.
+    fn check_held(&mut self, key: &ObjKey) {
+        let Some(held) = self.held.get(key) else {
+            return;
+        };
+        if held.covers(&self.wanted(key)) {
+            self.to_fetch.remove(key);
+        } else {
+            self.to_fetch.insert(key.clone());
+        }
     }
 
     pub fn set_ingress(&mut self, key: ObjKey, i: Option<Ingress>) -> BTreeSet<WorkloadKey> {
@@ -609,6 +759,7 @@ impl State {
         }
         for c in &deps.config_maps {
             add(&mut self.index.cm_users, c, key);
+            self.check_held(c);
         }
         if deps.controller {
             self.index.controllers.insert(key.clone());
@@ -617,84 +768,45 @@ impl State {
         deps
     }
 
+    /// What `w`'s policy depends on, read by the core's own reference
+    /// finder and Service matching (the index can never disagree with the
+    /// builder about which Services a workload names or which select it).
     fn deps_of(&self, w: &Workload) -> Deps {
         let ns = &w.namespace;
-        let mut deps = Deps::default();
-        let words = |text: &str, refs: &mut BTreeSet<ObjKey>| {
-            for word in text
-                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-' || c == '.'))
-                .filter(|w| !w.is_empty())
-            {
-                let lower = word.to_ascii_lowercase();
-                let mut labels = lower.split('.').filter(|l| !l.is_empty());
-                let Some(first) = labels.next() else { continue };
-                // A Service name is a DNS-1035 label: it starts with a letter
-                // (so `80` or `8080` never name one).
-                if !first.starts_with(|c: char| c.is_ascii_lowercase()) || first.len() > 63 {
-                    continue;
-                }
-                refs.insert((ns.clone(), first.to_string()));
-                if let Some(second) = labels.next() {
-                    refs.insert((second.to_string(), first.to_string()));
-                }
-            }
-        };
-        let mut refs = BTreeSet::new();
-        for c in &w.containers {
-            for text in c.command.iter().chain(&c.args) {
-                words(text, &mut refs);
-            }
-            for e in &c.env {
-                match &e.value {
-                    EnvValue::Literal(v) => words(v, &mut refs),
-                    EnvValue::ConfigMapKey { name, key } => {
-                        let ck = (ns.clone(), name.clone());
-                        if let Some(v) = self.config_maps.get(&ck).and_then(|m| m.data.get(key)) {
-                            words(v, &mut refs);
-                        }
-                        deps.config_maps.insert(ck);
-                    }
-                    EnvValue::Opaque => {}
-                }
-            }
-            for from in &c.env_from {
-                let ck = (ns.clone(), from.name.clone());
-                if let Some(m) = self.config_maps.get(&ck) {
-                    for v in m.data.values() {
-                        words(v, &mut refs);
-                    }
-                }
-                deps.config_maps.insert(ck);
-            }
+        Deps {
+            refs: baseline::service_names(self, w),
+            config_maps: baseline::config_map_reads(w)
+                .into_keys()
+                .map(|name| (ns.clone(), name))
+                .collect(),
+            selected_by: self
+                .services
+                .range((ns.clone(), String::new())..)
+                .take_while(|(k, _)| &k.0 == ns)
+                .filter(|(_, s)| baseline::service_selects(s, w))
+                .map(|(k, _)| k.clone())
+                .collect(),
+            controller: self.is_ingress_controller(w),
         }
-        deps.refs = refs;
-        deps.selected_by = self
-            .services
-            .range((ns.clone(), String::new())..)
-            .take_while(|(k, _)| &k.0 == ns)
-            .filter(|(_, s)| selects(s, w))
-            .map(|(k, _)| k.clone())
-            .collect();
+    }
+
+    fn is_ingress_controller(&self, w: &Workload) -> bool {
         let ns_labels = self
             .namespaces
-            .get(ns)
+            .get(&w.namespace)
             .map(|n| n.labels.clone())
-            .unwrap_or_else(|| Namespace::implicit(ns).labels);
-        deps.controller = self
-            .ingress_controllers
+            .unwrap_or_else(|| Namespace::implicit(&w.namespace).labels);
+        self.ingress_controllers
             .iter()
-            .any(|(n, p)| n.matches(&ns_labels) && p.matches(&w.pod_labels));
-        deps
+            .any(|(n, p)| n.matches(&ns_labels) && p.matches(&w.pod_labels))
     }
 }
 
-/// Whether Service `s` selects workload `w`'s pods (as the builder decides).
-fn selects(s: &Service, w: &Workload) -> bool {
-    match &s.selector {
-        Some(sel) if !sel.is_empty() && s.namespace == w.namespace => {
-            sel.iter().all(|(k, v)| w.pod_labels.get(k) == Some(v))
-        }
-        _ => false,
+/// The reference finder reads ConfigMaps from the cache.
+impl baseline::ConfigMaps for State {
+    fn config_map(&self, namespace: &str, name: &str) -> Option<&ConfigMap> {
+        self.config_maps
+            .get(&(namespace.to_string(), name.to_string()))
     }
 }
 

@@ -923,3 +923,200 @@ async fn a_quarantined_workload_loses_its_baseline_policy_until_released() {
         "restored on release"
     );
 }
+
+// === the loop and a slow API server ===
+
+/// `n` workloads in namespace `slow`, each with its Service.
+fn slow_world(n: usize) -> World {
+    let mut w = World {
+        namespaces: vec![fixtures::namespace("slow", true)],
+        ..World::default()
+    };
+    for i in 0..n {
+        w.deployments.push(fixtures::deployment(
+            "slow",
+            &format!("w{i}"),
+            &[("NEXT_URL", &format!("http://s{}:80", (i + 1) % n))],
+            &[("http", 8080)],
+        ));
+        w.services.push(fixtures::service(
+            "slow",
+            &format!("s{i}"),
+            &format!("w{i}"),
+            80,
+            8080,
+        ));
+    }
+    w
+}
+
+/// Defect 7: the first pass (every create) used to run inside the only
+/// loop that reads the watches, so nothing was read until the last write
+/// came back. Now the writes run off the loop: with every API call taking
+/// 5 s, the loop still takes every change at once, and the writes of one
+/// policy changed many times while the server is slow are coalesced (the
+/// queue holds one entry per policy, never a backlog) and end on the last
+/// version.
+#[tokio::test(start_paused = true)]
+async fn the_loop_keeps_reading_the_watches_while_writes_are_slow() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let h = harness(None);
+    let fake = h.fake.clone().with_latency(Duration::from_secs(5));
+    let world = slow_world(40);
+    let (tx, rx) = mpsc::unbounded_channel();
+    for ch in world.initial_list() {
+        tx.send(ch).unwrap();
+    }
+    let read = Arc::new(AtomicUsize::new(0));
+    let counted = read.clone();
+    let synthetic =
+        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|c| (c, rx)) })
+            .inspect(move |_| {
+                counted.fetch_add(1, Ordering::SeqCst);
+            });
+    let policies = changes(Kind::NetworkPolicy, fake.policy_watch());
+    let task = tokio::spawn(run(
+        h.ctx.clone(),
+        futures::stream::select(synthetic, policies),
+    ));
+    let listed = world.initial_list().len();
+    assert!(
+        eventually(Duration::from_secs(5), || read.load(Ordering::SeqCst)
+            == listed)
+        .await,
+        "the initial lists are read"
+    );
+    // The first pass is under way: 40 creates at 5 s each, 8 at a time.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(fake.policies().is_empty(), "the writes are still slow");
+
+    // 60 changes to one workload while the server is slow.
+    for i in 0..60 {
+        let target = format!("http://s{}:80", i % 40);
+        tx.send(change(
+            DEPLOYMENT,
+            Event::Apply(fixtures::deployment(
+                "slow",
+                "w0",
+                &[("NEXT_URL", &target)],
+                &[("http", 8080)],
+            )),
+        ))
+        .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        read.load(Ordering::SeqCst),
+        listed + 60,
+        "every change is read while the writes are in flight"
+    );
+    assert!(fake.policies().len() < 40, "the writes are still slow");
+
+    // Everything converges, on the last version of w0.
+    assert!(
+        eventually(Duration::from_secs(300), || fake.policies().len() == 40).await,
+        "every policy is written"
+    );
+    let last_target = "Service slow/s19";
+    assert!(
+        eventually(Duration::from_secs(60), || {
+            fake.policy("slow", &name("w0")).is_some_and(|p| {
+                serde_json::to_string(&p.metadata.annotations)
+                    .unwrap()
+                    .contains(last_target)
+            })
+        })
+        .await,
+        "w0's policy reflects its last env ({last_target})"
+    );
+    let w0_writes = fake
+        .requests()
+        .iter()
+        .filter(|r| r.is_policy_write() && r.policy_name() == name("w0"))
+        .count();
+    assert!(
+        w0_writes <= 3,
+        "60 changes to one workload during slow writes are at most a few writes, not 60: {w0_writes}"
+    );
+    h.shutdown.send(true).unwrap();
+    assert!(matches!(task.await, Ok(Ok(()))));
+}
+
+/// Defect 7: every watch lists with `resourceVersion=0` (served from the
+/// API server's watch cache), not with a quorum read of etcd.
+#[tokio::test]
+async fn the_watches_list_from_the_api_server_cache() {
+    let (client, fake) = FakeApi::start();
+    let mut stream = watch::cluster_changes(&client);
+    // The fake serves the NetworkPolicy list; the other kinds answer 404
+    // and are retried, each list request recorded.
+    let _ = tokio::time::timeout(Duration::from_secs(3), async {
+        while let Some(ch) = stream.next().await {
+            if matches!(ch, Change::InitDone(Kind::NetworkPolicy)) {
+                break;
+            }
+        }
+    })
+    .await;
+    let lists: Vec<String> = fake
+        .requests()
+        .iter()
+        .filter(|r| r.method == Method::GET && !r.uri.contains("watch="))
+        .map(|r| r.uri.clone())
+        .collect();
+    let paths: std::collections::BTreeSet<&str> =
+        lists.iter().filter_map(|u| u.split('?').next()).collect();
+    assert_eq!(
+        paths.len(),
+        Kind::all().len(),
+        "one list per kind: {paths:#?}"
+    );
+    for uri in &lists {
+        assert!(
+            uri.contains("resourceVersion=0&") || uri.ends_with("resourceVersion=0"),
+            "{uri}"
+        );
+    }
+}
+
+/// A workload added after the first pass reads a ConfigMap key nothing read
+/// before (so the cache did not keep it): the controller reads that
+/// ConfigMap (a list by name, the right it already has) before planning,
+/// and the reference is in both policies.
+#[tokio::test]
+async fn a_new_reader_of_config_map_data_not_kept_gets_it_fetched() {
+    let mut world = shop();
+    let conf = fixtures::config_map(
+        "shop",
+        "conf",
+        &[("api", "http://api:80"), ("db", "db:5432")],
+    );
+    world.config_maps.push(conf.clone());
+    let (h, mut c) = after_first_pass(&world).await;
+    h.fake.put_config_map(&conf);
+    let mut tool: Deployment = serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "tool", "namespace": "shop", "uid": "uid-tool"},
+        "spec": {"selector": {"matchLabels": {"app": "tool"}},
+                 "template": {"metadata": {"labels": {"app": "tool"}},
+                              "spec": {"containers": [{"name": "main", "image": "x",
+                                  "env": [{"name": "DB_ADDR", "valueFrom": {"configMapKeyRef": {"name": "conf", "key": "db"}}}]}]}}}
+    }))
+    .unwrap();
+    tool.metadata.resource_version = Some("1".into());
+    c.handle(change(DEPLOYMENT, Event::Apply(tool)));
+    h.fake.clear_requests();
+    let pass = c.reconcile().await;
+    assert_eq!(pass.failed, 0);
+    let requests = h.fake.requests();
+    assert!(
+        requests.iter().any(|r| r.method == Method::GET
+            && r.uri.starts_with("/api/v1/namespaces/shop/configmaps?")
+            && r.uri.contains("fieldSelector=metadata.name%3Dconf")),
+        "{requests:#?}"
+    );
+    let spec =
+        |w: &str| serde_json::to_string(&h.fake.policy("shop", &name(w)).unwrap().spec).unwrap();
+    assert!(spec("tool").contains("5432"), "{}", spec("tool"));
+    assert!(spec("db").contains("\"tool\""), "{}", spec("db"));
+}

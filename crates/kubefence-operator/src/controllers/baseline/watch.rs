@@ -149,11 +149,23 @@ where
         + 'static,
 {
     let api: Api<K> = Api::all(client.clone());
-    changes(
-        kind,
-        watcher(api, watcher::Config::default()).default_backoff(),
-    )
-    .boxed()
+    changes(kind, watcher(api, list_config()).default_backoff()).boxed()
+}
+
+/// How every watch lists: `resourceVersion=0` (any version not older than
+/// the last one seen), served from the API server's watch cache rather than
+/// a quorum read of etcd, for every kind at every (re)start.
+/// The watch that follows the list delivers every change after the version
+/// listed, and nothing is written until every kind has listed once, so a
+/// list a moment old only means the first pass sees those changes as
+/// events a moment later.
+pub fn list_config() -> watcher::Config {
+    // kube-client sends `resourceVersion=0` only without a page size (the
+    // watch cache answers such a list whole anyway).
+    watcher::Config {
+        page_size: None,
+        ..watcher::Config::default().any_semantic()
+    }
 }
 
 /// Every watch of the baseline controller, merged.
@@ -174,4 +186,43 @@ pub fn cluster_changes(client: &Client) -> BoxStream<'static, Change> {
         typed::<PartialObjectMeta<Namespace>>(client, Kind::Namespace),
     ];
     futures::stream::select_all(streams).boxed()
+}
+
+/// A ConfigMap read on its own.
+#[derive(Debug)]
+pub enum Fetched {
+    Found(kubefence_core::model::ConfigMap),
+    Gone,
+    /// It exists but does not convert (logged): what is kept stays.
+    Unreadable,
+}
+
+/// Reads one ConfigMap (a list by name: the `list` right the watch already
+/// has, no `get`), for a workload that reads data of it that the cache did
+/// not keep.
+pub async fn fetch_config_map(
+    ctx: &crate::context::Context,
+    namespace: &str,
+    name: &str,
+) -> crate::error::Result<Fetched> {
+    let api: Api<ConfigMap> = Api::namespaced(ctx.client.clone(), namespace);
+    let params = kube::api::ListParams::default().fields(&format!("metadata.name={name}"));
+    let list = match tokio::time::timeout(ctx.config.api_timeout, api.list(&params)).await {
+        Ok(r) => r?,
+        Err(_) => return Err(crate::error::Error::Timeout(ctx.config.api_timeout)),
+    };
+    let Some(cm) = list.items.into_iter().find(|c| c.name_any() == name) else {
+        return Ok(Fetched::Gone);
+    };
+    match payload(Kind::ConfigMap, &cm) {
+        Payload::Live(live) => match *live {
+            kubefence_k8s::convert::LiveObject::ConfigMap(c) => Ok(Fetched::Found(c)),
+            _ => Ok(Fetched::Unreadable),
+        },
+        Payload::Invalid(message) => {
+            tracing::warn!(%namespace, %name, %message, "ConfigMap ignored");
+            Ok(Fetched::Unreadable)
+        }
+        Payload::Policy(_) => Ok(Fetched::Unreadable),
+    }
 }

@@ -215,8 +215,8 @@ fn an_ingress_reaches_its_backends_and_the_ingress_controllers() {
 fn random_state(seed: u64) -> State {
     use kubefence_core::Protocol;
     use kubefence_core::model::{
-        Container, ContainerPort, EnvVar, IngressBackend, Namespace, ServicePort, ServicePortRef,
-        ServiceType, TargetPort,
+        Container, ContainerPort, EnvValue, EnvVar, IngressBackend, Namespace, ServicePort,
+        ServicePortRef, ServiceType, TargetPort,
     };
     use kubefence_core::selector::LabelSelector;
     let mut x = seed.max(1);
@@ -429,5 +429,161 @@ fn neighbourhood_builds_like_the_whole_cluster() {
     assert!(
         references > 100 && unresolved > 20 && routed > 5,
         "{references} {unresolved} {routed}"
+    );
+}
+
+fn cm(name: &str, data: &[(&str, &str)]) -> Option<ConfigMap> {
+    match live("ConfigMap", &fixtures::config_map("shop", name, data)) {
+        LiveObject::ConfigMap(c) => Some(c),
+        _ => None,
+    }
+}
+
+/// A Deployment whose env reads `(ConfigMap, key)` pairs (`key` "*":
+/// every key, by envFrom).
+fn reader(name: &str, reads: &[(&str, &str)]) -> Workload {
+    use kubefence_core::model::{EnvFromConfigMap, EnvValue, EnvVar};
+    let mut w = wl(&fixtures::deployment("shop", name, &[], &[]));
+    for (map, key) in reads {
+        if *key == "*" {
+            w.containers[0].env_from.push(EnvFromConfigMap {
+                name: map.to_string(),
+                prefix: None,
+            });
+        } else {
+            w.containers[0].env.push(EnvVar {
+                name: format!("V_{}", key.to_ascii_uppercase()),
+                value: EnvValue::ConfigMapKey {
+                    name: map.to_string(),
+                    key: key.to_string(),
+                },
+            });
+        }
+    }
+    w
+}
+
+fn kept(s: &State, name: &str) -> Vec<String> {
+    s.config_maps
+        .get(&("shop".to_string(), name.to_string()))
+        .map(|c| c.data.keys().cloned().collect())
+        .unwrap_or_default()
+}
+
+/// Defect 7: the cache kept every ConfigMap's data in the cluster. Now,
+/// once every kind has listed, a ConfigMap keeps only the keys some
+/// workload's env reads (all of them for envFrom), on every later event
+/// too; data a new reader needs that was not kept is fetched, and a fetch
+/// answered after a newer watch event is not taken.
+#[test]
+fn the_config_map_cache_keeps_only_the_keys_some_workload_reads() {
+    let mut s = State::new(&BaselineConfig::default()).unwrap();
+    let secretish = "x".repeat(4096);
+    // ConfigMaps listed before the workloads that read them.
+    s.set_config_map(
+        ("shop".into(), "conf".into()),
+        cm(
+            "conf",
+            &[
+                ("url", "http://api:80"),
+                ("other", "db:5432"),
+                ("blob", &secretish),
+            ],
+        ),
+    );
+    s.set_config_map(
+        ("shop".into(), "unused".into()),
+        cm("unused", &[("a", "b")]),
+    );
+    s.set_config_map(
+        ("shop".into(), "env".into()),
+        cm("env", &[("A_URL", "http://cache:6379"), ("B", "c")]),
+    );
+    let web = reader("web", &[("conf", "url"), ("env", "*")]);
+    s.set_workload(workload_key(&web), Some(web));
+    assert_eq!(
+        kept(&s, "conf").len(),
+        3,
+        "everything until every kind has listed"
+    );
+    s.prune_config_maps();
+    assert_eq!(kept(&s, "conf"), ["url"]);
+    assert!(kept(&s, "unused").is_empty());
+    assert_eq!(kept(&s, "env"), ["A_URL", "B"]);
+    assert!(s.config_maps_to_fetch().is_empty());
+
+    // A later update: still only what is read.
+    s.set_config_map(
+        ("shop".into(), "conf".into()),
+        cm(
+            "conf",
+            &[
+                ("url", "http://api:81"),
+                ("other", "db:5432"),
+                ("blob", "y"),
+            ],
+        ),
+    );
+    assert_eq!(kept(&s, "conf"), ["url"]);
+    // The index still reads the value through the cache.
+    assert!(
+        s.index.deps[&dep("web")]
+            .refs
+            .contains(&("shop".to_string(), "api".to_string()))
+    );
+
+    // A new reader of a key that was not kept: the ConfigMap is fetched.
+    let tool = reader("tool", &[("conf", "other")]);
+    s.set_workload(workload_key(&tool), Some(tool));
+    let key: ObjKey = ("shop".into(), "conf".into());
+    assert_eq!(s.config_maps_to_fetch(), &BTreeSet::from([key.clone()]));
+    let generation = s.config_map_generation(&key);
+    // A watch event came before the answer: the answer is not taken, and
+    // the event brought the newly read key anyway.
+    s.set_config_map(
+        key.clone(),
+        cm(
+            "conf",
+            &[
+                ("url", "http://api:81"),
+                ("other", "db:5433"),
+                ("blob", "z"),
+            ],
+        ),
+    );
+    let stale = cm("conf", &[("url", "http://api:81"), ("other", "db:5432")]);
+    let affected = s.fetched(key.clone(), generation, stale);
+    assert!(affected.is_empty());
+    assert_eq!(kept(&s, "conf"), ["other", "url"]);
+    assert_eq!(
+        s.config_maps[&key].data["other"], "db:5433",
+        "the newer event's value stays"
+    );
+    assert!(s.config_maps_to_fetch().is_empty());
+    assert!(
+        s.index.deps[&dep("tool")]
+            .refs
+            .contains(&("shop".to_string(), "db".to_string()))
+    );
+
+    // A third reader, answered in time: taken, and its readers re-indexed.
+    let third = reader("third", &[("conf", "blob")]);
+    s.set_workload(workload_key(&third), Some(third));
+    let generation = s.config_map_generation(&key);
+    let fresh = cm(
+        "conf",
+        &[
+            ("url", "u"),
+            ("other", "db:5433"),
+            ("blob", "http://cache:1"),
+        ],
+    );
+    let affected = s.fetched(key.clone(), generation, fresh);
+    assert!(affected.contains(&dep("third")));
+    assert_eq!(kept(&s, "conf"), ["blob", "other", "url"]);
+    assert!(
+        s.index.deps[&dep("third")]
+            .refs
+            .contains(&("shop".to_string(), "cache".to_string()))
     );
 }
