@@ -3,52 +3,13 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use kubefence_core::engine::{AnalyzeOptions, ExplainError, diff, explain};
-use kubefence_core::model::{Container, ContainerPort, Namespace, Workload, WorkloadKind};
+use kubefence_core::model::Namespace;
 use kubefence_core::policy::{IpBlock, NetworkPolicy, Peer, PolicyTypes, PortRef, PortSpec, Rule};
-use kubefence_core::selector::{LabelSelector, Labels};
+use kubefence_core::selector::LabelSelector;
 use kubefence_core::{Cluster, ConnSet, Protocol};
 
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn deployment(ns: &str, app: &str) -> Workload {
-    Workload {
-        kind: WorkloadKind::Deployment,
-        namespace: ns.into(),
-        name: app.into(),
-        uid: None,
-        labels: Labels::new(),
-        annotations: Labels::new(),
-        selector: LabelSelector::from_labels(labels(&[("app", app)])),
-        pod_labels: labels(&[("app", app)]),
-        containers: vec![Container {
-            name: "main".into(),
-            init: false,
-            command: vec![],
-            args: vec![],
-            env: vec![],
-            env_from: vec![],
-            ports: vec![ContainerPort {
-                name: Some("http".into()),
-                port: 8080,
-                protocol: Protocol::Tcp,
-            }],
-        }],
-        pod_ips: vec![],
-    }
-}
-
-fn tcp(port: u16) -> PortSpec {
-    PortSpec {
-        protocol: Protocol::Tcp,
-        port: Some(PortRef::Number(port)),
-        end_port: None,
-    }
-}
+mod common;
+use common::{deployment, labels, tcp};
 
 /// `web` accepts TCP 8080 from `frontend` and 443 from 203.0.113.0/24;
 /// `frontend` may only talk to `web`.

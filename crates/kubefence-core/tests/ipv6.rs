@@ -7,61 +7,22 @@
 use std::net::IpAddr;
 
 use kubefence_core::engine::{AnalyzeOptions, Connectivity, analyze, diff, explain};
-use kubefence_core::model::{Container, ContainerPort, Namespace, Workload, WorkloadKind};
-use kubefence_core::policy::{IpBlock, NetworkPolicy, Peer, PolicyTypes, PortRef, PortSpec, Rule};
+use kubefence_core::model::Namespace;
+use kubefence_core::policy::{IpBlock, NetworkPolicy, Peer, PolicyTypes, PortSpec, Rule};
 use kubefence_core::quarantine::{self, Audit, Engine};
-use kubefence_core::selector::{LabelSelector, Labels};
+use kubefence_core::selector::LabelSelector;
 use kubefence_core::{Cluster, ConnSet, Protocol};
 
+mod common;
+use common::{deployment, labels, tcp};
+
 const WEB: &str = "shop/Deployment/web";
-
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
-
-fn deployment(ns: &str, app: &str) -> Workload {
-    Workload {
-        kind: WorkloadKind::Deployment,
-        namespace: ns.into(),
-        name: app.into(),
-        uid: None,
-        labels: Labels::new(),
-        annotations: Labels::new(),
-        selector: LabelSelector::from_labels(labels(&[("app", app)])),
-        pod_labels: labels(&[("app", app)]),
-        containers: vec![Container {
-            name: "main".into(),
-            init: false,
-            command: vec![],
-            args: vec![],
-            env: vec![],
-            env_from: vec![],
-            ports: vec![ContainerPort {
-                name: Some("http".into()),
-                port: 8080,
-                protocol: Protocol::Tcp,
-            }],
-        }],
-        pod_ips: vec![],
-    }
-}
 
 fn block(cidr: &str, except: &[&str]) -> Peer {
     Peer::IpBlock(IpBlock {
         cidr: cidr.parse().unwrap(),
         except: except.iter().map(|e| e.parse().unwrap()).collect(),
     })
-}
-
-fn tcp(port: u16) -> PortSpec {
-    PortSpec {
-        protocol: Protocol::Tcp,
-        port: Some(PortRef::Number(port)),
-        end_port: None,
-    }
 }
 
 fn cluster(policies: Vec<NetworkPolicy>) -> Cluster {
