@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use kubefence_core::engine::{AnalyzeOptions, analyze};
+use kubefence_core::engine::{AnalyzeOptions, analyze, explain};
 use kubefence_core::model::{Container, ContainerPort, Namespace, Workload, WorkloadKind};
 use kubefence_core::policy::{IpBlock, NetworkPolicy, Peer, PolicyTypes, PortRef, PortSpec, Rule};
 use kubefence_core::selector::{LabelSelector, Labels, Operator, Requirement};
@@ -423,6 +423,21 @@ fn analyze_agrees_with_a_literal_reading_of_the_spec() {
                     continue;
                 }
                 let ours = result.allowed(*si, *di);
+                // `explain` indexes only the two ends' namespaces' policies:
+                // its verdict must be the whole analysis's.
+                let name = |end: &End<'_>| match end {
+                    End::Pod(w) => w.id(),
+                    End::Address(ip) => ip.to_string(),
+                };
+                let x =
+                    explain(&c, &name(src), &name(dst), None, &AnalyzeOptions::default()).unwrap();
+                assert_eq!(
+                    x.allowed,
+                    ours,
+                    "seed {seed}: explain {} -> {}",
+                    name(src),
+                    name(dst)
+                );
                 for &(protocol, port) in &probes {
                     let expected = naive_allowed(&c, src, dst, protocol, port);
                     assert_eq!(

@@ -1,16 +1,16 @@
 //! `analyze`: the allowed connections of every ordered pair of endpoints.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
-use crate::conn::ConnSet;
+use crate::conn::{ConnSet, Protocol};
 use crate::ipset::IpSet;
 use crate::model::{Cluster, WorkloadKind};
-use crate::policy::Direction;
+use crate::policy::{Direction, PortRef};
 use crate::selector::Labels;
 
 use super::AnalyzeOptions;
-use super::index::{Class, Index, PodKey};
+use super::index::{Class, Index, PeerSet, PodKey};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum EndpointKind {
@@ -45,9 +45,56 @@ impl Endpoint {
     }
 }
 
+/// Which connections a listing keeps, by endpoint index: a connection is
+/// kept when its source passes `from`, its destination passes `to`, and
+/// one of its ends is focused (`None`: no restriction).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EndpointFilter {
+    pub from: Option<Vec<bool>>,
+    pub to: Option<Vec<bool>>,
+    pub focus: Option<Vec<bool>>,
+}
+
+impl EndpointFilter {
+    /// Keeps every connection.
+    pub const NONE: EndpointFilter = EndpointFilter {
+        from: None,
+        to: None,
+        focus: None,
+    };
+
+    pub fn is_empty(&self) -> bool {
+        self.from.is_none() && self.to.is_none() && self.focus.is_none()
+    }
+    pub fn keeps_from(&self, endpoint: usize) -> bool {
+        self.from.as_ref().is_none_or(|f| f[endpoint])
+    }
+    pub fn keeps_to(&self, endpoint: usize) -> bool {
+        self.to.as_ref().is_none_or(|f| f[endpoint])
+    }
+    /// Whether the endpoint is focused; every endpoint is when there is no
+    /// focus.
+    pub fn is_focused(&self, endpoint: usize) -> bool {
+        self.focus.as_ref().is_none_or(|f| f[endpoint])
+    }
+    /// Whether the connection from `from` to `to` is kept.
+    pub fn keeps(&self, from: usize, to: usize) -> bool {
+        self.keeps_from(from) && self.keeps_to(to) && (self.is_focused(from) || self.is_focused(to))
+    }
+}
+
 /// One ordered pair of distinct endpoints and what it allows (never empty).
 #[derive(Clone, Copy, Debug)]
 pub struct Connection<'a> {
+    pub from: usize,
+    pub to: usize,
+    pub allowed: &'a ConnSet,
+}
+
+/// Every member of class `from` may open `allowed` to every member of class
+/// `to` other than itself.
+#[derive(Clone, Copy, Debug)]
+pub struct ClassConnection<'a> {
     pub from: usize,
     pub to: usize,
     pub allowed: &'a ConnSet,
@@ -62,6 +109,19 @@ pub struct Connectivity {
     /// Per group of sources: `(destination group, allowed)`, sorted, never empty.
     rows: Vec<Vec<(u32, Arc<ConnSet>)>>,
     groups: usize,
+    class_sizes: Vec<u32>,
+    timings: AnalyzeTimings,
+}
+
+/// How long the phases of [`analyze`] took, for progress reports and
+/// benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct AnalyzeTimings {
+    /// Endpoint classes, the address partition, and every selector and
+    /// peer evaluated.
+    pub index: std::time::Duration,
+    /// Classes folded and the connections between them computed.
+    pub connections: std::time::Duration,
 }
 
 // === impl Connectivity ===
@@ -86,41 +146,118 @@ impl Connectivity {
 
     /// Every allowed connection, ordered by source then destination index.
     pub fn connections(&self) -> impl Iterator<Item = Connection<'_>> + '_ {
-        let mut dense: Vec<Option<&ConnSet>> = vec![None; self.groups];
-        let mut dense_group: Option<u32> = None;
-        (0..self.endpoints.len()).flat_map(move |from| {
-            let g = self.group_of[from];
-            if dense_group != Some(g) {
-                dense.iter_mut().for_each(|d| *d = None);
-                for (to_group, conns) in &self.rows[g as usize] {
-                    dense[*to_group as usize] = Some(conns.as_ref());
+        self.connections_where(&EndpointFilter::NONE)
+    }
+
+    /// The allowed connections that `filter` keeps, ordered by source then
+    /// destination index. With a focus, a source outside it only looks at
+    /// the focused destinations, so a focused question on a large cluster
+    /// costs endpoints × focused endpoints, not endpoints².
+    pub fn connections_where<'s>(
+        &'s self,
+        filter: &'s EndpointFilter,
+    ) -> impl Iterator<Item = Connection<'s>> + 's {
+        let members = self.class_members();
+        let focused: Vec<usize> = match &filter.focus {
+            Some(focus) => (0..self.endpoints.len()).filter(|&e| focus[e]).collect(),
+            None => Vec::new(),
+        };
+        (0..self.endpoints.len())
+            .filter(move |&from| filter.keeps_from(from))
+            .flat_map(move |from| {
+                let row = &self.rows[self.group_of[from] as usize];
+                let mut out: Vec<Connection<'s>> = Vec::new();
+                if filter.focus.is_none() || filter.is_focused(from) {
+                    for (to_class, allowed) in row {
+                        for &to in &members[*to_class as usize] {
+                            if to != from && filter.keeps_to(to) {
+                                out.push(Connection {
+                                    from,
+                                    to,
+                                    allowed: allowed.as_ref(),
+                                });
+                            }
+                        }
+                    }
+                    out.sort_unstable_by_key(|c| c.to);
+                } else {
+                    for &to in &focused {
+                        if to == from || !filter.keeps_to(to) {
+                            continue;
+                        }
+                        let class = self.group_of[to];
+                        if let Ok(i) = row.binary_search_by_key(&class, |(c, _)| *c) {
+                            out.push(Connection {
+                                from,
+                                to,
+                                allowed: row[i].1.as_ref(),
+                            });
+                        }
+                    }
                 }
-                dense_group = Some(g);
-            }
-            let row: Vec<Option<&ConnSet>> = dense.clone();
-            let group_of = &self.group_of;
-            (0..self.endpoints.len()).filter_map(move |to| {
-                if to == from {
-                    return None;
-                }
-                row[group_of[to] as usize].map(|allowed| Connection { from, to, allowed })
+                out
+            })
+    }
+
+    pub fn timings(&self) -> AnalyzeTimings {
+        self.timings
+    }
+
+    /// How many classes of endpoints that behave alike there are: every
+    /// member of a class has the same connections (to the other classes'
+    /// members and to the other members of its own).
+    pub fn class_count(&self) -> usize {
+        self.groups
+    }
+
+    /// The class of an endpoint.
+    pub fn class_of(&self, endpoint: usize) -> usize {
+        self.group_of[endpoint] as usize
+    }
+
+    /// The members of every class (endpoint indices, increasing).
+    pub fn class_members(&self) -> Vec<Vec<usize>> {
+        let mut members = vec![Vec::new(); self.groups];
+        for (e, &g) in self.group_of.iter().enumerate() {
+            members[g as usize].push(e);
+        }
+        members
+    }
+
+    /// The connections between classes, by source then destination class:
+    /// every member of `from` may open `allowed` to every member of `to`
+    /// (other than itself). A class with one member has no connection to
+    /// itself.
+    pub fn class_connections(&self) -> impl Iterator<Item = ClassConnection<'_>> + '_ {
+        self.rows.iter().enumerate().flat_map(move |(from, row)| {
+            row.iter().filter_map(move |(to, allowed)| {
+                let to = *to as usize;
+                (from != to || self.class_sizes[from] > 1).then_some(ClassConnection {
+                    from,
+                    to,
+                    allowed: allowed.as_ref(),
+                })
             })
         })
     }
 
+    /// The row of one class: `(destination class, allowed)`, by class.
+    pub(crate) fn class_row(&self, class: usize) -> impl Iterator<Item = (usize, &ConnSet)> {
+        self.rows[class]
+            .iter()
+            .map(|(to, allowed)| (*to as usize, allowed.as_ref()))
+    }
+
     /// The number of allowed connections.
     pub fn connection_count(&self) -> usize {
-        let mut members = vec![0usize; self.groups];
-        for &g in &self.group_of {
-            members[g as usize] += 1;
-        }
+        let members = &self.class_sizes;
         let mut total = 0;
         for (from_group, row) in self.rows.iter().enumerate() {
             for (to_group, _) in row {
-                let pairs = members[from_group] * members[*to_group as usize];
+                let pairs = members[from_group] as usize * members[*to_group as usize] as usize;
                 // Pairs of an endpoint with itself are not connections.
                 let selfs = if from_group == *to_group as usize {
-                    members[from_group]
+                    members[from_group] as usize
                 } else {
                     0
                 };
@@ -169,7 +306,9 @@ pub(crate) fn analyze_with_boundaries(
         endpoint_class.push(class);
     }
 
+    let started = std::time::Instant::now();
     let index = Index::build(cluster, &keys, extra_ip_boundaries, opts);
+    let indexed = started.elapsed();
 
     let mut endpoints: Vec<Endpoint> = workloads
         .iter()
@@ -203,15 +342,22 @@ pub(crate) fn analyze_with_boundaries(
 
     let mut interned: HashMap<ConnSet, Arc<ConnSet>> = HashMap::new();
     let mut rows: Vec<Vec<(u32, Arc<ConnSet>)>> = Vec::with_capacity(groups);
+    let all_groups: Vec<u32> = (0..groups as u32).collect();
     for &src in &representatives {
         let mut row = Vec::new();
         // An egress-isolated source only reaches what its rules name.
-        let reach = index.egress_reach(src);
-        for (dst_group, &dst) in representatives.iter().enumerate() {
+        let reach: Option<Vec<u32>> = index.egress_reach(src).map(|classes| {
+            let mut reached: Vec<u32> = classes
+                .iter()
+                .map(|&c| class_group[c as usize] as u32)
+                .collect();
+            reached.sort_unstable();
+            reached.dedup();
+            reached
+        });
+        for &dst_group in reach.as_deref().unwrap_or(&all_groups) {
+            let dst = representatives[dst_group as usize];
             if !index.is_pod(src) && !index.is_pod(dst) {
-                continue;
-            }
-            if reach.as_ref().is_some_and(|r| !r.contains(dst)) {
                 continue;
             }
             let egress = index.allowed(src, dst, Direction::Egress);
@@ -237,51 +383,90 @@ pub(crate) fn analyze_with_boundaries(
                     a
                 }
             };
-            row.push((dst_group as u32, shared));
+            row.push((dst_group, shared));
         }
         rows.push(row);
     }
 
-    let group_of = endpoint_class
+    let group_of: Vec<u32> = endpoint_class
         .iter()
         .map(|&c| class_group[c] as u32)
         .collect();
+    let mut class_sizes = vec![0u32; groups];
+    for &g in &group_of {
+        class_sizes[g as usize] += 1;
+    }
     Connectivity {
         endpoints,
         group_of,
         rows,
         groups,
+        class_sizes,
+        timings: AnalyzeTimings {
+            index: indexed,
+            connections: started.elapsed().saturating_sub(indexed),
+        },
     }
 }
 
 /// Groups classes by everything the engine looks at: kind of class, the
-/// policies isolating it, the rules whose peers match it, and its named
-/// ports. Returns the group of every class and one representative a group.
+/// policies isolating it, the class sets of rule peers that hold it, and
+/// the named ports that some rule names. Returns the group of every class
+/// and one representative a group.
 fn fold_classes(index: &Index<'_>) -> (Vec<usize>, Vec<usize>) {
     let n = index.classes.len();
+    // Rules share their class sets; a class's membership is the sets that
+    // hold it (a rule without peers holds every class alike).
     let mut membership: Vec<Vec<u32>> = vec![Vec::new(); n];
-    for (ordinal, rule) in index.rules.iter().enumerate() {
-        for c in rule.peers.iter() {
-            membership[c].push(ordinal as u32);
+    let mut seen_sets = vec![false; index.peer_set_count()];
+    for rule in &index.rules {
+        if let PeerSet::Some(set) = &rule.peers
+            && !std::mem::replace(&mut seen_sets[set.id as usize], true)
+        {
+            for &c in &set.members {
+                membership[c as usize].push(set.id);
+            }
         }
     }
+    // Only the port names that some rule names tell classes apart.
+    let referenced: BTreeSet<&str> = index
+        .rules
+        .iter()
+        .flat_map(|r| {
+            index.cluster.policies[r.id.policy].rules(r.id.direction)[r.id.rule]
+                .ports
+                .iter()
+        })
+        .filter_map(|p| match &p.port {
+            Some(PortRef::Name(name)) => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
     type GroupKey<'k> = (
         bool,
         &'k [usize],
         &'k [usize],
         Vec<u32>,
-        Option<&'k std::collections::BTreeMap<String, (crate::conn::Protocol, u16)>>,
+        Option<Vec<(&'k str, (Protocol, u16))>>,
     );
     let mut seen: HashMap<GroupKey<'_>, usize> = HashMap::new();
     let mut class_group = Vec::with_capacity(n);
     let mut representatives = Vec::new();
-    for (c, members) in membership.into_iter().enumerate() {
+    for (c, mut members) in membership.into_iter().enumerate() {
+        members.sort_unstable();
+        let named = index.named_ports(c).map(|ports| {
+            ports
+                .iter()
+                .filter(|(name, _)| referenced.contains(name.as_str()))
+                .map(|(name, port)| (name.as_str(), *port))
+                .collect()
+        });
         let key: GroupKey<'_> = (
             index.is_pod(c),
             &index.ingress_policies[c],
             &index.egress_policies[c],
             members,
-            index.named_ports(c),
+            named,
         );
         // External classes are distinct endpoints with distinct addresses;
         // folding them is harmless because they were already merged by

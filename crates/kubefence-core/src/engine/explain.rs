@@ -117,7 +117,24 @@ pub fn explain(
             Resolved::Workload(_) => None,
         })
         .collect();
-    let index = Index::build(cluster, &keys, &extra, opts);
+    // Only the policies of the two ends' namespaces can isolate them, so
+    // only those are indexed: a one-pair question costs what those
+    // policies cost, not the whole cluster.
+    let namespaces: Vec<&str> = [&src, &dst]
+        .iter()
+        .filter_map(|r| match r {
+            Resolved::Workload(w) => Some(w.namespace.as_str()),
+            Resolved::External(_) => None,
+        })
+        .collect();
+    let policies: Vec<usize> = cluster
+        .policies
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| namespaces.contains(&p.namespace.as_str()))
+        .map(|(i, _)| i)
+        .collect();
+    let index = Index::build_for(cluster, &keys, &extra, opts, &policies);
 
     let mut next_pod = 0;
     let mut class_of = |r: &Resolved<'_>, text: &str| -> Result<usize, ExplainError> {

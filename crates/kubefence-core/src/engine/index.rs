@@ -1,20 +1,29 @@
 //! The index the engine evaluates against: endpoint classes, which policies
 //! select each class, which classes each rule's peers match, and the
 //! external address partition.
+//!
+//! Built in time near the size of what selectors select, not policies ×
+//! objects: namespaces and each namespace's pod classes are found through
+//! label postings ([`LabelIndex`]), a peer without a namespaceSelector looks
+//! only at its own namespace, identical peers (the same selectors in the
+//! same namespace, the same ipBlock) are evaluated once, and identical class
+//! sets are stored once and shared by the rules that match them.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::ops::Range;
+use std::sync::Arc;
 
 use crate::conn::{ConnSet, Protocol};
 use crate::intervals::{Bound, IntervalSet};
 use crate::ipset::IpSet;
 use crate::model::Cluster;
-use crate::policy::{Direction, NetworkPolicy, Peer, PortRef, PortSpec, Rule};
+use crate::policy::{Direction, IpBlock, Peer, PortRef, PortSpec};
 use crate::selector::{LabelSelector, Labels};
 
 use super::AnalyzeOptions;
+use super::selection::LabelIndex;
 
 /// A dense bit set over endpoint classes.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
@@ -36,23 +45,55 @@ impl BitSet {
             .get(i / 64)
             .is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
-    pub(crate) fn union_with(&mut self, other: &Self) {
-        for (a, b) in self.words.iter_mut().zip(&other.words) {
-            *a |= b;
+}
+
+/// A set of classes, sorted; with a bit set too when it is large, so
+/// membership stays one lookup.
+#[derive(Debug)]
+pub(crate) struct ClassSet {
+    /// Distinct sets have distinct ids (dense from 0).
+    pub id: u32,
+    pub members: Vec<u32>,
+    bits: Option<BitSet>,
+}
+
+impl ClassSet {
+    /// Above this many members a bit set over every class is kept as well.
+    const DENSE_FROM: usize = 256;
+
+    fn new(id: u32, members: Vec<u32>, class_count: usize) -> Self {
+        let bits = (members.len() >= Self::DENSE_FROM).then(|| {
+            let mut bits = BitSet::with_len(class_count);
+            for &m in &members {
+                bits.insert(m as usize);
+            }
+            bits
+        });
+        Self { id, members, bits }
+    }
+
+    pub(crate) fn contains(&self, class: usize) -> bool {
+        match &self.bits {
+            Some(bits) => bits.contains(class),
+            None => u32::try_from(class).is_ok_and(|c| self.members.binary_search(&c).is_ok()),
         }
     }
-    pub(crate) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
-        self.words.iter().enumerate().flat_map(|(wi, &w)| {
-            let mut word = w;
-            std::iter::from_fn(move || {
-                if word == 0 {
-                    return None;
-                }
-                let bit = word.trailing_zeros() as usize;
-                word &= word - 1;
-                Some(wi * 64 + bit)
-            })
-        })
+}
+
+/// The classes a rule's peers match.
+#[derive(Clone, Debug)]
+pub(crate) enum PeerSet {
+    /// A rule without peers: every class, pods and addresses.
+    All,
+    Some(Arc<ClassSet>),
+}
+
+impl PeerSet {
+    pub(crate) fn contains(&self, class: usize) -> bool {
+        match self {
+            Self::All => true,
+            Self::Some(set) => set.contains(class),
+        }
     }
 }
 
@@ -85,7 +126,7 @@ pub(crate) struct RuleId {
 #[derive(Clone, Debug)]
 pub(crate) struct IndexedRule {
     pub id: RuleId,
-    pub peers: BitSet,
+    pub peers: PeerSet,
     /// The connections of a rule without named ports; `None` when some port
     /// is named and must be resolved per destination.
     pub static_conns: Option<ConnSet>,
@@ -119,6 +160,21 @@ impl<'a> Index<'a> {
         extra_ip_boundaries: &[IpSet],
         opts: &AnalyzeOptions,
     ) -> Self {
+        let every_policy: Vec<usize> = (0..cluster.policies.len()).collect();
+        Self::build_for(cluster, pod_keys, extra_ip_boundaries, opts, &every_policy)
+    }
+
+    /// [`Index::build`] with only the given policies (indices into the
+    /// cluster's): enough when only the classes in their namespaces are
+    /// asked about, since a pod is isolated only by policies of its own
+    /// namespace. The address space is cut only at these policies' blocks.
+    pub(crate) fn build_for(
+        cluster: &'a Cluster,
+        pod_keys: &[PodKey],
+        extra_ip_boundaries: &[IpSet],
+        opts: &AnalyzeOptions,
+        policies: &[usize],
+    ) -> Self {
         let mut classes: Vec<Class> = pod_keys.iter().cloned().map(Class::Pods).collect();
         let pod_class_count = classes.len();
         let pod_ips: IpSet = if opts.ipblocks_match_pod_ips {
@@ -130,37 +186,24 @@ impl<'a> Index<'a> {
             IpSet::empty()
         };
         classes.extend(
-            external_partition(cluster, extra_ip_boundaries, &pod_ips)
+            external_partition(cluster, policies, extra_ip_boundaries, &pod_ips)
                 .into_iter()
                 .map(Class::External),
         );
 
-        // Classes per namespace, so a selector is only tried where it can match.
-        let mut by_namespace: HashMap<&str, Vec<usize>> = HashMap::new();
-        for (i, key) in pod_keys.iter().enumerate() {
-            by_namespace
-                .entry(key.namespace.as_str())
-                .or_default()
-                .push(i);
-        }
-
+        let mut peers = PeerEvaluator::new(cluster, pod_keys, classes.len(), opts);
         let mut ingress_policies = vec![Vec::new(); classes.len()];
         let mut egress_policies = vec![Vec::new(); classes.len()];
         let mut rules = Vec::new();
         let mut policy_rules = HashMap::new();
-        for (pi, policy) in cluster.policies.iter().enumerate() {
-            for &ci in by_namespace
-                .get(policy.namespace.as_str())
-                .into_iter()
-                .flatten()
-            {
-                if policy.pod_selector.matches(&pod_keys[ci].labels) {
-                    if policy.policy_types.ingress {
-                        ingress_policies[ci].push(pi);
-                    }
-                    if policy.policy_types.egress {
-                        egress_policies[ci].push(pi);
-                    }
+        for &pi in policies {
+            let policy = &cluster.policies[pi];
+            for ci in peers.pods_in(&policy.namespace, &policy.pod_selector) {
+                if policy.policy_types.ingress {
+                    ingress_policies[ci as usize].push(pi);
+                }
+                if policy.policy_types.egress {
+                    egress_policies[ci as usize].push(pi);
                 }
             }
             for direction in [Direction::Ingress, Direction::Egress] {
@@ -168,29 +211,27 @@ impl<'a> Index<'a> {
                     continue;
                 }
                 let start = rules.len();
-                let indexed = policy
-                    .rules(direction)
-                    .iter()
-                    .enumerate()
-                    .map(|(ri, rule)| IndexedRule {
+                for (ri, rule) in policy.rules(direction).iter().enumerate() {
+                    let matched = if rule.peers.is_empty() {
+                        PeerSet::All
+                    } else {
+                        PeerSet::Some(peers.rule_classes(
+                            &policy.namespace,
+                            &rule.peers,
+                            &classes,
+                            pod_class_count,
+                        ))
+                    };
+                    rules.push(IndexedRule {
                         id: RuleId {
                             policy: pi,
                             direction,
                             rule: ri,
                         },
-                        peers: rule_peer_classes(
-                            cluster,
-                            policy,
-                            rule,
-                            &classes,
-                            pod_class_count,
-                            &by_namespace,
-                            opts,
-                        ),
+                        peers: matched,
                         static_conns: static_conns(&rule.ports),
-                    })
-                    .collect::<Vec<_>>();
-                rules.extend(indexed);
+                    });
+                }
                 policy_rules.insert((pi, direction), start..rules.len());
             }
         }
@@ -218,6 +259,19 @@ impl<'a> Index<'a> {
             egress_rules,
             all: ConnSet::all(),
         }
+    }
+
+    /// How many distinct class sets the rules' peers use (their ids are
+    /// `0..peer_set_count`).
+    pub(crate) fn peer_set_count(&self) -> usize {
+        self.rules
+            .iter()
+            .filter_map(|r| match &r.peers {
+                PeerSet::Some(set) => Some(set.id as usize + 1),
+                PeerSet::All => None,
+            })
+            .max()
+            .unwrap_or(0)
     }
 
     /// The rules of one policy in one direction (empty when the policy does
@@ -298,14 +352,19 @@ impl<'a> Index<'a> {
         allowed.unwrap_or_else(|| Cow::Owned(ConnSet::none()))
     }
 
-    /// The classes that `src`'s egress can reach at all; `None` when its
-    /// egress is not isolated.
-    pub(crate) fn egress_reach(&self, src: usize) -> Option<BitSet> {
+    /// The classes that `src`'s egress can reach at all, sorted; `None`
+    /// when its egress is not isolated or a rule allows every peer.
+    pub(crate) fn egress_reach(&self, src: usize) -> Option<Vec<u32>> {
         let rules = self.isolating_rules(src, Direction::Egress)?;
-        let mut reach = BitSet::with_len(self.classes.len());
+        let mut reach: Vec<u32> = Vec::new();
         for &ri in rules {
-            reach.union_with(&self.rules[ri as usize].peers);
+            match &self.rules[ri as usize].peers {
+                PeerSet::All => return None,
+                PeerSet::Some(set) => reach.extend_from_slice(&set.members),
+            }
         }
+        reach.sort_unstable();
+        reach.dedup();
         Some(reach)
     }
 }
@@ -351,76 +410,211 @@ pub(crate) fn port_spec_conns(
     }
 }
 
-/// The classes a rule's peers match; every class when it has no peers.
-fn rule_peer_classes(
-    cluster: &Cluster,
-    policy: &NetworkPolicy,
-    rule: &Rule,
-    classes: &[Class],
-    pod_class_count: usize,
-    by_namespace: &HashMap<&str, Vec<usize>>,
-    opts: &AnalyzeOptions,
-) -> BitSet {
-    let mut set = BitSet::with_len(classes.len());
-    if rule.peers.is_empty() {
-        for i in 0..classes.len() {
-            set.insert(i);
-        }
-        return set;
-    }
-    for peer in &rule.peers {
-        match peer {
-            Peer::Pods {
-                namespace_selector,
-                pod_selector,
-            } => {
-                for ns in peer_namespaces(cluster, &policy.namespace, namespace_selector.as_ref()) {
-                    for &ci in by_namespace.get(ns).into_iter().flatten() {
-                        if let Class::Pods(key) = &classes[ci]
-                            && pod_selector.as_ref().is_none_or(|s| s.matches(&key.labels))
-                        {
-                            set.insert(ci);
-                        }
-                    }
-                }
-            }
-            Peer::IpBlock(block) => {
-                let addresses = block.addresses();
-                for (ci, class) in classes.iter().enumerate() {
-                    let matched = match class {
-                        Class::External(range) => addresses.is_superset(range),
-                        Class::Pods(key) => {
-                            opts.ipblocks_match_pod_ips
-                                && ci < pod_class_count
-                                && !key.ips.is_empty()
-                                && key.ips.iter().all(|ip| addresses.contains(*ip))
-                        }
-                    };
-                    if matched {
-                        set.insert(ci);
-                    }
-                }
-            }
-        }
-    }
-    set
+/// One namespace's pod classes, with their label postings.
+struct NamespacePods<'k> {
+    classes: Vec<u32>,
+    labels: LabelIndex<'k>,
 }
 
-/// The namespaces a peer's namespace selector picks: the policy's own when
-/// it has none.
-pub(crate) fn peer_namespaces<'c>(
-    cluster: &'c Cluster,
-    policy_namespace: &'c str,
-    selector: Option<&LabelSelector>,
-) -> Vec<&'c str> {
-    match selector {
-        None => vec![policy_namespace],
-        Some(sel) => cluster
-            .namespaces
-            .values()
-            .filter(|ns| sel.matches(&ns.labels))
-            .map(|ns| ns.name.as_str())
-            .collect(),
+/// Evaluates selectors and peers against the classes, each distinct one
+/// once.
+struct PeerEvaluator<'c, 'k> {
+    class_count: usize,
+    opts: &'c AnalyzeOptions,
+    namespace_names: Vec<&'c str>,
+    namespaces: LabelIndex<'c>,
+    pods: HashMap<&'k str, NamespacePods<'k>>,
+    pod_keys: &'k [PodKey],
+    /// The namespaces a namespaceSelector selects (indices into
+    /// `namespace_names`).
+    selected_namespaces: HashMap<&'c LabelSelector, Arc<Vec<u32>>>,
+    /// The classes of one peer: (namespaceSelector, podSelector, the
+    /// policy's namespace when there is no namespaceSelector).
+    pod_peers: PodPeerCache<'c>,
+    block_peers: HashMap<&'c IpBlock, Arc<Vec<u32>>>,
+    /// Each distinct class set once.
+    sets: HashMap<Vec<u32>, Arc<ClassSet>>,
+}
+
+type PodPeerKey<'c> = (
+    Option<&'c LabelSelector>,
+    Option<&'c LabelSelector>,
+    Option<&'c str>,
+);
+type PodPeerCache<'c> = HashMap<PodPeerKey<'c>, Arc<Vec<u32>>>;
+
+impl<'c, 'k> PeerEvaluator<'c, 'k> {
+    fn new(
+        cluster: &'c Cluster,
+        pod_keys: &'k [PodKey],
+        class_count: usize,
+        opts: &'c AnalyzeOptions,
+    ) -> Self {
+        let mut members: HashMap<&'k str, Vec<u32>> = HashMap::new();
+        for (i, key) in pod_keys.iter().enumerate() {
+            members
+                .entry(key.namespace.as_str())
+                .or_default()
+                .push(i as u32);
+        }
+        let pods = members
+            .into_iter()
+            .map(|(ns, classes)| {
+                let labels = LabelIndex::new(classes.iter().map(|&c| &pod_keys[c as usize].labels));
+                (ns, NamespacePods { classes, labels })
+            })
+            .collect();
+        Self {
+            class_count,
+            opts,
+            namespace_names: cluster
+                .namespaces
+                .values()
+                .map(|n| n.name.as_str())
+                .collect(),
+            namespaces: LabelIndex::new(cluster.namespaces.values().map(|n| &n.labels)),
+            pods,
+            pod_keys,
+            selected_namespaces: HashMap::new(),
+            pod_peers: HashMap::new(),
+            block_peers: HashMap::new(),
+            sets: HashMap::new(),
+        }
+    }
+
+    /// The pod classes of `namespace` that `selector` selects, in
+    /// increasing order.
+    fn pods_in(&self, namespace: &str, selector: &LabelSelector) -> Vec<u32> {
+        let Some(pods) = self.pods.get(namespace) else {
+            return Vec::new();
+        };
+        debug_assert_eq!(pods.labels.len(), pods.classes.len());
+        pods.labels
+            .select(selector)
+            .into_iter()
+            .map(|i| pods.classes[i as usize])
+            .collect()
+    }
+
+    fn namespaces_of(&mut self, selector: &'c LabelSelector) -> Arc<Vec<u32>> {
+        if let Some(found) = self.selected_namespaces.get(selector) {
+            return found.clone();
+        }
+        let found = Arc::new(self.namespaces.select(selector));
+        self.selected_namespaces.insert(selector, found.clone());
+        found
+    }
+
+    /// The classes one `podSelector`/`namespaceSelector` peer matches.
+    fn pod_peer(
+        &mut self,
+        policy_namespace: &'c str,
+        namespace_selector: Option<&'c LabelSelector>,
+        pod_selector: Option<&'c LabelSelector>,
+    ) -> Arc<Vec<u32>> {
+        let key = (
+            namespace_selector,
+            pod_selector,
+            namespace_selector.is_none().then_some(policy_namespace),
+        );
+        if let Some(found) = self.pod_peers.get(&key) {
+            return found.clone();
+        }
+        let everything = LabelSelector::everything();
+        let pods = pod_selector.unwrap_or(&everything);
+        let mut found = match namespace_selector {
+            // No namespaceSelector: the policy's own namespace only.
+            None => self.pods_in(policy_namespace, pods),
+            Some(sel) => {
+                let namespaces = self.namespaces_of(sel);
+                let mut found = Vec::new();
+                for &ns in namespaces.iter() {
+                    found.extend(self.pods_in(self.namespace_names[ns as usize], pods));
+                }
+                found
+            }
+        };
+        found.sort_unstable();
+        let found = Arc::new(found);
+        self.pod_peers.insert(key, found.clone());
+        found
+    }
+
+    /// The classes one ipBlock matches: the external pieces inside it and,
+    /// when ipBlocks match pod IPs, the pod classes whose every known IP is
+    /// inside it.
+    fn block_peer(
+        &mut self,
+        block: &'c IpBlock,
+        classes: &[Class],
+        pod_class_count: usize,
+    ) -> Arc<Vec<u32>> {
+        if let Some(found) = self.block_peers.get(block) {
+            return found.clone();
+        }
+        let addresses = block.addresses();
+        let mut found = Vec::new();
+        if self.opts.ipblocks_match_pod_ips {
+            for (ci, key) in self.pod_keys.iter().enumerate().take(pod_class_count) {
+                if !key.ips.is_empty() && key.ips.iter().all(|ip| addresses.contains(*ip)) {
+                    found.push(ci as u32);
+                }
+            }
+        }
+        for (ci, class) in classes.iter().enumerate().skip(pod_class_count) {
+            if let Class::External(range) = class
+                && addresses.is_superset(range)
+            {
+                found.push(ci as u32);
+            }
+        }
+        let found = Arc::new(found);
+        self.block_peers.insert(block, found.clone());
+        found
+    }
+
+    /// The classes a rule's (non-empty) peers match, as a shared set.
+    fn rule_classes(
+        &mut self,
+        policy_namespace: &'c str,
+        peers: &'c [Peer],
+        classes: &[Class],
+        pod_class_count: usize,
+    ) -> Arc<ClassSet> {
+        let mut members: Vec<u32> = Vec::new();
+        for peer in peers {
+            let matched = match peer {
+                Peer::Pods {
+                    namespace_selector,
+                    pod_selector,
+                } => self.pod_peer(
+                    policy_namespace,
+                    namespace_selector.as_ref(),
+                    pod_selector.as_ref(),
+                ),
+                Peer::IpBlock(block) => self.block_peer(block, classes, pod_class_count),
+            };
+            if peers.len() == 1 {
+                members = matched.to_vec();
+            } else {
+                members.extend_from_slice(&matched);
+            }
+        }
+        if peers.len() > 1 {
+            members.sort_unstable();
+            members.dedup();
+        }
+        self.intern(members)
+    }
+
+    fn intern(&mut self, members: Vec<u32>) -> Arc<ClassSet> {
+        if let Some(set) = self.sets.get(&members) {
+            return set.clone();
+        }
+        let id = self.sets.len() as u32;
+        let set = Arc::new(ClassSet::new(id, members.clone(), self.class_count));
+        self.sets.insert(members, set.clone());
+        set
     }
 }
 
@@ -431,10 +625,15 @@ pub(crate) fn peer_namespaces<'c>(
 /// means what it says. Both families are always present, whether or not a
 /// policy names them: an IPv4-only policy set still has an IPv6 world to
 /// allow or deny.
-fn external_partition(cluster: &Cluster, extra: &[IpSet], pod_ips: &IpSet) -> Vec<IpSet> {
-    let mut blocks: Vec<IpSet> = cluster
-        .policies
+fn external_partition(
+    cluster: &Cluster,
+    policies: &[usize],
+    extra: &[IpSet],
+    pod_ips: &IpSet,
+) -> Vec<IpSet> {
+    let mut blocks: Vec<IpSet> = policies
         .iter()
+        .map(|&pi| &cluster.policies[pi])
         .flat_map(|p| p.ingress.iter().chain(&p.egress))
         .flat_map(|r| &r.peers)
         .filter_map(|peer| match peer {
@@ -447,44 +646,39 @@ fn external_partition(cluster: &Cluster, extra: &[IpSet], pod_ips: &IpSet) -> Ve
     blocks.dedup();
 
     let universe = IpSet::everything().difference(pod_ips);
-    let v4 = family_pieces(blocks.iter().map(|b| &b.v4), &universe.v4, |piece| IpSet {
-        v4: piece,
-        v6: IntervalSet::empty(),
-    });
-    let v6 = family_pieces(blocks.iter().map(|b| &b.v6), &universe.v6, |piece| IpSet {
-        v4: IntervalSet::empty(),
-        v6: piece,
-    });
-
-    // Group the pieces of each family by the set of blocks that contain them.
-    let mut groups: BTreeMap<(bool, Vec<usize>), IpSet> = BTreeMap::new();
-    for (is_v6, pieces) in [(false, v4), (true, v6)] {
-        for piece in pieces {
-            let signature: Vec<usize> = blocks
-                .iter()
-                .enumerate()
-                .filter(|(_, b)| b.is_superset(&piece))
-                .map(|(i, _)| i)
-                .collect();
-            let entry = groups.entry((is_v6, signature)).or_default();
-            *entry = entry.union(&piece);
-        }
-    }
+    let v4_blocks: Vec<&IntervalSet<_>> = blocks.iter().map(|b| &b.v4).collect();
+    let v6_blocks: Vec<&IntervalSet<_>> = blocks.iter().map(|b| &b.v6).collect();
+    let mut out: Vec<IpSet> = family_groups(&v4_blocks, &universe.v4)
+        .into_iter()
+        .map(|v4| IpSet {
+            v4,
+            v6: IntervalSet::empty(),
+        })
+        .chain(
+            family_groups(&v6_blocks, &universe.v6)
+                .into_iter()
+                .map(|v6| IpSet {
+                    v4: IntervalSet::empty(),
+                    v6,
+                }),
+        )
+        .collect();
     // IPv4 endpoints first, then IPv6, each in address order.
-    let mut out: Vec<IpSet> = groups.into_values().collect();
     out.sort_by(|a, b| (a.v4.is_empty(), a).cmp(&(b.v4.is_empty(), b)));
     out
 }
 
-/// The elementary pieces of one family's `universe`: cut at the start of
-/// every range of every block and one past its end.
-fn family_pieces<'b, T: Bound + 'b>(
-    blocks: impl Iterator<Item = &'b IntervalSet<T>>,
-    universe: &'b IntervalSet<T>,
-    wrap: impl Fn(IntervalSet<T>) -> IpSet,
-) -> Vec<IpSet> {
+/// The elementary pieces of one family's `universe` (cut at the start of
+/// every range of every block and one past its end), merged when the same
+/// blocks contain them. Pieces are sorted and every block range covers a
+/// contiguous run of them, so each block marks its run directly instead of
+/// every piece being tried against every block.
+fn family_groups<T: Bound>(
+    blocks: &[&IntervalSet<T>],
+    universe: &IntervalSet<T>,
+) -> Vec<IntervalSet<T>> {
     let mut cuts: BTreeSet<T> = BTreeSet::new();
-    for set in blocks.chain(std::iter::once(universe)) {
+    for set in blocks.iter().copied().chain(std::iter::once(universe)) {
         for &(lo, hi) in set.ranges() {
             cuts.insert(lo);
             if let Some(next) = hi.next() {
@@ -493,12 +687,31 @@ fn family_pieces<'b, T: Bound + 'b>(
         }
     }
     let cuts: Vec<T> = cuts.into_iter().collect();
-    cuts.iter()
+    let pieces: Vec<(T, T)> = cuts
+        .iter()
         .enumerate()
-        .filter_map(|(i, &lo)| {
-            let hi = cuts.get(i + 1).and_then(|n| n.prev()).unwrap_or(T::MAX);
-            let piece = IntervalSet::range(lo, hi);
-            universe.is_superset(&piece).then(|| wrap(piece))
-        })
-        .collect()
+        .map(|(i, &lo)| (lo, cuts.get(i + 1).and_then(|n| n.prev()).unwrap_or(T::MAX)))
+        .filter(|&(lo, hi)| universe.is_superset(&IntervalSet::range(lo, hi)))
+        .collect();
+    let mut signatures: Vec<Vec<u32>> = vec![Vec::new(); pieces.len()];
+    for (bi, block) in blocks.iter().enumerate() {
+        for &(lo, hi) in block.ranges() {
+            let start = pieces.partition_point(|p| p.0 < lo);
+            for (signature, _) in signatures[start..]
+                .iter_mut()
+                .zip(&pieces[start..])
+                .take_while(|(_, p)| p.1 <= hi)
+            {
+                signature.push(bi as u32);
+            }
+        }
+    }
+    let mut groups: BTreeMap<Vec<u32>, IntervalSet<T>> = BTreeMap::new();
+    for (&(lo, hi), signature) in pieces.iter().zip(signatures) {
+        groups
+            .entry(signature)
+            .or_insert_with(IntervalSet::empty)
+            .insert_range(lo, hi);
+    }
+    groups.into_values().collect()
 }

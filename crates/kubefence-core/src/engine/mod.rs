@@ -44,12 +44,20 @@
 mod analyze;
 mod diff;
 mod explain;
+mod group;
 mod index;
+mod selection;
 
-pub use analyze::{Connection, Connectivity, Endpoint, EndpointKind, analyze};
+pub use analyze::{
+    AnalyzeTimings, ClassConnection, Connection, Connectivity, Endpoint, EndpointFilter,
+    EndpointKind, analyze,
+};
 pub use diff::{ConnectivityDiff, DiffEntry, diff};
 pub use explain::{
     DirectionVerdict, ExplainError, Explanation, PolicyVerdict, RuleMatch, RuleMiss, explain,
+};
+pub use group::{
+    EXTERNAL_GROUP, GroupConnection, GroupMatrix, class_connections_where, group_by_namespace,
 };
 pub(crate) use index::resolve_ports;
 
