@@ -33,7 +33,7 @@ use kubefence_core::engine::{AnalyzeOptions, analyze};
 
 pub use build::to_cluster;
 pub use compare::{Mismatch, compare};
-pub use synth::{SynthCluster, scaled, small_random};
+pub use synth::{ScaledProfile, SynthCluster, scaled, scaled_with, small_random};
 pub use yaml::to_yaml;
 
 /// Writes `resources.yaml` and `policies.yaml` for `synth` into `dir`.
@@ -42,6 +42,20 @@ pub fn write_case(synth: &SynthCluster, dir: &Path) -> Result<(), String> {
     for (name, text) in [
         ("resources.yaml", yaml::resources_yaml(synth)),
         ("policies.yaml", yaml::policies_yaml(synth)),
+    ] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Writes `resources.json` and `policies.json` (each one `kind: List`) for
+/// `synth` into `dir`.
+pub fn write_json_case(synth: &SynthCluster, dir: &Path) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    for (name, text) in [
+        ("resources.json", yaml::resources_json(synth)),
+        ("policies.json", yaml::policies_json(synth)),
     ] {
         let path = dir.join(name);
         std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;

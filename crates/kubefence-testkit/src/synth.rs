@@ -558,6 +558,53 @@ pub const PER_NAMESPACE_POLICIES: usize = 3;
 /// namespaces). `kube-system` with a `coredns` Deployment is added (not
 /// counted in `workloads`).
 pub fn scaled(workloads: usize, namespaces: usize, seed: u64) -> SynthCluster {
+    scaled_with(&ScaledProfile {
+        workloads,
+        namespaces,
+        seed,
+        ..ScaledProfile::default()
+    })
+}
+
+/// The knobs of [`scaled_with`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ScaledProfile {
+    pub workloads: usize,
+    pub namespaces: usize,
+    pub seed: u64,
+    /// Every n-th namespace (the 3rd, 6th, ...) has no default-deny policy,
+    /// so its pods accept ingress from anywhere; `None`: every namespace
+    /// has one.
+    pub open_namespace_every: Option<usize>,
+    /// Policies in total per 100 workloads, when that exceeds the
+    /// per-namespace ones (44: [`scaled`]).
+    pub policies_per_100_workloads: usize,
+}
+
+impl Default for ScaledProfile {
+    fn default() -> Self {
+        Self {
+            workloads: 1000,
+            namespaces: 20,
+            seed: 1,
+            open_namespace_every: None,
+            policies_per_100_workloads: 44,
+        }
+    }
+}
+
+/// [`scaled`] with more knobs: namespaces without default deny, and the
+/// number of policies. The benchmark of issue 13 is 100,000 workloads in
+/// 25,000 namespaces, every third namespace open, 75 policies per 100
+/// workloads (about 75,000 policies).
+pub fn scaled_with(profile: &ScaledProfile) -> SynthCluster {
+    let ScaledProfile {
+        workloads,
+        namespaces,
+        seed,
+        open_namespace_every,
+        policies_per_100_workloads,
+    } = *profile;
     let mut rng = StdRng::seed_from_u64(seed);
     let namespaces = namespaces.max(1);
     let mut c = SynthCluster::default();
@@ -661,15 +708,19 @@ pub fn scaled(workloads: usize, namespaces: usize, seed: u64) -> SynthCluster {
     }
 
     // Per-namespace policies.
-    for ns in &ns_names {
-        c.policies.push(SynthPolicy {
-            namespace: ns.clone(),
-            name: "default-deny".into(),
-            pod_selector: LabelSelector::everything(),
-            policy_types: Some(vec![PolicyTypeName::Ingress, PolicyTypeName::Egress]),
-            ingress: None,
-            egress: None,
-        });
+    let mut per_namespace = 0;
+    for (i, ns) in ns_names.iter().enumerate() {
+        let open = open_namespace_every.is_some_and(|n| n > 0 && (i + 1) % n == 0);
+        if !open {
+            c.policies.push(SynthPolicy {
+                namespace: ns.clone(),
+                name: "default-deny".into(),
+                pod_selector: LabelSelector::everything(),
+                policy_types: Some(vec![PolicyTypeName::Ingress, PolicyTypeName::Egress]),
+                ingress: None,
+                egress: None,
+            });
+        }
         c.policies.push(SynthPolicy {
             namespace: ns.clone(),
             name: "allow-dns".into(),
@@ -707,13 +758,16 @@ pub fn scaled(workloads: usize, namespaces: usize, seed: u64) -> SynthCluster {
                 ports: None,
             }]),
         });
+        per_namespace += if open {
+            PER_NAMESPACE_POLICIES - 1
+        } else {
+            PER_NAMESPACE_POLICIES
+        };
     }
 
-    // Per-workload policies: about 0.44 per workload in total.
-    let target_total = (workloads * 44).div_ceil(100);
-    let per_workload = target_total
-        .saturating_sub(PER_NAMESPACE_POLICIES * namespaces)
-        .min(workloads);
+    // Per-workload policies: about 0.44 per workload in total by default.
+    let target_total = (workloads * policies_per_100_workloads).div_ceil(100);
+    let per_workload = target_total.saturating_sub(per_namespace).min(workloads);
     let app_workloads: Vec<usize> = (1..c.workloads.len()).collect();
     let chosen: Vec<usize> = {
         let mut all = app_workloads.clone();
@@ -881,5 +935,28 @@ mod tests {
         let c = scaled(1000, 20, 1);
         assert_eq!(c.workloads.len(), 1001);
         assert_eq!(c.policies.len(), 440);
+    }
+
+    #[test]
+    fn open_namespaces_have_no_default_deny_and_the_total_holds() {
+        let c = scaled_with(&ScaledProfile {
+            workloads: 1200,
+            namespaces: 300,
+            seed: 1,
+            open_namespace_every: Some(3),
+            policies_per_100_workloads: 75,
+        });
+        let denies = c
+            .policies
+            .iter()
+            .filter(|p| p.name == "default-deny")
+            .count();
+        assert_eq!(denies, 200);
+        assert_eq!(c.policies.len(), 900);
+        assert!(
+            !c.policies
+                .iter()
+                .any(|p| p.name == "default-deny" && p.namespace == "ns-002")
+        );
     }
 }

@@ -27,6 +27,21 @@ pub fn policies_yaml(cluster: &SynthCluster) -> String {
     emit_documents(&policy_docs(cluster))
 }
 
+/// Namespaces, workloads and Services as one JSON `kind: List`, as
+/// `kubectl get -o json` writes them.
+pub fn resources_json(cluster: &SynthCluster) -> String {
+    list_json(resource_docs(cluster))
+}
+
+/// NetworkPolicies as one JSON `kind: List`.
+pub fn policies_json(cluster: &SynthCluster) -> String {
+    list_json(policy_docs(cluster))
+}
+
+fn list_json(items: Vec<Value>) -> String {
+    json!({"apiVersion": "v1", "kind": "List", "items": items}).to_string()
+}
+
 fn resource_docs(cluster: &SynthCluster) -> Vec<Value> {
     let mut docs: Vec<Value> = cluster.namespaces.iter().map(namespace_doc).collect();
     docs.extend(cluster.workloads.iter().map(workload_doc));

@@ -15,6 +15,7 @@ mod exit;
 mod inputs;
 mod logging;
 mod output;
+mod progress;
 
 fn main() -> ExitCode {
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();

@@ -110,6 +110,14 @@ pub struct Connectivity {
     rows: Vec<Vec<(u32, Arc<ConnSet>)>>,
     groups: usize,
     class_sizes: Vec<u32>,
+    /// The open block: every member of a class with `open_from` may open
+    /// everything to every member of a class with `open_to` (other than
+    /// itself), except from an external class to an external class. Those
+    /// pairs are not in `rows`.
+    open_from: Vec<bool>,
+    open_to: Vec<bool>,
+    external: Vec<bool>,
+    all: Arc<ConnSet>,
     timings: AnalyzeTimings,
 }
 
@@ -133,11 +141,54 @@ impl Connectivity {
         if from == to {
             return ConnSet::none();
         }
-        let (gf, gt) = (self.group_of[from], self.group_of[to]);
-        let row = &self.rows[gf as usize];
-        row.binary_search_by_key(&gt, |(g, _)| *g)
-            .map(|i| (*row[i].1).clone())
-            .unwrap_or_default()
+        let (gf, gt) = (self.group_of[from] as usize, self.group_of[to] as usize);
+        self.class_allowed(gf, gt).cloned().unwrap_or_default()
+    }
+
+    /// What class `from` may open to class `to` (members other than
+    /// themselves): from its row, else from the open block.
+    fn class_allowed(&self, from: usize, to: usize) -> Option<&ConnSet> {
+        let row = &self.rows[from];
+        match row.binary_search_by_key(&(to as u32), |(g, _)| *g) {
+            Ok(i) => Some(row[i].1.as_ref()),
+            Err(_) if self.in_open_block(from, to) => Some(self.all.as_ref()),
+            Err(_) => None,
+        }
+    }
+
+    fn in_open_block(&self, from: usize, to: usize) -> bool {
+        self.open_from[from] && self.open_to[to] && !(self.external[from] && self.external[to])
+    }
+
+    /// The open block, when it is not empty: every member of a `from` class
+    /// may open everything to every member of a `to` class other than
+    /// itself, except from an external class to an external class. These
+    /// class pairs are never in [`Connectivity::class_connections`].
+    pub fn open_block(&self) -> Option<(Vec<usize>, Vec<usize>)> {
+        let from: Vec<usize> = (0..self.groups).filter(|&g| self.open_from[g]).collect();
+        let to: Vec<usize> = (0..self.groups).filter(|&g| self.open_to[g]).collect();
+        let any = from.iter().any(|&f| {
+            to.iter()
+                .any(|&t| self.in_open_block(f, t) && (f != t || self.class_sizes[f] > 1))
+        });
+        any.then_some((from, to))
+    }
+
+    /// Whether class `class` may open everything to every open class (its
+    /// egress is not isolated).
+    pub fn is_open_from(&self, class: usize) -> bool {
+        self.open_from[class]
+    }
+
+    /// Whether every open class may open everything to class `class` (its
+    /// ingress is not isolated).
+    pub fn is_open_to(&self, class: usize) -> bool {
+        self.open_to[class]
+    }
+
+    /// Whether a class holds addresses outside the cluster.
+    pub fn is_external_class(&self, class: usize) -> bool {
+        self.external[class]
     }
 
     pub fn endpoint_index(&self, id: &str) -> Option<usize> {
@@ -162,13 +213,17 @@ impl Connectivity {
             Some(focus) => (0..self.endpoints.len()).filter(|&e| focus[e]).collect(),
             None => Vec::new(),
         };
+        // The members of the classes open for ingress, for open sources.
+        let open_members: Vec<usize> = (0..self.endpoints.len())
+            .filter(|&e| self.open_to[self.group_of[e] as usize])
+            .collect();
         (0..self.endpoints.len())
             .filter(move |&from| filter.keeps_from(from))
             .flat_map(move |from| {
-                let row = &self.rows[self.group_of[from] as usize];
+                let class = self.group_of[from] as usize;
                 let mut out: Vec<Connection<'s>> = Vec::new();
                 if filter.focus.is_none() || filter.is_focused(from) {
-                    for (to_class, allowed) in row {
+                    for (to_class, allowed) in &self.rows[class] {
                         for &to in &members[*to_class as usize] {
                             if to != from && filter.keeps_to(to) {
                                 out.push(Connection {
@@ -179,19 +234,30 @@ impl Connectivity {
                             }
                         }
                     }
+                    if self.open_from[class] {
+                        for &to in &open_members {
+                            let to_class = self.group_of[to] as usize;
+                            if to != from
+                                && filter.keeps_to(to)
+                                && self.in_open_block(class, to_class)
+                            {
+                                out.push(Connection {
+                                    from,
+                                    to,
+                                    allowed: self.all.as_ref(),
+                                });
+                            }
+                        }
+                    }
                     out.sort_unstable_by_key(|c| c.to);
                 } else {
                     for &to in &focused {
                         if to == from || !filter.keeps_to(to) {
                             continue;
                         }
-                        let class = self.group_of[to];
-                        if let Ok(i) = row.binary_search_by_key(&class, |(c, _)| *c) {
-                            out.push(Connection {
-                                from,
-                                to,
-                                allowed: row[i].1.as_ref(),
-                            });
+                        if let Some(allowed) = self.class_allowed(class, self.group_of[to] as usize)
+                        {
+                            out.push(Connection { from, to, allowed });
                         }
                     }
                 }
@@ -199,6 +265,7 @@ impl Connectivity {
             })
     }
 
+    /// How long the phases of the analysis took.
     pub fn timings(&self) -> AnalyzeTimings {
         self.timings
     }
@@ -264,7 +331,25 @@ impl Connectivity {
                 total += pairs - selfs;
             }
         }
-        total
+        // The open block: open pods to open classes, open addresses to
+        // open pods, less each pod with itself.
+        let (mut from_pods, mut from_external, mut to_pods, mut to_external, mut both) =
+            (0usize, 0usize, 0usize, 0usize, 0usize);
+        for (g, &size) in members.iter().enumerate() {
+            let n = size as usize;
+            match (self.external[g], self.open_from[g], self.open_to[g]) {
+                (true, f, t) => {
+                    from_external += usize::from(f) * n;
+                    to_external += usize::from(t) * n;
+                }
+                (false, f, t) => {
+                    from_pods += usize::from(f) * n;
+                    to_pods += usize::from(t) * n;
+                    both += usize::from(f && t) * n;
+                }
+            }
+        }
+        total + from_pods * (to_pods + to_external) + from_external * to_pods - both
     }
 }
 
@@ -342,10 +427,28 @@ pub(crate) fn analyze_with_boundaries(
 
     let mut interned: HashMap<ConnSet, Arc<ConnSet>> = HashMap::new();
     let mut rows: Vec<Vec<(u32, Arc<ConnSet>)>> = Vec::with_capacity(groups);
+    // A class not isolated for egress may open everything to every class
+    // not isolated for ingress (addresses to addresses aside): that block
+    // of the matrix is kept as one "open" block instead of row by row.
+    let open_from: Vec<bool> = representatives
+        .iter()
+        .map(|&c| !index.is_pod(c) || index.isolating(c, Direction::Egress).is_empty())
+        .collect();
+    let open_to: Vec<bool> = representatives
+        .iter()
+        .map(|&c| !index.is_pod(c) || index.isolating(c, Direction::Ingress).is_empty())
+        .collect();
+    let external: Vec<bool> = representatives.iter().map(|&c| !index.is_pod(c)).collect();
     let all_groups: Vec<u32> = (0..groups as u32).collect();
-    for &src in &representatives {
+    let isolated_to: Vec<u32> = all_groups
+        .iter()
+        .copied()
+        .filter(|&g| !open_to[g as usize])
+        .collect();
+    for (src_group, &src) in representatives.iter().enumerate() {
         let mut row = Vec::new();
-        // An egress-isolated source only reaches what its rules name.
+        // An egress-isolated source only reaches what its rules name; an
+        // open one reaches every open destination through the open block.
         let reach: Option<Vec<u32>> = index.egress_reach(src).map(|classes| {
             let mut reached: Vec<u32> = classes
                 .iter()
@@ -355,7 +458,12 @@ pub(crate) fn analyze_with_boundaries(
             reached.dedup();
             reached
         });
-        for &dst_group in reach.as_deref().unwrap_or(&all_groups) {
+        let candidates: &[u32] = match &reach {
+            Some(reach) => reach,
+            None if open_from[src_group] => &isolated_to,
+            None => &all_groups,
+        };
+        for &dst_group in candidates {
             let dst = representatives[dst_group as usize];
             if !index.is_pod(src) && !index.is_pod(dst) {
                 continue;
@@ -402,6 +510,10 @@ pub(crate) fn analyze_with_boundaries(
         rows,
         groups,
         class_sizes,
+        open_from,
+        open_to,
+        external,
+        all: Arc::new(ConnSet::all()),
         timings: AnalyzeTimings {
             index: indexed,
             connections: started.elapsed().saturating_sub(indexed),

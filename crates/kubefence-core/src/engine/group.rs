@@ -139,6 +139,48 @@ pub fn group_by_namespace(conn: &Connectivity, filter: &EndpointFilter) -> Group
             }
         }
     }
+    // The open block, summed per group: its source side, its destination
+    // side, and the endpoints on both (which would meet themselves).
+    let external_group = group_index.get(EXTERNAL_GROUP).copied();
+    let mut open_from = vec![Counts::default(); groups.len()];
+    let mut open_to = vec![Counts::default(); groups.len()];
+    let mut open_both = vec![Counts::default(); groups.len()];
+    for e in 0..conn.endpoints.len() {
+        let class = conn.class_of(e);
+        let g = group_index[group_name(e)];
+        let (f, t) = (conn.is_open_from(class), conn.is_open_to(class));
+        if f {
+            open_from[g].add(filter, e);
+        }
+        if t {
+            open_to[g].add(filter, e);
+        }
+        if f && t {
+            open_both[g].add(filter, e);
+        }
+    }
+    let everything = ConnSet::all();
+    for (a, from) in open_from.iter().enumerate().filter(|(_, c)| c.from > 0) {
+        for (b, to) in open_to.iter().enumerate().filter(|(_, c)| c.to > 0) {
+            // Addresses are not analysed among themselves.
+            if Some(a) == external_group && Some(b) == external_group {
+                continue;
+            }
+            let (selfs, selfs_unfocused) = if a == b {
+                (open_both[a].both, open_both[a].both_unfocused)
+            } else {
+                (0, 0)
+            };
+            let pairs = (from.from * to.to - selfs)
+                - (from.from_unfocused * to.to_unfocused - selfs_unfocused);
+            if pairs == 0 {
+                continue;
+            }
+            let cell = cells.entry((a, b)).or_insert_with(|| (0, ConnSet::none()));
+            cell.0 += pairs;
+            cell.1.union_with(&everything);
+        }
+    }
     let mut connections: Vec<GroupConnection> = cells
         .into_iter()
         .map(|((f, t), (pairs, allowed))| GroupConnection {
@@ -175,5 +217,51 @@ pub fn class_connections_where<'c>(
     }
     conn.class_connections()
         .filter(|c| counts[c.from].pairs(&counts[c.to], c.from == c.to) > 0)
+        .collect()
+}
+
+/// The open block of `conn` (see [`Connectivity::open_block`]) cut down to
+/// what covers the pairs `filter` keeps: the source classes with a member
+/// that passes `from`, the destination classes with a member that passes
+/// `to`; with a focus, two blocks, one with the focused sources and one
+/// with the focused destinations. Empty blocks are left out.
+pub fn open_blocks_where(
+    conn: &Connectivity,
+    filter: &EndpointFilter,
+) -> Vec<(Vec<usize>, Vec<usize>)> {
+    let Some((from, to)) = conn.open_block() else {
+        return Vec::new();
+    };
+    if filter.is_empty() {
+        return vec![(from, to)];
+    }
+    let members = conn.class_members();
+    let any = |class: usize, test: &dyn Fn(usize) -> bool| members[class].iter().any(|&e| test(e));
+    let from: Vec<usize> = from
+        .into_iter()
+        .filter(|&c| any(c, &|e| filter.keeps_from(e)))
+        .collect();
+    let to: Vec<usize> = to
+        .into_iter()
+        .filter(|&c| any(c, &|e| filter.keeps_to(e)))
+        .collect();
+    let blocks = if filter.focus.is_none() {
+        vec![(from, to)]
+    } else {
+        let focused_from: Vec<usize> = from
+            .iter()
+            .copied()
+            .filter(|&c| any(c, &|e| filter.keeps_from(e) && filter.is_focused(e)))
+            .collect();
+        let focused_to: Vec<usize> = to
+            .iter()
+            .copied()
+            .filter(|&c| any(c, &|e| filter.keeps_to(e) && filter.is_focused(e)))
+            .collect();
+        vec![(focused_from, to), (from, focused_to)]
+    };
+    blocks
+        .into_iter()
+        .filter(|(f, t)| !f.is_empty() && !t.is_empty())
         .collect()
 }

@@ -58,6 +58,7 @@ pub use explain::{
 };
 pub use group::{
     EXTERNAL_GROUP, GroupConnection, GroupMatrix, class_connections_where, group_by_namespace,
+    open_blocks_where,
 };
 pub(crate) use index::resolve_ports;
 

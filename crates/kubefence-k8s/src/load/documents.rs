@@ -8,11 +8,34 @@ use crate::convert::{self, Strictness};
 
 /// Parses every document of `text` and hands each object to the converter.
 /// A document that does not parse is an error; the others still load.
+/// Objects are converted on every core (a `kubectl get -o json` dump of a
+/// large cluster is one document of 100,000 objects); what lands in `raw`
+/// is in input order, as if converted one by one.
 pub(crate) fn parse_into(text: &str, label: &str, opts: &LoadOptions, raw: &mut RawInput) {
-    each_object(text, label, &mut |item| match item {
-        Item::Object(value, location) => object(value, location, opts, raw),
-        Item::Error(diagnostic) => raw.errors.push(diagnostic),
+    /// Below this many items a file is converted on the calling thread.
+    const PARALLEL_FROM: usize = 256;
+    enum Pending {
+        Object(Value, Location),
+        Error(Diagnostic),
+    }
+    let mut pending: Vec<Pending> = Vec::new();
+    each_object(text, label, &mut |item| {
+        pending.push(match item {
+            Item::Object(value, location) => Pending::Object(value, location.clone()),
+            Item::Error(diagnostic) => Pending::Error(diagnostic),
+        });
     });
+    let converted = super::parallel::map_in_order(pending, PARALLEL_FROM, |item| {
+        let mut one = RawInput::default();
+        match item {
+            Pending::Object(value, location) => object(value, &location, opts, &mut one),
+            Pending::Error(diagnostic) => one.errors.push(diagnostic),
+        }
+        one
+    });
+    for one in converted {
+        raw.extend(one);
+    }
 }
 
 /// What [`each_object`] finds, in input order.

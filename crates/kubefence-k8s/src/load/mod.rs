@@ -14,6 +14,7 @@
 mod documents;
 pub(crate) mod fold;
 mod namespaces;
+mod parallel;
 // A Diagnostic (an error path, once per unreadable source) is returned by
 // value: boxing it would only make every caller clumsier.
 #[allow(clippy::result_large_err)]
@@ -128,15 +129,37 @@ impl Loaded {
     }
 }
 
-/// Loads every source (files, directories recursively, stdin) into one cluster.
+/// Loads every source (files, directories recursively, stdin) into one
+/// cluster. Files are parsed and converted in parallel; the result is in
+/// input order, exactly as a sequential load.
 pub fn load(sources: &[Source], opts: &LoadOptions) -> Loaded {
+    // Reading (sequential: a directory walk, stdin) ...
+    let mut reads: Vec<source::SourceTexts> = sources
+        .iter()
+        .map(|src| source::read(src, opts.include_hidden))
+        .collect();
+    // ... then every file parsed and converted on its own.
+    let mut files: Vec<(usize, String, String)> = Vec::new();
+    for (i, read) in reads.iter_mut().enumerate() {
+        for (label, text) in std::mem::take(&mut read.texts) {
+            files.push((i, label, text));
+        }
+    }
+    let parsed = parallel::map_in_order(files, 2, |(i, label, text)| {
+        let mut one = RawInput::default();
+        documents::parse_into(&text, &label, opts, &mut one);
+        (i, one)
+    });
+    let mut per_source: Vec<Vec<RawInput>> = sources.iter().map(|_| Vec::new()).collect();
+    for (i, one) in parsed {
+        per_source[i].push(one);
+    }
     let mut raw = RawInput::default();
-    for src in sources {
+    for ((src, read), parts) in sources.iter().zip(reads).zip(per_source) {
         let before = raw.entries();
-        let read = source::read(src, opts.include_hidden);
         raw.errors.extend(read.errors);
-        for (label, text) in read.texts {
-            documents::parse_into(&text, &label, opts, &mut raw);
+        for part in parts {
+            raw.extend(part);
         }
         // Nothing read is not a result: an empty source is an error.
         if raw.entries() == before {

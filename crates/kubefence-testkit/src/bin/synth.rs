@@ -7,7 +7,10 @@
 //! ```
 //!
 //! Writes `DIR/resources.yaml` (Namespaces, workloads, Services) and
-//! `DIR/policies.yaml` (NetworkPolicies).
+//! `DIR/policies.yaml` (NetworkPolicies); with `--json`, `DIR/resources.json`
+//! and `DIR/policies.json` (each a `kind: List`). `--open-every N` leaves the
+//! default-deny policy out of every N-th namespace; `--policies-per-100 N`
+//! sets the number of policies per 100 workloads (44 by default).
 //!
 //! `synth --baseline --workloads 10000 --refs 3 --out DIR` writes instead
 //! `DIR/manifests.yaml`: workloads calling each other through Services and
@@ -16,7 +19,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage: synth [--workloads N] [--namespaces N] [--seed S] [--small] [--analyze] [--baseline [--refs N]] --out DIR";
+const USAGE: &str = "usage: synth [--workloads N] [--namespaces N] [--seed S] [--open-every N] [--policies-per-100 N] [--json] [--small] [--analyze] [--baseline [--refs N]] --out DIR";
 
 struct Args {
     workloads: usize,
@@ -26,6 +29,9 @@ struct Args {
     analyze: bool,
     baseline: bool,
     refs: usize,
+    open_every: Option<usize>,
+    policies_per_100: usize,
+    json: bool,
     out: PathBuf,
 }
 
@@ -38,6 +44,9 @@ fn parse_args() -> Result<Args, String> {
         analyze: false,
         baseline: false,
         refs: 3,
+        open_every: None,
+        policies_per_100: 44,
+        json: false,
         out: PathBuf::new(),
     };
     let mut it = std::env::args().skip(1);
@@ -55,6 +64,11 @@ fn parse_args() -> Result<Args, String> {
             "--analyze" => args.analyze = true,
             "--baseline" => args.baseline = true,
             "--refs" => args.refs = parse_num(&value("--refs")?)?,
+            "--open-every" => args.open_every = Some(parse_num(&value("--open-every")?)?),
+            "--policies-per-100" => {
+                args.policies_per_100 = parse_num(&value("--policies-per-100")?)?;
+            }
+            "--json" => args.json = true,
             "-h" | "--help" => return Err(USAGE.to_string()),
             other => return Err(format!("unknown argument {other:?}\n{USAGE}")),
         }
@@ -83,9 +97,20 @@ fn main() -> ExitCode {
     let cluster = if args.small {
         kubefence_testkit::small_random(args.seed)
     } else {
-        kubefence_testkit::scaled(args.workloads, args.namespaces, args.seed)
+        kubefence_testkit::scaled_with(&kubefence_testkit::ScaledProfile {
+            workloads: args.workloads,
+            namespaces: args.namespaces,
+            seed: args.seed,
+            open_namespace_every: args.open_every,
+            policies_per_100_workloads: args.policies_per_100,
+        })
     };
-    if let Err(e) = kubefence_testkit::write_case(&cluster, &args.out) {
+    let written = if args.json {
+        kubefence_testkit::write_json_case(&cluster, &args.out)
+    } else {
+        kubefence_testkit::write_case(&cluster, &args.out)
+    };
+    if let Err(e) = written {
         eprintln!("{e}");
         return ExitCode::FAILURE;
     }

@@ -9,6 +9,7 @@ use crate::cli::{InputFiles, ModelOpts};
 use crate::exit;
 use crate::inputs;
 use crate::output::{self, Format, FormatParser};
+use crate::progress::Phase;
 
 const LONG_ABOUT: &str = "\
 Explains whether one endpoint may reach another: the verdict, then each
@@ -73,6 +74,7 @@ pub fn parse_port(s: &str) -> Result<(Protocol, u16), String> {
 }
 
 pub fn run(opts: &ExplainOpts) -> anyhow::Result<u8> {
+    let phase = Phase::start("read", "reading manifests");
     let inputs::Inputs {
         cluster,
         had_errors,
@@ -84,6 +86,8 @@ pub fn run(opts: &ExplainOpts) -> anyhow::Result<u8> {
         )),
         "-f",
     )?;
+    phase.done();
+    let phase = Phase::start("explain", "explaining");
     let x = explain(
         &cluster,
         &opts.from,
@@ -92,6 +96,7 @@ pub fn run(opts: &ExplainOpts) -> anyhow::Result<u8> {
         &opts.model.analyze_options(),
     )
     .context("cannot explain")?;
+    phase.done();
     super::with_stdout(|w| match opts.output.resolve(Format::Text, Format::Text) {
         Format::Json => output::explain::write_json(w, &x),
         _ => output::explain::write_text(w, &x),

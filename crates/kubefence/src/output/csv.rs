@@ -2,7 +2,9 @@
 
 use std::io::{self, Write};
 
-use kubefence_core::engine::{Connectivity, ConnectivityDiff, DiffEntry};
+use kubefence_core::engine::{
+    Connectivity, ConnectivityDiff, DiffEntry, EndpointFilter, GroupMatrix,
+};
 
 /// Quotes a field when it holds a comma, a quote or a line break.
 fn field(s: &str) -> std::borrow::Cow<'_, str> {
@@ -13,15 +15,38 @@ fn field(s: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// `from,to,allowed`; `allowed` is `all` or the port strings joined by commas.
-pub fn write_connectivity<W: Write>(w: &mut W, conn: &Connectivity) -> io::Result<()> {
+/// `from,to,allowed`; `allowed` is `all` or the port strings joined by
+/// commas. One row per connection that `filter` keeps.
+pub fn write_connectivity_where<W: Write>(
+    w: &mut W,
+    conn: &Connectivity,
+    filter: &EndpointFilter,
+) -> io::Result<()> {
     writeln!(w, "from,to,allowed")?;
-    for c in conn.connections() {
+    for c in conn.connections_where(filter) {
         writeln!(
             w,
             "{},{},{}",
             field(&conn.endpoints[c.from].id),
             field(&conn.endpoints[c.to].id),
+            field(&c.allowed.to_string())
+        )?;
+    }
+    Ok(())
+}
+
+/// `from,to,pairs,of,allowed`: one row per pair of groups with something
+/// allowed.
+pub fn write_groups<W: Write>(w: &mut W, matrix: &GroupMatrix) -> io::Result<()> {
+    writeln!(w, "from,to,pairs,of,allowed")?;
+    for c in &matrix.connections {
+        writeln!(
+            w,
+            "{},{},{},{},{}",
+            field(&c.from),
+            field(&c.to),
+            c.pairs,
+            c.of,
             field(&c.allowed.to_string())
         )?;
     }
@@ -64,7 +89,7 @@ mod tests {
     fn csv_has_header_and_quotes_lists() {
         let conn = analyze(&shop(true), &AnalyzeOptions::default());
         let mut out = Vec::new();
-        write_connectivity(&mut out, &conn).unwrap();
+        write_connectivity_where(&mut out, &conn, &EndpointFilter::NONE).unwrap();
         let out = String::from_utf8(out).unwrap();
         let lines: Vec<&str> = out.lines().collect();
         assert_eq!(lines[0], "from,to,allowed");

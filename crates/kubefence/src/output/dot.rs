@@ -4,14 +4,19 @@
 
 use std::io::{self, Write};
 
-use kubefence_core::engine::Connectivity;
+use kubefence_core::engine::{Connectivity, EndpointFilter};
 
 /// A DOT double-quoted string.
 fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-pub fn write_connectivity<W: Write>(w: &mut W, conn: &Connectivity) -> io::Result<()> {
+/// Every endpoint, and an edge per connection that `filter` keeps.
+pub fn write_connectivity_where<W: Write>(
+    w: &mut W,
+    conn: &Connectivity,
+    filter: &EndpointFilter,
+) -> io::Result<()> {
     writeln!(w, "digraph connectivity {{")?;
     writeln!(w, "  rankdir=LR;")?;
     writeln!(w, "  node [shape=box, fontname=\"Helvetica\"];")?;
@@ -46,7 +51,7 @@ pub fn write_connectivity<W: Write>(w: &mut W, conn: &Connectivity) -> io::Resul
     if open.is_some() {
         writeln!(w, "  }}")?;
     }
-    for c in conn.connections() {
+    for c in conn.connections_where(filter) {
         writeln!(
             w,
             "  n{} -> n{} [label={}];",
@@ -69,7 +74,7 @@ mod tests {
     fn dot_digraph() {
         let conn = analyze(&shop(true), &AnalyzeOptions::default());
         let mut out = Vec::new();
-        write_connectivity(&mut out, &conn).unwrap();
+        write_connectivity_where(&mut out, &conn, &EndpointFilter::NONE).unwrap();
         let out = String::from_utf8(out).unwrap();
         assert!(out.starts_with("digraph connectivity {\n"), "{out}");
         assert!(

@@ -4,7 +4,10 @@
 use std::io::{self, Write};
 
 use kubefence_core::Labels;
-use kubefence_core::engine::{Connectivity, ConnectivityDiff, DiffEntry, Endpoint};
+use kubefence_core::engine::{
+    Connectivity, ConnectivityDiff, DiffEntry, Endpoint, EndpointFilter, GroupMatrix,
+    class_connections_where, open_blocks_where,
+};
 use serde::Serialize;
 
 use super::Allowed;
@@ -52,20 +55,151 @@ fn to_io(e: serde_json::Error) -> io::Error {
     }
 }
 
-/// `{"endpoints":[...],"connections":[...]}`, one element per line.
-pub fn write_connectivity<W: Write>(w: &mut W, conn: &Connectivity) -> io::Result<()> {
+/// `{"endpoints":[...],"connections":[...]}`, one element per line: every
+/// endpoint, and the connections `filter` keeps.
+pub fn write_connectivity_where<W: Write>(
+    w: &mut W,
+    conn: &Connectivity,
+    filter: &EndpointFilter,
+) -> io::Result<()> {
     w.write_all(b"{\"endpoints\":[")?;
     for (i, e) in conn.endpoints.iter().enumerate() {
         w.write_all(if i == 0 { b"\n" } else { b",\n" })?;
         serde_json::to_writer(&mut *w, &JsonEndpoint::from(e)).map_err(to_io)?;
     }
     w.write_all(b"\n],\"connections\":[")?;
-    for (i, c) in conn.connections().enumerate() {
+    for (i, c) in conn.connections_where(filter).enumerate() {
         w.write_all(if i == 0 { b"\n" } else { b",\n" })?;
         let row = JsonConnection {
             from: &conn.endpoints[c.from].id,
             to: &conn.endpoints[c.to].id,
             allowed: Allowed::from(c.allowed),
+        };
+        serde_json::to_writer(&mut *w, &row).map_err(to_io)?;
+    }
+    w.write_all(b"\n]}\n")
+}
+
+#[derive(Serialize)]
+struct JsonClass<'a> {
+    id: usize,
+    members: Vec<&'a str>,
+}
+
+#[derive(Serialize)]
+struct JsonOpenBlock<'a> {
+    from: &'a [usize],
+    to: &'a [usize],
+    allowed: Allowed,
+}
+
+#[derive(Serialize)]
+struct JsonClassConnection {
+    from: usize,
+    to: usize,
+    allowed: Allowed,
+}
+
+/// `{"classes":[{id,members}],"open":[{from,to,allowed}],
+/// "connections":[{from,to,allowed}]}`, one element per line: endpoints
+/// that behave alike form one class (each endpoint is a member of exactly
+/// one); a connection from class A to class B means every member of A may
+/// open `allowed` to every member of B other than itself; an open block
+/// means that of every class in its `from` to every class in its `to`
+/// (classes not isolated for egress to classes not isolated for ingress),
+/// except from addresses to addresses. With a filter, only the class
+/// connections that hold at least one kept pair and the open blocks that
+/// cover the kept pairs are listed, and only the classes they name.
+pub fn write_classes<W: Write>(
+    w: &mut W,
+    conn: &Connectivity,
+    filter: &EndpointFilter,
+) -> io::Result<()> {
+    let members = conn.class_members();
+    let kept = class_connections_where(conn, filter);
+    let open = open_blocks_where(conn, filter);
+    let mut listed = vec![filter.is_empty(); members.len()];
+    for c in &kept {
+        listed[c.from] = true;
+        listed[c.to] = true;
+    }
+    for &c in open.iter().flat_map(|(from, to)| from.iter().chain(to)) {
+        listed[c] = true;
+    }
+    w.write_all(b"{\"classes\":[")?;
+    let mut first = true;
+    for (id, class) in members.iter().enumerate().filter(|(id, _)| listed[*id]) {
+        w.write_all(if first { b"\n" } else { b",\n" })?;
+        first = false;
+        let row = JsonClass {
+            id,
+            members: class
+                .iter()
+                .map(|&e| conn.endpoints[e].id.as_str())
+                .collect(),
+        };
+        serde_json::to_writer(&mut *w, &row).map_err(to_io)?;
+    }
+    w.write_all(b"\n],\"open\":[")?;
+    for (i, (from, to)) in open.iter().enumerate() {
+        w.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+        let block = JsonOpenBlock {
+            from,
+            to,
+            allowed: Allowed::All("all"),
+        };
+        serde_json::to_writer(&mut *w, &block).map_err(to_io)?;
+    }
+    w.write_all(b"\n],\"connections\":[")?;
+    for (i, c) in kept.iter().enumerate() {
+        w.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+        let row = JsonClassConnection {
+            from: c.from,
+            to: c.to,
+            allowed: Allowed::from(c.allowed),
+        };
+        serde_json::to_writer(&mut *w, &row).map_err(to_io)?;
+    }
+    w.write_all(b"\n]}\n")
+}
+
+#[derive(Serialize)]
+struct JsonGroup<'a> {
+    id: &'a str,
+    endpoints: usize,
+}
+
+#[derive(Serialize)]
+struct JsonGroupConnection<'a> {
+    from: &'a str,
+    to: &'a str,
+    pairs: u64,
+    of: u64,
+    allowed: Allowed,
+}
+
+/// `{"groups":[{id,endpoints}],"connections":[{from,to,pairs,of,allowed}]}`:
+/// `pairs` of the `of` ordered endpoint pairs from group `from` to group
+/// `to` may connect, and `allowed` is what at least one of them may open.
+pub fn write_groups<W: Write>(w: &mut W, matrix: &GroupMatrix) -> io::Result<()> {
+    w.write_all(b"{\"groups\":[")?;
+    for (i, (id, endpoints)) in matrix.groups.iter().enumerate() {
+        w.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+        let row = JsonGroup {
+            id,
+            endpoints: *endpoints,
+        };
+        serde_json::to_writer(&mut *w, &row).map_err(to_io)?;
+    }
+    w.write_all(b"\n],\"connections\":[")?;
+    for (i, c) in matrix.connections.iter().enumerate() {
+        w.write_all(if i == 0 { b"\n" } else { b",\n" })?;
+        let row = JsonGroupConnection {
+            from: &c.from,
+            to: &c.to,
+            pairs: c.pairs,
+            of: c.of,
+            allowed: Allowed::from(&c.allowed),
         };
         serde_json::to_writer(&mut *w, &row).map_err(to_io)?;
     }
@@ -129,7 +263,7 @@ mod tests {
 
     fn render(conn: &Connectivity) -> Value {
         let mut out = Vec::new();
-        write_connectivity(&mut out, conn).unwrap();
+        write_connectivity_where(&mut out, conn, &EndpointFilter::NONE).unwrap();
         serde_json::from_slice(&out).unwrap()
     }
 

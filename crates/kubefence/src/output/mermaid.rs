@@ -3,14 +3,19 @@
 
 use std::io::{self, Write};
 
-use kubefence_core::engine::Connectivity;
+use kubefence_core::engine::{Connectivity, EndpointFilter};
 
 /// A Mermaid quoted label; `"` becomes the `#quot;` entity.
 fn label(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "#quot;"))
 }
 
-pub fn write_connectivity<W: Write>(w: &mut W, conn: &Connectivity) -> io::Result<()> {
+/// Every endpoint, and an edge per connection that `filter` keeps.
+pub fn write_connectivity_where<W: Write>(
+    w: &mut W,
+    conn: &Connectivity,
+    filter: &EndpointFilter,
+) -> io::Result<()> {
     writeln!(w, "flowchart LR")?;
     let mut open: Option<&str> = None;
     let mut subgraphs = 0usize;
@@ -40,7 +45,7 @@ pub fn write_connectivity<W: Write>(w: &mut W, conn: &Connectivity) -> io::Resul
     if open.is_some() {
         writeln!(w, "  end")?;
     }
-    for c in conn.connections() {
+    for c in conn.connections_where(filter) {
         writeln!(
             w,
             "  n{} -->|{}| n{}",
@@ -63,7 +68,7 @@ mod tests {
     fn mermaid_flowchart() {
         let conn = analyze(&shop(true), &AnalyzeOptions::default());
         let mut out = Vec::new();
-        write_connectivity(&mut out, &conn).unwrap();
+        write_connectivity_where(&mut out, &conn, &EndpointFilter::NONE).unwrap();
         let out = String::from_utf8(out).unwrap();
         let expected = "\
 flowchart LR
