@@ -2,6 +2,7 @@
 //! dumps (k8s-openapi types) into the pure model of `kubefence-core`.
 #![forbid(unsafe_code)]
 
+pub mod adapters;
 pub mod config;
 pub mod convert;
 #[cfg(feature = "crd")]
