@@ -7,6 +7,8 @@ pub mod config;
 pub mod convert;
 #[cfg(feature = "crd")]
 pub mod crd;
+#[cfg(feature = "crd")]
+pub mod intent;
 pub mod learn;
 pub mod load;
 pub mod quarantine;
