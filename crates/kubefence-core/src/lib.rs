@@ -20,6 +20,7 @@
 pub mod baseline;
 pub mod conn;
 pub mod engine;
+pub mod intent;
 pub mod intervals;
 pub mod ipset;
 pub mod learn;
@@ -27,6 +28,7 @@ pub mod model;
 pub mod naming;
 pub mod policy;
 pub mod quarantine;
+pub mod ruleset;
 pub mod selector;
 pub mod validation;
 

@@ -80,10 +80,17 @@ pub fn kind_name(kind: &str, namespace: &str, name: &str) -> Result<String, Stri
 
 /// `full` when short enough, else its prefix and 8 hex digits of a hash of
 /// `identity`.
-fn fit(full: String, identity: &str) -> String {
+pub(crate) fn fit(full: String, identity: &str) -> String {
     if full.len() <= MAX_NAME_LEN {
         return full;
     }
+    fit_hashed(full, identity)
+}
+
+/// `full`'s prefix and 8 hex digits of a hash of `identity`, always: the
+/// name of a cluster-scoped object, whose identity the readable part alone
+/// may not carry.
+pub(crate) fn fit_hashed(full: String, identity: &str) -> String {
     let digest = Sha256::digest(identity.as_bytes());
     let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
     // Leave room for "-" and the 8 hex digits; a name never ends in "-" or ".".

@@ -2,10 +2,13 @@
 //! dumps (k8s-openapi types) into the pure model of `kubefence-core`.
 #![forbid(unsafe_code)]
 
+pub mod adapters;
 pub mod config;
 pub mod convert;
 #[cfg(feature = "crd")]
 pub mod crd;
+#[cfg(feature = "crd")]
+pub mod intent;
 pub mod learn;
 pub mod load;
 pub mod quarantine;

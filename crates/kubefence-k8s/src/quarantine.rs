@@ -6,61 +6,27 @@
 //! | networkpolicy | networking.k8s.io/v1 NetworkPolicy, no rules, both policyTypes | namespaced |
 //! | cilium | cilium.io/v2 CiliumNetworkPolicy, `ingressDeny`/`egressDeny` all entities | namespaced |
 //! | adminnetworkpolicy | policy.networking.k8s.io/v1alpha1 AdminNetworkPolicy, Deny, priority 0 | cluster |
+//! | clusternetworkpolicy | policy.networking.k8s.io/v1alpha2 ClusterNetworkPolicy, Admin tier, Deny, priority 0 | cluster |
+//!
+//! Each object is written by the engine adapters (`crate::adapters`) from
+//! the plan's neutral rule set.
 //!
 //! None carries an ownerReference to the target: a quarantine policy must
 //! outlive the workload's deletion (evidence, re-creation by an attacker).
 
-use kubefence_core::model::{NAMESPACE_NAME_LABEL, Workload, WorkloadKind};
+use kubefence_core::model::{Workload, WorkloadKind};
 use kubefence_core::quarantine::{Engine, Plan};
 use serde_json::{Value, json};
 
+use crate::adapters;
 use crate::convert::{ConvertError, live_workload};
 use crate::render;
 
-/// Where the object of an engine lives in the API.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PolicyApi {
-    pub group: &'static str,
-    pub version: &'static str,
-    pub kind: &'static str,
-    pub plural: &'static str,
-    pub namespaced: bool,
-}
+pub use crate::adapters::PolicyApi;
 
-impl PolicyApi {
-    pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.to_string()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
-    }
-}
-
+/// Where the object of a quarantine engine lives in the API.
 pub fn policy_api(engine: Engine) -> PolicyApi {
-    match engine {
-        Engine::NetworkPolicy => PolicyApi {
-            group: "networking.k8s.io",
-            version: "v1",
-            kind: "NetworkPolicy",
-            plural: "networkpolicies",
-            namespaced: true,
-        },
-        Engine::Cilium => PolicyApi {
-            group: "cilium.io",
-            version: "v2",
-            kind: "CiliumNetworkPolicy",
-            plural: "ciliumnetworkpolicies",
-            namespaced: true,
-        },
-        Engine::AdminNetworkPolicy => PolicyApi {
-            group: "policy.networking.k8s.io",
-            version: "v1alpha1",
-            kind: "AdminNetworkPolicy",
-            plural: "adminnetworkpolicies",
-            namespaced: false,
-        },
-    }
+    adapters::api(engine.adapter())
 }
 
 /// The API path segment (`deployments`) and apiVersion of a workload kind.
@@ -91,82 +57,24 @@ pub fn target_workload(
     live_workload(kind, object)
 }
 
-/// Cilium entities a quarantined pod stops accepting traffic from: all but
-/// `host` (the pod's own node, where kubelet probes come from; NetworkPolicy
-/// always allows it too) and `kube-apiserver` (on a control-plane node it is
-/// the host's identity as well). Pods are denied by endpoint selector.
-pub const CILIUM_DENIED_INGRESS_ENTITIES: [&str; 6] = [
-    "world",
-    "remote-node",
-    "ingress",
-    "health",
-    "init",
-    "unmanaged",
-];
+/// Cilium entities a quarantined pod stops accepting traffic from (see
+/// [`adapters::cilium::DENIED_INGRESS_ENTITIES`]).
+pub use crate::adapters::cilium::DENIED_INGRESS_ENTITIES as CILIUM_DENIED_INGRESS_ENTITIES;
 
 /// The object the plan's engine writes, with kubefence's labels and the
-/// audit annotations; never an ownerReference.
+/// audit annotations; never an ownerReference. The plan's deny-all goes
+/// through the same adapters as intents and profiles, at priority 0 (the
+/// highest precedence) for the cluster-scoped engines.
 pub fn render(plan: &Plan) -> Value {
-    let api = policy_api(plan.engine);
-    let selector = json_selector(plan);
-    let mut metadata = json!({
-        "name": plan.policy_name,
-        "labels": plan.labels,
-        "annotations": plan.annotations,
-    });
-    if api.namespaced {
-        metadata["namespace"] = json!(plan.target.namespace);
-    }
-    match plan.engine {
-        Engine::NetworkPolicy => {
-            let mut np = render::network_policy(&plan.policy);
-            np.metadata.labels = Some(plan.labels.clone());
-            np.metadata.annotations = Some(plan.annotations.clone());
-            serde_json::to_value(&np).unwrap_or(Value::Null)
-        }
-        Engine::Cilium => json!({
-            "apiVersion": api.api_version(),
-            "kind": api.kind,
-            "metadata": metadata,
-            "spec": {
-                "endpointSelector": selector,
-                // Everything but the pod's own node: kubelet probes must
-                // keep passing, or a failed liveness probe restarts the
-                // container and the evidence in memory is lost. Every pod of
-                // every namespace, and every entity outside the node.
-                "ingressDeny": [
-                    {"fromEndpoints": [{"matchExpressions": [
-                        {"key": "io.kubernetes.pod.namespace", "operator": "Exists"}
-                    ]}]},
-                    {"fromEntities": CILIUM_DENIED_INGRESS_ENTITIES},
-                ],
-                "egressDeny": [{"toEntities": ["all"]}],
-            },
-        }),
-        Engine::AdminNetworkPolicy => json!({
-            "apiVersion": api.api_version(),
-            "kind": api.kind,
-            "metadata": metadata,
-            "spec": {
-                // 0 is the highest precedence an AdminNetworkPolicy can have.
-                "priority": 0,
-                "subject": {"pods": {
-                    "namespaceSelector": {"matchLabels": {NAMESPACE_NAME_LABEL: plan.target.namespace}},
-                    "podSelector": selector,
-                }},
-                "ingress": [{
-                    "name": "kubefence-quarantine-deny-all-ingress",
-                    "action": "Deny",
-                    "from": [{"namespaces": {}}],
-                }],
-                "egress": [{
-                    "name": "kubefence-quarantine-deny-all-egress",
-                    "action": "Deny",
-                    "to": [{"namespaces": {}}, {"networks": ["0.0.0.0/0", "::/0"]}],
-                }],
-            },
-        }),
-    }
+    let opts = adapters::Options {
+        priority: 0,
+        ..adapters::Options::default()
+    };
+    // A plan's rule set (non-empty selector, deny-all) is expressible by
+    // every network engine; `plan` refused the rest before.
+    adapters::render(plan.engine.adapter(), &plan.rule_set(), &opts)
+        .map(|r| r.object)
+        .unwrap_or(Value::Null)
 }
 
 fn json_selector(plan: &Plan) -> Value {
@@ -294,11 +202,7 @@ mod tests {
             time: "2026-01-01T00:00:00Z".into(),
         };
         let cluster = kubefence_core::Cluster::default();
-        for engine in [
-            Engine::NetworkPolicy,
-            Engine::Cilium,
-            Engine::AdminNetworkPolicy,
-        ] {
+        for engine in Engine::ALL {
             let p = plan(&w, &audit, engine, &cluster, &Config::default()).unwrap();
             let o = render(&p);
             assert_eq!(o["kind"], engine.object_kind());
@@ -306,11 +210,77 @@ mod tests {
             assert_eq!(o["metadata"]["name"], p.policy_name);
             assert_eq!(
                 o["metadata"]["namespace"].is_null(),
-                engine == Engine::AdminNetworkPolicy
+                engine.adapter().cluster_scoped()
             );
             let doc = plan_document(&p, true);
             assert_eq!(doc["effective"], true);
             assert_eq!(doc["selector"], json!({"matchLabels": {"app": "c"}}));
         }
+    }
+
+    /// The adapters write exactly what the quarantine renderer wrote before
+    /// it moved onto them (the objects below are that renderer's output).
+    #[test]
+    fn quarantine_objects_are_unchanged_by_the_move_to_the_adapters() {
+        let pod = json!({"metadata": {"name": "p", "labels": {"app": "c"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}});
+        let w = target_workload(WorkloadKind::Pod, "shop", pod).unwrap();
+        let audit = Audit {
+            reason: "r".into(),
+            finding: None,
+            requester: "me".into(),
+            time: "2026-01-01T00:00:00Z".into(),
+        };
+        let cluster = kubefence_core::Cluster::default();
+        let spec_of = |engine| {
+            let p = plan(&w, &audit, engine, &cluster, &Config::default()).unwrap();
+            render(&p)["spec"].clone()
+        };
+        let selector = json!({"matchLabels": {"app": "c"}});
+        assert_eq!(
+            spec_of(Engine::Cilium),
+            json!({
+                "endpointSelector": selector,
+                "ingressDeny": [
+                    {"fromEndpoints": [{"matchExpressions": [
+                        {"key": "io.kubernetes.pod.namespace", "operator": "Exists"}
+                    ]}]},
+                    {"fromEntities": ["world", "remote-node", "ingress", "health", "init", "unmanaged"]},
+                ],
+                "egressDeny": [{"toEntities": ["all"]}],
+            })
+        );
+        assert_eq!(
+            spec_of(Engine::AdminNetworkPolicy),
+            json!({
+                "priority": 0,
+                "subject": {"pods": {
+                    "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "shop"}},
+                    "podSelector": selector,
+                }},
+                "ingress": [{
+                    "name": "kubefence-quarantine-deny-all-ingress",
+                    "action": "Deny",
+                    "from": [{"namespaces": {}}],
+                }],
+                "egress": [{
+                    "name": "kubefence-quarantine-deny-all-egress",
+                    "action": "Deny",
+                    "to": [{"namespaces": {}}, {"networks": ["0.0.0.0/0", "::/0"]}],
+                }],
+            })
+        );
+        assert_eq!(
+            spec_of(Engine::NetworkPolicy),
+            json!({
+                "podSelector": selector,
+                "policyTypes": ["Ingress", "Egress"],
+                "ingress": [],
+                "egress": [],
+            })
+        );
+        let cnp = spec_of(Engine::ClusterNetworkPolicy);
+        assert_eq!(cnp["tier"], "Admin");
+        assert_eq!(cnp["priority"], 0);
+        assert_eq!(cnp["egress"], spec_of(Engine::AdminNetworkPolicy)["egress"]);
     }
 }

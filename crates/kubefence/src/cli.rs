@@ -84,6 +84,8 @@ pub enum Command {
     Operator(cmd::operator::OperatorOpts),
     /// Print kubefence's CustomResourceDefinitions as YAML.
     Crds(cmd::crds::CrdsOpts),
+    /// Security intents: render them per engine (offline), import Nimbus's.
+    Intents(cmd::intents::IntentsOpts),
 }
 
 /// The manifests a command reads.

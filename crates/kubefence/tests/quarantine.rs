@@ -294,9 +294,17 @@ fn online_boutique_upstream_policies_leave_paths_that_deny_engines_override() {
         assert_eq!(peers, remaining, "nca agrees on what remains");
     }
 
-    for engine in ["cilium", "adminnetworkpolicy"] {
+    for engine in ["cilium", "adminnetworkpolicy", "clusternetworkpolicy"] {
         let (code, p) = offline_plan(&[&b], engine);
         assert_eq!(code, 0, "{engine}");
+        if engine == "clusternetworkpolicy" {
+            assert_eq!(p["object"]["kind"], "ClusterNetworkPolicy");
+            assert_eq!(
+                p["object"]["apiVersion"],
+                "policy.networking.k8s.io/v1alpha2"
+            );
+            assert_eq!(p["object"]["spec"]["tier"], "Admin");
+        }
         assert_eq!(p["effective"], true, "{engine}");
         let paths = p["remainingPaths"].as_array().unwrap();
         assert_eq!(paths.len(), 2, "{engine}");

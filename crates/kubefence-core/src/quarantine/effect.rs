@@ -137,11 +137,12 @@ fn overrides(engine: Engine, direction: Direction, rule: &Rule) -> bool {
         // ingressDeny: every pod and every entity but the pod's own node
         // (which NetworkPolicy always allows too); egressDeny: all.
         Engine::Cilium => true,
-        // AdminNetworkPolicy ingress peers are namespaces and pods only: a
+        // AdminNetworkPolicy (and ClusterNetworkPolicy) ingress peers are
+        // namespaces and pods only: a
         // source outside the cluster is not matched by its Deny, so a rule
         // that admits addresses (an ipBlock, or no peers at all) stays open.
         // Egress peers include networks (0.0.0.0/0, ::/0): all covered.
-        Engine::AdminNetworkPolicy => match direction {
+        Engine::AdminNetworkPolicy | Engine::ClusterNetworkPolicy => match direction {
             Direction::Egress => true,
             Direction::Ingress => {
                 !rule.peers.is_empty() && rule.peers.iter().all(|p| matches!(p, Peer::Pods { .. }))

@@ -29,6 +29,7 @@ use sha2::{Digest, Sha256};
 use crate::model::{Cluster, Workload, WorkloadKind};
 use crate::naming::{self, MAX_NAME_LEN, Source, TARGET_KIND_LABEL, TARGET_NAME_LABEL};
 use crate::policy::{NetworkPolicy, PolicyTypes};
+use crate::ruleset::{self, Enforcement, RuleSet, Traffic};
 use crate::selector::{LabelSelector, Labels};
 
 pub use effect::{RemainingPath, remaining_paths};
@@ -65,8 +66,12 @@ pub enum Engine {
     NetworkPolicy,
     /// A CiliumNetworkPolicy with `ingressDeny`/`egressDeny`: overrides allows.
     Cilium,
-    /// An AdminNetworkPolicy with `Deny` rules at the highest priority.
+    /// An AdminNetworkPolicy (v1alpha1) with `Deny` rules at the highest
+    /// priority.
     AdminNetworkPolicy,
+    /// A ClusterNetworkPolicy (v1alpha2), Admin tier, `Deny` rules at the
+    /// highest priority.
+    ClusterNetworkPolicy,
 }
 
 impl Engine {
@@ -75,23 +80,35 @@ impl Engine {
             Self::NetworkPolicy => "networkpolicy",
             Self::Cilium => "cilium",
             Self::AdminNetworkPolicy => "adminnetworkpolicy",
+            Self::ClusterNetworkPolicy => "clusternetworkpolicy",
         }
     }
 
+    /// The adapter that writes this engine's object.
+    pub fn adapter(self) -> ruleset::Engine {
+        match self {
+            Self::NetworkPolicy => ruleset::Engine::NetworkPolicy,
+            Self::Cilium => ruleset::Engine::Cilium,
+            Self::AdminNetworkPolicy => ruleset::Engine::AdminNetworkPolicy,
+            Self::ClusterNetworkPolicy => ruleset::Engine::ClusterNetworkPolicy,
+        }
+    }
+
+    pub const ALL: [Engine; 4] = [
+        Self::NetworkPolicy,
+        Self::Cilium,
+        Self::AdminNetworkPolicy,
+        Self::ClusterNetworkPolicy,
+    ];
+
     /// The kind of object this engine writes.
     pub fn object_kind(self) -> &'static str {
-        match self {
-            Self::NetworkPolicy => "NetworkPolicy",
-            Self::Cilium => "CiliumNetworkPolicy",
-            Self::AdminNetworkPolicy => "AdminNetworkPolicy",
-        }
+        self.adapter().object_kind()
     }
 
     /// The engine that writes objects of `kind`.
     pub fn from_object_kind(kind: &str) -> Option<Self> {
-        [Self::NetworkPolicy, Self::Cilium, Self::AdminNetworkPolicy]
-            .into_iter()
-            .find(|e| e.object_kind() == kind)
+        Self::ALL.into_iter().find(|e| e.object_kind() == kind)
     }
 }
 
@@ -108,8 +125,9 @@ impl std::str::FromStr for Engine {
             "networkpolicy" => Ok(Self::NetworkPolicy),
             "cilium" | "ciliumnetworkpolicy" => Ok(Self::Cilium),
             "adminnetworkpolicy" | "anp" => Ok(Self::AdminNetworkPolicy),
+            "clusternetworkpolicy" | "cnp" => Ok(Self::ClusterNetworkPolicy),
             _ => Err(format!(
-                "unknown engine {s:?} (expected networkpolicy, cilium or adminnetworkpolicy)"
+                "unknown engine {s:?} (expected networkpolicy, cilium, adminnetworkpolicy or clusternetworkpolicy)"
             )),
         }
     }
@@ -145,9 +163,10 @@ impl Target {
 
     /// The name of the object `engine` writes for this target.
     pub fn object_name(&self, engine: Engine) -> String {
-        match engine {
-            Engine::AdminNetworkPolicy => self.cluster_scoped_name(),
-            Engine::NetworkPolicy | Engine::Cilium => self.policy_name(),
+        if engine.adapter().cluster_scoped() {
+            self.cluster_scoped_name()
+        } else {
+            self.policy_name()
         }
     }
 
@@ -281,6 +300,31 @@ impl Plan {
     /// The paths the chosen engine leaves open.
     pub fn open_paths(&self) -> impl Iterator<Item = &RemainingPath> {
         self.remaining_paths.iter().filter(|p| !p.overridden)
+    }
+
+    /// The deny-all as a neutral rule set, for the engine adapters: both
+    /// directions isolated, nothing allowed.
+    pub fn rule_set(&self) -> RuleSet {
+        let isolated = Traffic {
+            isolate: true,
+            allow: Vec::new(),
+            deny: Vec::new(),
+        };
+        RuleSet {
+            name: self.target.policy_name(),
+            cluster_name: self.target.cluster_scoped_name(),
+            namespace: self.target.namespace.clone(),
+            subject: self.selector.clone(),
+            ingress: isolated.clone(),
+            egress: isolated,
+            process: Vec::new(),
+            file: Vec::new(),
+            enforcement: Enforcement::Enforce,
+            rule_prefix: "kubefence-quarantine".to_string(),
+            message: None,
+            labels: self.labels.clone(),
+            annotations: self.annotations.clone(),
+        }
     }
 
     /// `cluster` with the quarantine policy added (for checking the result

@@ -40,6 +40,7 @@ pub fn deployment(ns: &str, app: &str) -> Workload {
     }
 }
 
+#[allow(dead_code)]
 pub fn tcp(port: u16) -> PortSpec {
     PortSpec {
         protocol: Protocol::Tcp,

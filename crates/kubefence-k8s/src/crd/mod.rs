@@ -7,6 +7,7 @@
 //! for drift), and the tests below hold every registered kind to the
 //! conventions. To add a kind, add its module and one line to [`all_crds`].
 
+pub mod intent;
 pub mod learned;
 pub mod quarantine;
 
@@ -22,6 +23,7 @@ pub const GROUP: &str = "kubefence.dev";
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
     let mut crds: Vec<CustomResourceDefinition> = vec![quarantine::Quarantine::crd()];
     crds.extend(learned::crds());
+    crds.extend(intent::crds());
     crds.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     crds
 }

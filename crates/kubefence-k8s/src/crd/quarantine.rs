@@ -228,7 +228,7 @@ pub struct QuarantineStatus {
 
 /// `metav1.Condition`s as the Kubernetes API conventions declare them
 /// (`+listType=map`, `+listMapKeys=type`), with bounded length.
-fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(crate) fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     let mut schema = <Vec<Condition> as JsonSchema>::json_schema(generator);
     schema.insert("x-kubernetes-list-type".into(), "map".into());
     schema.insert(

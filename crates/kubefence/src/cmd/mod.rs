@@ -11,6 +11,7 @@ pub mod demo;
 pub mod diff;
 pub mod explain;
 pub mod generate;
+pub mod intents;
 pub mod learn;
 pub mod operator;
 pub mod quarantine;
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Release(opts) => release::run(&opts),
         Command::Operator(opts) => operator::run(&opts),
         Command::Crds(opts) => crds::run(&opts),
+        Command::Intents(opts) => intents::run(&opts),
     }
 }
 

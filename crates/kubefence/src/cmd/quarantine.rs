@@ -25,9 +25,10 @@ and nothing is sent.
 NetworkPolicies are additive: a deny-all policy does not cut what another
 policy already allows. The plan lists every such path (policy, peer, ports),
 and `effective` is false while any remains. --engine cilium
-(CiliumNetworkPolicy ingressDeny/egressDeny) and --engine adminnetworkpolicy
-(AdminNetworkPolicy Deny at priority 0) override allows, where the CNI
-implements them (docs/quarantine.md).
+(CiliumNetworkPolicy ingressDeny/egressDeny), --engine clusternetworkpolicy
+(ClusterNetworkPolicy v1alpha2, Admin tier, Deny at priority 0) and --engine
+adminnetworkpolicy (the older AdminNetworkPolicy v1alpha1) override allows,
+where the CNI implements them (docs/quarantine.md says which does).
 
 Kinds: Deployment (deploy), StatefulSet (sts), DaemonSet (ds), ReplicaSet
 (rs), Job, CronJob (cj), Pod (po). kube-system, kube-public and
@@ -51,7 +52,10 @@ pub enum EngineArg {
     #[default]
     Networkpolicy,
     Cilium,
+    /// AdminNetworkPolicy v1alpha1 (CNIs that implement only it).
     Adminnetworkpolicy,
+    /// ClusterNetworkPolicy v1alpha2, Admin tier (network-policy-api v0.2.0).
+    Clusternetworkpolicy,
 }
 
 impl From<EngineArg> for Engine {
@@ -60,6 +64,7 @@ impl From<EngineArg> for Engine {
             EngineArg::Networkpolicy => Self::NetworkPolicy,
             EngineArg::Cilium => Self::Cilium,
             EngineArg::Adminnetworkpolicy => Self::AdminNetworkPolicy,
+            EngineArg::Clusternetworkpolicy => Self::ClusterNetworkPolicy,
         }
     }
 }
