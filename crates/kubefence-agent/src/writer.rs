@@ -160,3 +160,166 @@ mod tests {
         assert!(schedule.last_attempt.is_empty());
     }
 }
+
+#[cfg(test)]
+mod api_tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use kubefence_core::learn::{Neighbor, NeighborPeer, Neighborhood, ObservedPort};
+    use kubefence_core::{LabelSelector, Labels, Protocol};
+    use kubefence_k8s::crd::learned::OtherGroup;
+    use kubefence_k8s::learn::neighborhood::neighborhood;
+    use kubefence_operator::fake::FakeApi;
+
+    use super::*;
+    use crate::object::same_neighbours;
+
+    const PATH: &str =
+        "/apis/kubefence.dev/v1alpha1/namespaces/shop/networkneighborhoods/deployment-web";
+
+    fn snapshot(ports: &[u16]) -> Snapshot {
+        let selector =
+            |app: &str| LabelSelector::from_labels(Labels::from([("app".into(), app.into())]));
+        Snapshot {
+            neighborhood: Neighborhood {
+                workload: WorkloadRef {
+                    kind: "Deployment".into(),
+                    namespace: "shop".into(),
+                    name: "web".into(),
+                },
+                selector: selector("web"),
+                ingress: vec![],
+                egress: vec![Neighbor {
+                    peer: NeighborPeer::Pods {
+                        namespace_selector: None,
+                        pod_selector: Some(selector("cart")),
+                    },
+                    ports: ports
+                        .iter()
+                        .map(|&port| ObservedPort {
+                            protocol: Protocol::Tcp,
+                            port,
+                            name: None,
+                        })
+                        .collect::<BTreeSet<_>>(),
+                    evidence: None,
+                }],
+            },
+            coarse: BTreeMap::new(),
+        }
+    }
+
+    fn context(now: &str) -> WriteContext<'static> {
+        WriteContext {
+            now: now.parse().unwrap(),
+            learning_period: Duration::from_secs(3600),
+            mode: "ebpf",
+        }
+    }
+
+    fn stored(fake: &FakeApi) -> NetworkNeighborhood {
+        serde_json::from_value(fake.get(PATH).expect("the neighborhood was written")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn two_nodes_writing_the_same_workload_lose_nothing() {
+        let (client, fake) = FakeApi::start();
+        // Node A creates the object.
+        let written = write(
+            &client,
+            &snapshot(&[8080]),
+            &context("2026-01-01T00:00:00Z"),
+        )
+        .await
+        .unwrap();
+        assert!(written.created);
+        assert_eq!(written.status, "learning");
+        // Node B read it before A wrote... simulated by B merging with an
+        // old resourceVersion: the apply is refused, nothing is lost.
+        let mut old = stored(&fake);
+        old.metadata.resource_version = Some("0".into());
+        let stale = crate::object::render(
+            &snapshot(&[9090]),
+            Some(&old),
+            &context("2026-01-01T00:00:10Z"),
+        )
+        .unwrap();
+        let api: Api<NetworkNeighborhood> = Api::namespaced(client.clone(), "shop");
+        let refused = api
+            .patch(
+                "deployment-web",
+                &PatchParams::apply(FIELD_MANAGER).force(),
+                &Patch::Apply(&stale),
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(kube::Error::Api(ref s)) if s.code == 409),
+            "{refused:?}"
+        );
+        // B's next write merges with what is there.
+        let written = write(
+            &client,
+            &snapshot(&[9090]),
+            &context("2026-01-01T00:00:20Z"),
+        )
+        .await
+        .unwrap();
+        assert!(!written.created);
+        let back = neighborhood(&stored(&fake).to_other_group(), "shop")
+            .unwrap()
+            .value;
+        assert!(
+            same_neighbours(&back, &snapshot(&[8080, 9090]).neighborhood),
+            "{back:?}"
+        );
+        let annotations = stored(&fake).metadata.annotations.unwrap();
+        assert_eq!(
+            annotations[crate::object::LEARNING_SINCE_ANNOTATION],
+            "2026-01-01T00:00:00Z"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_create_that_loses_the_race_is_a_conflict_not_an_overwrite() {
+        let (client, fake) = FakeApi::start();
+        // Another node created the object between our read and our create:
+        // the create answers AlreadyExists (409).
+        let other =
+            crate::object::render(&snapshot(&[8080]), None, &context("2026-01-01T00:00:00Z"))
+                .unwrap();
+        let api: Api<NetworkNeighborhood> = Api::namespaced(client.clone(), "shop");
+        api.create(&PostParams::default(), &other).await.unwrap();
+        let again = api.create(&PostParams::default(), &other).await;
+        assert!(matches!(again, Err(kube::Error::Api(ref s)) if s.code == 409));
+        // A write now reads it first and merges.
+        write(&client, &snapshot(&[443]), &context("2026-01-01T00:00:05Z"))
+            .await
+            .unwrap();
+        let back = neighborhood(&stored(&fake).to_other_group(), "shop")
+            .unwrap()
+            .value;
+        assert!(same_neighbours(&back, &snapshot(&[443, 8080]).neighborhood));
+    }
+
+    #[tokio::test]
+    async fn an_object_someone_else_owns_is_not_written() {
+        let (client, fake) = FakeApi::start();
+        let mut foreign =
+            crate::object::render(&snapshot(&[8080]), None, &context("2026-01-01T00:00:00Z"))
+                .unwrap();
+        foreign.metadata.labels = None;
+        fake.add(&foreign);
+        let writes = fake.writes();
+        let result = write(
+            &client,
+            &snapshot(&[9090]),
+            &context("2026-01-01T00:00:05Z"),
+        )
+        .await;
+        assert!(
+            matches!(result, Err(WriteError::Object(ObjectError::NotOurs { .. }))),
+            "{result:?}"
+        );
+        assert_eq!(fake.writes(), writes);
+    }
+}
