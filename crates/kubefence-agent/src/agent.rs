@@ -1,9 +1,10 @@
 //! The agent's loop: watches, capture, aggregation and writes, joined.
 //!
-//! Phases: start the Pod and Service watches and wait (bounded) for the
-//! first list of this node's pods, so the first connections are
-//! attributed; start the capture (a capture that cannot start is an error
-//! that says why, before anything is written); then, until shutdown, fold
+//! Phases: load and attach the capture (a host that cannot capture is an
+//! error that says why, before any API call); start the Pod and Service
+//! watches and wait (bounded) for the first list of this node's pods, while
+//! events wait in the ring buffer, so the first connections are
+//! attributed; then, until shutdown, fold
 //! every connection in and, once a second, write the workloads that are
 //! due ([`crate::writer`]). On shutdown the workloads still dirty are
 //! written once more.
@@ -20,6 +21,7 @@ use tokio::sync::watch;
 
 use crate::aggregate::{Aggregator, Outcome};
 use crate::capture::Mode;
+use crate::capture::ebpf::{CaptureStats, EbpfCapture};
 use crate::index::PodIndex;
 use crate::object::{STATUS_LEARNING, WriteContext, status_at};
 use crate::writer::{WriteSchedule, write};
@@ -42,18 +44,13 @@ pub struct AgentConfig {
     pub learning_period: Duration,
     /// How long to wait for the first list of this node's pods.
     pub sync_timeout: Duration,
-    #[cfg(target_os = "linux")]
-    pub ebpf: crate::capture::ebpf::EbpfOptions,
 }
 
 /// Why the agent stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
-    #[cfg(target_os = "linux")]
     #[error("the eBPF capture cannot start: {0}")]
     Capture(#[from] crate::capture::ebpf::EbpfError),
-    #[error("the eBPF capture needs Linux")]
-    Unsupported,
     #[error("reading the ring buffer failed: {0}")]
     Read(std::io::Error),
     #[error("the agent's state lock was poisoned by a panic")]
@@ -84,33 +81,17 @@ struct Shared {
     stats: AgentStats,
 }
 
-/// Runs the agent until `shutdown` turns true.
+/// Runs the agent until `shutdown` turns true, with a capture already
+/// started ([`EbpfCapture::start`]: started first, so a host that cannot
+/// capture is told before any API call). Events wait in the ring buffer
+/// until the pods of this node are listed.
 pub async fn run(
     client: kube::Client,
-    config: AgentConfig,
-    shutdown: watch::Receiver<bool>,
-) -> Result<(), AgentError> {
-    #[cfg(not(target_os = "linux"))]
-    {
-        let _ = (client, config, shutdown);
-        Err(AgentError::Unsupported)
-    }
-    #[cfg(target_os = "linux")]
-    {
-        run_linux(client, config, shutdown).await
-    }
-}
-
-#[cfg(target_os = "linux")]
-async fn run_linux(
-    client: kube::Client,
+    capture: EbpfCapture,
     config: AgentConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), AgentError> {
-    use crate::capture::ebpf::{CaptureStats, EbpfCapture};
-
-    // A host that cannot capture is told before anything else happens.
-    crate::capture::ebpf::preflight(&config.ebpf)?;
+    let mode = Mode::Ebpf;
     let shared = Arc::new(Shared {
         index: Arc::new(Mutex::new(PodIndex::new(
             config.pod_grace,
@@ -141,8 +122,6 @@ async fn run_linux(
             config.sync_timeout
         );
     }
-    let capture = EbpfCapture::start(&config.ebpf)?;
-    let mode = Mode::Ebpf;
     tracing::info!(%mode, node = %config.node, "capturing every new TCP and UDP connection of this node");
     let capture_stats = Arc::new(CaptureStats::default());
     let reader = {
@@ -213,7 +192,6 @@ async fn run_linux(
 
 /// Writes the workloads that are due: changed neighbours, or a status that
 /// is due to turn `completed`.
-#[cfg(target_os = "linux")]
 async fn flush(
     client: &kube::Client,
     shared: &Shared,
@@ -287,8 +265,7 @@ async fn flush(
     Ok(())
 }
 
-#[cfg(target_os = "linux")]
-fn report(shared: &Shared, capture: &crate::capture::ebpf::CaptureStats, mode: Mode) {
+fn report(shared: &Shared, capture: &CaptureStats, mode: Mode) {
     let outcomes = shared
         .stats
         .outcomes

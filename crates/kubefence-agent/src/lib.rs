@@ -21,6 +21,7 @@
 //! [`watch`] (the Pod and Service watches), [`agent`] (the loop that joins
 //! them).
 
+#[cfg(target_os = "linux")]
 pub mod agent;
 pub mod aggregate;
 pub mod capture;

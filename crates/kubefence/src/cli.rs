@@ -84,6 +84,9 @@ pub enum Command {
     Operator(cmd::operator::OperatorOpts),
     /// Print kubefence's CustomResourceDefinitions as YAML.
     Crds(cmd::crds::CrdsOpts),
+    /// Run the node agent: record every pod's connections on this node as
+    /// NetworkNeighborhoods (eBPF; a DaemonSet).
+    Agent(cmd::agent::AgentOpts),
 }
 
 /// The manifests a command reads.
