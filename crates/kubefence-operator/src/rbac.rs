@@ -9,7 +9,9 @@
 //! `component_roles_grant_exactly_their_calls` in `tests/deploy.rs` check
 //! the ClusterRole and the lease Role in `deploy/base/`, and the roles the
 //! components of `deploy/components/` bind to the operator, against it,
-//! and that none has a wildcard.
+//! and that none has a wildcard. The node agent's calls (`Scope::Agent`,
+//! crates/kubefence-agent: `watch.rs` and `writer.rs`) are checked against
+//! the role its component binds to its own ServiceAccount.
 
 /// Where a permission must be granted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,6 +27,10 @@ pub enum Scope {
     /// quarantine and release, reads included, even those the base role
     /// already grants the operator.
     Component(&'static str),
+    /// The ClusterRole of the node agent's own ServiceAccount
+    /// (`deploy/components/agent`, `kubefence-agent`): the agent runs as a
+    /// DaemonSet apart from the operator and gets none of its rights.
+    Agent,
 }
 
 /// The quarantine component (`deploy/components/quarantine`).
@@ -255,6 +261,28 @@ pub const CALLS: &[(Scope, &str, &str, &str)] = &[
         "patch",
     ),
     (LEARNED, "networking.k8s.io", "networkpolicies", "get"),
+    // The node agent (crates/kubefence-agent), under its own
+    // ServiceAccount: watch the pods of its node (a field selector is still
+    // a list and watch of pods) and every Service (ClusterIP -> selector);
+    // read, create (the first write, which must fail if another node
+    // created it meanwhile) and server-side apply its NetworkNeighborhoods.
+    (Scope::Agent, "", "pods", "list"),
+    (Scope::Agent, "", "pods", "watch"),
+    (Scope::Agent, "", "services", "list"),
+    (Scope::Agent, "", "services", "watch"),
+    (Scope::Agent, "kubefence.dev", "networkneighborhoods", "get"),
+    (
+        Scope::Agent,
+        "kubefence.dev",
+        "networkneighborhoods",
+        "create",
+    ),
+    (
+        Scope::Agent,
+        "kubefence.dev",
+        "networkneighborhoods",
+        "patch",
+    ),
     // Leader election (leader.rs, kube-lease-manager).
     (Scope::OwnNamespace, "coordination.k8s.io", "leases", "get"),
     (

@@ -265,6 +265,18 @@ fn components_bind_to_the_base_service_account() {
     let mut bindings = 0;
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
+        // A component that runs its own pods (the agent) defines its own
+        // ServiceAccount beside its binding; that one is allowed too.
+        let own: Vec<Value> = std::fs::read_dir(file.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .flat_map(|p| {
+                serde_saphyr::from_multiple::<Value>(&std::fs::read_to_string(p).unwrap()).unwrap()
+            })
+            .filter(|o| o["kind"] == "ServiceAccount")
+            .map(|o| o["metadata"]["name"].clone())
+            .collect();
         for d in serde_saphyr::from_multiple::<Value>(&text).unwrap() {
             if !matches!(
                 d["kind"].as_str(),
@@ -275,6 +287,15 @@ fn components_bind_to_the_base_service_account() {
             for s in d["subjects"].as_array().unwrap() {
                 if s["kind"] == "ServiceAccount" {
                     bindings += 1;
+                    if own.contains(&s["name"]) {
+                        assert_eq!(
+                            s["namespace"],
+                            sa["metadata"]["namespace"],
+                            "{}",
+                            file.display()
+                        );
+                        continue;
+                    }
                     assert_eq!(s["name"], sa["metadata"]["name"], "{}", file.display());
                     assert_eq!(
                         s["namespace"],
@@ -616,7 +637,7 @@ fn kustomize_with_every_component_grants_exactly_the_calls() {
         serde_saphyr::from_multiple(&String::from_utf8(output.stdout).unwrap()).unwrap();
     let sa = rendered
         .iter()
-        .find(|o| o["kind"] == "ServiceAccount")
+        .find(|o| o["kind"] == "ServiceAccount" && o["metadata"]["name"] == "kubefence")
         .unwrap();
     let (sa_name, sa_ns) = (&sa["metadata"]["name"], &sa["metadata"]["namespace"]);
     let mut cluster_wide = BTreeSet::new();
@@ -665,5 +686,73 @@ fn kustomize_with_every_component_grants_exactly_the_calls() {
             .find(|o| o["kind"] == kind)
             .unwrap_or_else(|| panic!("no {kind}"));
         assert_eq!(&o["metadata"]["namespace"], sa_ns, "{kind}");
+    }
+}
+
+/// The node agent's component: its own ServiceAccount, bound to a role that
+/// grants exactly the agent's calls (`rbac::CALLS`, `Scope::Agent`) and
+/// nothing of the operator's; a DaemonSet that runs under it, locked down
+/// to the capabilities the eBPF capture needs.
+#[test]
+fn the_agent_component_grants_exactly_the_agents_calls_and_is_locked_down() {
+    let objects = components()
+        .into_iter()
+        .find(|(n, _)| n == "agent")
+        .map(|(_, o)| o)
+        .expect("deploy/components/agent");
+    let find = |kind: &str| -> &Value {
+        objects
+            .iter()
+            .find(|o| o["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in deploy/components/agent"))
+    };
+    let sa = find("ServiceAccount");
+    let binding = find("ClusterRoleBinding");
+    let role = find("ClusterRole");
+    assert_eq!(binding["roleRef"]["name"], role["metadata"]["name"]);
+    let subjects = binding["subjects"].as_array().unwrap();
+    assert_eq!(subjects.len(), 1);
+    assert_eq!(subjects[0]["name"], sa["metadata"]["name"]);
+    assert_eq!(subjects[0]["namespace"], sa["metadata"]["namespace"]);
+    assert_ne!(
+        sa["metadata"]["name"],
+        one("serviceaccount.yaml")["metadata"]["name"]
+    );
+    assert_eq!(grants(role), calls(Scope::Agent));
+
+    let ds = find("DaemonSet");
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], sa["metadata"]["name"]);
+    assert_ne!(pod["hostPID"], true);
+    assert_ne!(pod["hostNetwork"], true);
+    let containers = pod["containers"].as_array().unwrap();
+    assert_eq!(containers.len(), 1);
+    let c = &containers[0];
+    assert_eq!(strings(&c["args"])[0], "agent");
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_ne!(sc["privileged"], true);
+    assert_eq!(strings(&sc["capabilities"]["drop"]), vec!["ALL"]);
+    let mut added = strings(&sc["capabilities"]["add"]);
+    added.sort();
+    assert_eq!(added, vec!["BPF", "NET_ADMIN", "PERFMON"]);
+    for kind in ["requests", "limits"] {
+        for resource in ["cpu", "memory"] {
+            assert!(
+                c["resources"][kind][resource].as_str().is_some(),
+                "resources.{kind}.{resource}"
+            );
+        }
+    }
+    // NODE_NAME from the downward API: the agent watches its node's pods.
+    let env = c["env"].as_array().unwrap();
+    assert!(
+        env.iter().any(|e| e["name"] == "NODE_NAME"
+            && e["valueFrom"]["fieldRef"]["fieldPath"] == "spec.nodeName")
+    );
+    // Every mount of the host is read-only.
+    for m in c["volumeMounts"].as_array().unwrap() {
+        assert_eq!(m["readOnly"], true, "{m}");
     }
 }

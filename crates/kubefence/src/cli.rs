@@ -86,6 +86,9 @@ pub enum Command {
     Crds(cmd::crds::CrdsOpts),
     /// Security intents: render them per engine (offline), import Nimbus's.
     Intents(cmd::intents::IntentsOpts),
+    /// Run the node agent: record every pod's connections on this node as
+    /// NetworkNeighborhoods (eBPF; a DaemonSet).
+    Agent(cmd::agent::AgentOpts),
 }
 
 /// The manifests a command reads.

@@ -5,6 +5,7 @@ use std::io::{BufWriter, StdoutLock, Write};
 
 use crate::cli::{Cli, Command};
 
+pub mod agent;
 pub mod analyze;
 pub mod crds;
 pub mod demo;
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Operator(opts) => operator::run(&opts),
         Command::Crds(opts) => crds::run(&opts),
         Command::Intents(opts) => intents::run(&opts),
+        Command::Agent(opts) => agent::run(&opts),
     }
 }
 

@@ -98,7 +98,7 @@ pub fn run(opts: &OperatorOpts) -> anyhow::Result<u8> {
 }
 
 /// SIGTERM (Kubernetes stopping the pod) or Ctrl-C.
-async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};

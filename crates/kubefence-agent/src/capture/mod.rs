@@ -1,0 +1,31 @@
+//! Where connections come from.
+//!
+//! - [`Mode::Ebpf`]: the agent's own eBPF programs (Linux ≥ 5.8): every
+//!   new TCP and UDP connection of every socket on the node, from the
+//!   moment the agent starts, on any CNI.
+//!
+//! The mode is reported in the logs, the metrics and each neighborhood's
+//! `kubefence.dev/agent-mode` annotation.
+
+#[cfg(target_os = "linux")]
+pub mod ebpf;
+
+/// How the agent captures connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Ebpf,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ebpf => "ebpf",
+        }
+    }
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,137 @@
+//! `kubefence agent`: the node agent (a DaemonSet, one per node). Sees every
+//! new TCP and UDP connection of every pod on its node and keeps one
+//! NetworkNeighborhood per workload for the learned controller.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use kubefence_core::IpNet;
+
+use crate::exit;
+
+#[derive(Debug, Args)]
+#[command(after_long_help = "\
+What it does:
+  Loads a small eBPF program (built from source with kubefence) that reports
+  every TCP connection when it is established (from SYN_SENT: outgoing, from
+  SYN_RECV: incoming) and the first datagram of every UDP flow, for every
+  socket on the node, from the moment the agent starts: no pod restarts, any
+  CNI. Replies are never counted. Each connection is attributed to the
+  workload of the local pod (watched with the field selector
+  spec.nodeName=<node>) and kept once per (workload, direction, peer, port,
+  protocol); peers are pods of this node, Services (their selector), the node,
+  or external addresses. Memory is capped by --max-entries (past it, new
+  neighbours are counted per peer workload, without ports, in the annotation
+  kubefence.dev/agent-coarsened, and never become rules).
+
+What it writes:
+  One NetworkNeighborhood (kubefence.dev/v1alpha1, Kubescape's shape) per
+  workload, named <kind>-<name>, at most once per --write-interval-seconds per
+  workload, merged with what other nodes wrote (no neighbour is lost to a
+  race). Its kubescape.io/status is \"learning\" for --learning-period-seconds
+  after the first write, then \"completed\". Run the operator with --learned
+  to turn them into GeneratedNetworkPolicies for review.
+
+Needs:
+  Linux >= 5.8, tracefs (/sys/kernel/tracing), cgroup v2, and CAP_BPF,
+  CAP_PERFMON and CAP_NET_ADMIN (or CAP_SYS_ADMIN). `kubefence agent --check`
+  tells what this host lacks, without loading anything. deploy/components/agent
+  holds the DaemonSet and its RBAC.
+
+Examples:
+  kubefence agent --node \"$NODE_NAME\" --cluster-cidr 10.244.0.0/16 --cluster-cidr 10.96.0.0/12
+  kubefence agent --check
+
+Stops cleanly on SIGTERM or Ctrl-C, writing what is still unwritten.")]
+pub struct AgentOpts {
+    /// This node's name: only its pods are watched (spec.nodeName).
+    #[arg(long, env = "NODE_NAME", required_unless_present = "check")]
+    pub node: Option<String>,
+    /// The cluster's pod and Service networks (repeatable). An address inside
+    /// them that is no known pod or Service is counted as unknown instead of
+    /// becoming an external address rule.
+    #[arg(long = "cluster-cidr", value_name = "CIDR")]
+    pub cluster_cidrs: Vec<IpNet>,
+    /// How long a deleted pod's address still names it (its last connections
+    /// are read after the deletion is seen).
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub pod_grace_seconds: u64,
+    /// The most (workload, direction, peer, protocol, port) entries held.
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub max_entries: usize,
+    /// At most one write per workload per this many seconds.
+    #[arg(long, default_value_t = 30, value_name = "SECONDS")]
+    pub write_interval_seconds: u64,
+    /// How long a neighborhood is "learning" before it is "completed".
+    #[arg(long, default_value_t = 86_400, value_name = "SECONDS")]
+    pub learning_period_seconds: u64,
+    /// The cgroup v2 directory whose sockets the UDP capture sees (default:
+    /// the host's cgroup v2 root, which holds every pod).
+    #[arg(long, value_name = "DIR")]
+    pub cgroup: Option<PathBuf>,
+    /// Check that this host can run the eBPF capture, say what is missing,
+    /// and exit (0: it can; 2: it cannot). Loads nothing, calls no API.
+    #[arg(long)]
+    pub check: bool,
+}
+
+pub fn run(opts: &AgentOpts) -> anyhow::Result<u8> {
+    run_agent(opts)
+}
+
+#[cfg(target_os = "linux")]
+fn run_agent(opts: &AgentOpts) -> anyhow::Result<u8> {
+    use kubefence_agent::agent::AgentConfig;
+    use kubefence_agent::capture::ebpf::{EbpfCapture, EbpfOptions, default_cgroup, preflight};
+
+    let ebpf = EbpfOptions {
+        cgroup: opts.cgroup.clone().unwrap_or_else(default_cgroup),
+    };
+    if opts.check {
+        preflight(&ebpf).context("this host cannot run the eBPF capture")?;
+        println!(
+            "this host can run the eBPF capture (the rights are checked when the programs load)"
+        );
+        return Ok(exit::OK);
+    }
+    let node = opts
+        .node
+        .clone()
+        .context("--node (or NODE_NAME) is required")?;
+    let config = AgentConfig {
+        node,
+        cluster_cidrs: opts.cluster_cidrs.clone(),
+        pod_grace: Duration::from_secs(opts.pod_grace_seconds),
+        max_entries: opts.max_entries.max(1),
+        write_interval: Duration::from_secs(opts.write_interval_seconds.max(1)),
+        learning_period: Duration::from_secs(opts.learning_period_seconds),
+        sync_timeout: Duration::from_secs(60),
+    };
+    // First, so that a host that cannot capture is told at once.
+    let capture = EbpfCapture::start(&ebpf).context("the eBPF capture cannot start")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let client = kube::Client::try_default()
+            .await
+            .context("cannot reach the cluster (kubeconfig or in-cluster service account)")?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            crate::cmd::operator::shutdown_signal().await;
+            let _ = stop.send(true);
+        });
+        kubefence_agent::agent::run(client, capture, config, stopped)
+            .await
+            .context("agent")
+    })?;
+    Ok(exit::OK)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn run_agent(_opts: &AgentOpts) -> anyhow::Result<u8> {
+    anyhow::bail!("kubefence agent runs on Linux only (its capture is eBPF)")
+}
