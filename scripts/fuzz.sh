@@ -9,8 +9,8 @@
 #   fuzz/      (kubefence-core only; cold build about a minute)
 #              ipset (address and port sets), references (the baseline's
 #              reference finder)
-#   fuzz/k8s/  (kubefence-k8s and k8s-openapi; cold instrumented build of
-#              15 min and more on 2 cores)
+#   fuzz/k8s/  (kubefence-k8s and k8s-openapi; built with 16 codegen units,
+#              see K8S_BUILD_FLAGS; a cold build still takes many minutes)
 #              load (the manifest loader), selector (label selectors),
 #              network_policy (ports and ipBlocks)
 # Without TARGET every target of both runs. --ci runs the fuzz/ targets only,
@@ -25,8 +25,9 @@
 # Seeds come from testdata/ and examples/ (derived at run time into
 # fuzz/corpus/, which also keeps what the fuzzer finds) plus the few
 # hand-written ones in fuzz/seeds/. A crash is saved under fuzz/artifacts/
-# and fails the run; reproduce it with (add --fuzz-dir fuzz/k8s for its targets)
+# and fails the run; reproduce it with
 #   cargo fuzz run --sanitizer none --debug-assertions TARGET fuzz/artifacts/TARGET/crash-...
+#   (for a fuzz/k8s target add --fuzz-dir fuzz/k8s --codegen-units 16)
 #
 # --ci: when cargo-fuzz cannot be installed here, print why and exit 0 (set
 # KUBEFENCE_FUZZ_REQUIRED=1 to fail instead); a target that does not build and
@@ -36,6 +37,13 @@ cd "$(dirname "$0")/.."
 
 CARGO_FUZZ_VERSION=0.13.2
 BUILD_FLAGS=(--sanitizer none --debug-assertions)
+# cargo-fuzz builds in release mode with one codegen unit (it passes
+# -Ccodegen-units=1 in RUSTFLAGS, over any profile setting), so ThinLTO can
+# inline across the instrumented code. For kubefence-k8s, whose serde and
+# k8s-openapi code is huge, one unit made the cold build take over 45 min of
+# LLVM on one core; 16 units build in a fraction of that for somewhat slower
+# runs (`--codegen-units` is cargo-fuzz's own knob for this trade).
+K8S_BUILD_FLAGS=(--codegen-units 16)
 CI_SECONDS=60
 CORE_TARGETS=(ipset references)
 K8S_TARGETS=(load selector network_policy)
@@ -48,6 +56,16 @@ fuzz_dir() {
         echo fuzz
     elif [ -f "fuzz/k8s/fuzz_targets/$1.rs" ]; then
         echo fuzz/k8s
+    fi
+}
+
+# The build flags of a target's package (the same for build and run, or
+# `cargo fuzz run` would build again).
+build_flags() {
+    if [ "$(fuzz_dir "$1")" = fuzz/k8s ]; then
+        echo "${BUILD_FLAGS[@]}" "${K8S_BUILD_FLAGS[@]}"
+    else
+        echo "${BUILD_FLAGS[@]}"
     fi
 }
 
@@ -116,7 +134,8 @@ trap 'rm -f "$build_log"' EXIT
 echo "fuzz: building ${targets[*]}"
 for t in "${targets[@]}"; do
     start=$SECONDS
-    if ! cargo fuzz build --fuzz-dir "$(fuzz_dir "$t")" "${BUILD_FLAGS[@]}" "$t" >"$build_log" 2>&1; then
+    read -r -a flags <<<"$(build_flags "$t")"
+    if ! cargo fuzz build --fuzz-dir "$(fuzz_dir "$t")" "${flags[@]}" "$t" >"$build_log" 2>&1; then
         tail -n 30 "$build_log" >&2
         # Not a reason to skip: a target that no longer compiles against the
         # code it fuzzes is a broken test, and CI must say so.
@@ -152,7 +171,8 @@ for t in "${targets[@]}"; do
     echo "fuzz: running $t (${limit[*]})"
     start=$SECONDS
     status=0
-    cargo fuzz run --fuzz-dir "$(fuzz_dir "$t")" "${BUILD_FLAGS[@]}" "$t" "${corpora[@]}" -- \
+    read -r -a flags <<<"$(build_flags "$t")"
+    cargo fuzz run --fuzz-dir "$(fuzz_dir "$t")" "${flags[@]}" "$t" "${corpora[@]}" -- \
         "${limit[@]}" "${extra[@]}" -max_len="$max_len" -timeout=10 -rss_limit_mb=2048 \
         -artifact_prefix="fuzz/artifacts/$t/" -print_final_stats=1 >"$log" 2>&1 || status=$?
     elapsed=$(( SECONDS - start ))

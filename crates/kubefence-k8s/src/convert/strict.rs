@@ -9,7 +9,11 @@
 //! whatever the kind, the nesting, or the value (`form: null` included).
 //! A close known key, found in the type's JSON schema, is suggested.
 
-use schemars::JsonSchema;
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, PoisonError};
+
+use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -71,7 +75,7 @@ fn segments(path: &serde_ignored::Path<'_>, out: &mut Vec<Segment>) {
 /// unknown field (the object is still checked further, so every bad field is
 /// reported at once), or, for a wrong type, every error (serde stops at the
 /// first wrong type).
-pub(crate) fn read<T: DeserializeOwned + JsonSchema>(
+pub(crate) fn read<T: DeserializeOwned + JsonSchema + 'static>(
     value: Value,
     strictness: Strictness,
 ) -> Result<(T, Problems), Vec<ConvertError>> {
@@ -96,7 +100,7 @@ pub(crate) fn read<T: DeserializeOwned + JsonSchema>(
     }
     let mut errors: Vec<ConvertError> = Vec::new();
     if !unknown.is_empty() {
-        let schema = schemars::SchemaGenerator::default().into_root_schema_for::<T>();
+        let schema = schema_of::<T>();
         for path in &unknown {
             errors.push(unknown_field(schema.as_value(), path));
         }
@@ -116,6 +120,22 @@ pub(crate) fn read<T: DeserializeOwned + JsonSchema>(
             Err(errors)
         }
     }
+}
+
+/// The JSON schema of `T`, generated once per type and kept: generating it
+/// walks the whole type (a Deployment's holds every definition of a pod
+/// spec, hundreds of them), and a manifest of many objects with a typo each
+/// would otherwise pay that for every object.
+fn schema_of<T: JsonSchema + 'static>() -> Arc<Schema> {
+    static SCHEMAS: LazyLock<Mutex<HashMap<TypeId, Arc<Schema>>>> = LazyLock::new(Mutex::default);
+    // Generation cannot leave the map half-written, so a poisoned lock (a
+    // panic in another thread) still holds whole schemas.
+    let mut schemas = SCHEMAS.lock().unwrap_or_else(PoisonError::into_inner);
+    Arc::clone(
+        schemas
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(SchemaGenerator::default().into_root_schema_for::<T>())),
+    )
 }
 
 fn unknown_field(root: &Value, path: &[Segment]) -> ConvertError {
@@ -225,6 +245,15 @@ mod tests {
                 "spec.podSelector.app: unknown field `app` (known here: `matchExpressions`, `matchLabels`)",
             ]
         );
+    }
+
+    #[test]
+    fn the_schema_of_a_type_is_generated_once() {
+        let first = schema_of::<NetworkPolicy>();
+        assert!(Arc::ptr_eq(&first, &schema_of::<NetworkPolicy>()));
+        let other = schema_of::<k8s_openapi::api::core::v1::Service>();
+        assert!(!Arc::ptr_eq(&first, &other));
+        assert_ne!(first.as_value(), other.as_value());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::{ConvertError, Problems, Strictness, is_port_name, port_number, proto
 
 /// What kubefence reads of a workload object: its metadata, its pod
 /// selector and its pod template, wherever the kind keeps them.
-pub trait WorkloadObject: DeserializeOwned + JsonSchema {
+pub trait WorkloadObject: DeserializeOwned + JsonSchema + 'static {
     const KIND: WorkloadKind;
     /// The selector's path, for errors.
     const SELECTOR_FIELD: &'static str = "spec.selector";

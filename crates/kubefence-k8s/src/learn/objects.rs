@@ -270,7 +270,10 @@ macro_rules! learned_root {
                 spec: $spec,
             ) -> Self {
                 Self {
-                    api_version: <Self as kube::Resource>::api_version(&()).into_owned(),
+                    // Written out, not asked of `kube::Resource`: that impl
+                    // exists only with the `crd` feature, and the loader
+                    // (the fuzz targets build it without) reads these kinds.
+                    api_version: format!("{}/{}", $group, $version),
                     kind: $kind.to_string(),
                     metadata,
                     spec,
@@ -279,6 +282,7 @@ macro_rules! learned_root {
             }
         }
 
+        #[cfg(feature = "crd")]
         impl kube::Resource for $name {
             type DynamicType = ();
             type Scope = $scope;
@@ -304,6 +308,8 @@ macro_rules! learned_root {
         }
     };
 }
+// For kubefence's own kinds of the same shape (`crd::learned`).
+#[cfg(feature = "crd")]
 pub(crate) use learned_root;
 
 learned_root! {
@@ -339,4 +345,26 @@ learned_root! {
     }
     api: KUBESCAPE_GROUP, KUBESCAPE_VERSION, "GeneratedNetworkPolicy", "generatednetworkpolicies",
         k8s_openapi::NamespaceResourceScope
+}
+
+#[cfg(all(test, feature = "crd"))]
+mod tests {
+    use super::*;
+
+    /// `new` writes the apiVersion out (so the loader builds without kube);
+    /// kube's own rule for it must agree.
+    #[test]
+    fn written_api_version_is_kubes() {
+        let neighbourhood = NetworkNeighborhood::new(Default::default(), Default::default());
+        assert_eq!(
+            neighbourhood.api_version,
+            <NetworkNeighborhood as kube::Resource>::api_version(&())
+        );
+        let server = KnownServer::new(Default::default(), Default::default());
+        assert_eq!(
+            server.api_version,
+            <KnownServer as kube::Resource>::api_version(&())
+        );
+        assert_eq!(server.api_version, KUBESCAPE_API_VERSION);
+    }
 }

@@ -205,7 +205,7 @@ fn valid_meta(
 }
 
 /// The typed object, or `None` after recording every bad field.
-fn typed<T: DeserializeOwned + schemars::JsonSchema>(
+fn typed<T: DeserializeOwned + schemars::JsonSchema + 'static>(
     value: Value,
     location: &Location,
     errors: &mut Vec<Diagnostic>,
