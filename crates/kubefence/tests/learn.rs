@@ -159,6 +159,52 @@ fn verify_lists_each_denied_connection_with_the_deciding_policy() {
 }
 
 #[test]
+fn verify_takes_a_reply_without_is_reply_as_a_reply_as_learn_does() {
+    // The server's data packet back to the client carries no is_reply (an
+    // observation point without conntrack state): it is a reply because it
+    // leaves the port cartservice listens on for one frontend does not. It
+    // is not a connection from cartservice to frontend's port 43210.
+    let dir = tempfile::tempdir().unwrap();
+    let shop = write(dir.path(), "shop.yaml", SHOP);
+    let flows = testdata("flows/jsonpb-no-is-reply.jsonl");
+    let learned = run(&["learn", "--flows", &flows, "-f", &shop]);
+    assert_eq!(learned.code, 0, "{}", learned.stderr);
+    let learned = write(dir.path(), "learned.yaml", &learned.stdout);
+
+    let out = run(&["verify", "--flows", &flows, "-f", &shop, "-f", &learned]);
+    assert!(!out.stdout.contains("43210"), "{}", out.stdout);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    let json = run(&[
+        "verify", "--flows", &flows, "-f", &shop, "-f", &learned, "-o", "json",
+    ]);
+    let v: Value = serde_json::from_str(&json.stdout).unwrap();
+    let summary = &v["summary"];
+    assert_eq!(summary["flows"], 5);
+    assert_eq!(summary["connections"], 1);
+    assert_eq!(summary["allowed"], 1);
+    assert_eq!(summary["denied"], 0);
+    // The SYN-ACK, the is_reply: true ACK and the data packet back.
+    assert_eq!(summary["replies"], 3);
+
+    // Against deny-all, the one connection is denied, from the client.
+    let deny = write(dir.path(), "deny.yaml", DENY_ALL);
+    let denied = run(&["verify", "--flows", &flows, "-f", &shop, "-f", &deny]);
+    assert_eq!(denied.code, 1);
+    assert!(
+        denied.stdout.contains(
+            "DENIED shop/Deployment/frontend -> shop/Deployment/cartservice TCP/7070 (2 flows"
+        ),
+        "{}",
+        denied.stdout
+    );
+    assert!(
+        denied.stdout.contains("0 allowed, 1 would be denied"),
+        "{}",
+        denied.stdout
+    );
+}
+
+#[test]
 fn malformed_flow_lines_are_reported_by_file_and_line_and_the_rest_is_learned() {
     let flows = testdata("flows/malformed.jsonl");
     let out = run(&["learn", "--flows", &flows]);

@@ -1,20 +1,21 @@
 //! `kubefence verify`: which observed connections would the policies deny?
 //! A "what would break" audit, on any CNI, before enforcing.
 //!
-//! Wiring: flows are streamed by `kubefence_k8s::learn::hubble`; each
-//! connection opening (not a reply) is attributed to an endpoint of the
-//! manifests (its workload, or its address outside the cluster), the
-//! distinct (source, destination, protocol, port) are kept, and each is
-//! decided by the engine's `explain`, which also names the deciding
-//! policies.
+//! Wiring: flows are streamed by `kubefence_k8s::learn::hubble` into the
+//! core `Learner`, whose `observed` gives the distinct connections
+//! (source, destination, protocol, port) told apart from replies and
+//! attributed exactly as `learn` does it, so the two commands never
+//! disagree on what was observed; each connection between endpoints of the
+//! manifests (workloads, or addresses outside the cluster) is decided by
+//! the engine's `explain`, which also names the deciding policies.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::io::Write;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use kubefence_core::engine::{Explanation, explain};
-use kubefence_core::learn::{Flow, FlowEndpoint, ReservedIdentity};
+use kubefence_core::learn::{LearnReport, Learner, LeftOutReason, ObservedConnection, ObservedEnd};
 use kubefence_core::{Cluster, Protocol};
 use kubefence_k8s::learn::hubble;
 use serde::Serialize;
@@ -32,12 +33,19 @@ would deny is listed with the policy that decides it (as `explain` gives
 it), then a summary. Works whatever the CNI: the flows say what happens,
 the engine says what the policies would allow.
 
-A connection is taken from its opening (a TCP SYN, a policy-verdict event,
-or any flow that is not a reply); replies are never checked on their own.
-Each side is the workload of -f the pod belongs to (by Hubble's workloads[],
-then the pod labels against the workloads' selectors in its namespace), or
-its address when it is outside the cluster. Flows whose pods match no
-workload of -f are counted as unattributed, not guessed.";
+Observed traffic is read exactly as `kubefence learn` reads it. A
+connection is taken from its opening (a TCP SYN, a policy-verdict event, or
+a flow marked is_reply: false); replies are never checked on their own. A
+flow without is_reply is decided once every listening port is known: sent
+from a port its sender listens on to one its receiver does not, it is a
+reply; sent to a listening port, it is the client's; otherwise it is
+counted as of unknown direction, not guessed. Dropped flows are attempts
+that did not work, not traffic to keep working: counted, not checked.
+Each side is the workload of -f the pod belongs to (the workload whose
+selector matches the pod's labels, preferring the one Hubble's workloads[]
+or the pod name points at), or its address when it is outside the cluster.
+Flows whose pods match no workload of -f, and node or API-server peers
+(whose treatment depends on the CNI), are counted as unattributed.";
 
 const AFTER_LONG_HELP: &str = "\
 Examples:
@@ -96,7 +104,14 @@ struct Summary {
     connections: usize,
     allowed: usize,
     denied: usize,
+    /// Flagged replies, and flows without is_reply recognised as replies.
     replies: u64,
+    /// Dropped or failed in the datapath: attempts, not checked.
+    not_forwarded: u64,
+    /// Socket-level traces (service translation, not packets).
+    socket_traces: u64,
+    /// Without is_reply, and no listening port on either side.
+    unknown_direction: u64,
     unattributed: u64,
     without_port: u64,
     /// Between pods of one workload (not a pair the policies decide here).
@@ -126,16 +141,14 @@ pub fn run(opts: &VerifyOpts) -> anyhow::Result<u8> {
         &inputs::load_options(&opts.model.namespace, false),
         "-f",
     )?;
-    let index = WorkloadIndex::new(&cluster);
-    let mut summary = Summary::default();
-    let mut conns: BTreeMap<Conn, Seen> = BTreeMap::new();
+    let mut learner = Learner::new();
     let mut records = 0u64;
     for path in &opts.flows {
         let reader = hubble::open(path).with_context(|| format!("--flows {path}: cannot read"))?;
         for item in reader {
             records += 1;
-            let flow = match item {
-                Ok(flow) => flow,
+            match item {
+                Ok(flow) => learner.observe(&flow),
                 Err(e) => {
                     had_errors = true;
                     logging::report(
@@ -147,44 +160,6 @@ pub fn run(opts: &VerifyOpts) -> anyhow::Result<u8> {
                         },
                         &e.message,
                     );
-                    continue;
-                }
-            };
-            summary.flows += 1;
-            if is_reply(&flow) {
-                summary.replies += 1;
-                continue;
-            }
-            let (Some(protocol), Some(port)) = (flow.protocol, flow.destination_port) else {
-                summary.without_port += 1;
-                continue;
-            };
-            let (Some(from), Some(to)) = (
-                index.endpoint(&flow.source),
-                index.endpoint(&flow.destination),
-            ) else {
-                summary.unattributed += 1;
-                continue;
-            };
-            if from == to {
-                summary.within_workload += 1;
-                continue;
-            }
-            let seen = conns
-                .entry(Conn {
-                    from,
-                    to,
-                    protocol,
-                    port,
-                })
-                .or_default();
-            seen.flows += 1;
-            if let Some(t) = &flow.time {
-                if seen.first.as_ref().is_none_or(|f| t < f) {
-                    seen.first = Some(t.clone());
-                }
-                if seen.last.as_ref().is_none_or(|l| t > l) {
-                    seen.last = Some(t.clone());
                 }
             }
         }
@@ -195,7 +170,11 @@ pub fn run(opts: &VerifyOpts) -> anyhow::Result<u8> {
             opts.flows.join(", ")
         );
     }
-    summary.connections = conns.len();
+    // The learner's own classification and attribution, so that verify
+    // checks exactly the connections learn would learn from: a reply
+    // without is_reply is a reply here too.
+    let (observed, report) = learner.observed(Some(&cluster));
+    let (conns, mut summary) = connections(&cluster, &observed, &report);
     let analyze = opts.model.analyze_options();
     let mut denied: Vec<(Conn, &Seen, Explanation)> = Vec::new();
     for (conn, seen) in &conns {
@@ -233,10 +212,82 @@ pub fn run(opts: &VerifyOpts) -> anyhow::Result<u8> {
     Ok(exit::with_input_errors(verdict, had_errors))
 }
 
-/// A reply packet: `is_reply: true`, or a SYN-ACK. Absent `is_reply` is
-/// not a reply (the flow is checked: a policy allowing it is harmless).
-fn is_reply(flow: &Flow) -> bool {
-    flow.is_reply == Some(true) || flow.tcp_flags.is_some_and(|f| f.syn && f.ack)
+/// The observed connections between endpoints of the manifests (or
+/// addresses outside the cluster), by engine endpoint id, and the summary's
+/// counts of what could not be checked.
+fn connections(
+    cluster: &Cluster,
+    observed: &[ObservedConnection],
+    report: &LearnReport,
+) -> (BTreeMap<Conn, Seen>, Summary) {
+    let counts = &report.flows;
+    let mut summary = Summary {
+        flows: counts.read,
+        replies: counts.replies + counts.inferred_replies,
+        not_forwarded: counts.not_forwarded,
+        socket_traces: counts.socket_traces,
+        ..Summary::default()
+    };
+    for left in &report.left_out {
+        match left.reason {
+            LeftOutReason::NoPort | LeftOutReason::PortlessProtocol => {
+                summary.without_port += left.count;
+            }
+            LeftOutReason::UnknownDirection => summary.unknown_direction += left.count,
+            _ => summary.unattributed += left.count,
+        }
+    }
+    let mut conns: BTreeMap<Conn, Seen> = BTreeMap::new();
+    for c in observed {
+        let (Some(from), Some(to)) = (
+            engine_endpoint(cluster, &c.source),
+            engine_endpoint(cluster, &c.destination),
+        ) else {
+            summary.unattributed += c.flows;
+            continue;
+        };
+        if from == to {
+            summary.within_workload += c.flows;
+            continue;
+        }
+        let seen = conns
+            .entry(Conn {
+                from,
+                to,
+                protocol: c.protocol,
+                port: c.port,
+            })
+            .or_default();
+        seen.flows += c.flows;
+        if let Some(t) = &c.evidence.first_seen
+            && seen.first.as_ref().is_none_or(|f| t < f)
+        {
+            seen.first = Some(t.clone());
+        }
+        if let Some(t) = &c.evidence.last_seen
+            && seen.last.as_ref().is_none_or(|l| t > l)
+        {
+            seen.last = Some(t.clone());
+        }
+    }
+    summary.connections = conns.len();
+    (conns, summary)
+}
+
+/// The engine's endpoint id of a connection end: a workload of the
+/// manifests, or an address outside the cluster; `None` when the policies
+/// cannot decide it (a workload the manifests do not have, a node or the
+/// API server, whose treatment depends on the CNI, an unnamed identity).
+fn engine_endpoint(cluster: &Cluster, end: &ObservedEnd) -> Option<String> {
+    match end {
+        ObservedEnd::Workload(w) => cluster
+            .workloads
+            .iter()
+            .find(|m| m.namespace == w.namespace && m.name == w.name && m.kind.as_str() == w.kind)
+            .map(|m| m.id()),
+        ObservedEnd::Address(ip) => Some(ip.to_string()),
+        ObservedEnd::Reserved(..) | ObservedEnd::Unattributed(_) => None,
+    }
 }
 
 fn policies(x: &kubefence_core::engine::DirectionVerdict) -> Vec<String> {
@@ -268,7 +319,7 @@ fn write_text<W: Write>(
     }
     writeln!(
         w,
-        "{} flows, {} distinct connections: {} allowed, {} would be denied; {} replies, {} unattributed, {} without a port, {} within one workload",
+        "{} flows, {} distinct connections: {} allowed, {} would be denied; {} replies, {} unattributed, {} without a port, {} within one workload, {} of unknown direction, {} dropped, {} socket traces",
         summary.flows,
         summary.connections,
         summary.allowed,
@@ -276,7 +327,10 @@ fn write_text<W: Write>(
         summary.replies,
         summary.unattributed,
         summary.without_port,
-        summary.within_workload
+        summary.within_workload,
+        summary.unknown_direction,
+        summary.not_forwarded,
+        summary.socket_traces
     )
 }
 
@@ -303,69 +357,4 @@ fn write_json<W: Write>(
         &serde_json::json!({"denied": denied, "summary": summary}),
     )?;
     writeln!(w)
-}
-
-/// Flow endpoints → endpoint ids of the manifests.
-struct WorkloadIndex<'a> {
-    cluster: &'a Cluster,
-    /// (namespace, name) → ids of workloads with that name.
-    by_name: BTreeMap<(String, String), BTreeSet<String>>,
-}
-
-impl<'a> WorkloadIndex<'a> {
-    fn new(cluster: &'a Cluster) -> Self {
-        let mut by_name: BTreeMap<(String, String), BTreeSet<String>> = BTreeMap::new();
-        for w in &cluster.workloads {
-            by_name
-                .entry((w.namespace.clone(), w.name.clone()))
-                .or_default()
-                .insert(w.id());
-        }
-        Self { cluster, by_name }
-    }
-
-    /// The endpoint id of a flow side: a workload of the manifests, or an
-    /// address outside the cluster; `None` when it cannot be told.
-    fn endpoint(&self, e: &FlowEndpoint) -> Option<String> {
-        let Some(namespace) = &e.namespace else {
-            // Not a pod: an address, when it is one outside the cluster.
-            let outside = e.reserved.is_empty() || e.reserved.contains(&ReservedIdentity::World);
-            return e.ip.filter(|_| outside).map(|ip| ip.to_string());
-        };
-        // Hubble's own attribution first.
-        for w in &e.workloads {
-            if let Some(ids) = self.by_name.get(&(namespace.clone(), w.name.clone())) {
-                let kind = w.kind.to_ascii_lowercase();
-                if let Some(id) = ids
-                    .iter()
-                    .find(|id| id.to_ascii_lowercase().contains(&format!("/{kind}/")))
-                    .or_else(|| ids.iter().next())
-                {
-                    return Some(id.clone());
-                }
-            }
-        }
-        // Then the pod labels against the selectors of its namespace.
-        let labels: kubefence_core::Labels = e.labels.iter().cloned().collect();
-        let matching: Vec<&kubefence_core::Workload> = self
-            .cluster
-            .workloads
-            .iter()
-            .filter(|w| {
-                &w.namespace == namespace && !w.selector.is_empty() && w.selector.matches(&labels)
-            })
-            .collect();
-        match matching.as_slice() {
-            [one] => Some(one.id()),
-            [] => None,
-            several => {
-                // The one the pod name points at, if any.
-                let pod = e.pod_name.as_deref()?;
-                several
-                    .iter()
-                    .find(|w| pod.starts_with(&format!("{}-", w.name)))
-                    .map(|w| w.id())
-            }
-        }
-    }
 }
