@@ -175,6 +175,8 @@ fn traffic_role() {
     match std::env::var(ROLE_ENV).as_deref() {
         Ok("server") => server(),
         Ok("client") => client(),
+        Ok("bench-server") => bench_server(),
+        Ok("bench-client") => bench_client(),
         _ => {}
     }
 }
@@ -557,4 +559,203 @@ fn check_no_rights() {
         started.elapsed() < Duration::from_secs(10),
         "it must not hang"
     );
+}
+
+/// Server ports of the benchmark: many, so that a high connection rate
+/// does not run out of 4-tuples (TIME_WAIT).
+const BENCH_PORTS: std::ops::Range<u16> = 9000..9016;
+const BENCH_SECONDS: u64 = 5;
+
+fn bench_server() {
+    let listeners: Vec<TcpListener> = BENCH_PORTS
+        .map(|p| TcpListener::bind((SERVER_IP, p)).unwrap())
+        .collect();
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    let threads: Vec<_> = listeners
+        .into_iter()
+        .map(|l| {
+            std::thread::spawn(move || {
+                // Until the parent kills the server.
+                while let Ok((stream, _)) = l.accept() {
+                    drop(stream);
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        let _ = t.join();
+    }
+}
+
+/// Opens connections at `KUBEFENCE_BENCH_RATE` per second for
+/// `BENCH_SECONDS`, from 4 threads; prints how many it opened.
+fn bench_client() {
+    let rate: u64 = std::env::var("KUBEFENCE_BENCH_RATE")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let threads = 4u64;
+    let started = Instant::now();
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            std::thread::spawn(move || {
+                let per_thread = rate / threads;
+                let total = per_thread * BENCH_SECONDS;
+                let mut opened = 0u64;
+                let ports: Vec<u16> = BENCH_PORTS.collect();
+                while opened < total && started.elapsed() < Duration::from_secs(BENCH_SECONDS * 3) {
+                    // Pace: connection `opened` is due at opened / per_thread s.
+                    let due = Duration::from_secs_f64(opened as f64 / per_thread as f64);
+                    if let Some(wait) = due.checked_sub(started.elapsed()) {
+                        std::thread::sleep(wait);
+                    }
+                    let port = ports[((opened + t) % ports.len() as u64) as usize];
+                    if TcpStream::connect((SERVER_IP, port)).is_ok() {
+                        opened += 1;
+                    }
+                }
+                opened
+            })
+        })
+        .collect();
+    let opened: u64 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    println!("opened {opened} in {:?}", started.elapsed());
+}
+
+/// This process's CPU time (user + system) and resident memory.
+fn cpu_and_rss() -> (Duration, u64) {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let rss_kib: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // USER_HZ is 100 on Linux.
+    (Duration::from_millis(ticks * 10), rss_kib)
+}
+
+/// The benchmark: connections per second between the two namespaces at
+/// each rate of `KUBEFENCE_BENCH_RATES` (default 1000,10000,50000) for 5 s,
+/// with the capture and the aggregation in this process; reports the
+/// connections opened, the events read, lost events, this process's CPU
+/// (as % of one core) and its resident memory. Run with
+/// `cargo test --release -p kubefence-agent --test netns -- --ignored --nocapture capture_benchmark`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a benchmark: run by hand, as root"]
+async fn capture_benchmark() {
+    let Some(mut capture) = start_capture() else {
+        return;
+    };
+    let rates: Vec<u64> = std::env::var("KUBEFENCE_BENCH_RATES")
+        .unwrap_or_else(|_| "1000,10000,50000".into())
+        .split(',')
+        .map(|r| r.trim().parse().unwrap())
+        .collect();
+    for rate in rates {
+        let namespaces = Namespaces::create().unwrap();
+        let mut index = PodIndex::new(Duration::from_secs(30), vec![]);
+        for (ip, name) in [(CLIENT_IP, "client"), (SERVER_IP, "server")] {
+            index.upsert_pod(
+                PodRecord {
+                    namespace: "test".into(),
+                    name: format!("{name}-0"),
+                    workload: WorkloadRef {
+                        kind: "Deployment".into(),
+                        namespace: "test".into(),
+                        name: name.into(),
+                    },
+                    selector: LabelSelector::from_labels(Labels::from([(
+                        "app".into(),
+                        name.into(),
+                    )])),
+                },
+                vec![ip.into()],
+            );
+        }
+        let aggregator = Arc::new(Mutex::new(Aggregator::new(100_000)));
+        let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let stats = Arc::new(CaptureStats::default());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (cpu0, _) = cpu_and_rss();
+        let reader = {
+            let aggregator = Arc::clone(&aggregator);
+            let counted = Arc::clone(&counted);
+            let stats = Arc::clone(&stats);
+            tokio::spawn(capture.run(stats, stopped, move |c| {
+                if is_test_address(&c) {
+                    counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    aggregator
+                        .lock()
+                        .unwrap()
+                        .record(&c, &index, Instant::now(), "t");
+                }
+            }))
+        };
+        let (client_ns, server_ns) = (namespaces.client.clone(), namespaces.server.clone());
+        let started = Instant::now();
+        let opened = tokio::task::spawn_blocking(move || -> String {
+            let mut server = spawn_role(&server_ns, "bench-server").unwrap();
+            let mut lines = BufReader::new(server.stdout.take().unwrap());
+            let mut line = String::new();
+            lines.read_line(&mut line).unwrap();
+            let mut client = Command::new("ip")
+                .args(["netns", "exec", &client_ns])
+                .arg(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "traffic_role",
+                    "--include-ignored",
+                    "--nocapture",
+                ])
+                .env(ROLE_ENV, "bench-client")
+                .env("KUBEFENCE_BENCH_RATE", rate.to_string())
+                .stdout(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut out = String::new();
+            client
+                .stdout
+                .take()
+                .unwrap()
+                .read_to_string(&mut out)
+                .unwrap();
+            let _ = client.wait();
+            let _ = server.kill();
+            let _ = server.wait();
+            out.lines()
+                .find(|l| l.starts_with("opened"))
+                .unwrap_or("opened ?")
+                .to_string()
+        })
+        .await
+        .unwrap();
+        let elapsed = started.elapsed();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop.send(true).unwrap();
+        // The capture is moved into the reader; take a new one for the next rate.
+        reader.await.unwrap().unwrap();
+        let (cpu1, rss) = cpu_and_rss();
+        drop(namespaces);
+        let cpu = (cpu1 - cpu0).as_secs_f64() / elapsed.as_secs_f64() * 100.0;
+        eprintln!(
+            "rate {rate}/s: {opened}; test events {} (2 per connection), lost {}, malformed {}, \
+             CPU {cpu:.1}% of a core (this process: capture + aggregation), RSS {} MiB, entries {}",
+            counted.load(std::sync::atomic::Ordering::Relaxed),
+            stats.lost.load(std::sync::atomic::Ordering::Relaxed),
+            stats.malformed.load(std::sync::atomic::Ordering::Relaxed),
+            rss / 1024,
+            aggregator.lock().unwrap().entries(),
+        );
+        capture = EbpfCapture::start(&EbpfOptions::default()).unwrap();
+    }
 }
