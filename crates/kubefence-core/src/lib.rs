@@ -26,6 +26,7 @@ pub mod learn;
 pub mod model;
 pub mod naming;
 pub mod policy;
+pub mod profile;
 pub mod quarantine;
 pub mod selector;
 pub mod validation;
