@@ -8,5 +8,6 @@ pub mod convert;
 pub mod crd;
 pub mod learn;
 pub mod load;
+pub mod profile;
 pub mod quarantine;
 pub mod render;

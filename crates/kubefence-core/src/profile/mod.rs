@@ -102,7 +102,8 @@ pub struct Profile {
     pub namespace: String,
     pub name: String,
     pub pod_selector: LabelSelector,
-    /// `ingress.from`; `None` for the default router peer.
+    /// `ingress.from`; `None` for the default router peer, empty for
+    /// nobody.
     pub ingress_from: Option<Vec<Peer>>,
     /// `ingress.ports`; empty for every port.
     pub ingress_ports: Vec<PortSpec>,
@@ -265,7 +266,7 @@ pub fn build(profile: &Profile, cfg: &ProfileConfig) -> Result<Built, ProfileErr
             (custom.ingress.clone(), egress)
         }
         None => (
-            vec![default_ingress(profile)],
+            default_ingress(profile),
             default_egress(profile, cfg, &blocked)?,
         ),
     };
@@ -316,14 +317,19 @@ pub fn router_peer() -> Peer {
     }
 }
 
-fn default_ingress(profile: &Profile) -> Rule {
-    Rule {
-        peers: profile
-            .ingress_from
-            .clone()
-            .unwrap_or_else(|| vec![router_peer()]),
+/// The router rule by default; none for an empty `from` (nobody: a rule
+/// without peers would admit every peer, never what an empty list means
+/// here).
+fn default_ingress(profile: &Profile) -> Vec<Rule> {
+    let peers = match &profile.ingress_from {
+        None => vec![router_peer()],
+        Some(peers) if peers.is_empty() => return Vec::new(),
+        Some(peers) => peers.clone(),
+    };
+    vec![Rule {
+        peers,
         ports: profile.ingress_ports.clone(),
-    }
+    }]
 }
 
 fn dns_ports() -> Vec<PortSpec> {

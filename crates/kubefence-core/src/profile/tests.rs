@@ -105,6 +105,19 @@ fn the_default_policy_is_router_in_public_out_cluster_dns() {
 }
 
 #[test]
+fn an_empty_from_admits_nobody() {
+    let mut profile = sandbox_profile();
+    profile.ingress_from = Some(Vec::new());
+    let built = build(&profile, &ProfileConfig::default()).unwrap();
+    assert!(
+        built.policy.ingress.is_empty(),
+        "{:?}",
+        built.policy.ingress
+    );
+    assert!(built.policy.policy_types.ingress);
+}
+
+#[test]
 fn an_empty_selector_is_refused_before_anything_is_built() {
     let profile = Profile::new("sandboxes", "all", LabelSelector::everything());
     assert!(matches!(

@@ -8,6 +8,7 @@
 //! conventions. To add a kind, add its module and one line to [`all_crds`].
 
 pub mod learned;
+pub mod profile;
 pub mod quarantine;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -20,7 +21,10 @@ pub const GROUP: &str = "kubefence.dev";
 ///
 /// Register a kind here as `<Kind as kube::CustomResourceExt>::crd()`.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    let mut crds: Vec<CustomResourceDefinition> = vec![quarantine::Quarantine::crd()];
+    let mut crds: Vec<CustomResourceDefinition> = vec![
+        quarantine::Quarantine::crd(),
+        profile::IsolationProfile::crd(),
+    ];
     crds.extend(learned::crds());
     crds.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     crds

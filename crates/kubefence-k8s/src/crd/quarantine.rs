@@ -228,7 +228,7 @@ pub struct QuarantineStatus {
 
 /// `metav1.Condition`s as the Kubernetes API conventions declare them
 /// (`+listType=map`, `+listMapKeys=type`), with bounded length.
-fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+pub(crate) fn conditions_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
     let mut schema = <Vec<Condition> as JsonSchema>::json_schema(generator);
     schema.insert("x-kubernetes-list-type".into(), "map".into());
     schema.insert(
@@ -281,7 +281,7 @@ pub struct RemainingPathStatus {
 
 /// `text` cut to at most `max` characters (as the API server counts them),
 /// ending in `…` when cut.
-fn cut(text: &mut String, max: usize) {
+pub(crate) fn cut(text: &mut String, max: usize) {
     if text.chars().count() > max {
         let keep: String = text.chars().take(max.saturating_sub(1)).collect();
         *text = keep + "…";
