@@ -84,6 +84,8 @@ pub enum Command {
     Operator(cmd::operator::OperatorOpts),
     /// Print kubefence's CustomResourceDefinitions as YAML.
     Crds(cmd::crds::CrdsOpts),
+    /// Isolation profiles, offline: `kubefence profile render`.
+    Profile(cmd::profile::ProfileOpts),
 }
 
 /// The manifests a command reads.

@@ -13,6 +13,7 @@ pub mod explain;
 pub mod generate;
 pub mod learn;
 pub mod operator;
+pub mod profile;
 pub mod quarantine;
 pub mod release;
 pub mod verify;
@@ -30,6 +31,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Release(opts) => release::run(&opts),
         Command::Operator(opts) => operator::run(&opts),
         Command::Crds(opts) => crds::run(&opts),
+        Command::Profile(opts) => profile::run(&opts),
     }
 }
 
