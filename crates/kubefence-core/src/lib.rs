@@ -27,6 +27,7 @@ pub mod learn;
 pub mod model;
 pub mod naming;
 pub mod policy;
+pub mod profile;
 pub mod quarantine;
 pub mod ruleset;
 pub mod selector;

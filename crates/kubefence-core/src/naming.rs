@@ -54,7 +54,12 @@ impl std::fmt::Display for Source {
 
 /// `kf-<source>-<kind>-<name>`, cut and hashed when too long.
 pub fn policy_name(source: Source, kind: WorkloadKind, namespace: &str, name: &str) -> String {
-    let full = format!("kf-{source}-{}-{name}", kind.as_str()).to_ascii_lowercase();
+    policy_name_for(source, kind.as_str(), namespace, name)
+}
+
+/// [`policy_name`] for an object of any kind (an `IsolationProfile`).
+pub fn policy_name_for(source: Source, kind: &str, namespace: &str, name: &str) -> String {
+    let full = format!("kf-{source}-{kind}-{name}").to_ascii_lowercase();
     fit(full, &format!("{source}/{kind}/{namespace}/{name}"))
 }
 

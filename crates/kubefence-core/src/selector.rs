@@ -156,6 +156,65 @@ impl LabelSelector {
     }
 }
 
+impl LabelSelector {
+    /// Whether some set of labels matches both `self` and `other`: exact,
+    /// key by key (keys are independent). Used to find the policies that
+    /// may select a pod of a pool known only by its selector.
+    pub fn may_overlap(&self, other: &LabelSelector) -> bool {
+        let requirements: Vec<Requirement> = [self, other]
+            .into_iter()
+            .flat_map(|s| {
+                s.match_labels
+                    .iter()
+                    .map(|(k, v)| Requirement {
+                        key: k.clone(),
+                        operator: Operator::In,
+                        values: BTreeSet::from([v.clone()]),
+                    })
+                    .chain(s.match_expressions.iter().cloned())
+            })
+            .collect();
+        let mut by_key: BTreeMap<&str, Vec<&Requirement>> = BTreeMap::new();
+        for r in &requirements {
+            by_key.entry(r.key.as_str()).or_default().push(r);
+        }
+        by_key.values().all(|reqs| key_satisfiable(reqs))
+    }
+}
+
+/// Whether one key can take a value (or be absent) that every requirement
+/// on it accepts.
+fn key_satisfiable(reqs: &[&Requirement]) -> bool {
+    let mut allowed: Option<BTreeSet<&String>> = None;
+    let mut excluded: BTreeSet<&String> = BTreeSet::new();
+    let mut must_exist = false;
+    let mut must_be_absent = false;
+    for r in reqs {
+        match r.operator {
+            Operator::In => {
+                must_exist = true;
+                let values: BTreeSet<&String> = r.values.iter().collect();
+                allowed = Some(match allowed {
+                    None => values,
+                    Some(a) => a.intersection(&values).copied().collect(),
+                });
+            }
+            Operator::NotIn => excluded.extend(r.values.iter()),
+            Operator::Exists => must_exist = true,
+            Operator::DoesNotExist => must_be_absent = true,
+        }
+    }
+    if must_be_absent {
+        // Absent satisfies NotIn and DoesNotExist, nothing else.
+        return !must_exist;
+    }
+    match allowed {
+        Some(a) => a.iter().any(|v| !excluded.contains(v)),
+        // Any value outside the (finite) excluded set, or absence.
+        None => true,
+    }
+}
+
 impl std::fmt::Display for LabelSelector {
     /// The `kubectl -l` form: `app=web,tier in (a,b)`; `{}` for the empty selector.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -234,6 +293,53 @@ mod tests {
             Requirement::new("", Operator::Exists, Vec::<String>::new()),
             Err(SelectorError::EmptyKey)
         ));
+    }
+
+    #[test]
+    fn overlap_is_exact_key_by_key() {
+        let req = |k: &str, op, v: &[&str]| Requirement::new(k, op, v.to_vec()).unwrap();
+        let web = LabelSelector::from_labels(labels(&[("app", "web")]));
+        let api = LabelSelector::from_labels(labels(&[("app", "api")]));
+        let tier = LabelSelector::from_labels(labels(&[("tier", "front")]));
+        assert!(web.may_overlap(&tier));
+        assert!(!web.may_overlap(&api));
+        assert!(web.may_overlap(&LabelSelector::everything()));
+        let not_web =
+            LabelSelector::new(Labels::new(), vec![req("app", Operator::NotIn, &["web"])]);
+        assert!(!web.may_overlap(&not_web));
+        assert!(api.may_overlap(&not_web));
+        let no_app =
+            LabelSelector::new(Labels::new(), vec![req("app", Operator::DoesNotExist, &[])]);
+        assert!(!web.may_overlap(&no_app));
+        assert!(not_web.may_overlap(&no_app), "absent satisfies both");
+        let some_app = LabelSelector::new(Labels::new(), vec![req("app", Operator::Exists, &[])]);
+        assert!(!some_app.may_overlap(&no_app));
+        let in_sel = LabelSelector::new(
+            Labels::new(),
+            vec![req("app", Operator::In, &["web", "db"])],
+        );
+        assert!(in_sel.may_overlap(&not_web), "db");
+        // Checked against brute force on a small universe of label sets.
+        let sels = [&web, &api, &tier, &not_web, &no_app, &some_app, &in_sel];
+        let values = [None, Some("web"), Some("api"), Some("db"), Some("other")];
+        for a in sels {
+            for b in sels {
+                let mut found = false;
+                for app in values {
+                    for t in [None, Some("front")] {
+                        let mut l = Labels::new();
+                        if let Some(v) = app {
+                            l.insert("app".into(), v.into());
+                        }
+                        if let Some(v) = t {
+                            l.insert("tier".into(), v.into());
+                        }
+                        found |= a.matches(&l) && b.matches(&l);
+                    }
+                }
+                assert_eq!(a.may_overlap(b), found, "{a} & {b}");
+            }
+        }
     }
 
     #[test]

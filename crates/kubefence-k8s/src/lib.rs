@@ -11,5 +11,6 @@ pub mod crd;
 pub mod intent;
 pub mod learn;
 pub mod load;
+pub mod profile;
 pub mod quarantine;
 pub mod render;

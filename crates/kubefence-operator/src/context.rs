@@ -49,6 +49,11 @@ pub struct OperatorConfig {
     /// Run the learned controller (NetworkNeighborhoods → reviewed
     /// GeneratedNetworkPolicies; needs `deploy/components/learned`).
     pub learned: bool,
+    /// Run the profiles controller (IsolationProfiles → one NetworkPolicy
+    /// each; needs `deploy/components/profiles`).
+    pub profiles: bool,
+    /// The cluster's pod and service CIDRs: blocked for every profile.
+    pub profile_cluster_cidrs: Vec<ipnet::IpNet>,
 }
 
 impl Default for OperatorConfig {
@@ -66,6 +71,8 @@ impl Default for OperatorConfig {
             api_timeout: Duration::from_secs(10),
             write_concurrency: 8,
             learned: false,
+            profiles: false,
+            profile_cluster_cidrs: Vec::new(),
         }
     }
 }

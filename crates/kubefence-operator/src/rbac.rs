@@ -41,6 +41,8 @@ pub const QUARANTINE_CILIUM: Scope = Scope::Component("quarantine/cilium");
 pub const QUARANTINE_ANP: Scope = Scope::Component("quarantine/adminnetworkpolicy");
 /// The opt-in learned-policy controller (`deploy/components/learned`).
 pub const LEARNED: Scope = Scope::Component("learned");
+/// The opt-in profiles controller (`deploy/components/profiles`).
+pub const PROFILES: Scope = Scope::Component("profiles");
 
 /// (scope, API group, resource, verb)
 pub const CALLS: &[(Scope, &str, &str, &str)] = &[
@@ -281,6 +283,17 @@ pub const CALLS: &[(Scope, &str, &str, &str)] = &[
         Scope::Agent,
         "kubefence.dev",
         "networkneighborhoods",
+        "patch",
+    ),
+    // The profiles controller (controllers/profiles), beyond the base role
+    // (which holds its pod and NetworkPolicy watches and its NetworkPolicy
+    // create, patch and delete): watch IsolationProfiles, write their status.
+    (PROFILES, "kubefence.dev", "isolationprofiles", "list"),
+    (PROFILES, "kubefence.dev", "isolationprofiles", "watch"),
+    (
+        PROFILES,
+        "kubefence.dev",
+        "isolationprofiles/status",
         "patch",
     ),
     // Leader election (leader.rs, kube-lease-manager).

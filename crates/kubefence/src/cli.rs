@@ -89,6 +89,8 @@ pub enum Command {
     /// Run the node agent: record every pod's connections on this node as
     /// NetworkNeighborhoods (eBPF; a DaemonSet).
     Agent(cmd::agent::AgentOpts),
+    /// Isolation profiles, offline: `kubefence profile render`.
+    Profile(cmd::profile::ProfileOpts),
 }
 
 /// The manifests a command reads.

@@ -11,8 +11,11 @@
 //!   the deny-all policy added; every endpoint still connected to the target
 //!   is listed on the rule that `explain` names as allowing it.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
+use crate::conn::Protocol;
 use crate::engine::{self, AnalyzeOptions};
 use crate::model::{Cluster, Workload};
 use crate::policy::{Direction, NetworkPolicy, Peer, Rule};
@@ -78,12 +81,42 @@ pub fn remaining_paths(
     cluster: &Cluster,
 ) -> Vec<RemainingPath> {
     let named = target.named_ports();
-    let mut paths = Vec::new();
+    let mut paths: Vec<RemainingPath> = open_rules(
+        cluster,
+        &target.namespace,
+        &deny_all.id(),
+        |p| p.pod_selector.matches(&target.pod_labels),
+        Some(&named),
+        engine,
+    )
+    .into_iter()
+    .map(|(path, _)| path)
+    .collect();
+    add_known_endpoints(target, deny_all, cluster, &mut paths);
+    paths.sort();
+    paths
+}
+
+/// Every rule of a policy of `namespace` (other than the policy `exclude`,
+/// `namespace/name`) that `selects` accepts, in each direction the policy
+/// isolates, that allows a non-empty set of connections: the paths it keeps
+/// open whatever else exists. Ingress ports resolve against `named` (the
+/// selected pods' named ports); without it they are kept as written and
+/// never judged empty. Each path comes with its rule.
+pub fn open_rules<'a>(
+    cluster: &'a Cluster,
+    namespace: &str,
+    exclude: &str,
+    selects: impl Fn(&NetworkPolicy) -> bool,
+    named: Option<&BTreeMap<String, (Protocol, u16)>>,
+    engine: Engine,
+) -> Vec<(RemainingPath, &'a Rule)> {
+    let mut out = Vec::new();
     let mut policies: Vec<&NetworkPolicy> = cluster
         .policies
         .iter()
-        .filter(|p| p.namespace == target.namespace && p.id() != deny_all.id())
-        .filter(|p| p.pod_selector.matches(&target.pod_labels))
+        .filter(|p| p.namespace == namespace && p.id() != exclude)
+        .filter(|p| selects(p))
         .collect();
     policies.sort_by_key(|p| p.id());
     for policy in policies {
@@ -94,16 +127,16 @@ pub fn remaining_paths(
             for (i, rule) in policy.rules(direction).iter().enumerate() {
                 // Ingress ports resolve on the target; egress ports on the
                 // destination, which may be any pod: keep them as written.
-                let ports = match direction {
-                    Direction::Ingress => {
-                        let conns = engine::resolve_ports(&rule.ports, Some(&named));
+                let ports = match (direction, named) {
+                    (Direction::Ingress, Some(named)) => {
+                        let conns = engine::resolve_ports(&rule.ports, Some(named));
                         if conns.is_empty() {
                             continue;
                         }
                         conns.to_string()
                     }
-                    Direction::Egress if rule.ports.is_empty() => "all".to_string(),
-                    Direction::Egress => rule
+                    _ if rule.ports.is_empty() => "all".to_string(),
+                    _ => rule
                         .ports
                         .iter()
                         .map(ToString::to_string)
@@ -113,21 +146,22 @@ pub fn remaining_paths(
                 if !rule.peers.is_empty() && rule.peers.iter().all(peer_is_empty) {
                     continue;
                 }
-                paths.push(RemainingPath {
-                    direction,
-                    policy: policy.id(),
-                    rule: i,
-                    peer: describe_peers(rule),
-                    ports,
-                    endpoints: Vec::new(),
-                    overridden: overrides(engine, direction, rule),
-                });
+                out.push((
+                    RemainingPath {
+                        direction,
+                        policy: policy.id(),
+                        rule: i,
+                        peer: describe_peers(rule),
+                        ports,
+                        endpoints: Vec::new(),
+                        overridden: overrides(engine, direction, rule),
+                    },
+                    rule,
+                ));
             }
         }
     }
-    add_known_endpoints(target, deny_all, cluster, &mut paths);
-    paths.sort();
-    paths
+    out
 }
 
 /// Whether `engine`'s deny rules cover every peer of `rule`.
@@ -159,7 +193,8 @@ fn peer_is_empty(peer: &Peer) -> bool {
     }
 }
 
-fn describe_peers(rule: &Rule) -> String {
+/// A rule's peers as people read them.
+pub fn describe_peers(rule: &Rule) -> String {
     if rule.peers.is_empty() {
         return "any peer (inside and outside the cluster)".to_string();
     }
@@ -194,7 +229,7 @@ fn describe_peers(rule: &Rule) -> String {
 
 /// Attaches the known endpoints the engine still connects to the target,
 /// each on the rule that `explain` names.
-fn add_known_endpoints(
+pub(crate) fn add_known_endpoints(
     target: &Workload,
     deny_all: &NetworkPolicy,
     cluster: &Cluster,

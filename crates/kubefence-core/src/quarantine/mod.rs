@@ -32,7 +32,8 @@ use crate::policy::{NetworkPolicy, PolicyTypes};
 use crate::ruleset::{self, Enforcement, RuleSet, Traffic};
 use crate::selector::{LabelSelector, Labels};
 
-pub use effect::{RemainingPath, remaining_paths};
+pub(crate) use effect::add_known_endpoints;
+pub use effect::{RemainingPath, describe_peers, open_rules, remaining_paths};
 
 /// Label set on every quarantine object, so they are easy to list.
 pub const QUARANTINED_LABEL: &str = "kubefence.dev/quarantined";

@@ -9,6 +9,7 @@
 
 pub mod intent;
 pub mod learned;
+pub mod profile;
 pub mod quarantine;
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -21,7 +22,10 @@ pub const GROUP: &str = "kubefence.dev";
 ///
 /// Register a kind here as `<Kind as kube::CustomResourceExt>::crd()`.
 pub fn all_crds() -> Vec<CustomResourceDefinition> {
-    let mut crds: Vec<CustomResourceDefinition> = vec![quarantine::Quarantine::crd()];
+    let mut crds: Vec<CustomResourceDefinition> = vec![
+        quarantine::Quarantine::crd(),
+        profile::IsolationProfile::crd(),
+    ];
     crds.extend(learned::crds());
     crds.extend(intent::crds());
     crds.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));

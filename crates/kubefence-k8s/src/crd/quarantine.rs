@@ -281,7 +281,7 @@ pub struct RemainingPathStatus {
 
 /// `text` cut to at most `max` characters (as the API server counts them),
 /// ending in `…` when cut.
-fn cut(text: &mut String, max: usize) {
+pub(crate) fn cut(text: &mut String, max: usize) {
     if text.chars().count() > max {
         let keep: String = text.chars().take(max.saturating_sub(1)).collect();
         *text = keep + "…";

@@ -24,6 +24,7 @@ use crate::error::Result;
 
 pub mod baseline;
 pub mod learned;
+pub mod profiles;
 pub mod quarantine;
 
 /// A registered controller.
@@ -48,6 +49,12 @@ pub fn all(config: &OperatorConfig) -> Vec<Registration> {
         out.push(Registration {
             name: learned::NAME,
             start: learned::start,
+        });
+    }
+    if config.profiles {
+        out.push(Registration {
+            name: profiles::NAME,
+            start: profiles::start,
         });
     }
     out

@@ -333,6 +333,9 @@ async fn install(admin: &Client, ns: &str, quarantine: bool) -> Result<(), Strin
             &deploy().join("components/quarantine"),
         )?);
         objects.extend(kustomization_objects(&deploy().join("components/learned"))?);
+        objects.extend(kustomization_objects(
+            &deploy().join("components/profiles"),
+        )?);
     }
     for mut object in objects {
         let kind = object["kind"].as_str().unwrap_or_default().to_string();

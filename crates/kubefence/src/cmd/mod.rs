@@ -15,6 +15,7 @@ pub mod generate;
 pub mod intents;
 pub mod learn;
 pub mod operator;
+pub mod profile;
 pub mod quarantine;
 pub mod release;
 pub mod verify;
@@ -34,6 +35,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Crds(opts) => crds::run(&opts),
         Command::Intents(opts) => intents::run(&opts),
         Command::Agent(opts) => agent::run(&opts),
+        Command::Profile(opts) => profile::run(&opts),
     }
 }
 

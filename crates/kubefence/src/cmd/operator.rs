@@ -55,6 +55,15 @@ pub struct OperatorOpts {
     /// kubefence.dev/approved=true. Needs deploy/components/learned.
     #[arg(long)]
     pub learned: bool,
+    /// Run the profiles controller: one NetworkPolicy per IsolationProfile
+    /// (router in, public internet out, blocked ranges never). Needs
+    /// deploy/components/profiles.
+    #[arg(long)]
+    pub profiles: bool,
+    /// The cluster's pod or service CIDR (repeatable): blocked for every
+    /// isolation profile, whatever it lists.
+    #[arg(long = "cluster-cidr", value_name = "CIDR")]
+    pub cluster_cidrs: Vec<ipnet::IpNet>,
 }
 
 /// Reads `--config` exactly as `generate` does (YAML or JSON, unknown
@@ -83,6 +92,8 @@ pub fn run(opts: &OperatorOpts) -> anyhow::Result<u8> {
         lease_name: opts.lease_name.clone(),
         resync: Duration::from_secs(opts.resync_seconds.max(1)),
         learned: opts.learned,
+        profiles: opts.profiles,
+        profile_cluster_cidrs: opts.cluster_cidrs.clone(),
         ..OperatorConfig::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

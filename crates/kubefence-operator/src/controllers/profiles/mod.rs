@@ -1,0 +1,263 @@
+//! The profiles controller: one NetworkPolicy per IsolationProfile
+//! (`kubefence.dev/v1alpha1`), owned by it, kept as the profile says.
+//!
+//! ```text
+//!  watches (reflector caches): IsolationProfiles ─┐ wake
+//!                              NetworkPolicies ───┤ wake
+//!                              Pods (metadata) ───┘ no wake: counted only
+//!        └─▶ reconcile::pass ─▶ create / apply / delete (cluster.rs) ─▶ status
+//! ```
+//!
+//! It compares with the cached copy, so a resync of an unchanged cluster
+//! sends no request at all; pods never start a pass and are never written,
+//! so starting thousands of sandboxes costs nothing. A policy with the
+//! profile's name that is not the profile's (labels and ownerReference) is
+//! never taken over: the profile's Ready condition says PolicyNameTaken.
+//! Engines other than networkpolicy are accepted by the CRD and reported
+//! as not wired yet (Ready=False, EngineNotWired); nothing is written for
+//! them.
+//!
+//! It runs only while this replica leads, when `OperatorConfig::profiles`
+//! is set (`kubefence operator --profiles`), with the opt-in
+//! `deploy/components/profiles`.
+
+mod reconcile;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kube::ResourceExt;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kubefence_core::profile::ProfileConfig;
+use kubefence_k8s::crd::profile::IsolationProfile;
+use tokio::sync::Notify;
+use tokio::task::JoinSet;
+
+pub use reconcile::{
+    Pass, REASON_DISABLED, REASON_ENGINE_NOT_WIRED, REASON_IN_SYNC, REASON_INVALID,
+    REASON_NAME_TAKEN, REASON_NONE_REOPENED, REASON_REOPENED, Snapshot, State, desired_policy,
+    is_ours, pass,
+};
+
+use crate::context::Context;
+use crate::error::Result;
+
+pub const NAME: &str = "profiles";
+
+/// Events closer than this make one pass.
+const DEBOUNCE: Duration = Duration::from_millis(200);
+const MIN_BACKOFF: Duration = Duration::from_millis(500);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+pub fn start(ctx: Arc<Context>) -> BoxFuture<'static, Result<()>> {
+    Box::pin(run(ctx))
+}
+
+/// The profile config the operator's config implies: the cluster DNS of
+/// the baseline config, the cluster's CIDRs.
+pub fn config(ctx: &Context) -> ProfileConfig {
+    let mut cfg = ProfileConfig {
+        cluster_cidrs: ctx.config.profile_cluster_cidrs.clone(),
+        ..ProfileConfig::default()
+    };
+    if let (Ok(ns), Ok(pods)) = (
+        ctx.config
+            .baseline
+            .dns
+            .peer
+            .namespace_selector
+            .to_selector(),
+        ctx.config.baseline.dns.peer.pod_selector.to_selector(),
+    ) {
+        cfg.dns_namespaces = ns;
+        cfg.dns_pods = pods;
+    }
+    cfg
+}
+
+/// The caches a pass reads.
+#[derive(Clone)]
+pub struct Caches {
+    pub profiles: Store<IsolationProfile>,
+    pub policies: Store<NetworkPolicy>,
+    pub pods: Store<PartialObjectMeta<Pod>>,
+}
+
+impl Caches {
+    pub fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            profiles: self.profiles.state(),
+            policies: self.policies.state(),
+            pods: self.pods.state(),
+        }
+    }
+}
+
+/// Starts the three watches into `tasks`; profile and policy events
+/// notify `wake`.
+pub fn watch(ctx: &Context, wake: Arc<Notify>, tasks: &mut JoinSet<()>) -> Caches {
+    let cfg = || watcher::Config::default().any_semantic();
+    let (profiles, writer) = reflector::store();
+    let stream = reflector(
+        writer,
+        watcher(Api::<IsolationProfile>::all(ctx.client.clone()), cfg()),
+    );
+    tasks.spawn(drain(
+        stream.default_backoff(),
+        "isolationprofiles",
+        Some(wake.clone()),
+    ));
+    let (policies, writer) = reflector::store();
+    let stream = reflector(
+        writer,
+        watcher(Api::<NetworkPolicy>::all(ctx.client.clone()), cfg())
+            .modify(|np| np.managed_fields_mut().clear()),
+    );
+    tasks.spawn(drain(
+        stream.default_backoff(),
+        "networkpolicies",
+        Some(wake),
+    ));
+    let (pods, writer) = reflector::store();
+    // Labels are all that is read of a pod: metadata only, managed fields
+    // and annotations dropped, so 50,000 pods stay small.
+    let stream = reflector(
+        writer,
+        watcher(
+            Api::<PartialObjectMeta<Pod>>::all(ctx.client.clone()),
+            cfg(),
+        )
+        .modify(|p| {
+            p.managed_fields_mut().clear();
+            p.annotations_mut().clear();
+        }),
+    );
+    tasks.spawn(drain(stream.default_backoff(), "pods", None));
+    Caches {
+        profiles,
+        policies,
+        pods,
+    }
+}
+
+use kube::runtime::reflector::reflector;
+
+async fn drain<K>(
+    stream: impl futures::Stream<Item = std::result::Result<watcher::Event<K>, watcher::Error>>,
+    what: &'static str,
+    wake: Option<Arc<Notify>>,
+) {
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(_) => {
+                if let Some(w) = &wake {
+                    w.notify_one();
+                }
+            }
+            Err(e) => {
+                tracing::debug!(controller = NAME, watch = what, error = %e, "watch error; retrying")
+            }
+        }
+    }
+}
+
+/// Resolves when this replica stops leading or shutdown is asked. A closed
+/// channel keeps its last value (a one-shot context leads for ever): it
+/// never resolves then.
+async fn lost_or_stopped(ctx: &Context) {
+    let mut leader = ctx.leader.clone();
+    let mut shutdown = ctx.shutdown.clone();
+    let lost = async {
+        if leader.wait_for(|leads| !*leads).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let stopped = async {
+        if shutdown.wait_for(|stop| *stop).await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        () = lost => {}
+        () = stopped => {}
+    }
+}
+
+async fn run(ctx: Arc<Context>) -> Result<()> {
+    // A follower is ready without watching (as the other controllers).
+    ctx.readiness.register(NAME);
+    ctx.readiness.set(NAME, true);
+    let mut leader = ctx.leader.clone();
+    let mut shutdown = ctx.shutdown.clone();
+    let mut state = State::new(config(&ctx));
+    // A pass writes only while leading (cluster.rs refuses otherwise).
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        if !*leader.borrow_and_update() {
+            tokio::select! {
+                changed = leader.changed() => if changed.is_err() { return Ok(()) },
+                _ = shutdown.changed() => {}
+            }
+            continue;
+        }
+        let wake = Arc::new(Notify::new());
+        let mut tasks = JoinSet::new();
+        let caches = watch(&ctx, wake.clone(), &mut tasks);
+        let ready = async {
+            let _ = caches.profiles.wait_until_ready().await;
+            let _ = caches.policies.wait_until_ready().await;
+            let _ = caches.pods.wait_until_ready().await;
+        };
+        tokio::select! {
+            () = ready => {}
+            () = lost_or_stopped(&ctx) => { tasks.abort_all(); continue; }
+        }
+        tracing::info!(controller = NAME, "leading: caches synced");
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            if *shutdown.borrow() || !*leader.borrow_and_update() {
+                break;
+            }
+            let started = std::time::Instant::now();
+            let snapshot = caches.snapshot();
+            let delay = match pass(&ctx, &mut state, &snapshot).await {
+                Ok(p) => {
+                    ctx.metrics
+                        .reconciled(NAME, started.elapsed().as_secs_f64());
+                    if p.policy_writes + p.status_writes > 0 {
+                        tracing::debug!(
+                            controller = NAME,
+                            policy_writes = p.policy_writes,
+                            status_writes = p.status_writes,
+                            "pass done"
+                        );
+                    }
+                    backoff = MIN_BACKOFF;
+                    ctx.config.resync
+                }
+                Err(e) => {
+                    ctx.metrics.error(NAME, &e.metric_label());
+                    let now = backoff;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    now
+                }
+            };
+            tokio::select! {
+                () = wake.notified() => tokio::time::sleep(DEBOUNCE).await,
+                () = tokio::time::sleep(delay) => {}
+                () = lost_or_stopped(&ctx) => {}
+            }
+        }
+        tasks.abort_all();
+    }
+}
