@@ -2120,3 +2120,114 @@ async fn learned_a_foreign_policy_with_the_learned_name_is_left_alone() {
     .await;
     w.finish(vec![op]).await;
 }
+
+// ------------------------------------------------------------------ Intents
+
+fn intent_api(client: &Client, ns: &str, kind: &str, plural: &str) -> Api<DynamicObject> {
+    let resource = kube::discovery::ApiResource {
+        group: "kubefence.dev".into(),
+        version: "v1alpha1".into(),
+        api_version: "kubefence.dev/v1alpha1".into(),
+        kind: kind.into(),
+        plural: plural.into(),
+    };
+    Api::namespaced_with(client.clone(), ns, &resource)
+}
+
+/// The intent CRDs as the API server enforces them: a binding with an empty
+/// selector is refused (it would select every pod), one with
+/// matchExpressions is accepted; an IntentPolicy's `policyNames` is a set
+/// (a duplicate is refused) and `adapterStatus` a map keyed by engine.
+#[tokio::test]
+async fn the_intent_crds_refuse_empty_selectors_and_duplicate_policy_names() {
+    let Some(cluster) = cluster::cluster() else {
+        return;
+    };
+    let admin = cluster.admin().await;
+    let ns = namespace(&admin, "intentcrd", false).await;
+    let bindings = intent_api(
+        &admin,
+        &ns,
+        "SecurityIntentBinding",
+        "securityintentbindings",
+    );
+    let binding = |selector: Value| -> DynamicObject {
+        serde_json::from_value(json!({
+            "apiVersion": "kubefence.dev/v1alpha1",
+            "kind": "SecurityIntentBinding",
+            "metadata": {"name": "b", "namespace": ns},
+            "spec": {"intents": [{"name": "dns-only"}], "selector": selector},
+        }))
+        .unwrap()
+    };
+    let dry = PostParams {
+        dry_run: true,
+        ..PostParams::default()
+    };
+    for (what, selector) in [
+        ("empty", json!({})),
+        (
+            "empty lists",
+            json!({"matchLabels": {}, "matchExpressions": []}),
+        ),
+    ] {
+        match bindings.create(&dry, &binding(selector)).await {
+            Err(kube::Error::Api(e)) => {
+                assert_eq!(e.code, 422, "{what}: {e:?}");
+                assert!(e.message.contains("selector is empty"), "{what}: {e:?}");
+            }
+            other => panic!("{what} selector accepted: {other:?}"),
+        }
+    }
+    bindings
+        .create(
+            &dry,
+            &binding(
+                json!({"matchExpressions": [{"key": "app", "operator": "In", "values": ["api"]}]}),
+            ),
+        )
+        .await
+        .unwrap();
+
+    let policies = intent_api(&admin, &ns, "IntentPolicy", "intentpolicies");
+    let policy: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "kubefence.dev/v1alpha1",
+        "kind": "IntentPolicy",
+        "metadata": {"name": "p", "namespace": ns},
+        "spec": {"binding": "SecurityIntentBinding/b", "selector": {"matchLabels": {"app": "api"}},
+                 "intents": [{"name": "dns-only", "id": "dnsOnly", "action": "Enforce", "rules": {"name": "x"}}]},
+    }))
+    .unwrap();
+    policies
+        .create(&PostParams::default(), &policy)
+        .await
+        .unwrap();
+    let status = |names: Value| {
+        json!({"status": {"policies": 1, "policyNames": names,
+                          "adapterStatus": [{"engine": "networkpolicy", "state": "Applied"}]}})
+    };
+    policies
+        .patch_status(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(status(json!(["NetworkPolicy/kf-intent-b-dnsonly"]))),
+        )
+        .await
+        .unwrap();
+    match policies
+        .patch_status(
+            "p",
+            &PatchParams::default(),
+            &Patch::Merge(status(json!(["NetworkPolicy/x", "NetworkPolicy/x"]))),
+        )
+        .await
+    {
+        Err(kube::Error::Api(e)) => assert_eq!(e.code, 422, "{e:?}"),
+        other => panic!("duplicate policyNames accepted: {other:?}"),
+    }
+    policies
+        .delete("p", &DeleteParams::default())
+        .await
+        .unwrap();
+    support::remove_namespace(&admin, &ns).await;
+}
