@@ -12,31 +12,80 @@
 //! (allow nothing), or a peer with and without `namespaceSelector: {}`,
 //! read the same once empty objects are dropped, and differ completely in
 //! what they allow. An observed spec that does not convert is a difference.
+//!
+//! Both sides are kept as a SHA-256 digest of that core policy ([`SpecDigest`]):
+//! 32 bytes instead of the policy, and equal digests mean equal policies
+//! (the core types' `Hash` writes every field, prefix-free, as the `Hash`
+//! contract requires, so two different policies feed different byte
+//! streams, and finding two streams with one SHA-256 digest is not
+//! feasible, for a hand edit either). The desired side is digested straight
+//! from the builder's core policy, which is what rendering it and converting
+//! the rendered object back gives (`desired_digest_is_the_round_trip_digest`
+//! checks it on builder output); the observed side is converted first.
 
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 
 use super::state::ObservedPolicy;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use kubefence_core::baseline::GeneratedPolicy;
+use sha2::{Digest, Sha256};
+
+/// What a NetworkPolicy's spec allows, as a SHA-256 digest of the core
+/// policy it means (name and namespace left out: they are identity, not
+/// content, and the key says which policy this is).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SpecDigest([u8; 32]);
+
+impl SpecDigest {
+    pub fn of(policy: &kubefence_core::policy::NetworkPolicy) -> Self {
+        let mut hasher = Sha256Hasher(Sha256::new());
+        policy.pod_selector.hash(&mut hasher);
+        policy.policy_types.hash(&mut hasher);
+        policy.ingress.hash(&mut hasher);
+        policy.egress.hash(&mut hasher);
+        Self(hasher.0.finalize().into())
+    }
+}
+
+/// Feeds what `Hash` writes into SHA-256 (`finish` is never used: the
+/// digest is read from the inner hasher).
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        0
+    }
+}
 
 /// The comparable parts of a NetworkPolicy.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Comparable {
-    /// What the spec allows: the core policy (name and namespace blanked) as
-    /// compact JSON, a tenth of the memory of the typed value; `None` when
-    /// the spec does not convert (then it never equals a desired one).
-    spec: Option<String>,
-    labels: BTreeMap<String, String>,
-    annotations: BTreeMap<String, String>,
+    /// What the spec allows; `None` when the spec does not convert (then it
+    /// never equals a desired one).
+    spec: Option<SpecDigest>,
+    /// Sorted by key, as the object's maps are (a vector takes a third of
+    /// the memory of a small BTreeMap, and thousands are kept).
+    labels: Vec<(String, String)>,
+    annotations: Vec<(String, String)>,
     /// (apiVersion, kind, name, uid)
     owners: Vec<(String, String, String, String)>,
 }
 
 impl Comparable {
+    /// An object as read from the API server.
     pub fn of(np: &NetworkPolicy) -> Self {
+        let namespace = np.metadata.namespace.as_deref().unwrap_or_default();
         Self {
-            spec: semantic_spec(np),
-            labels: np.metadata.labels.clone().unwrap_or_default(),
-            annotations: np.metadata.annotations.clone().unwrap_or_default(),
+            spec: kubefence_k8s::convert::network_policy(np, namespace)
+                .ok()
+                .map(|core| SpecDigest::of(&core)),
+            labels: pairs(np.metadata.labels.as_ref()),
+            annotations: pairs(np.metadata.annotations.as_ref()),
             owners: np
                 .metadata
                 .owner_references
@@ -54,10 +103,37 @@ impl Comparable {
         }
     }
 
+    /// A policy as the builder made it: what `Comparable::of` reads from
+    /// the object `kubefence_k8s::render::generated_policy` renders of it,
+    /// without rendering and converting it back.
+    pub fn desired(g: &GeneratedPolicy) -> Self {
+        Self {
+            spec: Some(SpecDigest::of(&g.policy)),
+            labels: pairs(Some(&g.labels)),
+            annotations: pairs(Some(&g.annotations)),
+            owners: g
+                .owner
+                .uid
+                .iter()
+                .map(|uid| {
+                    (
+                        kubefence_k8s::render::workload_api_version(g.owner.kind).to_string(),
+                        g.owner.kind.as_str().to_string(),
+                        g.owner.name.clone(),
+                        uid.clone(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
     /// Whether `observed` already has everything `self` (desired) says.
     pub fn satisfied_by(&self, observed: &Comparable) -> bool {
-        let subset = |want: &BTreeMap<String, String>, have: &BTreeMap<String, String>| {
-            want.iter().all(|(k, v)| have.get(k) == Some(v))
+        let subset = |want: &[(String, String)], have: &[(String, String)]| {
+            want.iter().all(|(k, v)| {
+                have.binary_search_by(|(hk, _)| hk.cmp(k))
+                    .is_ok_and(|i| have[i].1 == *v)
+            })
         };
         self.spec.is_some()
             && self.spec == observed.spec
@@ -67,14 +143,12 @@ impl Comparable {
     }
 }
 
-/// The spec as the core policy it means. Name and namespace are identity,
-/// not content (the key says which policy this is).
-fn semantic_spec(np: &NetworkPolicy) -> Option<String> {
-    let namespace = np.metadata.namespace.as_deref().unwrap_or_default();
-    let mut core = kubefence_k8s::convert::network_policy(np, namespace).ok()?;
-    core.name.clear();
-    core.namespace.clear();
-    serde_json::to_string(&core).ok()
+/// A label or annotation map as pairs sorted by key.
+fn pairs(map: Option<&BTreeMap<String, String>>) -> Vec<(String, String)> {
+    map.into_iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// What to do for one policy name.
@@ -140,6 +214,130 @@ mod tests {
                 "labels": {"app.kubernetes.io/managed-by": "kubefence", "kubefence.dev/source": "baseline"}},
                "spec": {"podSelector": {"matchLabels": {"app": "web"}}, "policyTypes": ["Ingress", "Egress"],
                         "ingress": [{"ports": [{"port": 80, "protocol": "TCP"}]}], "egress": []}})
+    }
+
+    /// Workloads that use every part of a baseline policy: references
+    /// within and across namespaces, named and numbered target ports, a
+    /// LoadBalancer (ipBlock peers), an Ingress with its controller (a
+    /// namespace-only peer), selectors narrowed with `DoesNotExist`.
+    const FEATURES: &str = r#"
+apiVersion: v1
+kind: Namespace
+metadata: {name: ingress-nginx, labels: {kubernetes.io/metadata.name: ingress-nginx}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: controller, namespace: ingress-nginx, uid: u-controller}
+spec:
+  selector: {matchLabels: {app.kubernetes.io/name: ingress-nginx}}
+  template:
+    metadata: {labels: {app.kubernetes.io/name: ingress-nginx}}
+    spec: {containers: [{name: c, image: i}]}
+---
+apiVersion: networking.k8s.io/v1
+kind: Ingress
+metadata: {name: shop, namespace: default}
+spec:
+  ingressClassName: nginx
+  rules: [{http: {paths: [{path: /, pathType: Prefix, backend: {service: {name: frontend, port: {number: 80}}}}]}}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: redis-leader, namespace: other, uid: u-leader}
+spec:
+  selector: {matchLabels: {app: redis}}
+  template:
+    metadata: {labels: {app: redis, role: leader}}
+    spec: {containers: [{name: c, image: i, ports: [{name: redis, containerPort: 6379}]}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: redis-follower, namespace: other}
+spec:
+  selector: {matchLabels: {app: redis}}
+  template:
+    metadata: {labels: {app: redis}}
+    spec:
+      containers:
+      - name: c
+        image: i
+        env: [{name: LEADER_HOST, value: "redis-leader:6379"}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: redis-leader, namespace: other}
+spec:
+  selector: {app: redis, role: leader}
+  ports: [{port: 6379, targetPort: redis}]
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: caller, namespace: default, uid: u-caller}
+spec:
+  selector:
+    matchLabels: {app: caller}
+    matchExpressions: [{key: track, operator: In, values: [stable, canary]}]
+  template:
+    metadata: {labels: {app: caller, track: stable}}
+    spec:
+      containers:
+      - name: c
+        image: i
+        env:
+        - {name: CACHE_URL, value: "redis://redis-leader.other:6379"}
+        - {name: CART_ADDR, value: "cartservice:7070"}
+"#;
+
+    /// The desired side is read from the builder's core policy, without
+    /// rendering it and converting it back: it must read exactly as the
+    /// object written to the API server does once read back, or every pass
+    /// would rewrite every policy (and a difference in the other direction
+    /// could hide one).
+    #[test]
+    fn the_desired_side_reads_as_its_rendered_object() {
+        let boutique =
+            include_str!("../../../../../examples/online-boutique/kubernetes-manifests.yaml");
+        let opts = kubefence_k8s::load::LoadOptions::default();
+        let loaded = kubefence_k8s::load::merge(vec![
+            kubefence_k8s::load::load_str(boutique, "boutique", &opts),
+            kubefence_k8s::load::load_str(FEATURES, "features", &opts),
+        ]);
+        assert!(!loaded.has_errors(), "{:?}", loaded.errors);
+        let built = kubefence_core::baseline::build(
+            &loaded.cluster,
+            &Default::default(),
+            &kubefence_core::baseline::Scope { namespaces: None },
+        )
+        .unwrap();
+        let rules = |kind: &str| {
+            built
+                .policies
+                .iter()
+                .flat_map(|g| g.policy.ingress.iter().chain(&g.policy.egress))
+                .flat_map(|r| &r.peers)
+                .filter(|p| format!("{p:?}").contains(kind))
+                .count()
+        };
+        // The features are there to be compared.
+        assert!(rules("IpBlock") > 0 && rules("namespace_selector: Some") > 0);
+        assert!(built.policies.iter().any(|g| {
+            g.policy
+                .pod_selector
+                .match_expressions
+                .iter()
+                .any(|r| r.operator == kubefence_core::selector::Operator::DoesNotExist)
+        }));
+        assert!(built.policies.len() > 12);
+        for g in &built.policies {
+            let rendered = kubefence_k8s::render::generated_policy(g);
+            assert_eq!(
+                Comparable::desired(g),
+                Comparable::of(&rendered),
+                "{}",
+                g.policy.id()
+            );
+            assert!(Comparable::desired(g).satisfied_by(&Comparable::of(&rendered)));
+        }
     }
 
     #[test]

@@ -103,6 +103,8 @@ pub enum Change {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Pass {
     pub full: bool,
+    /// The builder ran (on the whole snapshot or a neighbourhood).
+    pub built: bool,
     /// Policy keys diffed.
     pub examined: usize,
     pub created: usize,
@@ -143,9 +145,13 @@ pub struct Controller {
     /// Names held by a foreign policy, already reported.
     conflicts: BTreeSet<ObjKey>,
     /// The desired policy of every in-scope workload as of the last build
-    /// that looked at it (see `reconcile`), as compact JSON (a typed
-    /// NetworkPolicy takes several times the memory).
-    desired: HashMap<ObjKey, String>,
+    /// that looked at it (see `reconcile`).
+    desired: HashMap<ObjKey, CachedDesired>,
+    /// The state generation of the last full build ([`State::generation`]):
+    /// while it is still the state's, a full pass compares against the
+    /// desired cache instead of building again (the builder is pure, and
+    /// every build since then was of an unchanged state too).
+    built_at: Option<u64>,
     /// Events waiting to be published (at most [`OUTBOX_MAX`]).
     outbox: VecDeque<Note>,
     /// Planned writes not yet handed to the writer: one per policy name,
@@ -168,10 +174,23 @@ struct Work {
     keys: BTreeSet<ObjKey>,
 }
 
-/// A desired policy, and what of it is compared.
-struct Desired {
-    np: NetworkPolicy,
+/// A desired policy as the last build that looked at it made it.
+struct CachedDesired {
+    /// What [`diff::plan`] compares.
     comparable: Comparable,
+    /// The object to write, as compact JSON (a typed NetworkPolicy takes
+    /// several times the memory); read back only when it is written.
+    json: String,
+}
+
+/// What a pass wants of one policy name.
+enum Wanted {
+    /// No policy (out of scope, opted out, gone).
+    Nothing,
+    /// Built in this pass and different from the cached one: rendered.
+    Fresh(Box<NetworkPolicy>),
+    /// As in the desired cache.
+    Cached,
 }
 
 /// Events waiting for the writer at most (they are best effort).
@@ -193,6 +212,7 @@ impl Controller {
             unresolved: HashMap::new(),
             conflicts: BTreeSet::new(),
             desired: HashMap::new(),
+            built_at: None,
             outbox: VecDeque::new(),
             queued: BTreeMap::new(),
             in_flight: BTreeMap::new(),
@@ -403,6 +423,10 @@ impl Controller {
         let Ok(built) = self.build(&work) else {
             return pass;
         };
+        pass.built = built.is_some();
+        if work.full && built.is_some() {
+            self.built_at = Some(self.state.generation());
+        }
         let desired = self.desired_policies(&work, built.as_ref());
         self.plan_keys(desired, &mut pass);
         if let Some(built) = &built {
@@ -464,11 +488,16 @@ impl Controller {
     /// index has queued the workloads concerned: a pass for policy events
     /// alone (our own writes echoed, hand edits, retries) builds nothing and
     /// compares against the desired policies of the last build. A full pass
-    /// builds on the whole snapshot; an incremental one on the
-    /// neighbourhood of the queued workloads only, and uses only their
-    /// policies from it.
+    /// builds on the whole snapshot, unless nothing the builder reads
+    /// changed since the last full build (then it would give the same
+    /// policies: the resync of an unchanged cluster compares against the
+    /// desired cache); an incremental one on the neighbourhood of the
+    /// queued workloads only, and uses only their policies from it.
     fn build(&self, work: &Work) -> std::result::Result<Option<Baseline>, ()> {
         if !work.full && work.dirty.is_empty() {
+            return Ok(None);
+        }
+        if work.full && self.built_at == Some(self.state.generation()) {
             return Ok(None);
         }
         let cluster = if work.full {
@@ -487,43 +516,49 @@ impl Controller {
         }
     }
 
-    /// Phase 3: the desired policy of every key the pass looks at (rendered
-    /// fresh for the rebuilt workloads, else from the last build; `None`:
-    /// no policy wanted), with the keys added that a full pass must see
-    /// (every desired and every owned policy). Updates the desired cache.
+    /// Phase 3: the desired policy of every key the pass looks at (from
+    /// this pass's build for the rebuilt workloads, else from the last
+    /// build), with the keys added that a full pass must see (every desired
+    /// and every owned policy). Updates the desired cache; a policy is
+    /// rendered only when it differs from the cached one.
     fn desired_policies(
         &mut self,
         work: &Work,
         built: Option<&Baseline>,
-    ) -> BTreeMap<ObjKey, Option<Desired>> {
-        if work.full {
-            self.desired.clear();
-        }
-        let rebuilt: HashSet<ObjKey> = if work.full {
-            HashSet::new()
-        } else {
-            work.dirty.iter().map(policy_key).collect()
-        };
-        let mut out: BTreeMap<ObjKey, Option<Desired>> = BTreeMap::new();
-        if let Some(built) = built {
-            for g in &built.policies {
-                let key = (g.policy.namespace.clone(), g.policy.name.clone());
-                if work.full || rebuilt.contains(&key) {
-                    let np = kubefence_k8s::render::generated_policy(g);
-                    let comparable = Comparable::of(&np);
-                    if let Ok(json) = serde_json::to_string(&np) {
-                        self.desired.insert(key.clone(), json);
+    ) -> BTreeMap<ObjKey, Wanted> {
+        let mut out: BTreeMap<ObjKey, Wanted> = BTreeMap::new();
+        match built {
+            Some(built) if work.full => {
+                let mut previous = std::mem::take(&mut self.desired);
+                for g in &built.policies {
+                    let key = (g.policy.namespace.clone(), g.policy.name.clone());
+                    let wanted = self.refresh_desired(&key, g, previous.remove(&key));
+                    out.insert(key, wanted);
+                }
+            }
+            Some(built) => {
+                let rebuilt: HashSet<ObjKey> = work.dirty.iter().map(policy_key).collect();
+                for g in &built.policies {
+                    let key = (g.policy.namespace.clone(), g.policy.name.clone());
+                    if rebuilt.contains(&key) {
+                        let cached = self.desired.remove(&key);
+                        let wanted = self.refresh_desired(&key, g, cached);
+                        out.insert(key, wanted);
                     }
-                    out.insert(key, Some(Desired { np, comparable }));
+                }
+                // Rebuilt workloads without a policy now (out of scope, gone).
+                for key in rebuilt {
+                    if let std::collections::btree_map::Entry::Vacant(slot) = out.entry(key) {
+                        self.desired.remove(slot.key());
+                        slot.insert(Wanted::Nothing);
+                    }
                 }
             }
-            // Rebuilt workloads without a policy now (out of scope, gone).
-            for key in rebuilt {
-                if let std::collections::btree_map::Entry::Vacant(slot) = out.entry(key) {
-                    self.desired.remove(slot.key());
-                    slot.insert(None);
-                }
+            // Nothing changed since the last full build: as it made them.
+            None if work.full => {
+                out.extend(self.desired.keys().map(|k| (k.clone(), Wanted::Cached)));
             }
+            None => {}
         }
         if work.full {
             let owned: Vec<ObjKey> = self
@@ -533,29 +568,54 @@ impl Controller {
                 .map(|(k, _)| k.clone())
                 .collect();
             for key in owned {
-                out.entry(key).or_insert(None);
+                out.entry(key).or_insert(Wanted::Nothing);
             }
         }
         for key in &work.keys {
-            if out.contains_key(key) {
-                continue;
+            if !out.contains_key(key) {
+                let wanted = if self.desired.contains_key(key) {
+                    Wanted::Cached
+                } else {
+                    Wanted::Nothing
+                };
+                out.insert(key.clone(), wanted);
             }
-            let cached = self
-                .desired
-                .get(key)
-                .and_then(|json| serde_json::from_str::<NetworkPolicy>(json).ok())
-                .map(|np| Desired {
-                    comparable: Comparable::of(&np),
-                    np,
-                });
-            out.insert(key.clone(), cached);
         }
         out
     }
 
+    /// Puts policy `g` into the desired cache under `key`, rendered only
+    /// when it differs from `cached` (what the cache held for the key).
+    fn refresh_desired(
+        &mut self,
+        key: &ObjKey,
+        g: &baseline::GeneratedPolicy,
+        cached: Option<CachedDesired>,
+    ) -> Wanted {
+        let comparable = Comparable::desired(g);
+        if let Some(cached) = cached.filter(|c| c.comparable == comparable) {
+            self.desired.insert(key.clone(), cached);
+            return Wanted::Cached;
+        }
+        let np = kubefence_k8s::render::generated_policy(g);
+        match serde_json::to_string(&np) {
+            Ok(json) => {
+                self.desired
+                    .insert(key.clone(), CachedDesired { comparable, json });
+            }
+            // Cannot happen (a typed object always serializes); without a
+            // cache entry a later pass for this key alone wants nothing
+            // and deletes nothing either (the full pass rebuilds it).
+            Err(e) => {
+                tracing::error!(namespace = %key.0, name = %key.1, error = %e, "desired policy not cached")
+            }
+        }
+        Wanted::Fresh(Box::new(np))
+    }
+
     /// Phase 4: compares each desired policy with the observed one and
     /// queues the writes (replacing any older plan for the same name).
-    fn plan_keys(&mut self, desired: BTreeMap<ObjKey, Option<Desired>>, pass: &mut Pass) {
+    fn plan_keys(&mut self, desired: BTreeMap<ObjKey, Wanted>, pass: &mut Pass) {
         let withheld: HashSet<ObjKey> = self
             .state
             .quarantined()
@@ -566,11 +626,21 @@ impl Controller {
             pass.examined += 1;
             // Withheld while a quarantine isolates its workload (policies
             // are additive: it would keep the workload's paths open).
-            let wanted = wanted.filter(|_| !withheld.contains(&key));
-            let planned = plan(
-                wanted.as_ref().map(|d| &d.comparable),
-                self.state.policy(&key),
-            );
+            let wanted = match wanted {
+                _ if withheld.contains(&key) => Wanted::Nothing,
+                Wanted::Cached if !self.desired.contains_key(&key) => Wanted::Nothing,
+                w => w,
+            };
+            let comparable = match wanted {
+                Wanted::Nothing => None,
+                Wanted::Fresh(_) | Wanted::Cached => self.desired.get(&key).map(|d| &d.comparable),
+            };
+            let planned = plan(comparable, self.state.policy(&key));
+            let wanted = match (&planned, wanted) {
+                (Plan::Create | Plan::Update, Wanted::Cached) => self.cached_object(&key),
+                (_, Wanted::Fresh(np)) => Some(np),
+                _ => None,
+            };
             match (planned, wanted) {
                 (Plan::Keep, _) => {
                     self.retries.remove(&key);
@@ -593,14 +663,12 @@ impl Controller {
                         );
                     }
                 }
-                (Plan::Create, Some(d)) => {
-                    self.queued
-                        .insert(key.clone(), Write::Create(Box::new(d.np)));
+                (Plan::Create, Some(np)) => {
+                    self.queued.insert(key.clone(), Write::Create(np));
                 }
-                (Plan::Update, Some(d)) => {
+                (Plan::Update, Some(np)) => {
                     // The resourceVersion is read when it is sent.
-                    self.queued
-                        .insert(key.clone(), Write::Apply(Box::new(d.np), None));
+                    self.queued.insert(key.clone(), Write::Apply(np, None));
                 }
                 (Plan::Delete { uid }, _) => {
                     self.queued.insert(key.clone(), Write::Delete(uid));
@@ -613,35 +681,51 @@ impl Controller {
         }
     }
 
+    /// The cached desired object of `key`, to write.
+    fn cached_object(&self, key: &ObjKey) -> Option<Box<NetworkPolicy>> {
+        let cached = self.desired.get(key)?;
+        match serde_json::from_str(&cached.json) {
+            Ok(np) => Some(Box::new(np)),
+            // Cannot happen (the cache holds what was serialized).
+            Err(e) => {
+                tracing::error!(namespace = %key.0, name = %key.1, error = %e, "cached desired policy unreadable");
+                None
+            }
+        }
+    }
+
     /// Phase 5: unresolved references of the workloads looked at, reported
     /// as an Event when they change.
     fn report_unresolved(&mut self, work: &Work, built: &Baseline) {
-        let looked_at: Vec<WorkloadKey> = if work.full {
-            self.state.workloads().map(state::workload_key).collect()
-        } else {
-            work.dirty.iter().cloned().collect()
-        };
-        let mut by_workload: HashMap<&str, BTreeSet<String>> = HashMap::new();
+        let looked_at = |wk: &WorkloadKey| work.full || work.dirty.contains(wk);
+        // Only workloads with unresolved references now or reported before
+        // can have a change to report; the others (most) are not visited.
+        let in_scope: HashSet<&str> = built.policies.iter().map(|g| g.workload.as_str()).collect();
+        let mut now_by_workload: BTreeMap<WorkloadKey, BTreeSet<String>> = BTreeMap::new();
         for u in &built.report.unresolved {
-            by_workload
-                .entry(u.from.as_str())
-                .or_default()
-                .insert(format!("{} ({}): {}", u.value, u.via, u.reason));
+            let Some(wk) = workload_key_of_id(&u.from) else {
+                continue;
+            };
+            if looked_at(&wk) && in_scope.contains(u.from.as_str()) {
+                now_by_workload
+                    .entry(wk)
+                    .or_default()
+                    .insert(format!("{} ({}): {}", u.value, u.via, u.reason));
+            }
         }
-        let in_scope: BTreeSet<&str> = built.policies.iter().map(|g| g.workload.as_str()).collect();
-        for wk in looked_at {
+        for wk in self.unresolved.keys().filter(|wk| looked_at(*wk)) {
+            now_by_workload.entry(wk.clone()).or_default();
+        }
+        for (wk, now) in now_by_workload {
             let Some(w) = self.state.workload(&wk) else {
                 self.unresolved.remove(&wk);
                 continue;
             };
-            let id = w.id();
-            let now = if in_scope.contains(id.as_str()) {
-                by_workload.remove(id.as_str()).unwrap_or_default()
-            } else {
-                BTreeSet::new()
-            };
-            let before = self.unresolved.get(&wk).cloned().unwrap_or_default();
-            if now == before {
+            if self
+                .unresolved
+                .get(&wk)
+                .is_some_and(|before| *before == now)
+            {
                 continue;
             }
             if !now.is_empty() {
@@ -914,6 +998,16 @@ impl Controller {
             })
             .await;
     }
+}
+
+/// The key of the workload with id `namespace/Kind/name` (the builder's
+/// report names workloads so; neither part may contain a `/`).
+fn workload_key_of_id(id: &str) -> Option<WorkloadKey> {
+    let mut parts = id.splitn(3, '/');
+    let namespace = parts.next()?;
+    let kind = parts.next()?.parse().ok()?;
+    let name = parts.next()?;
+    Some((namespace.to_string(), kind, name.to_string()))
 }
 
 /// 1 s doubling to 5 min.

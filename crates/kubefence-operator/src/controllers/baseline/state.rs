@@ -165,6 +165,10 @@ pub struct State {
     keep_all_config_maps: bool,
     policies: BTreeMap<ObjKey, ObservedPolicy>,
     index: Index,
+    /// Bumped by every change of what the builder reads (everything but
+    /// the policies), so a full pass can tell that a rebuild would give
+    /// what the last full build gave (see [`State::generation`]).
+    generation: u64,
     /// Ingress controller selectors (namespace, pods), from the config.
     ingress_controllers: Vec<(LabelSelector, LabelSelector)>,
 }
@@ -247,6 +251,7 @@ impl State {
             keep_all_config_maps: true,
             policies: BTreeMap::new(),
             index: Index::default(),
+            generation: 0,
             ingress_controllers,
         })
     }
@@ -267,6 +272,13 @@ impl State {
 
     pub fn namespaces(&self) -> impl Iterator<Item = &Namespace> {
         self.namespaces.values()
+    }
+
+    /// Changes with every change of the builder's input ([`State::cluster`]):
+    /// the builder is pure, so two builds at one generation give the same
+    /// policies.
+    pub fn generation(&self) -> u64 {
+        self.generation
     }
 
     pub fn policy(&self, key: &ObjKey) -> Option<&ObservedPolicy> {
@@ -412,6 +424,7 @@ impl State {
     // === writes: each returns the workloads whose policy may change ===
 
     pub fn set_workload(&mut self, key: WorkloadKey, w: Option<Workload>) -> BTreeSet<WorkloadKey> {
+        self.generation += 1;
         let mut affected = BTreeSet::new();
         if let Some(old) = self.unindex(&key) {
             self.expand(&key, &old, &mut affected);
@@ -431,6 +444,7 @@ impl State {
     }
 
     pub fn set_service(&mut self, key: ObjKey, s: Option<Service>) -> BTreeSet<WorkloadKey> {
+        self.generation += 1;
         let mut affected = self.service_neighbours(&key);
         match s {
             Some(s) => {
@@ -474,6 +488,7 @@ impl State {
     }
 
     fn keep_config_map(&mut self, key: ObjKey, c: Option<ConfigMap>) -> BTreeSet<WorkloadKey> {
+        self.generation += 1;
         self.to_fetch.remove(&key);
         match c {
             Some(c) => {
@@ -524,6 +539,7 @@ impl State {
             return;
         }
         self.keep_all_config_maps = false;
+        self.generation += 1;
         let keys: Vec<ObjKey> = self.config_maps.keys().cloned().collect();
         for key in keys {
             let held = self.wanted(&key);
@@ -581,6 +597,7 @@ impl State {
     }
 
     pub fn set_ingress(&mut self, key: ObjKey, i: Option<Ingress>) -> BTreeSet<WorkloadKey> {
+        self.generation += 1;
         let mut affected = BTreeSet::new();
         let backends = |i: &Ingress| -> BTreeSet<ObjKey> {
             i.backends
@@ -621,6 +638,7 @@ impl State {
     }
 
     pub fn set_namespace(&mut self, name: String, n: Option<Namespace>) -> BTreeSet<WorkloadKey> {
+        self.generation += 1;
         match n {
             Some(n) => {
                 self.namespaces.insert(name.clone(), n);

@@ -1120,3 +1120,53 @@ async fn a_new_reader_of_config_map_data_not_kept_gets_it_fetched() {
     assert!(spec("tool").contains("5432"), "{}", spec("tool"));
     assert!(spec("db").contains("\"tool\""), "{}", spec("db"));
 }
+
+/// A full pass over a cluster whose objects did not change since the last
+/// full build compares against the desired cache instead of building; it
+/// still compares every policy, so a hand edit that a follower dropped is
+/// repaired on becoming leader. A change of anything the builder reads
+/// makes the next full pass build again.
+#[tokio::test]
+async fn an_unchanged_resync_builds_nothing_and_still_repairs_every_policy() {
+    let h = harness(None);
+    let mut c = listed(&h, &shop()).await;
+    let first = c.reconcile().await;
+    assert!(first.built && first.full);
+    let original = h.fake.policy("shop", &name("web")).unwrap();
+    c.request_full();
+    let resync = c.reconcile().await;
+    assert!(resync.full && !resync.built, "{resync:?}");
+    assert_eq!((resync.examined, resync.writes()), (3, 0));
+
+    // A widening hand edit seen while following: dropped by the follower.
+    h.leader.send(false).unwrap();
+    let mut edited = original.clone();
+    edited.metadata.managed_fields = None;
+    if let Some(spec) = edited.spec.as_mut() {
+        spec.ingress
+            .get_or_insert_default()
+            .push(Default::default());
+    }
+    h.fake.put(edited);
+    let stored = h.fake.policy("shop", &name("web")).unwrap();
+    c.handle(change(Kind::NetworkPolicy, Event::Apply(stored)));
+    assert_eq!(c.reconcile().await, Pass::default());
+
+    h.leader.send(true).unwrap();
+    h.fake.clear_requests();
+    c.request_full();
+    let repaired = c.reconcile().await;
+    assert!(repaired.full && !repaired.built, "{repaired:?}");
+    assert_eq!(policy_writes(&h.fake.requests()), patches(&["web"]));
+    let restored = h.fake.policy("shop", &name("web")).unwrap();
+    assert_eq!(restored.spec, original.spec, "the edit is undone");
+
+    // An env change: the next full pass builds again.
+    let mut web = fixtures::deployment("shop", "web", &[("BACKEND_URL", "http://db:5432")], &[]);
+    web.metadata.resource_version = Some("2".into());
+    c.handle(change(DEPLOYMENT, Event::Apply(web)));
+    c.request_full();
+    let rebuilt = c.reconcile().await;
+    assert!(rebuilt.full && rebuilt.built, "{rebuilt:?}");
+    assert!(rebuilt.updated >= 2, "web and db change: {rebuilt:?}");
+}
