@@ -11,6 +11,8 @@ pub mod crd;
 pub mod intent;
 pub mod learn;
 pub mod load;
+// Reads IsolationProfile objects, which exist only with the CRDs.
+#[cfg(feature = "crd")]
 pub mod profile;
 pub mod quarantine;
 pub mod render;

@@ -713,7 +713,7 @@ impl Controller {
                     .insert(format!("{} ({}): {}", u.value, u.via, u.reason));
             }
         }
-        for wk in self.unresolved.keys().filter(|wk| looked_at(*wk)) {
+        for wk in self.unresolved.keys().filter(|wk| looked_at(wk)) {
             now_by_workload.entry(wk.clone()).or_default();
         }
         for (wk, now) in now_by_workload {
