@@ -48,6 +48,33 @@ pub fn crds_yaml(
 mod tests {
     use super::*;
 
+    /// The API server accepts a CRD's names only when no other CRD of the
+    /// group uses them; a clash leaves the later CRD never Established (seen
+    /// when IsolationProfile and IntentPolicy both took `kfip`).
+    #[test]
+    fn no_two_crds_share_a_name_or_short_name() {
+        let mut seen = std::collections::BTreeMap::new();
+        for crd in all_crds() {
+            let owner = crd.metadata.name.clone().unwrap_or_default();
+            let n = &crd.spec.names;
+            let names = [
+                Some(n.plural.clone()),
+                n.singular.clone(),
+                Some(n.kind.to_lowercase()),
+            ]
+            .into_iter()
+            .flatten()
+            .chain(n.short_names.clone().unwrap_or_default());
+            // A CRD's own plural, singular and kind may coincide; only a
+            // name claimed by two CRDs clashes.
+            for name in names.collect::<std::collections::BTreeSet<_>>() {
+                if let Some(other) = seen.insert(name.clone(), owner.clone()) {
+                    assert_eq!(other, owner, "`{name}` is used by {other} and {owner}");
+                }
+            }
+        }
+    }
+
     /// Conventions every registered kind must follow (vacuous until a kind
     /// is registered; each new kind is checked here without a new test).
     #[test]

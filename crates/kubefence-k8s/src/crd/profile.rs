@@ -49,7 +49,7 @@ pub const CONDITION_COVERED: &str = "Covered";
     kind = "IsolationProfile",
     namespaced,
     status = "IsolationProfileStatus",
-    shortname = "kfip",
+    shortname = "kfisp",
     printcolumn = r#"{"name":"Engine","type":"string","jsonPath":".spec.engine"}"#,
     printcolumn = r#"{"name":"Policy","type":"string","jsonPath":".status.policyName"}"#,
     printcolumn = r#"{"name":"Pods","type":"integer","jsonPath":".status.matchedPods"}"#,
