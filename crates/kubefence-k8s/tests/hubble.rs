@@ -22,7 +22,7 @@ fn path(name: &str) -> String {
     flows_dir().join(name).to_string_lossy().into_owned()
 }
 
-fn read_all(name: &str) -> (Vec<Flow>, Vec<FlowError>, u64) {
+fn read_all(name: &str) -> (Vec<Flow<'static>>, Vec<FlowError>, u64) {
     let mut reader = hubble::open(&path(name)).unwrap();
     let mut flows = Vec::new();
     let mut errors = Vec::new();
@@ -79,7 +79,7 @@ fn jsonpb_lines_give_flows_and_skip_other_records() {
             ("io.kubernetes.pod.namespace", "shop"),
             ("pod-template-hash", "7d4b9c"),
         ]
-        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .map(|(k, v)| (k.into(), v.into()))
     );
     assert_eq!(
         syn.destination.service,
@@ -249,4 +249,82 @@ fn the_learner_counts_the_jsonpb_connection_once() {
             .collect::<Vec<_>>(),
         [7070]
     );
+}
+
+/// Everything a reader gives, in order: flows (owned) and errors.
+type Stream = (Vec<Result<Flow<'static>, FlowError>>, u64);
+
+fn by_iterator(text: &[u8]) -> Stream {
+    let mut reader = hubble::from_reader(std::io::Cursor::new(text.to_vec()), "s.jsonl").unwrap();
+    let items = reader.by_ref().collect();
+    (items, reader.skipped_records)
+}
+
+fn by_blocks(text: &[u8]) -> Stream {
+    let mut reader = hubble::from_reader(std::io::Cursor::new(text.to_vec()), "s.jsonl").unwrap();
+    let mut items = Vec::new();
+    reader.for_each_flow(|item| items.push(item.map(|f| f.clone().into_owned())));
+    (items, reader.skipped_records)
+}
+
+#[test]
+fn the_block_reader_gives_what_the_record_iterator_gives() {
+    for entry in std::fs::read_dir(flows_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "md") {
+            continue;
+        }
+        let text = std::fs::read(&path).unwrap();
+        let (items, skipped) = by_iterator(&text);
+        assert!(!items.is_empty(), "{}", path.display());
+        assert_eq!(by_blocks(&text), (items, skipped), "{}", path.display());
+    }
+}
+
+/// Several blocks of lines parsed on several threads, with unreadable and
+/// overlong lines between them, come out in the order of the file, with
+/// the right line numbers.
+#[test]
+fn the_block_reader_keeps_order_and_line_numbers_across_blocks() {
+    let mut lines: Vec<Vec<u8>> = Vec::new();
+    for name in [
+        "jsonpb-tcp.jsonl",
+        "malformed.jsonl",
+        "json-camel-numbers.jsonl",
+    ] {
+        let text = std::fs::read(flows_dir().join(name)).unwrap();
+        lines.extend(text.split(|b| *b == b'\n').map(<[u8]>::to_vec));
+    }
+    let mut text = Vec::new();
+    let mut n = 0usize;
+    // Several blocks of lines, and one overlong line among them.
+    while n < 50_000 {
+        let line = &lines[n % lines.len()];
+        // Make every line a distinct flow, so a reordering shows.
+        let line =
+            String::from_utf8_lossy(line).replace("2026-", &format!("{:06}-", n % 1_000_000));
+        text.extend_from_slice(line.as_bytes());
+        text.push(b'\n');
+        if n == 7_000 {
+            text.extend(std::iter::repeat_n(b'x', MAX_RECORD_BYTES + 10));
+            text.push(b'\n');
+        }
+        n += 1;
+    }
+    // Over three 4 MiB blocks besides the overlong line.
+    assert!(
+        text.len() > MAX_RECORD_BYTES + 12 * 1024 * 1024,
+        "{}",
+        text.len()
+    );
+    let (items, skipped) = by_iterator(&text);
+    let errors = items.iter().filter(|i| i.is_err()).count();
+    assert!(errors > 100, "{errors}");
+    assert!(items.len() > 10_000, "{}", items.len());
+    let (block_items, block_skipped) = by_blocks(&text);
+    assert_eq!(block_skipped, skipped);
+    assert_eq!(block_items.len(), items.len());
+    for (i, (a, b)) in block_items.iter().zip(&items).enumerate() {
+        assert_eq!(a, b, "item {i}");
+    }
 }

@@ -39,13 +39,13 @@ enum End {
 
 struct Pod {
     workload: String,
-    endpoint: FlowEndpoint,
+    endpoint: FlowEndpoint<'static>,
 }
 
 struct Scenario {
     cluster: Cluster,
     manifests: String,
-    flows: Vec<Flow>,
+    flows: Vec<Flow<'static>>,
     /// What the generator opened: (from, to) → ports.
     observed: BTreeMap<(End, End), ConnSet>,
     with_manifests: bool,
@@ -93,8 +93,8 @@ fn pods_of(cluster: &Cluster, rng: &mut StdRng) -> Vec<Pod> {
             };
             let workloads = if rng.random_bool(0.5) {
                 vec![FlowWorkload {
-                    name: w.name.clone(),
-                    kind: w.kind.as_str().to_string(),
+                    name: w.name.clone().into(),
+                    kind: w.kind.as_str().to_string().into(),
                 }]
             } else {
                 vec![]
@@ -102,9 +102,12 @@ fn pods_of(cluster: &Cluster, rng: &mut StdRng) -> Vec<Pod> {
             pods.push(Pod {
                 workload: w.id(),
                 endpoint: FlowEndpoint {
-                    namespace: Some(w.namespace.clone()),
-                    labels,
-                    pod_name: Some(name),
+                    namespace: Some(w.namespace.clone().into()),
+                    labels: labels
+                        .into_iter()
+                        .map(|(k, v)| (k.into(), v.into()))
+                        .collect(),
+                    pod_name: Some(name.into()),
                     workloads,
                     identity: Some(1000 + wi as u32),
                     ip: Some(IpAddr::V4(Ipv4Addr::new(10, 1 + wi as u8, pi, 7))),
@@ -116,7 +119,7 @@ fn pods_of(cluster: &Cluster, rng: &mut StdRng) -> Vec<Pod> {
     pods
 }
 
-fn world(ip: IpAddr) -> FlowEndpoint {
+fn world(ip: IpAddr) -> FlowEndpoint<'static> {
     FlowEndpoint {
         reserved: vec![ReservedIdentity::World],
         identity: Some(2),
@@ -135,17 +138,17 @@ fn flags(syn: bool, ack: bool) -> TcpFlags {
 
 #[allow(clippy::too_many_arguments)]
 fn flow(
-    src: &FlowEndpoint,
+    src: &FlowEndpoint<'static>,
     sport: u16,
-    dst: &FlowEndpoint,
+    dst: &FlowEndpoint<'static>,
     dport: u16,
     protocol: Protocol,
     tcp: Option<TcpFlags>,
     is_reply: Option<bool>,
     t: u32,
-) -> Flow {
+) -> Flow<'static> {
     Flow {
-        time: Some(format!("2026-01-01T00:{:02}:{:02}Z", t / 60 % 60, t % 60)),
+        time: Some(format!("2026-01-01T00:{:02}:{:02}Z", t / 60 % 60, t % 60).into()),
         source: src.clone(),
         destination: dst.clone(),
         protocol: Some(protocol),
@@ -163,12 +166,12 @@ fn flow(
 /// The flows of one connection, in one of the shapes a capture shows.
 fn connection_flows(
     rng: &mut StdRng,
-    src: &FlowEndpoint,
-    dst: &FlowEndpoint,
+    src: &FlowEndpoint<'static>,
+    dst: &FlowEndpoint<'static>,
     protocol: Protocol,
     port: u16,
     t: u32,
-) -> Vec<Flow> {
+) -> Vec<Flow<'static>> {
     let sport = rng.random_range(32768..61000);
     let fwd = |tcp, reply| flow(src, sport, dst, port, protocol, tcp, reply, t);
     let back = |tcp, reply| flow(dst, port, src, sport, protocol, tcp, reply, t + 1);
@@ -242,8 +245,8 @@ fn scenario(seed: u64, workloads: usize, namespaces: usize, conns: usize) -> Sce
     let mut observed: BTreeMap<(End, End), ConnSet> = BTreeMap::new();
     let mut open = |flows: &mut Vec<Flow>,
                     rng: &mut StdRng,
-                    from: (End, &FlowEndpoint),
-                    to: (End, &FlowEndpoint),
+                    from: (End, &FlowEndpoint<'static>),
+                    to: (End, &FlowEndpoint<'static>),
                     (protocol, port): (Protocol, u16),
                     t: u32| {
         flows.extend(connection_flows(rng, from.1, to.1, protocol, port, t));
@@ -307,7 +310,7 @@ fn scenario(seed: u64, workloads: usize, namespaces: usize, conns: usize) -> Sce
                 if let Some(name) = name {
                     flows.push(Flow {
                         dns: Some(DnsRecord {
-                            query: format!("{name}."),
+                            query: format!("{name}.").into(),
                             ips: vec![*ip],
                         }),
                         flow_type: Some(FlowType::L7),

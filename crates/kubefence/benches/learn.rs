@@ -20,10 +20,8 @@ use kubefence_k8s::learn::hubble;
 
 fn learn_file(path: &Path) -> usize {
     let mut learner = Learner::new();
-    let reader = hubble::open(path.to_str().unwrap()).unwrap();
-    for flow in reader {
-        learner.observe(&flow.unwrap());
-    }
+    let mut reader = hubble::open(path.to_str().unwrap()).unwrap();
+    reader.for_each_flow(|flow| learner.observe(flow.unwrap()));
     let (neighborhoods, _) = learner.finish(None);
     let learned = build(&neighborhoods, &[], &LearnOptions::default()).unwrap();
     learned.policies.len()

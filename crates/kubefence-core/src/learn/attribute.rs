@@ -35,7 +35,7 @@ pub(crate) struct PodView<'a> {
     pub namespace: &'a str,
     pub pod_name: Option<&'a str>,
     pub labels: &'a [(String, String)],
-    pub workloads: &'a [FlowWorkload],
+    pub workloads: &'a [FlowWorkload<'static>],
 }
 
 /// A pod attributed to its workload.
@@ -168,7 +168,7 @@ fn claimed_workload(pod: &PodView<'_>, labels: &Labels) -> Option<(String, Strin
         {
             return Some((WorkloadKind::Deployment.as_str().to_string(), deploy.into()));
         }
-        return Some((kind, w.name.clone()));
+        return Some((kind, w.name.to_string()));
     }
     from_pod_name(pod.pod_name?, labels)
 }
@@ -242,7 +242,7 @@ mod tests {
     fn pod<'a>(
         name: &'a str,
         labels: &'a [(String, String)],
-        workloads: &'a [FlowWorkload],
+        workloads: &'a [FlowWorkload<'static>],
     ) -> PodView<'a> {
         PodView {
             namespace: "shop",

@@ -13,6 +13,7 @@
 //! `api/v1/flow/flow.proto`), where the mapping is not obvious it is said on
 //! the field.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -20,18 +21,24 @@ use serde::{Deserialize, Serialize};
 use crate::conn::Protocol;
 
 /// One observed packet event, normalized.
+///
+/// Text is borrowed from the record it was read from where it can be
+/// (`Cow`): a reader parses a record, hands the borrowed flow to the
+/// learner and drops both, so reading a million flows does not allocate a
+/// dozen strings per flow. [`Flow::into_owned`] detaches one from its
+/// record.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Flow {
+pub struct Flow<'a> {
     /// When the event happened, RFC 3339 as the source wrote it (Hubble's
     /// `time`, falling back to the jsonpb wrapper's `time`). Used for the
     /// first/last-seen evidence only, compared as text.
-    pub time: Option<String>,
+    pub time: Option<Cow<'a, str>>,
     /// The endpoint that sent this packet (Hubble `source` + `IP.source`).
     /// For a reply packet that is the server, not the client.
-    pub source: FlowEndpoint,
+    pub source: FlowEndpoint<'a>,
     /// The endpoint the packet was sent to (Hubble `destination` +
     /// `IP.destination`).
-    pub destination: FlowEndpoint,
+    pub destination: FlowEndpoint<'a>,
     /// Transport protocol (Hubble `l4.TCP`, `l4.UDP`, `l4.SCTP`). `None` for
     /// every other L4 (ICMPv4, ICMPv6, …) or when `l4` is absent: such flows
     /// cannot become a port rule and the learner reports them.
@@ -62,15 +69,15 @@ pub struct Flow {
     /// emitted once per new connection, so it counts as the opening.
     pub event: Option<FlowEvent>,
     /// The DNS part of an L7 record (Hubble `l7.dns`), when present.
-    pub dns: Option<DnsRecord>,
+    pub dns: Option<DnsRecord<'a>>,
 }
 
 /// One side of a flow.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowEndpoint {
+pub struct FlowEndpoint<'a> {
     /// Kubernetes namespace of the pod (Hubble `namespace`); `None` for
     /// anything that is not a pod (world, host, …).
-    pub namespace: Option<String>,
+    pub namespace: Option<Cow<'a, str>>,
     /// Kubernetes pod labels, parsed from Hubble's `k8s:key=value` entries
     /// (source prefix `k8s:` removed). Sorted by key when the reader builds
     /// them; Cilium-internal labels such as
@@ -78,18 +85,18 @@ pub struct FlowEndpoint {
     /// `k8s:io.kubernetes.pod.namespace` are kept as they came: the learner
     /// ignores the `io.cilium.k8s.` and `io.kubernetes.pod.namespace` keys
     /// when it derives selectors.
-    pub labels: Vec<(String, String)>,
+    pub labels: Vec<(Cow<'a, str>, Cow<'a, str>)>,
     /// Cilium reserved identities from `reserved:<name>` labels (world,
     /// host, remote-node, kube-apiserver, …); kept apart from the pod
     /// labels because they describe what the endpoint is, not a label it
     /// carries.
     pub reserved: Vec<ReservedIdentity>,
     /// The pod's name (Hubble `pod_name`); `None` outside pods.
-    pub pod_name: Option<String>,
+    pub pod_name: Option<Cow<'a, str>>,
     /// The controllers that own the pod, as Hubble resolved them
     /// (`workloads[{name, kind}]`, outermost first when it knows it:
     /// a ReplicaSet's Deployment is reported as the Deployment).
-    pub workloads: Vec<FlowWorkload>,
+    pub workloads: Vec<FlowWorkload<'a>>,
     /// Cilium security identity number (Hubble `identity`). Informative:
     /// identities 1–8 are the reserved ones, but the `reserved` labels are
     /// what the learner reads.
@@ -101,23 +108,23 @@ pub struct FlowEndpoint {
     /// it (`source_service` / `destination_service`). Used when the pod
     /// behind it is unknown: the peer then is the Service's `spec.selector`
     /// (from the manifests), never the Service's own labels.
-    pub service: Option<FlowService>,
+    pub service: Option<FlowService<'a>>,
 }
 
 /// A Service as Hubble names it (`{name, namespace}`).
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct FlowService {
-    pub namespace: String,
-    pub name: String,
+pub struct FlowService<'a> {
+    pub namespace: Cow<'a, str>,
+    pub name: Cow<'a, str>,
 }
 
 /// A pod's controller as Hubble names it.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct FlowWorkload {
-    pub name: String,
+pub struct FlowWorkload<'a> {
+    pub name: Cow<'a, str>,
     /// The Kubernetes kind (`Deployment`, `StatefulSet`, `DaemonSet`, …).
     /// Empty when the source did not say.
-    pub kind: String,
+    pub kind: Cow<'a, str>,
 }
 
 /// Cilium's reserved identities (labels `reserved:<name>`).
@@ -256,12 +263,91 @@ impl FlowEvent {
 /// The DNS part of an L7 record (Hubble `l7.dns`). Only answers teach the
 /// learner anything: which addresses a name resolved to.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DnsRecord {
+pub struct DnsRecord<'a> {
     /// The queried name (Hubble `query`), as written (usually with the
     /// trailing dot: `api.example.com.`). The learner strips the dot.
-    pub query: String,
+    pub query: Cow<'a, str>,
     /// The addresses in the answer (Hubble `ips`); empty for a request.
     pub ips: Vec<IpAddr>,
+}
+
+fn owned(text: Cow<'_, str>) -> Cow<'static, str> {
+    Cow::Owned(text.into_owned())
+}
+
+impl Flow<'_> {
+    /// The same flow, holding its own text.
+    pub fn into_owned(self) -> Flow<'static> {
+        Flow {
+            time: self.time.map(owned),
+            source: self.source.into_owned(),
+            destination: self.destination.into_owned(),
+            protocol: self.protocol,
+            source_port: self.source_port,
+            destination_port: self.destination_port,
+            tcp_flags: self.tcp_flags,
+            is_reply: self.is_reply,
+            traffic_direction: self.traffic_direction,
+            verdict: self.verdict,
+            flow_type: self.flow_type,
+            event: self.event,
+            dns: self.dns.map(DnsRecord::into_owned),
+        }
+    }
+}
+
+impl FlowEndpoint<'_> {
+    /// The same endpoint, holding its own text.
+    pub fn into_owned(self) -> FlowEndpoint<'static> {
+        FlowEndpoint {
+            namespace: self.namespace.map(owned),
+            labels: self
+                .labels
+                .into_iter()
+                .map(|(k, v)| (owned(k), owned(v)))
+                .collect(),
+            reserved: self.reserved,
+            pod_name: self.pod_name.map(owned),
+            workloads: self
+                .workloads
+                .into_iter()
+                .map(FlowWorkload::into_owned)
+                .collect(),
+            identity: self.identity,
+            ip: self.ip,
+            service: self.service.map(FlowService::into_owned),
+        }
+    }
+}
+
+impl FlowService<'_> {
+    /// The same Service name, holding its own text.
+    pub fn into_owned(self) -> FlowService<'static> {
+        FlowService {
+            namespace: owned(self.namespace),
+            name: owned(self.name),
+        }
+    }
+}
+
+impl FlowWorkload<'_> {
+    /// The same controller name, holding its own text.
+    pub fn into_owned(self) -> FlowWorkload<'static> {
+        FlowWorkload {
+            name: owned(self.name),
+            kind: owned(self.kind),
+        }
+    }
+}
+
+impl DnsRecord<'_> {
+    /// The same DNS answer, holding its own text.
+    pub fn into_owned(self) -> DnsRecord<'static> {
+        DnsRecord {
+            query: owned(self.query),
+            ips: self.ips,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@
 //!
 //! [`attribute`]: super::attribute
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::hash::{BuildHasher, Hash};
 
@@ -49,8 +50,8 @@ enum EndpointView<'a> {
     Pod {
         namespace: &'a str,
         pod_name: Option<&'a str>,
-        labels: &'a [(String, String)],
-        workloads: &'a [FlowWorkload],
+        labels: &'a [(Cow<'a, str>, Cow<'a, str>)],
+        workloads: &'a [FlowWorkload<'a>],
     },
     Service {
         namespace: &'a str,
@@ -90,7 +91,7 @@ impl Hash for EndpointView<'_> {
 }
 
 impl<'a> EndpointView<'a> {
-    fn of(e: &'a FlowEndpoint) -> Self {
+    fn of(e: &'a FlowEndpoint<'a>) -> Self {
         let has = |r: &ReservedIdentity| e.reserved.contains(r);
         // kube-apiserver may come together with host: the API server is the
         // more precise identity.
@@ -137,8 +138,15 @@ impl<'a> EndpointView<'a> {
             } => EndpointKey::Pod {
                 namespace: namespace.to_string(),
                 pod_name: pod_name.map(str::to_string),
-                labels: labels.to_vec(),
-                workloads: workloads.to_vec(),
+                labels: labels
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect(),
+                workloads: workloads
+                    .iter()
+                    .cloned()
+                    .map(FlowWorkload::into_owned)
+                    .collect(),
             },
             Self::Service { namespace, name } => EndpointKey::Service {
                 namespace: namespace.to_string(),
@@ -172,7 +180,20 @@ impl<'a> EndpointView<'a> {
                     labels: l,
                     workloads: w,
                 },
-            ) => namespace == n && pod_name == p.as_deref() && labels == l && workloads == w,
+            ) => {
+                namespace == n
+                    && pod_name == p.as_deref()
+                    && labels.len() == l.len()
+                    && labels
+                        .iter()
+                        .zip(l)
+                        .all(|((k, v), (lk, lv))| k == lk && v == lv)
+                    && workloads.len() == w.len()
+                    && workloads
+                        .iter()
+                        .zip(w)
+                        .all(|(a, b)| a.name == b.name && a.kind == b.kind)
+            }
             (
                 Self::Service { namespace, name },
                 EndpointKey::Service {
@@ -199,7 +220,7 @@ enum EndpointKey {
         namespace: String,
         pod_name: Option<String>,
         labels: Vec<(String, String)>,
-        workloads: Vec<FlowWorkload>,
+        workloads: Vec<FlowWorkload<'static>>,
     },
     /// A Service address whose pod is not known.
     Service {
@@ -287,7 +308,7 @@ struct Tally {
 }
 
 impl Tally {
-    fn saw(&mut self, time: Option<&String>, new_connection: bool) {
+    fn saw(&mut self, time: Option<&str>, new_connection: bool) {
         self.flows += 1;
         if new_connection {
             self.connections += 1;
@@ -297,18 +318,24 @@ impl Tally {
         }
     }
 
-    fn seen_at(&mut self, first: &String, last: &String) {
-        // clone_from reuses the buffer: flows arrive in time order, so the
+    fn seen_at(&mut self, first: &str, last: &str) {
+        // The buffers are reused: flows arrive in time order, so the
         // last-seen time changes with almost every flow.
         match &mut self.first {
-            Some(f) if first < f => f.clone_from(first),
+            Some(f) if first < f.as_str() => {
+                f.clear();
+                f.push_str(first);
+            }
             Some(_) => {}
-            None => self.first = Some(first.clone()),
+            None => self.first = Some(first.to_string()),
         }
         match &mut self.last {
-            Some(l) if last > l => l.clone_from(last),
+            Some(l) if last > l.as_str() => {
+                l.clear();
+                l.push_str(last);
+            }
             Some(_) => {}
-            None => self.last = Some(last.clone()),
+            None => self.last = Some(last.to_string()),
         }
     }
 
@@ -369,7 +396,7 @@ impl Learner {
         Self::default()
     }
 
-    fn id(&mut self, endpoint: &FlowEndpoint) -> EndpointId {
+    fn id(&mut self, endpoint: &FlowEndpoint<'_>) -> EndpointId {
         let view = EndpointView::of(endpoint);
         let hash = self.hasher.hash_one(view);
         let bucket = self.ids.entry(hash).or_default();
@@ -387,7 +414,7 @@ impl Learner {
     }
 
     /// Folds one flow in.
-    pub fn observe(&mut self, flow: &Flow) {
+    pub fn observe(&mut self, flow: &Flow<'_>) {
         self.counts.read += 1;
         if let Some(dns) = &flow.dns
             && !dns.ips.is_empty()
@@ -442,7 +469,7 @@ impl Learner {
                         port,
                     })
                     .or_default()
-                    .saw(flow.time.as_ref(), new);
+                    .saw(flow.time.as_deref(), new);
             }
             Class::Undecided => {
                 let tuple = tuple_hash(&self.hasher, flow, src, dst);
@@ -464,7 +491,7 @@ impl Learner {
                         port,
                     })
                     .or_default()
-                    .saw(flow.time.as_ref(), false);
+                    .saw(flow.time.as_deref(), false);
             }
             Class::Reply => {}
         }
@@ -903,7 +930,7 @@ fn resolve(
     }
 }
 
-fn classify(flow: &Flow) -> Class {
+fn classify(flow: &Flow<'_>) -> Class {
     if flow.is_reply == Some(true) {
         return Class::Reply;
     }
@@ -929,7 +956,7 @@ fn classify(flow: &Flow) -> Class {
 /// The flow's 5-tuple (addresses, or endpoints when an address is missing),
 /// so the packets of one connection, seen at both nodes or retransmitted,
 /// count once.
-fn tuple_hash(hasher: &FixedState, flow: &Flow, src: EndpointId, dst: EndpointId) -> u64 {
+fn tuple_hash(hasher: &FixedState, flow: &Flow<'_>, src: EndpointId, dst: EndpointId) -> u64 {
     let ends = match (flow.source.ip, flow.destination.ip) {
         (Some(s), Some(d)) => Ok((s, d)),
         _ => Err((src, dst)),
@@ -945,16 +972,16 @@ mod tests {
     use crate::learn::flows::{DnsRecord, FlowService, TcpFlags};
     use crate::model::{Service, ServiceType};
 
-    fn pod(ns: &str, name: &str, app: &str, ip: [u8; 4]) -> FlowEndpoint {
+    fn pod(ns: &str, name: &str, app: &str, ip: [u8; 4]) -> FlowEndpoint<'static> {
         FlowEndpoint {
-            namespace: Some(ns.into()),
+            namespace: Some(ns.to_string().into()),
             labels: vec![
-                ("app".into(), app.into()),
+                ("app".into(), app.to_string().into()),
                 ("pod-template-hash".into(), "6b4f9c7d5f".into()),
             ],
-            pod_name: Some(format!("{name}-6b4f9c7d5f-x2x4z")),
+            pod_name: Some(format!("{name}-6b4f9c7d5f-x2x4z").into()),
             workloads: vec![FlowWorkload {
-                name: name.into(),
+                name: name.to_string().into(),
                 kind: "Deployment".into(),
             }],
             ip: Some(IpAddr::V4(Ipv4Addr::from(ip))),
@@ -962,7 +989,7 @@ mod tests {
         }
     }
 
-    fn world(ip: [u8; 4]) -> FlowEndpoint {
+    fn world(ip: [u8; 4]) -> FlowEndpoint<'static> {
         FlowEndpoint {
             reserved: vec![ReservedIdentity::World],
             ip: Some(IpAddr::V4(Ipv4Addr::from(ip))),
@@ -988,16 +1015,16 @@ mod tests {
     };
 
     fn tcp(
-        src: &FlowEndpoint,
+        src: &FlowEndpoint<'static>,
         sport: u16,
-        dst: &FlowEndpoint,
+        dst: &FlowEndpoint<'static>,
         dport: u16,
         flags: TcpFlags,
         is_reply: Option<bool>,
         time: &str,
-    ) -> Flow {
+    ) -> Flow<'static> {
         Flow {
-            time: Some(time.into()),
+            time: Some(time.to_string().into()),
             source: src.clone(),
             destination: dst.clone(),
             protocol: Some(Protocol::Tcp),

@@ -160,14 +160,26 @@ impl<R: BufRead> FlowReader<R> {
     /// The next line into `buffer` (without its newline); `None` at the
     /// end. A line over the limit is consumed and reported.
     fn next_line(&mut self) -> Option<Result<usize, FlowError>> {
+        let mut buffer = std::mem::take(&mut self.buffer);
+        buffer.clear();
+        let read = self.append_line(&mut buffer);
+        self.buffer = buffer;
+        read.map(|r| r.map(|(line, _)| line))
+    }
+
+    /// Appends the next non-blank line to `out` (without its newline) and
+    /// returns its line number and where it starts in `out`; `None` at the
+    /// end. A line over the limit is consumed, left out of `out` and
+    /// reported.
+    fn append_line(&mut self, out: &mut Vec<u8>) -> Option<Result<(usize, usize), FlowError>> {
+        let start = out.len();
         loop {
-            self.buffer.clear();
+            out.truncate(start);
             let limit = (MAX_RECORD_BYTES + 1) as u64;
-            let read = (&mut self.reader)
-                .take(limit)
-                .read_until(b'\n', &mut self.buffer);
+            let read = (&mut self.reader).take(limit).read_until(b'\n', out);
             match read {
                 Err(e) => {
+                    out.truncate(start);
                     let line = self.line + 1;
                     self.layout = Layout::Done;
                     return Some(Err(self.error(line, format!("cannot read: {e}"))));
@@ -177,9 +189,10 @@ impl<R: BufRead> FlowReader<R> {
             }
             self.line += 1;
             let line = self.line;
-            if self.buffer.last() == Some(&b'\n') {
-                self.buffer.pop();
-            } else if self.buffer.len() > MAX_RECORD_BYTES {
+            if out.last() == Some(&b'\n') {
+                out.pop();
+            } else if out.len() - start > MAX_RECORD_BYTES {
+                out.truncate(start);
                 // Skip the rest of the overlong line without keeping it.
                 if let Err(e) = skip_line(&mut self.reader) {
                     self.layout = Layout::Done;
@@ -190,10 +203,10 @@ impl<R: BufRead> FlowReader<R> {
                     format!("record longer than {MAX_RECORD_BYTES} bytes: skipped"),
                 )));
             }
-            if self.buffer.iter().all(u8::is_ascii_whitespace) {
+            if out[start..].iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            return Some(Ok(line));
+            return Some(Ok((line, start)));
         }
     }
 
@@ -295,6 +308,152 @@ impl<R: BufRead> FlowReader<R> {
     }
 }
 
+/// How many bytes of lines are read before they are parsed together.
+const BLOCK_BYTES: usize = 4 * 1024 * 1024;
+
+/// One line of a block: where it is, or why it could not be read.
+enum BlockLine {
+    Record {
+        line: usize,
+        start: usize,
+        end: usize,
+    },
+    Unreadable(FlowError),
+}
+
+/// A record of a block, parsed.
+type Parsed<'a> = (usize, Result<Option<Flow<'a>>, String>);
+
+impl<R: BufRead> FlowReader<R> {
+    /// Reads the stream to its end and hands every flow, and every record
+    /// that could not be read, to `visit`, in the order of the stream.
+    ///
+    /// This is the fast way to read a large file: the flows borrow their
+    /// text from the reader's buffer instead of owning it, and lines are
+    /// parsed a block at a time on every core while `visit` runs on the
+    /// calling thread. What `visit` sees is exactly what the iterator
+    /// would give, in the same order.
+    pub fn for_each_flow(&mut self, mut visit: impl FnMut(Result<&Flow<'_>, FlowError>)) {
+        if self.layout == Layout::Unknown {
+            match self.peek_non_space() {
+                Ok(Some(b'[')) => {
+                    self.reader.consume(1);
+                    self.layout = Layout::Array;
+                }
+                Ok(Some(_)) => self.layout = Layout::Lines,
+                Ok(None) => return,
+                Err(e) => {
+                    self.layout = Layout::Done;
+                    visit(Err(self.error(self.line + 1, format!("cannot read: {e}"))));
+                    return;
+                }
+            }
+        }
+        if self.layout == Layout::Lines {
+            self.for_each_line(&mut visit);
+        } else {
+            // An array is read element by element: its records are rarely
+            // large in number (`-o json` output saved by hand).
+            for item in self.by_ref() {
+                match item {
+                    Ok(flow) => visit(Ok(&flow)),
+                    Err(e) => visit(Err(e)),
+                }
+            }
+        }
+    }
+
+    fn for_each_line(&mut self, visit: &mut impl FnMut(Result<&Flow<'_>, FlowError>)) {
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let mut bytes = Vec::with_capacity(BLOCK_BYTES + 64 * 1024);
+        let mut lines = Vec::new();
+        loop {
+            bytes.clear();
+            lines.clear();
+            let mut ended = false;
+            while bytes.len() < BLOCK_BYTES {
+                match self.append_line(&mut bytes) {
+                    None => {
+                        ended = true;
+                        break;
+                    }
+                    Some(Ok((line, start))) => lines.push(BlockLine::Record {
+                        line,
+                        start,
+                        end: bytes.len(),
+                    }),
+                    Some(Err(e)) => {
+                        let fatal = self.layout == Layout::Done;
+                        lines.push(BlockLine::Unreadable(e));
+                        if fatal {
+                            ended = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            self.visit_block(&bytes, &lines, threads, visit);
+            if ended {
+                return;
+            }
+        }
+    }
+
+    /// Parses a block's lines (on up to `threads` threads, in contiguous
+    /// runs) and visits them in order.
+    fn visit_block(
+        &mut self,
+        bytes: &[u8],
+        lines: &[BlockLine],
+        threads: usize,
+        visit: &mut impl FnMut(Result<&Flow<'_>, FlowError>),
+    ) {
+        let parse = |run: &[BlockLine]| -> Vec<Parsed<'_>> {
+            run.iter()
+                .filter_map(|l| match l {
+                    BlockLine::Record { line, start, end } => bytes
+                        .get(*start..*end)
+                        .map(|record| (*line, parse_record(record))),
+                    BlockLine::Unreadable(_) => None,
+                })
+                .collect()
+        };
+        let run_len = lines.len().div_ceil(threads.max(1)).max(1);
+        let runs: Vec<&[BlockLine]> = lines.chunks(run_len).collect();
+        std::thread::scope(|scope| {
+            // The first run is parsed here; the others on their own threads.
+            let others: Vec<_> = runs
+                .iter()
+                .skip(1)
+                .map(|run| scope.spawn(move || parse(run)))
+                .collect();
+            let mut parsed_runs = Vec::with_capacity(runs.len());
+            parsed_runs.push(runs.first().map(|run| parse(run)).unwrap_or_default());
+            for handle in others {
+                // A panic while parsing is a bug; it is raised here again
+                // rather than swallowed.
+                parsed_runs.push(
+                    handle
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                );
+            }
+            let mut parsed = parsed_runs.into_iter().flatten();
+            for l in lines {
+                match l {
+                    BlockLine::Unreadable(e) => visit(Err(e.clone())),
+                    BlockLine::Record { .. } => match parsed.next() {
+                        Some((_, Ok(Some(flow)))) => visit(Ok(&flow)),
+                        Some((_, Ok(None))) => self.skipped_records += 1,
+                        Some((line, Err(message))) => visit(Err(self.error(line, message))),
+                        None => {}
+                    },
+                }
+            }
+        });
+    }
+}
+
 fn skip_line<R: BufRead>(reader: &mut R) -> io::Result<()> {
     loop {
         let buf = reader.fill_buf()?;
@@ -315,7 +474,7 @@ fn skip_line<R: BufRead>(reader: &mut R) -> io::Result<()> {
 }
 
 impl<R: BufRead> Iterator for FlowReader<R> {
-    type Item = Result<Flow, FlowError>;
+    type Item = Result<Flow<'static>, FlowError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
@@ -343,7 +502,7 @@ impl<R: BufRead> Iterator for FlowReader<R> {
                 Err(e) => return Some(Err(e)),
             };
             match parse_record(&self.buffer) {
-                Ok(Some(flow)) => return Some(Ok(flow)),
+                Ok(Some(flow)) => return Some(Ok(flow.into_owned())),
                 Ok(None) => self.skipped_records += 1,
                 Err(message) => return Some(Err(self.error(line, message))),
             }
@@ -352,29 +511,26 @@ impl<R: BufRead> Iterator for FlowReader<R> {
 }
 
 /// One record: a flow, `None` for another kind of record, or why it is
-/// not readable.
-pub fn parse_record(bytes: &[u8]) -> Result<Option<Flow>, String> {
-    let record: HubbleFlow<'_> = serde_json::from_slice(bytes).map_err(|e| {
+/// not readable. The flow borrows its text from `bytes` where no JSON
+/// escape stood in the way.
+pub fn parse_record(bytes: &[u8]) -> Result<Option<Flow<'_>>, String> {
+    let mut record: HubbleFlow<'_> = serde_json::from_slice(bytes).map_err(|e| {
         if e.is_syntax() || e.is_eof() {
             format!("not JSON: {e}")
         } else {
             format!("not a Hubble flow: {e}")
         }
     })?;
-    let HubbleFlow {
-        flow: inner,
-        time: outer_time,
-        ..
-    } = &record;
-    let flow = match inner {
+    let flow = match record.flow.take() {
         Some(inner) => {
-            let mut flow = to_flow(inner)?;
+            let mut flow = to_flow(*inner)?;
             if flow.time.is_none() {
-                flow.time = outer_time.as_ref().map(|t| t.to_string());
+                flow.time = record.time.map(|t| t.0);
             }
             flow
         }
-        None if record.is_flow() => to_flow(&record)?,
+        // The record is the flow itself (`-o json`).
+        None if record.is_flow() => to_flow(record)?,
         None => return Ok(None),
     };
     Ok(Some(flow))
@@ -394,19 +550,14 @@ const VERDICTS: &[&str] = &[
 const DIRECTIONS: &[&str] = &["TRAFFIC_DIRECTION_UNKNOWN", "INGRESS", "EGRESS"];
 const FLOW_TYPES: &[&str] = &["UNKNOWN_TYPE", "L3_L4", "L7", "SOCK"];
 
-fn to_flow(f: &HubbleFlow<'_>) -> Result<Flow, String> {
-    let ip = f.ip.as_ref();
-    let source = endpoint(
-        f.source.as_ref(),
-        ip.and_then(|i| i.source.as_deref()),
-        "IP.source",
-        f.source_service.as_ref(),
-    )?;
+fn to_flow(f: HubbleFlow<'_>) -> Result<Flow<'_>, String> {
+    let (ip_source, ip_destination) = f.ip.map_or((None, None), |i| (i.source, i.destination));
+    let source = endpoint(f.source, ip_source, "IP.source", f.source_service)?;
     let destination = endpoint(
-        f.destination.as_ref(),
-        ip.and_then(|i| i.destination.as_deref()),
+        f.destination,
+        ip_destination,
         "IP.destination",
-        f.destination_service.as_ref(),
+        f.destination_service,
     )?;
     let (protocol, ports, tcp_flags) = match &f.l4 {
         Some(L4 { tcp: Some(t), .. }) => (
@@ -429,24 +580,24 @@ fn to_flow(f: &HubbleFlow<'_>) -> Result<Flow, String> {
                 .map_err(|_| format!("l4: {field} {n} is not a port")),
         }
     };
-    let dns = match f.l7.as_ref().and_then(|l| l.dns.as_ref()) {
+    let dns = match f.l7.and_then(|l| l.dns) {
         None => None,
         Some(d) => {
             let mut ips = Vec::new();
             for text in d.ips.iter().flatten() {
                 ips.push(
                     text.parse::<IpAddr>()
-                        .map_err(|_| format!("l7.dns.ips: {text:?} is not an IP address"))?,
+                        .map_err(|_| format!("l7.dns.ips: {:?} is not an IP address", &**text))?,
                 );
             }
             Some(DnsRecord {
-                query: d.query.as_deref().unwrap_or_default().to_string(),
+                query: d.query.map_or(Cow::Borrowed(""), |q| q.0),
                 ips,
             })
         }
     };
     Ok(Flow {
-        time: f.time.as_ref().map(|t| t.to_string()),
+        time: f.time.map(|t| t.0),
         source,
         destination,
         protocol,
@@ -487,20 +638,21 @@ fn to_flow(f: &HubbleFlow<'_>) -> Result<Flow, String> {
     })
 }
 
-fn endpoint(
-    e: Option<&Endpoint<'_>>,
-    ip: Option<&str>,
+/// A text field, `None` when absent or empty.
+fn non_empty(text: Option<Str<'_>>) -> Option<Cow<'_, str>> {
+    text.map(|t| t.0).filter(|t| !t.is_empty())
+}
+
+fn endpoint<'a>(
+    e: Option<Endpoint<'a>>,
+    ip: Option<Str<'a>>,
     ip_field: &str,
-    service: Option<&Service<'_>>,
-) -> Result<FlowEndpoint, String> {
+    service: Option<Service<'a>>,
+) -> Result<FlowEndpoint<'a>, String> {
     let service = service
-        .and_then(|s| Some((s.namespace.as_deref()?, s.name.as_deref()?)))
-        .filter(|(ns, name)| !ns.is_empty() && !name.is_empty())
-        .map(|(ns, name)| FlowService {
-            namespace: ns.to_string(),
-            name: name.to_string(),
-        });
-    let ip = match ip {
+        .and_then(|s| Some((non_empty(s.namespace)?, non_empty(s.name)?)))
+        .map(|(namespace, name)| FlowService { namespace, name });
+    let ip = match ip.as_deref() {
         None | Some("") => None,
         Some(text) => Some(
             text.parse::<IpAddr>()
@@ -516,10 +668,9 @@ fn endpoint(
     };
     let mut labels = Vec::new();
     let mut reserved = Vec::new();
-    for label in e.labels.iter().flatten() {
-        if let Some(rest) = label.strip_prefix("k8s:") {
-            let (key, value) = rest.split_once('=').unwrap_or((rest, ""));
-            labels.push((key.to_string(), value.to_string()));
+    for Str(label) in e.labels.into_iter().flatten() {
+        if label.starts_with("k8s:") {
+            labels.push(k8s_label(label));
         } else if let Some(name) = label.strip_prefix("reserved:") {
             let name = name.split_once('=').map_or(name, |(n, _)| n);
             reserved.push(ReservedIdentity::parse(name));
@@ -530,26 +681,43 @@ fn endpoint(
     labels.sort();
     reserved.sort();
     reserved.dedup();
-    let text =
-        |s: &Option<Cow<'_, str>>| s.as_ref().filter(|s| !s.is_empty()).map(|s| s.to_string());
     Ok(FlowEndpoint {
-        namespace: text(&e.namespace),
+        namespace: non_empty(e.namespace),
         labels,
         reserved,
-        pod_name: text(&e.pod_name),
+        pod_name: non_empty(e.pod_name),
         workloads: e
             .workloads
-            .iter()
+            .into_iter()
             .flatten()
             .map(|w| FlowWorkload {
-                name: w.name.as_deref().unwrap_or_default().to_string(),
-                kind: w.kind.as_deref().unwrap_or_default().to_string(),
+                name: w.name.map_or(Cow::Borrowed(""), |n| n.0),
+                kind: w.kind.map_or(Cow::Borrowed(""), |k| k.0),
             })
             .collect(),
         identity: e.identity,
         ip,
         service,
     })
+}
+
+/// `k8s:key=value` (the caller checked the prefix) as `(key, value)`,
+/// borrowed from the record when the label was.
+fn k8s_label(label: Cow<'_, str>) -> (Cow<'_, str>, Cow<'_, str>) {
+    fn split(text: &str) -> (&str, &str) {
+        let rest = text.strip_prefix("k8s:").unwrap_or(text);
+        rest.split_once('=').unwrap_or((rest, ""))
+    }
+    match label {
+        Cow::Borrowed(text) => {
+            let (key, value) = split(text);
+            (Cow::Borrowed(key), Cow::Borrowed(value))
+        }
+        Cow::Owned(text) => {
+            let (key, value) = split(&text);
+            (Cow::Owned(key.to_string()), Cow::Owned(value.to_string()))
+        }
+    }
 }
 
 // ---- Hubble's JSON, borrowed where it can be ----
@@ -560,7 +728,7 @@ struct HubbleFlow<'a> {
     #[serde(borrow, default)]
     flow: Option<Box<HubbleFlow<'a>>>,
     #[serde(borrow, default)]
-    time: Option<Cow<'a, str>>,
+    time: Option<Str<'a>>,
     #[serde(default)]
     verdict: Option<EnumValue<'a>>,
     #[serde(rename = "IP", alias = "ip", borrow, default)]
@@ -590,9 +758,9 @@ struct HubbleFlow<'a> {
 #[derive(Deserialize)]
 struct Service<'a> {
     #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
+    name: Option<Str<'a>>,
     #[serde(borrow, default)]
-    namespace: Option<Cow<'a, str>>,
+    namespace: Option<Str<'a>>,
 }
 
 impl HubbleFlow<'_> {
@@ -609,9 +777,9 @@ impl HubbleFlow<'_> {
 #[derive(Deserialize)]
 struct Ip<'a> {
     #[serde(borrow, default)]
-    source: Option<Cow<'a, str>>,
+    source: Option<Str<'a>>,
     #[serde(borrow, default)]
-    destination: Option<Cow<'a, str>>,
+    destination: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -684,11 +852,11 @@ impl TcpFlagsJson {
 #[derive(Deserialize)]
 struct Endpoint<'a> {
     #[serde(borrow, default)]
-    namespace: Option<Cow<'a, str>>,
+    namespace: Option<Str<'a>>,
     #[serde(borrow, default)]
-    labels: Option<Vec<Cow<'a, str>>>,
+    labels: Option<Vec<Str<'a>>>,
     #[serde(alias = "podName", borrow, default)]
-    pod_name: Option<Cow<'a, str>>,
+    pod_name: Option<Str<'a>>,
     #[serde(borrow, default)]
     workloads: Option<Vec<WorkloadJson<'a>>>,
     #[serde(default)]
@@ -698,9 +866,9 @@ struct Endpoint<'a> {
 #[derive(Deserialize)]
 struct WorkloadJson<'a> {
     #[serde(borrow, default)]
-    name: Option<Cow<'a, str>>,
+    name: Option<Str<'a>>,
     #[serde(borrow, default)]
-    kind: Option<Cow<'a, str>>,
+    kind: Option<Str<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -718,9 +886,50 @@ struct L7<'a> {
 #[derive(Deserialize)]
 struct Dns<'a> {
     #[serde(borrow, default)]
-    query: Option<Cow<'a, str>>,
+    query: Option<Str<'a>>,
     #[serde(borrow, default)]
-    ips: Option<Vec<Cow<'a, str>>>,
+    ips: Option<Vec<Str<'a>>>,
+}
+
+/// A JSON string, borrowed from the record when it has no escape (owned
+/// when it has). serde's own `Cow<str>` always allocates when it sits in an
+/// `Option` or a `Vec`, and allocating every string of every record was
+/// most of the reading time.
+struct Str<'a>(Cow<'a, str>);
+
+impl std::ops::Deref for Str<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Str<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Str<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Str<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Str(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(V)
+    }
 }
 
 /// A protobuf enum as protojson writes it: its name, or its number.

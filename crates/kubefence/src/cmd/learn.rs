@@ -276,6 +276,40 @@ fn report_errors(
     }
 }
 
+/// Streams every `--flows` file into `learner`, reporting each unreadable
+/// record (file and line) and going on; returns how many records were
+/// read, flows or not. `learn` and `verify` read flows alike through it.
+pub(crate) fn observe_flows(
+    paths: &[String],
+    learner: &mut Learner,
+    had_errors: &mut bool,
+) -> anyhow::Result<u64> {
+    let mut records = 0u64;
+    for path in paths {
+        let mut reader =
+            hubble::open(path).with_context(|| format!("--flows {path}: cannot read"))?;
+        reader.for_each_flow(|item| {
+            records += 1;
+            match item {
+                Ok(flow) => learner.observe(flow),
+                Err(e) => {
+                    *had_errors = true;
+                    logging::report(
+                        Severity::Error,
+                        Place {
+                            file: Some(&e.file),
+                            field: Some(&format!("line {}", e.line)),
+                            ..Place::default()
+                        },
+                        &e.message,
+                    );
+                }
+            }
+        });
+    }
+    Ok(records)
+}
+
 fn from_flows(
     opts: &LearnOpts,
     known: &[KnownServer],
@@ -295,28 +329,7 @@ fn from_flows(
         Some(read.cluster)
     };
     let mut learner = Learner::new();
-    let mut records = 0u64;
-    for path in &opts.flows {
-        let reader = hubble::open(path).with_context(|| format!("--flows {path}: cannot read"))?;
-        for item in reader {
-            records += 1;
-            match item {
-                Ok(flow) => learner.observe(&flow),
-                Err(e) => {
-                    *had_errors = true;
-                    logging::report(
-                        Severity::Error,
-                        Place {
-                            file: Some(&e.file),
-                            field: Some(&format!("line {}", e.line)),
-                            ..Place::default()
-                        },
-                        &e.message,
-                    );
-                }
-            }
-        }
-    }
+    let records = observe_flows(&opts.flows, &mut learner, had_errors)?;
     if records == 0 {
         bail!(
             "--flows {}: nothing to learn from: no flow record was read",

@@ -12,12 +12,11 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
 use kubefence_core::engine::{Explanation, explain};
 use kubefence_core::learn::{LearnReport, Learner, LeftOutReason, ObservedConnection, ObservedEnd};
 use kubefence_core::{Cluster, Protocol};
-use kubefence_k8s::learn::hubble;
 use serde::Serialize;
 
 use crate::cli::ModelOpts;
@@ -142,28 +141,7 @@ pub fn run(opts: &VerifyOpts) -> anyhow::Result<u8> {
         "-f",
     )?;
     let mut learner = Learner::new();
-    let mut records = 0u64;
-    for path in &opts.flows {
-        let reader = hubble::open(path).with_context(|| format!("--flows {path}: cannot read"))?;
-        for item in reader {
-            records += 1;
-            match item {
-                Ok(flow) => learner.observe(&flow),
-                Err(e) => {
-                    had_errors = true;
-                    logging::report(
-                        Severity::Error,
-                        Place {
-                            file: Some(&e.file),
-                            field: Some(&format!("line {}", e.line)),
-                            ..Place::default()
-                        },
-                        &e.message,
-                    );
-                }
-            }
-        }
-    }
+    let records = super::learn::observe_flows(&opts.flows, &mut learner, &mut had_errors)?;
     if records == 0 {
         bail!(
             "--flows {}: nothing to verify: no flow record was read",
