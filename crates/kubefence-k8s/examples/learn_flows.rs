@@ -1,0 +1,29 @@
+//! Reads Hubble flow files into the core learner and builds the policies,
+//! as `kubefence learn --flows` does but without the CLI around it, to
+//! profile the reading and learning alone (`perf record` on this is far
+//! quicker to rebuild than the whole binary):
+//!
+//!   cargo run --release -p kubefence-k8s --example learn_flows -- FLOWS...
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+
+use kubefence_core::learn::{LearnOptions, Learner, build};
+use kubefence_k8s::learn::hubble;
+
+fn main() {
+    let mut learner = Learner::new();
+    let mut errors = 0u64;
+    for path in std::env::args().skip(1) {
+        let mut reader = hubble::open(&path).expect("readable flow file");
+        reader.for_each_flow(|item| match item {
+            Ok(flow) => learner.observe(flow),
+            Err(_) => errors += 1,
+        });
+    }
+    let (neighborhoods, report) = learner.finish(None);
+    let learned = build(&neighborhoods, &[], &LearnOptions::default()).expect("policies");
+    println!(
+        "{} flows read, {errors} unreadable, {} policies",
+        report.flows.read,
+        learned.policies.len()
+    );
+}
