@@ -160,26 +160,14 @@ impl<R: BufRead> FlowReader<R> {
     /// The next line into `buffer` (without its newline); `None` at the
     /// end. A line over the limit is consumed and reported.
     fn next_line(&mut self) -> Option<Result<usize, FlowError>> {
-        let mut buffer = std::mem::take(&mut self.buffer);
-        buffer.clear();
-        let read = self.append_line(&mut buffer);
-        self.buffer = buffer;
-        read.map(|r| r.map(|(line, _)| line))
-    }
-
-    /// Appends the next non-blank line to `out` (without its newline) and
-    /// returns its line number and where it starts in `out`; `None` at the
-    /// end. A line over the limit is consumed, left out of `out` and
-    /// reported.
-    fn append_line(&mut self, out: &mut Vec<u8>) -> Option<Result<(usize, usize), FlowError>> {
-        let start = out.len();
         loop {
-            out.truncate(start);
+            self.buffer.clear();
             let limit = (MAX_RECORD_BYTES + 1) as u64;
-            let read = (&mut self.reader).take(limit).read_until(b'\n', out);
+            let read = (&mut self.reader)
+                .take(limit)
+                .read_until(b'\n', &mut self.buffer);
             match read {
                 Err(e) => {
-                    out.truncate(start);
                     let line = self.line + 1;
                     self.layout = Layout::Done;
                     return Some(Err(self.error(line, format!("cannot read: {e}"))));
@@ -189,10 +177,9 @@ impl<R: BufRead> FlowReader<R> {
             }
             self.line += 1;
             let line = self.line;
-            if out.last() == Some(&b'\n') {
-                out.pop();
-            } else if out.len() - start > MAX_RECORD_BYTES {
-                out.truncate(start);
+            if self.buffer.last() == Some(&b'\n') {
+                self.buffer.pop();
+            } else if self.buffer.len() > MAX_RECORD_BYTES {
                 // Skip the rest of the overlong line without keeping it.
                 if let Err(e) = skip_line(&mut self.reader) {
                     self.layout = Layout::Done;
@@ -203,10 +190,10 @@ impl<R: BufRead> FlowReader<R> {
                     format!("record longer than {MAX_RECORD_BYTES} bytes: skipped"),
                 )));
             }
-            if out[start..].iter().all(u8::is_ascii_whitespace) {
+            if self.buffer.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
-            return Some(Ok((line, start)));
+            return Some(Ok(line));
         }
     }
 
@@ -308,149 +295,53 @@ impl<R: BufRead> FlowReader<R> {
     }
 }
 
-/// How many bytes of lines are read before they are parsed together.
-const BLOCK_BYTES: usize = 4 * 1024 * 1024;
-
-/// One line of a block: where it is, or why it could not be read.
-enum BlockLine {
-    Record {
-        line: usize,
-        start: usize,
-        end: usize,
-    },
-    Unreadable(FlowError),
-}
-
-/// A record of a block, parsed.
-type Parsed<'a> = (usize, Result<Option<Flow<'a>>, String>);
-
 impl<R: BufRead> FlowReader<R> {
     /// Reads the stream to its end and hands every flow, and every record
-    /// that could not be read, to `visit`, in the order of the stream.
-    ///
-    /// This is the fast way to read a large file: the flows borrow their
-    /// text from the reader's buffer instead of owning it, and lines are
-    /// parsed a block at a time on every core while `visit` runs on the
-    /// calling thread. What `visit` sees is exactly what the iterator
-    /// would give, in the same order.
+    /// that could not be read, to `visit`, in the order of the stream:
+    /// exactly what the iterator gives, but each flow borrows its text from
+    /// the reader's buffer instead of owning it, so no string of a record
+    /// is copied. Each record is parsed and visited right after it is read,
+    /// while it is still in the cache.
     pub fn for_each_flow(&mut self, mut visit: impl FnMut(Result<&Flow<'_>, FlowError>)) {
-        if self.layout == Layout::Unknown {
-            match self.peek_non_space() {
-                Ok(Some(b'[')) => {
-                    self.reader.consume(1);
-                    self.layout = Layout::Array;
-                }
-                Ok(Some(_)) => self.layout = Layout::Lines,
-                Ok(None) => return,
-                Err(e) => {
-                    self.layout = Layout::Done;
-                    visit(Err(self.error(self.line + 1, format!("cannot read: {e}"))));
-                    return;
-                }
-            }
-        }
-        if self.layout == Layout::Lines {
-            self.for_each_line(&mut visit);
-        } else {
-            // An array is read element by element: its records are rarely
-            // large in number (`-o json` output saved by hand).
-            for item in self.by_ref() {
-                match item {
-                    Ok(flow) => visit(Ok(&flow)),
-                    Err(e) => visit(Err(e)),
-                }
-            }
-        }
-    }
-
-    fn for_each_line(&mut self, visit: &mut impl FnMut(Result<&Flow<'_>, FlowError>)) {
-        let threads = std::thread::available_parallelism().map_or(1, usize::from);
-        let mut bytes = Vec::with_capacity(BLOCK_BYTES + 64 * 1024);
-        let mut lines = Vec::new();
         loop {
-            bytes.clear();
-            lines.clear();
-            let mut ended = false;
-            while bytes.len() < BLOCK_BYTES {
-                match self.append_line(&mut bytes) {
-                    None => {
-                        ended = true;
-                        break;
+            if self.layout == Layout::Unknown {
+                match self.peek_non_space() {
+                    Ok(Some(b'[')) => {
+                        self.reader.consume(1);
+                        self.layout = Layout::Array;
                     }
-                    Some(Ok((line, start))) => lines.push(BlockLine::Record {
-                        line,
-                        start,
-                        end: bytes.len(),
-                    }),
-                    Some(Err(e)) => {
-                        let fatal = self.layout == Layout::Done;
-                        lines.push(BlockLine::Unreadable(e));
-                        if fatal {
-                            ended = true;
-                            break;
-                        }
+                    Ok(Some(_)) => self.layout = Layout::Lines,
+                    Ok(None) => return,
+                    Err(e) => {
+                        self.layout = Layout::Done;
+                        visit(Err(self.error(self.line + 1, format!("cannot read: {e}"))));
+                        return;
                     }
                 }
             }
-            self.visit_block(&bytes, &lines, threads, visit);
-            if ended {
-                return;
+            let record = match self.layout {
+                Layout::Lines => self.next_line(),
+                Layout::Array => self.next_element(),
+                Layout::Unknown | Layout::Done => None,
+            };
+            let line = match record {
+                None => return,
+                Some(Err(e)) => {
+                    visit(Err(e));
+                    continue;
+                }
+                Some(Ok(line)) => line,
+            };
+            match parse_record(&self.buffer) {
+                Ok(Some(flow)) => visit(Ok(&flow)),
+                Ok(None) => self.skipped_records += 1,
+                Err(message) => visit(Err(FlowError {
+                    file: self.label.clone(),
+                    line,
+                    message,
+                })),
             }
         }
-    }
-
-    /// Parses a block's lines (on up to `threads` threads, in contiguous
-    /// runs) and visits them in order.
-    fn visit_block(
-        &mut self,
-        bytes: &[u8],
-        lines: &[BlockLine],
-        threads: usize,
-        visit: &mut impl FnMut(Result<&Flow<'_>, FlowError>),
-    ) {
-        let parse = |run: &[BlockLine]| -> Vec<Parsed<'_>> {
-            run.iter()
-                .filter_map(|l| match l {
-                    BlockLine::Record { line, start, end } => bytes
-                        .get(*start..*end)
-                        .map(|record| (*line, parse_record(record))),
-                    BlockLine::Unreadable(_) => None,
-                })
-                .collect()
-        };
-        let run_len = lines.len().div_ceil(threads.max(1)).max(1);
-        let runs: Vec<&[BlockLine]> = lines.chunks(run_len).collect();
-        std::thread::scope(|scope| {
-            // The first run is parsed here; the others on their own threads.
-            let others: Vec<_> = runs
-                .iter()
-                .skip(1)
-                .map(|run| scope.spawn(move || parse(run)))
-                .collect();
-            let mut parsed_runs = Vec::with_capacity(runs.len());
-            parsed_runs.push(runs.first().map(|run| parse(run)).unwrap_or_default());
-            for handle in others {
-                // A panic while parsing is a bug; it is raised here again
-                // rather than swallowed.
-                parsed_runs.push(
-                    handle
-                        .join()
-                        .unwrap_or_else(|p| std::panic::resume_unwind(p)),
-                );
-            }
-            let mut parsed = parsed_runs.into_iter().flatten();
-            for l in lines {
-                match l {
-                    BlockLine::Unreadable(e) => visit(Err(e.clone())),
-                    BlockLine::Record { .. } => match parsed.next() {
-                        Some((_, Ok(Some(flow)))) => visit(Ok(&flow)),
-                        Some((_, Ok(None))) => self.skipped_records += 1,
-                        Some((line, Err(message))) => visit(Err(self.error(line, message))),
-                        None => {}
-                    },
-                }
-            }
-        });
     }
 }
 
