@@ -244,12 +244,13 @@ pub fn label_value(s: &str) -> Vec<String> {
 pub fn labels<'a>(labels: impl IntoIterator<Item = (&'a String, &'a String)>) -> Vec<Invalid> {
     let mut errors = Vec::new();
     for (key, value) in labels {
-        let field = format!("[{key}]");
+        // The field is named only when there is something to report (every
+        // policy the operator reads passes through here).
         for e in qualified_name(key) {
-            errors.push(Invalid::new(&field, format!("key {e}")));
+            errors.push(Invalid::new(format!("[{key}]"), format!("key {e}")));
         }
         for e in label_value(value) {
-            errors.push(Invalid::new(&field, e));
+            errors.push(Invalid::new(format!("[{key}]"), e));
         }
     }
     errors

@@ -421,7 +421,11 @@ pub async fn record_event(
         secondary: None,
     };
     ctx.metrics.write("create", "events");
-    timed(ctx, ctx.recorder.publish(&event, regarding)).await
+    timed(
+        ctx,
+        ctx.recorder.about(regarding).publish(&event, regarding),
+    )
+    .await
 }
 
 #[cfg(test)]

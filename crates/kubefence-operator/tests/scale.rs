@@ -22,6 +22,11 @@
 
 mod support;
 
+/// The allocator of the `kubefence` binary (crates/kubefence/src/main.rs):
+/// the operator process measured here is this test binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 

@@ -10,30 +10,33 @@ use super::{ConvertError, Problems};
 /// Converts a selector; `field` is its path, for errors, and every bad key,
 /// value or operator is an error of its own. `matchLabels: null` and an
 /// absent selector are both the empty selector.
+/// The path is formatted only when there is an error to name (the operator
+/// converts every policy it reads).
 pub fn label_selector(
     selector: &meta::LabelSelector,
-    field: &str,
+    field: &(impl std::fmt::Display + ?Sized),
 ) -> Result<LabelSelector, Vec<ConvertError>> {
     let mut problems = Problems::default();
     let match_labels: Labels = selector.match_labels.clone().unwrap_or_default();
-    problems.invalid(
-        &format!("{field}.matchLabels"),
-        validation::labels(&match_labels),
-    );
+    let findings = validation::labels(&match_labels);
+    if !findings.is_empty() {
+        problems.invalid(&format!("{field}.matchLabels"), findings);
+    }
     let mut requirements = Vec::new();
     for (i, expr) in selector.match_expressions.iter().flatten().enumerate() {
         let values = expr.values.clone().unwrap_or_default();
         let findings = validation::requirement(i, &expr.key, &expr.operator, &values);
         if !findings.is_empty() {
-            problems.invalid(field, findings);
+            problems.invalid(&field.to_string(), findings);
             continue;
         }
-        let at = format!("{field}.matchExpressions[{i}]");
         let requirement = expr
             .operator
             .parse::<Operator>()
             .and_then(|operator| Requirement::new(expr.key.clone(), operator, values))
-            .map_err(|e| ConvertError::new(at, e.to_string()));
+            .map_err(|e| {
+                ConvertError::new(format!("{field}.matchExpressions[{i}]"), e.to_string())
+            });
         if let Some(r) = problems.take(requirement) {
             requirements.push(r);
         }

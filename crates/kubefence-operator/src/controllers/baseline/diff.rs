@@ -80,10 +80,27 @@ impl Comparable {
     /// An object as read from the API server.
     pub fn of(np: &NetworkPolicy) -> Self {
         let namespace = np.metadata.namespace.as_deref().unwrap_or_default();
+        let spec = kubefence_k8s::convert::network_policy(np, namespace)
+            .ok()
+            .map(|core| SpecDigest::of(&core));
+        Self::with_spec(np, spec)
+    }
+
+    /// An object as the API server answered a write of `sent`, whose spec
+    /// reads as `sent_spec`: when the stored spec is the one sent, it reads
+    /// as the same (conversion is a function of the spec), so it is not
+    /// converted again; otherwise it is, as [`Comparable::of`] does.
+    pub fn of_written(np: &NetworkPolicy, sent: &NetworkPolicy, sent_spec: SpecDigest) -> Self {
+        if np.spec == sent.spec && np.metadata.namespace == sent.metadata.namespace {
+            Self::with_spec(np, Some(sent_spec))
+        } else {
+            Self::of(np)
+        }
+    }
+
+    fn with_spec(np: &NetworkPolicy, spec: Option<SpecDigest>) -> Self {
         Self {
-            spec: kubefence_k8s::convert::network_policy(np, namespace)
-                .ok()
-                .map(|core| SpecDigest::of(&core)),
+            spec,
             labels: pairs(np.metadata.labels.as_ref()),
             annotations: pairs(np.metadata.annotations.as_ref()),
             owners: np
@@ -125,6 +142,11 @@ impl Comparable {
                 })
                 .collect(),
         }
+    }
+
+    /// What the spec allows (`None`: it does not convert).
+    pub fn spec(&self) -> Option<SpecDigest> {
+        self.spec
     }
 
     /// Whether `observed` already has everything `self` (desired) says.
@@ -413,6 +435,30 @@ spec:
             plan(Some(&desired_own), Some(&observed(own_namespace, true))),
             Plan::Keep
         );
+    }
+
+    /// The answer to a write is taken as reading like what was sent only
+    /// when it holds exactly the spec sent; a server (or a webhook) that
+    /// stored something else is read from what it stored.
+    #[test]
+    fn a_write_answer_is_read_from_what_was_stored() {
+        let sent = np(base());
+        let sent_spec = Comparable::of(&sent).spec().unwrap();
+        let as_sent = observed(base(), true);
+        assert_eq!(
+            Comparable::of_written(&sent, &sent, sent_spec),
+            Comparable::of(&sent)
+        );
+        assert_eq!(as_sent.object, Some(Comparable::of(&sent)));
+        let mut widened = base();
+        widened["spec"]["ingress"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({}));
+        let stored = np(widened);
+        let read = Comparable::of_written(&stored, &sent, sent_spec);
+        assert_eq!(read, Comparable::of(&stored));
+        assert!(!Comparable::of(&sent).satisfied_by(&read));
     }
 
     #[test]

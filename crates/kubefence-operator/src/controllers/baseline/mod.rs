@@ -62,7 +62,7 @@ use crate::context::{Context, OPT_IN_LABEL, OPT_IN_VALUE};
 use crate::error::{Error, Result};
 use diff::{Comparable, Plan, plan};
 use state::{Kind, ObjKey, ObservedPolicy, State, WorkloadKey, policy_key};
-use writer::{Job, Note, Outcome, Write};
+use writer::{Desired, Job, Note, Outcome, Write};
 
 /// The controller's name in metrics and readiness.
 pub const NAME: &str = "baseline";
@@ -103,7 +103,9 @@ pub enum Change {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Pass {
     pub full: bool,
-    /// The builder ran (on the whole snapshot or a neighbourhood).
+    /// The builder ran for the work of the pass (on the whole snapshot or a
+    /// neighbourhood); a cached policy rendered again to undo a hand edit
+    /// or delete does not count.
     pub built: bool,
     /// Policy keys diffed.
     pub examined: usize,
@@ -144,9 +146,13 @@ pub struct Controller {
     unresolved: HashMap<WorkloadKey, BTreeSet<String>>,
     /// Names held by a foreign policy, already reported.
     conflicts: BTreeSet<ObjKey>,
-    /// The desired policy of every in-scope workload as of the last build
-    /// that looked at it (see `reconcile`).
-    desired: HashMap<ObjKey, CachedDesired>,
+    /// What the desired policy of every in-scope workload reads as (the
+    /// last build that looked at it made it), to compare with: not the
+    /// object itself, which is rendered again from a build of its
+    /// neighbourhood on the rare occasion it must be written without a
+    /// change to what it depends on (a hand edit or delete to undo). The
+    /// objects of 10,000 policies would take tens of MiB.
+    desired: HashMap<ObjKey, Comparable>,
     /// The state generation of the last full build ([`State::generation`]):
     /// while it is still the state's, a full pass compares against the
     /// desired cache instead of building again (the builder is pure, and
@@ -174,22 +180,13 @@ struct Work {
     keys: BTreeSet<ObjKey>,
 }
 
-/// A desired policy as the last build that looked at it made it.
-struct CachedDesired {
-    /// What [`diff::plan`] compares.
-    comparable: Comparable,
-    /// The object to write, as compact JSON (a typed NetworkPolicy takes
-    /// several times the memory); read back only when it is written.
-    json: String,
-}
-
 /// What a pass wants of one policy name.
 enum Wanted {
     /// No policy (out of scope, opted out, gone).
     Nothing,
     /// Built in this pass and different from the cached one: rendered.
     Fresh(Box<NetworkPolicy>),
-    /// As in the desired cache.
+    /// As in the desired cache (rendered again if it must be written).
     Cached,
 }
 
@@ -590,31 +587,21 @@ impl Controller {
         &mut self,
         key: &ObjKey,
         g: &baseline::GeneratedPolicy,
-        cached: Option<CachedDesired>,
+        cached: Option<Comparable>,
     ) -> Wanted {
         let comparable = Comparable::desired(g);
-        if let Some(cached) = cached.filter(|c| c.comparable == comparable) {
-            self.desired.insert(key.clone(), cached);
-            return Wanted::Cached;
+        let unchanged = cached.is_some_and(|c| c == comparable);
+        self.desired.insert(key.clone(), comparable);
+        if unchanged {
+            Wanted::Cached
+        } else {
+            Wanted::Fresh(Box::new(kubefence_k8s::render::generated_policy(g)))
         }
-        let np = kubefence_k8s::render::generated_policy(g);
-        match serde_json::to_string(&np) {
-            Ok(json) => {
-                self.desired
-                    .insert(key.clone(), CachedDesired { comparable, json });
-            }
-            // Cannot happen (a typed object always serializes); without a
-            // cache entry a later pass for this key alone wants nothing
-            // and deletes nothing either (the full pass rebuilds it).
-            Err(e) => {
-                tracing::error!(namespace = %key.0, name = %key.1, error = %e, "desired policy not cached")
-            }
-        }
-        Wanted::Fresh(Box::new(np))
     }
 
     /// Phase 4: compares each desired policy with the observed one and
-    /// queues the writes (replacing any older plan for the same name).
+    /// queues the writes (replacing any older plan for the same name); a
+    /// cached one to write is rendered again ([`Controller::render_and_queue`]).
     fn plan_keys(&mut self, desired: BTreeMap<ObjKey, Wanted>, pass: &mut Pass) {
         let withheld: HashSet<ObjKey> = self
             .state
@@ -622,6 +609,7 @@ impl Controller {
             .into_iter()
             .map(policy_key)
             .collect();
+        let mut unrendered = BTreeSet::new();
         for (key, wanted) in desired {
             pass.examined += 1;
             // Withheld while a quarantine isolates its workload (policies
@@ -633,26 +621,45 @@ impl Controller {
             };
             let comparable = match wanted {
                 Wanted::Nothing => None,
-                Wanted::Fresh(_) | Wanted::Cached => self.desired.get(&key).map(|d| &d.comparable),
+                Wanted::Fresh(_) | Wanted::Cached => self.desired.get(&key),
             };
             let planned = plan(comparable, self.state.policy(&key));
-            let wanted = match (&planned, wanted) {
-                (Plan::Create | Plan::Update, Wanted::Cached) => self.cached_object(&key),
+            let np = match (&planned, wanted) {
+                (Plan::Create | Plan::Update, Wanted::Cached) => {
+                    unrendered.insert(key);
+                    continue;
+                }
                 (_, Wanted::Fresh(np)) => Some(np),
                 _ => None,
             };
-            match (planned, wanted) {
-                (Plan::Keep, _) => {
-                    self.retries.remove(&key);
-                    self.queued.remove(&key);
-                }
-                (Plan::Conflict, _) => {
-                    self.retries.remove(&key);
-                    self.queued.remove(&key);
-                    pass.conflicts += 1;
-                    if self.conflicts.insert(key.clone()) {
-                        tracing::warn!(namespace = %key.0, name = %key.1, "a policy kubefence does not manage has this name; left alone");
-                        self.event(
+            self.queue(key, planned, np, pass);
+        }
+        if !unrendered.is_empty() {
+            self.render_and_queue(&unrendered, pass);
+        }
+    }
+
+    /// Queues what `planned` says for `key` (`np`: the object to write, for
+    /// a create or an update).
+    fn queue(
+        &mut self,
+        key: ObjKey,
+        planned: Plan,
+        np: Option<Box<NetworkPolicy>>,
+        pass: &mut Pass,
+    ) {
+        match (planned, np) {
+            (Plan::Keep, _) => {
+                self.retries.remove(&key);
+                self.queued.remove(&key);
+            }
+            (Plan::Conflict, _) => {
+                self.retries.remove(&key);
+                self.queued.remove(&key);
+                pass.conflicts += 1;
+                if self.conflicts.insert(key.clone()) {
+                    tracing::warn!(namespace = %key.0, name = %key.1, "a policy kubefence does not manage has this name; left alone");
+                    self.event(
                             &key,
                             true,
                             "PolicyNameTaken",
@@ -661,36 +668,69 @@ impl Controller {
                                 key.1
                             ),
                         );
-                    }
                 }
-                (Plan::Create, Some(np)) => {
-                    self.queued.insert(key.clone(), Write::Create(np));
-                }
-                (Plan::Update, Some(np)) => {
-                    // The resourceVersion is read when it is sent.
-                    self.queued.insert(key.clone(), Write::Apply(np, None));
-                }
-                (Plan::Delete { uid }, _) => {
-                    self.queued.insert(key.clone(), Write::Delete(uid));
-                }
-                (Plan::Create | Plan::Update, None) => {}
             }
-            if !matches!(self.state.policy(&key), Some(p) if !p.is_baseline()) {
-                self.conflicts.remove(&key);
+            (Plan::Create, Some(np)) => {
+                let spec = self.desired.get(&key).and_then(Comparable::spec);
+                self.queued
+                    .insert(key.clone(), Write::Create(Desired { np, spec }));
             }
+            (Plan::Update, Some(np)) => {
+                let spec = self.desired.get(&key).and_then(Comparable::spec);
+                // The resourceVersion is read when it is sent.
+                self.queued
+                    .insert(key.clone(), Write::Apply(Desired { np, spec }, None));
+            }
+            (Plan::Delete { uid }, _) => {
+                self.queued.insert(key.clone(), Write::Delete(uid));
+            }
+            (Plan::Create | Plan::Update, None) => {}
+        }
+        if !matches!(self.state.policy(&key), Some(p) if !p.is_baseline()) {
+            self.conflicts.remove(&key);
         }
     }
 
-    /// The cached desired object of `key`, to write.
-    fn cached_object(&self, key: &ObjKey) -> Option<Box<NetworkPolicy>> {
-        let cached = self.desired.get(key)?;
-        match serde_json::from_str(&cached.json) {
-            Ok(np) => Some(Box::new(np)),
-            // Cannot happen (the cache holds what was serialized).
+    /// Renders the cached desired policies `keys` again, to write them
+    /// (their observed side was edited or deleted, nothing they depend on
+    /// changed): the builder on the neighbourhood of their workloads gives
+    /// what the last build gave (every change since would have queued the
+    /// workload), and is compared again before anything is queued.
+    fn render_and_queue(&mut self, keys: &BTreeSet<ObjKey>, pass: &mut Pass) {
+        let targets: BTreeSet<WorkloadKey> = keys
+            .iter()
+            .filter_map(|k| self.owners.get(k))
+            .cloned()
+            .collect();
+        let cluster = self.state.neighbourhood(&targets);
+        let built = match baseline::build(&cluster, &self.ctx.config.baseline, &self.scope()) {
+            Ok(b) => b,
             Err(e) => {
-                tracing::error!(namespace = %key.0, name = %key.1, error = %e, "cached desired policy unreadable");
-                None
+                // Checked at startup; cannot change at run time.
+                tracing::error!(error = %e, "baseline config");
+                self.ctx.metrics.error(NAME, "config");
+                return;
             }
+        };
+        let mut rendered = 0;
+        for g in &built.policies {
+            let key = (g.policy.namespace.clone(), g.policy.name.clone());
+            if !keys.contains(&key) {
+                continue;
+            }
+            rendered += 1;
+            let comparable = Comparable::desired(g);
+            let planned = plan(Some(&comparable), self.state.policy(&key));
+            self.desired.insert(key.clone(), comparable);
+            let np = Box::new(kubefence_k8s::render::generated_policy(g));
+            self.queue(key, planned, Some(np), pass);
+        }
+        if rendered < keys.len() {
+            // Cannot happen: a cached policy's workload is in the state.
+            tracing::error!(
+                missing = keys.len() - rendered,
+                "cached desired policies not rendered again; the next full pass builds them"
+            );
         }
     }
 
@@ -883,8 +923,7 @@ impl Controller {
             Ok(Some(stored)) => {
                 self.retries.remove(&key);
                 if !watched_since {
-                    self.state
-                        .set_policy(key.clone(), Some(watch::observed_policy(&stored)));
+                    self.state.set_policy(key.clone(), Some(*stored));
                 }
                 let (reason, verb) = if created {
                     pass.created += 1;

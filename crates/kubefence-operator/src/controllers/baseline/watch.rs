@@ -27,6 +27,26 @@ use crate::context::FIELD_MANAGER;
 
 /// What the controller keeps of a NetworkPolicy.
 pub fn observed_policy(np: &NetworkPolicy) -> ObservedPolicy {
+    observed(np, Comparable::of)
+}
+
+/// What the controller keeps of a NetworkPolicy the API server returned
+/// for a write of `sent` (see [`Comparable::of_written`]).
+pub fn written_policy(
+    np: &NetworkPolicy,
+    sent: &NetworkPolicy,
+    sent_spec: Option<super::diff::SpecDigest>,
+) -> ObservedPolicy {
+    match sent_spec {
+        Some(digest) => observed(np, |np| Comparable::of_written(np, sent, digest)),
+        None => observed_policy(np),
+    }
+}
+
+fn observed(
+    np: &NetworkPolicy,
+    comparable: impl FnOnce(&NetworkPolicy) -> Comparable,
+) -> ObservedPolicy {
     let labels = np.labels();
     let managed =
         labels.get(naming::MANAGED_BY_LABEL).map(String::as_str) == Some(naming::MANAGED_BY_VALUE);
@@ -37,7 +57,7 @@ pub fn observed_policy(np: &NetworkPolicy) -> ObservedPolicy {
         source: managed
             .then(|| labels.get(naming::SOURCE_LABEL).cloned())
             .flatten(),
-        object: managed.then(|| Comparable::of(np)),
+        object: managed.then(|| comparable(np)),
         quarantines: quarantined_workload(np, managed),
         applied_by_us: np.metadata.managed_fields.iter().flatten().any(|e| {
             // Created by our POST (operation Update) or written by our

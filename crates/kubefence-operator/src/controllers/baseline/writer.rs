@@ -21,18 +21,28 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use tokio::sync::mpsc;
 
-use super::state::ObjKey;
+use super::diff::SpecDigest;
+use super::state::{ObjKey, ObservedPolicy};
+use super::watch::written_policy;
 use crate::cluster;
 use crate::context::Context;
 use crate::error::Result;
+
+/// A desired policy to write, and what its spec reads as (so the answer
+/// need not be converted again when it holds the spec sent).
+#[derive(Clone, Debug)]
+pub struct Desired {
+    pub np: Box<NetworkPolicy>,
+    pub spec: Option<SpecDigest>,
+}
 
 /// What one write does.
 #[derive(Clone, Debug)]
 pub enum Write {
     /// Nothing by that name in the cache: create, never take over.
-    Create(Box<NetworkPolicy>),
+    Create(Desired),
     /// Ours, seen at this resourceVersion: apply on exactly that version.
-    Apply(Box<NetworkPolicy>, Option<String>),
+    Apply(Desired, Option<String>),
     /// Ours and no longer wanted: delete exactly that object (uid).
     Delete(Option<String>),
 }
@@ -59,11 +69,12 @@ pub enum Job {
 /// What came back from a job.
 #[derive(Debug)]
 pub enum Outcome {
-    /// The policy as stored (`None`: deleted); `created` for a create.
+    /// The policy as stored (`None`: deleted) and what it reads as;
+    /// `created` for a create.
     Written {
         key: ObjKey,
         created: bool,
-        result: Result<Option<Box<NetworkPolicy>>>,
+        result: Result<Option<Box<ObservedPolicy>>>,
     },
     /// An Event was published (or not: events are best effort).
     Published,
@@ -77,17 +88,17 @@ pub enum Outcome {
 /// Runs one job against the API server.
 pub async fn perform(ctx: &Context, job: Job) -> Outcome {
     match job {
-        Job::Write(key, Write::Create(np)) => Outcome::Written {
-            result: cluster::create_network_policy(ctx, &np)
+        Job::Write(key, Write::Create(d)) => Outcome::Written {
+            result: cluster::create_network_policy(ctx, &d.np)
                 .await
-                .map(|stored| Some(Box::new(stored))),
+                .map(|stored| Some(Box::new(written_policy(&stored, &d.np, d.spec)))),
             key,
             created: true,
         },
-        Job::Write(key, Write::Apply(np, seen)) => Outcome::Written {
-            result: cluster::apply_network_policy(ctx, &np, seen)
+        Job::Write(key, Write::Apply(d, seen)) => Outcome::Written {
+            result: cluster::apply_network_policy(ctx, &d.np, seen)
                 .await
-                .map(|stored| Some(Box::new(stored))),
+                .map(|stored| Some(Box::new(written_policy(&stored, &d.np, d.spec)))),
             key,
             created: false,
         },
