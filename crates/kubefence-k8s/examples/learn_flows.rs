@@ -9,6 +9,11 @@
 use kubefence_core::learn::{LearnOptions, Learner, build};
 use kubefence_k8s::learn::hubble;
 
+/// The `kubefence` binary's allocator, so that what is profiled here is
+/// what `kubefence learn` runs.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let mut learner = Learner::new();
     let mut errors = 0u64;
