@@ -16,3 +16,5 @@ pub mod load;
 pub mod profile;
 pub mod quarantine;
 pub mod render;
+#[cfg(feature = "crd")]
+pub mod sandbox;

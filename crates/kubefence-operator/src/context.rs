@@ -56,6 +56,9 @@ pub struct OperatorConfig {
     pub profiles: bool,
     /// The cluster's pod and service CIDRs: blocked for every profile.
     pub profile_cluster_cidrs: Vec<ipnet::IpNet>,
+    /// With the profiles controller and agent-sandbox installed: give every
+    /// SandboxTemplate its default profile (`--sandbox-template-defaults`).
+    pub sandbox_template_defaults: bool,
 }
 
 impl Default for OperatorConfig {
@@ -75,6 +78,7 @@ impl Default for OperatorConfig {
             learned: false,
             profiles: false,
             profile_cluster_cidrs: Vec::new(),
+            sandbox_template_defaults: true,
         }
     }
 }

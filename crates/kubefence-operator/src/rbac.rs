@@ -296,6 +296,47 @@ pub const CALLS: &[(Scope, &str, &str, &str)] = &[
         "isolationprofiles/status",
         "patch",
     ),
+    // agent-sandbox, when installed: templates get their default profile;
+    // claims, warm pools and Sandboxes trace pods to their template
+    // (coverage). Read only.
+    (
+        PROFILES,
+        "extensions.agents.x-k8s.io",
+        "sandboxtemplates",
+        "list",
+    ),
+    (
+        PROFILES,
+        "extensions.agents.x-k8s.io",
+        "sandboxtemplates",
+        "watch",
+    ),
+    (
+        PROFILES,
+        "extensions.agents.x-k8s.io",
+        "sandboxclaims",
+        "list",
+    ),
+    (
+        PROFILES,
+        "extensions.agents.x-k8s.io",
+        "sandboxclaims",
+        "watch",
+    ),
+    (
+        PROFILES,
+        "extensions.agents.x-k8s.io",
+        "sandboxwarmpools",
+        "list",
+    ),
+    (
+        PROFILES,
+        "extensions.agents.x-k8s.io",
+        "sandboxwarmpools",
+        "watch",
+    ),
+    (PROFILES, "agents.x-k8s.io", "sandboxes", "list"),
+    (PROFILES, "agents.x-k8s.io", "sandboxes", "watch"),
     // Leader election (leader.rs, kube-lease-manager).
     (Scope::OwnNamespace, "coordination.k8s.io", "leases", "get"),
     (

@@ -557,3 +557,367 @@ async fn custom_policies_stay_guarded_and_effective_follows_other_policies() {
     );
     w.end().await;
 }
+
+/// agent-sandbox's four CRDs (testdata/third-party/agent-sandbox, verbatim
+/// from upstream), installed unless the cluster already serves them;
+/// returns once SandboxTemplate is served.
+async fn install_agent_sandbox(admin: &Client) {
+    use kubefence_k8s::sandbox::{EXTENSIONS_GROUP, TEMPLATE_KIND};
+    let served = async || {
+        kube::discovery::group(admin, EXTENSIONS_GROUP)
+            .await
+            .ok()
+            .and_then(|g| g.recommended_kind(TEMPLATE_KIND))
+            .is_some()
+    };
+    if served().await {
+        return;
+    }
+    let dir = support::apiserver::repo_root().join("testdata/third-party/agent-sandbox/crds");
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        for crd in cluster::yaml_docs(&entry.unwrap().path()).unwrap() {
+            cluster::apply(admin, crd).await.unwrap();
+        }
+    }
+    eventually(
+        "agent-sandbox's CRDs served",
+        CONVERGE,
+        async || served().await,
+        |s| *s,
+    )
+    .await;
+}
+
+/// An object of agent-sandbox (v1beta1, the version its CRDs store).
+fn agent_sandbox(kind: &str, ns: &str, name: &str, owner: Option<&Value>, spec: Value) -> Value {
+    let group = if kind == "Sandbox" {
+        "agents.x-k8s.io"
+    } else {
+        "extensions.agents.x-k8s.io"
+    };
+    let mut meta = json!({"name": name, "namespace": ns});
+    if let Some(o) = owner {
+        meta["ownerReferences"] = json!([{
+            "apiVersion": o["apiVersion"], "kind": o["kind"],
+            "name": o["metadata"]["name"], "uid": o["metadata"]["uid"], "controller": true,
+        }]);
+    }
+    json!({"apiVersion": format!("{group}/v1beta1"), "kind": kind, "metadata": meta, "spec": spec})
+}
+
+fn pod_template() -> Value {
+    json!({"spec": {"containers": [{"name": "main", "image": "registry.invalid/sandbox:1"}]}})
+}
+
+/// A sandbox's pod as agent-sandbox's controller makes it: owned by its
+/// Sandbox, labelled with the Sandbox's name hash and (when `template`)
+/// with the template hash.
+fn sandbox_pod_of(ns: &str, sandbox: &Value, template: Option<&str>) -> Value {
+    use kubefence_k8s::sandbox::{SANDBOX_NAME_HASH_LABEL, TEMPLATE_REF_HASH_LABEL, name_hash};
+    let name = sandbox["metadata"]["name"].as_str().unwrap();
+    let mut labels = json!({SANDBOX_NAME_HASH_LABEL: name_hash(name)});
+    if let Some(t) = template {
+        labels[TEMPLATE_REF_HASH_LABEL] = json!(name_hash(t));
+    }
+    json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": labels,
+                     "ownerReferences": [{"apiVersion": sandbox["apiVersion"], "kind": "Sandbox",
+                                          "name": name, "uid": sandbox["metadata"]["uid"], "controller": true}]},
+        "spec": {"containers": [{"name": "main", "image": "registry.invalid/sandbox:1"}]},
+    })
+}
+
+/// agent-sandbox: a SandboxTemplate (fixtures judged by the real CRDs)
+/// gets the default profile, selecting its pods by agent-sandbox's own
+/// template label and owned by the template; a template's networkPolicy is
+/// wrapped with the guardrails; a pod of the template that lacks the label
+/// (a pool-less sandbox of older agent-sandbox versions) is reported by a
+/// Warning event on the template and held by the uncovered policy through
+/// its sandbox-name-hash; the annotation opts out and removes both
+/// policies; no pod and no template is ever written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sandbox_templates_get_the_default_profile_and_coverage() {
+    use kubefence_k8s::sandbox::{TEMPLATE_REF_HASH_LABEL, name_hash};
+    let Some(cluster) = cluster::cluster() else {
+        return;
+    };
+    install_agent_sandbox(&cluster.admin().await).await;
+    let Some(w) = World::new("sandbox-templates").await else {
+        return;
+    };
+    let ns = w.ns.clone();
+    let template = create(
+        &w.admin,
+        agent_sandbox(
+            "SandboxTemplate",
+            &ns,
+            "python",
+            None,
+            json!({"podTemplate": pod_template()}),
+        ),
+    )
+    .await;
+    let np = eventually(
+        "the template's policy",
+        CONVERGE,
+        async || {
+            w.policies()
+                .get_opt("kf-profile-sandboxtemplate-python")
+                .await
+                .unwrap()
+        },
+        Option::is_some,
+    )
+    .await
+    .unwrap();
+    let spec = np.spec.clone().unwrap();
+    let selector = spec.pod_selector.clone().unwrap();
+    assert_eq!(
+        selector.match_labels.unwrap()[TEMPLATE_REF_HASH_LABEL],
+        name_hash("python"),
+        "selected as agent-sandbox selects the template's pods"
+    );
+    let owner = &np.metadata.owner_references.clone().unwrap()[0];
+    assert_eq!(owner.kind, "SandboxTemplate");
+    assert_eq!(owner.uid, template["metadata"]["uid"].as_str().unwrap());
+    let ingress = serde_json::to_value(&spec.ingress).unwrap();
+    assert_eq!(
+        ingress[0]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"],
+        "agent-sandbox-system",
+        "{ingress}"
+    );
+    assert_eq!(
+        ingress[0]["from"][0]["podSelector"]["matchLabels"]["app"],
+        "sandbox-router"
+    );
+    let egress = egress_text(&Some(np.clone()));
+    assert!(
+        egress.contains("0.0.0.0/0")
+            && egress.contains("10.0.0.0/8")
+            && !egress.contains("\"port\":53"),
+        "public internet out, private ranges and cluster DNS blocked: {egress}"
+    );
+
+    // A template's own rules are wrapped with the guardrails.
+    create(
+        &w.admin,
+        agent_sandbox(
+            "SandboxTemplate",
+            &ns,
+            "custom",
+            None,
+            json!({"podTemplate": pod_template(), "networkPolicy": {"egress": [{}]}}),
+        ),
+    )
+    .await;
+    let custom = eventually(
+        "the custom template's policy",
+        CONVERGE,
+        async || {
+            w.policies()
+                .get_opt("kf-profile-sandboxtemplate-custom")
+                .await
+                .unwrap()
+        },
+        Option::is_some,
+    )
+    .await;
+    let egress = egress_text(&custom);
+    assert!(
+        egress.contains("0.0.0.0/0") && egress.contains("169.254.0.0/16"),
+        "`egress: [{{}}]` narrowed to the public internet: {egress}"
+    );
+
+    // Coverage: a warm pool's sandbox whose pod carries the template label,
+    // and a claimed sandbox whose pod does not.
+    let pool = create(
+        &w.admin,
+        agent_sandbox(
+            "SandboxWarmPool",
+            &ns,
+            "pool",
+            None,
+            json!({"replicas": 1, "sandboxTemplateRef": {"name": "python"}}),
+        ),
+    )
+    .await;
+    let claim = create(
+        &w.admin,
+        agent_sandbox(
+            "SandboxClaim",
+            &ns,
+            "claim",
+            None,
+            json!({"warmPoolRef": {"name": "pool"}}),
+        ),
+    )
+    .await;
+    let warm = create(
+        &w.admin,
+        agent_sandbox(
+            "Sandbox",
+            &ns,
+            "warm",
+            Some(&pool),
+            json!({"podTemplate": pod_template()}),
+        ),
+    )
+    .await;
+    let claimed = create(
+        &w.admin,
+        agent_sandbox(
+            "Sandbox",
+            &ns,
+            "claimed",
+            Some(&claim),
+            json!({"podTemplate": pod_template()}),
+        ),
+    )
+    .await;
+    // No kube-controller-manager here: the namespace's default
+    // ServiceAccount, which pod admission wants, is made by hand.
+    create(
+        &w.admin,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": ns}}),
+    )
+    .await;
+    let pods_from = w.cluster.audit_offset();
+    create(&w.admin, sandbox_pod_of(&ns, &warm, Some("python"))).await;
+    create(&w.admin, sandbox_pod_of(&ns, &claimed, None)).await;
+    // Pods wake nothing; a Sandbox change does.
+    let sandboxes = support::dynamic_api(&w.admin, &claimed).await;
+    sandboxes
+        .patch(
+            "claimed",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": {"kubefence-e2e": "touched"}}})),
+        )
+        .await
+        .unwrap();
+    let held = eventually(
+        "the uncovered policy",
+        CONVERGE,
+        async || {
+            w.policies()
+                .get_opt("kf-profile-sandboxtemplate-python-uncovered")
+                .await
+                .unwrap()
+        },
+        Option::is_some,
+    )
+    .await
+    .unwrap();
+    let expr = &held
+        .spec
+        .clone()
+        .unwrap()
+        .pod_selector
+        .unwrap()
+        .match_expressions
+        .unwrap()[0];
+    assert_eq!(expr.key, "agents.x-k8s.io/sandbox-name-hash");
+    assert_eq!(
+        expr.values.clone().unwrap(),
+        vec![name_hash("claimed")],
+        "only the missed pod"
+    );
+    assert_eq!(
+        held.spec.as_ref().unwrap().egress,
+        np.spec.as_ref().unwrap().egress,
+        "the same rules as the template's policy"
+    );
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(w.admin.clone(), &ns);
+    let warned = eventually(
+        "a PodsNotSelected event on the template",
+        CONVERGE,
+        async || {
+            events
+                .list(&Default::default())
+                .await
+                .unwrap()
+                .items
+                .into_iter()
+                .filter(|e| {
+                    e.reason.as_deref() == Some("PodsNotSelected")
+                        && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("python")
+                })
+                .collect::<Vec<_>>()
+        },
+        |e| !e.is_empty(),
+    )
+    .await;
+    assert_eq!(warned[0].type_.as_deref(), Some("Warning"));
+    assert!(
+        warned[0]
+            .note
+            .as_deref()
+            .unwrap_or_default()
+            .contains(&format!("{ns}/claimed")),
+        "{warned:?}"
+    );
+
+    // Opting out removes both policies.
+    support::dynamic_api(&w.admin, &template)
+        .await
+        .patch(
+            "python",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"annotations": {"kubefence.dev/isolation": "disabled"}}}),
+            ),
+        )
+        .await
+        .unwrap();
+    eventually(
+        "both policies gone",
+        CONVERGE,
+        async || {
+            (
+                w.policies()
+                    .get_opt("kf-profile-sandboxtemplate-python")
+                    .await
+                    .unwrap()
+                    .is_some(),
+                w.policies()
+                    .get_opt("kf-profile-sandboxtemplate-python-uncovered")
+                    .await
+                    .unwrap()
+                    .is_some(),
+            )
+        },
+        |present| *present == (false, false),
+    )
+    .await;
+    let written: Vec<String> = w
+        .requests_since(pods_from)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|r| is_write(r) && (r.contains("/pods") || r.contains("/sandbox")))
+        .collect();
+    assert!(
+        written.is_empty(),
+        "pods and agent-sandbox's objects are never written: {written:?}"
+    );
+    // Leave no template behind for the next tests' controllers (the local
+    // server never finishes deleting a namespace).
+    for (object, name) in [
+        (&template, "python"),
+        (&claimed, "claimed"),
+        (&warm, "warm"),
+        (&claim, "claim"),
+        (&pool, "pool"),
+    ] {
+        let _ = support::dynamic_api(&w.admin, object)
+            .await
+            .delete(name, &Default::default())
+            .await;
+    }
+    let custom_template = agent_sandbox("SandboxTemplate", &ns, "custom", None, json!({}));
+    let _ = support::dynamic_api(&w.admin, &custom_template)
+        .await
+        .delete("custom", &Default::default())
+        .await;
+    w.end().await;
+}

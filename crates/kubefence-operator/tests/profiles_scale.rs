@@ -71,6 +71,7 @@ async fn a_thousand_profiles_and_fifty_thousand_pods() {
         profiles,
         policies: Vec::new(),
         pods: pods.clone(),
+        ..Snapshot::default()
     };
     let started = Instant::now();
     let done = pass(&ctx, &mut state, &first).await.unwrap();
@@ -103,6 +104,7 @@ async fn a_thousand_profiles_and_fifty_thousand_pods() {
         profiles,
         policies,
         pods,
+        ..Snapshot::default()
     };
     let started = Instant::now();
     let done = pass(&ctx, &mut state, &resync).await.unwrap();

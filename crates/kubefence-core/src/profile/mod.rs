@@ -99,6 +99,11 @@ pub struct CustomRules {
 /// An IsolationProfile, validated (the adapter converts the resource).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Profile {
+    /// The kind of the object the profile comes from: [`KIND`], or
+    /// `SandboxTemplate` for an agent-sandbox template's default profile;
+    /// it is part of the policy's name, so the two never share one.
+    #[serde(default = "default_kind")]
+    pub kind: String,
     pub namespace: String,
     pub name: String,
     pub pod_selector: LabelSelector,
@@ -116,10 +121,15 @@ pub struct Profile {
     pub custom: Option<CustomRules>,
 }
 
+fn default_kind() -> String {
+    KIND.to_string()
+}
+
 impl Profile {
     /// A profile with every default, selecting `pod_selector`.
     pub fn new(namespace: &str, name: &str, pod_selector: LabelSelector) -> Self {
         Self {
+            kind: KIND.to_string(),
             namespace: namespace.to_string(),
             name: name.to_string(),
             pod_selector,
@@ -138,9 +148,22 @@ impl Profile {
         format!("{}/{}", self.namespace, self.name)
     }
 
-    /// The name of the profile's policy: `kf-profile-isolationprofile-<name>`.
+    /// The name of the profile's policy: `kf-profile-isolationprofile-<name>`
+    /// (`kf-profile-sandboxtemplate-<name>` for a template).
     pub fn policy_name(&self) -> String {
-        naming::policy_name_for(Source::Profile, KIND, &self.namespace, &self.name)
+        naming::policy_name_for(Source::Profile, &self.kind, &self.namespace, &self.name)
+    }
+
+    /// The name of the policy that selects the pool's pods the profile's
+    /// selector misses (see the operator's coverage):
+    /// `kf-profile-<kind>-<name>-uncovered`, cut and hashed like every name.
+    pub fn uncovered_policy_name(&self) -> String {
+        naming::policy_name_for(
+            Source::Profile,
+            &self.kind,
+            &self.namespace,
+            &format!("{}-uncovered", self.name),
+        )
     }
 
     /// The addresses no rule may reach: blocked ranges, the cluster's
@@ -298,6 +321,12 @@ pub fn build(profile: &Profile, cfg: &ProfileConfig) -> Result<Built, ProfileErr
         .map(|(k, v)| (k.to_string(), v))
         .collect();
     labels.insert(PROFILE_LABEL.to_string(), profile.name.clone());
+    if profile.kind != KIND {
+        labels.insert(
+            naming::TARGET_KIND_LABEL.to_string(),
+            profile.kind.to_ascii_lowercase(),
+        );
+    }
     Ok(Built {
         policy,
         labels,

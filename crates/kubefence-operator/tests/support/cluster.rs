@@ -287,7 +287,7 @@ pub fn deploy() -> PathBuf {
     apiserver::repo_root().join("deploy")
 }
 
-fn yaml_docs(path: &Path) -> Result<Vec<Value>, String> {
+pub fn yaml_docs(path: &Path) -> Result<Vec<Value>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     Ok(serde_saphyr::from_multiple::<Value>(&text)
         .map_err(|e| format!("{}: {e}", path.display()))?

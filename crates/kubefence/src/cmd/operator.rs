@@ -64,6 +64,22 @@ pub struct OperatorOpts {
     /// isolation profile, whatever it lists.
     #[arg(long = "cluster-cidr", value_name = "CIDR")]
     pub cluster_cidrs: Vec<ipnet::IpNet>,
+    /// With --profiles and agent-sandbox installed: give every
+    /// SandboxTemplate the default isolation profile (its pods by
+    /// agent-sandbox's template label; ingress from its router only; public
+    /// internet out; cluster DNS blocked), or its spec.networkPolicy wrapped
+    /// with the guardrails. `--sandbox-template-defaults=false` turns this
+    /// off for all templates; the template annotation
+    /// kubefence.dev/isolation=disabled for one.
+    #[arg(
+        long,
+        value_name = "BOOL",
+        default_value_t = true,
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_missing_value = "true"
+    )]
+    pub sandbox_template_defaults: bool,
 }
 
 /// Reads `--config` exactly as `generate` does (YAML or JSON, unknown
@@ -94,6 +110,7 @@ pub fn run(opts: &OperatorOpts) -> anyhow::Result<u8> {
         learned: opts.learned,
         profiles: opts.profiles,
         profile_cluster_cidrs: opts.cluster_cidrs.clone(),
+        sandbox_template_defaults: opts.sandbox_template_defaults,
         ..OperatorConfig::default()
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

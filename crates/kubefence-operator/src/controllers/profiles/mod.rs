@@ -17,6 +17,14 @@
 //! as not wired yet (Ready=False, EngineNotWired); nothing is written for
 //! them.
 //!
+//! agent-sandbox: when the API server serves `SandboxTemplate`
+//! (extensions.agents.x-k8s.io, found by discovery when this replica starts
+//! leading and at every resync until it is), the controller also watches
+//! templates, claims, warm pools (whole) and Sandboxes (metadata), gives
+//! each template its default profile (`--sandbox-template-defaults`, on by
+//! default; the template annotation `kubefence.dev/isolation: disabled`
+//! opts one out) and checks coverage (see `reconcile`).
+//!
 //! It runs only while this replica leads, when `OperatorConfig::profiles`
 //! is set (`kubefence operator --profiles`), with the opt-in
 //! `deploy/components/profiles`.
@@ -31,19 +39,20 @@ use futures::future::BoxFuture;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use kube::ResourceExt;
-use kube::api::Api;
+use kube::api::{Api, ApiResource, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kubefence_core::profile::ProfileConfig;
 use kubefence_k8s::crd::profile::IsolationProfile;
+use kubefence_k8s::sandbox;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 pub use reconcile::{
-    Pass, REASON_DISABLED, REASON_ENGINE_NOT_WIRED, REASON_IN_SYNC, REASON_INVALID,
-    REASON_NAME_TAKEN, REASON_NONE_REOPENED, REASON_REOPENED, Snapshot, State, desired_policy,
-    is_ours, pass,
+    Pass, REASON_ALL_COVERED, REASON_DISABLED, REASON_ENGINE_NOT_WIRED, REASON_IN_SYNC,
+    REASON_INVALID, REASON_NAME_TAKEN, REASON_NONE_REOPENED, REASON_REOPENED, REASON_UNCOVERED,
+    SandboxObjects, Snapshot, State, desired_policy, is_ours, pass,
 };
 
 use crate::context::Context;
@@ -88,21 +97,150 @@ pub struct Caches {
     pub profiles: Store<IsolationProfile>,
     pub policies: Store<NetworkPolicy>,
     pub pods: Store<PartialObjectMeta<Pod>>,
+    /// agent-sandbox's objects, when its CRDs are served.
+    pub sandbox: Option<SandboxCaches>,
+    pub template_defaults: bool,
+}
+
+#[derive(Clone)]
+pub struct SandboxCaches {
+    pub apis: SandboxApis,
+    pub templates: Store<DynamicObject>,
+    pub sandboxes: Option<Store<DynamicObject>>,
+    pub claims: Option<Store<DynamicObject>>,
+    pub pools: Option<Store<DynamicObject>>,
 }
 
 impl Caches {
     pub fn snapshot(&self) -> Snapshot {
+        let state =
+            |s: &Option<Store<DynamicObject>>| s.as_ref().map(Store::state).unwrap_or_default();
         Snapshot {
             profiles: self.profiles.state(),
             policies: self.policies.state(),
             pods: self.pods.state(),
+            sandbox: match &self.sandbox {
+                None => SandboxObjects::default(),
+                Some(c) => SandboxObjects {
+                    template_api_version: Some(c.apis.templates.api_version.clone()),
+                    template_defaults: self.template_defaults,
+                    templates: c.templates.state(),
+                    sandboxes: state(&c.sandboxes),
+                    claims: state(&c.claims),
+                    pools: state(&c.pools),
+                },
+            },
+        }
+    }
+
+    async fn wait_until_ready(&self) {
+        let _ = self.profiles.wait_until_ready().await;
+        let _ = self.policies.wait_until_ready().await;
+        let _ = self.pods.wait_until_ready().await;
+        if let Some(c) = &self.sandbox {
+            let _ = c.templates.wait_until_ready().await;
+            for s in [&c.sandboxes, &c.claims, &c.pools].into_iter().flatten() {
+                let _ = s.wait_until_ready().await;
+            }
         }
     }
 }
 
-/// Starts the three watches into `tasks`; profile and policy events
-/// notify `wake`.
-pub fn watch(ctx: &Context, wake: Arc<Notify>, tasks: &mut JoinSet<()>) -> Caches {
+/// agent-sandbox's resources as this API server serves them (each at its
+/// preferred version).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SandboxApis {
+    pub templates: ApiResource,
+    pub sandboxes: Option<ApiResource>,
+    pub claims: Option<ApiResource>,
+    pub pools: Option<ApiResource>,
+}
+
+/// Finds agent-sandbox's resources by discovery; `None` when the API
+/// server does not serve SandboxTemplates (or discovery fails: tried again
+/// at the next resync).
+pub async fn discover_sandbox(client: &kube::Client) -> Option<SandboxApis> {
+    let extensions = match kube::discovery::group(client, sandbox::EXTENSIONS_GROUP).await {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::debug!(controller = NAME, error = %e, "agent-sandbox's API group is not served");
+            return None;
+        }
+    };
+    let kind = |g: &kube::discovery::ApiGroup, k: &str| g.recommended_kind(k).map(|(r, _)| r);
+    let templates = kind(&extensions, sandbox::TEMPLATE_KIND)?;
+    let sandboxes = kube::discovery::group(client, sandbox::SANDBOX_GROUP)
+        .await
+        .ok()
+        .and_then(|g| kind(&g, sandbox::SANDBOX_KIND));
+    Some(SandboxApis {
+        templates,
+        sandboxes,
+        claims: kind(&extensions, sandbox::CLAIM_KIND),
+        pools: kind(&extensions, sandbox::WARM_POOL_KIND),
+    })
+}
+
+/// A watch of `resource` into a cache of its own; `metadata_only` drops
+/// everything but the metadata (Sandboxes: only their owners and labels
+/// are read).
+fn watch_dynamic(
+    ctx: &Context,
+    resource: &ApiResource,
+    metadata_only: bool,
+    wake: &Arc<Notify>,
+    tasks: &mut JoinSet<()>,
+    what: &'static str,
+) -> Store<DynamicObject> {
+    let writer = reflector::store::Writer::new(resource.clone());
+    let store = writer.as_reader();
+    let api = Api::<DynamicObject>::all_with(ctx.client.clone(), resource);
+    let stream = reflector(
+        writer,
+        watcher(api, watcher::Config::default().any_semantic()).modify(move |o| {
+            o.managed_fields_mut().clear();
+            if metadata_only {
+                o.data = serde_json::Value::Null;
+                o.annotations_mut().clear();
+            }
+        }),
+    );
+    tasks.spawn(drain(stream.default_backoff(), what, Some(wake.clone())));
+    store
+}
+
+/// Starts the watches into `tasks`: profiles, policies and pods, and
+/// agent-sandbox's objects when `sandbox` says they are served. Every
+/// event but a pod's notifies `wake`.
+pub fn watch(
+    ctx: &Context,
+    wake: Arc<Notify>,
+    tasks: &mut JoinSet<()>,
+    sandbox: Option<SandboxApis>,
+) -> Caches {
+    let sandbox = sandbox.map(|apis| SandboxCaches {
+        templates: watch_dynamic(
+            ctx,
+            &apis.templates,
+            false,
+            &wake,
+            tasks,
+            "sandboxtemplates",
+        ),
+        sandboxes: apis
+            .sandboxes
+            .as_ref()
+            .map(|r| watch_dynamic(ctx, r, true, &wake, tasks, "sandboxes")),
+        claims: apis
+            .claims
+            .as_ref()
+            .map(|r| watch_dynamic(ctx, r, false, &wake, tasks, "sandboxclaims")),
+        pools: apis
+            .pools
+            .as_ref()
+            .map(|r| watch_dynamic(ctx, r, false, &wake, tasks, "sandboxwarmpools")),
+        apis,
+    });
     let cfg = || watcher::Config::default().any_semantic();
     let (profiles, writer) = reflector::store();
     let stream = reflector(
@@ -144,6 +282,8 @@ pub fn watch(ctx: &Context, wake: Arc<Notify>, tasks: &mut JoinSet<()>) -> Cache
         profiles,
         policies,
         pods,
+        sandbox,
+        template_defaults: ctx.config.sandbox_template_defaults,
     }
 }
 
@@ -212,23 +352,34 @@ async fn run(ctx: Arc<Context>) -> Result<()> {
         }
         let wake = Arc::new(Notify::new());
         let mut tasks = JoinSet::new();
-        let caches = watch(&ctx, wake.clone(), &mut tasks);
-        let ready = async {
-            let _ = caches.profiles.wait_until_ready().await;
-            let _ = caches.policies.wait_until_ready().await;
-            let _ = caches.pods.wait_until_ready().await;
-        };
+        let sandbox_apis = discover_sandbox(&ctx.client).await;
+        if let Some(apis) = &sandbox_apis {
+            tracing::info!(controller = NAME, templates = %apis.templates.api_version, "agent-sandbox is installed: watching its templates");
+        }
+        let caches = watch(&ctx, wake.clone(), &mut tasks, sandbox_apis.clone());
+        let ready = caches.wait_until_ready();
         tokio::select! {
             () = ready => {}
             () = lost_or_stopped(&ctx) => { tasks.abort_all(); continue; }
         }
         tracing::info!(controller = NAME, "leading: caches synced");
         let mut backoff = MIN_BACKOFF;
+        let mut resynced = false;
         loop {
             if *shutdown.borrow() || !*leader.borrow_and_update() {
                 break;
             }
             let started = std::time::Instant::now();
+            // agent-sandbox installed (or removed) since the watches
+            // started: start them again with its resources.
+            if resynced && discover_sandbox(&ctx.client).await != sandbox_apis {
+                tracing::info!(
+                    controller = NAME,
+                    "agent-sandbox's resources changed: watching again"
+                );
+                break;
+            }
+            resynced = false;
             let snapshot = caches.snapshot();
             let delay = match pass(&ctx, &mut state, &snapshot).await {
                 Ok(p) => {
@@ -254,7 +405,7 @@ async fn run(ctx: Arc<Context>) -> Result<()> {
             };
             tokio::select! {
                 () = wake.notified() => tokio::time::sleep(DEBOUNCE).await,
-                () = tokio::time::sleep(delay) => {}
+                () = tokio::time::sleep(delay) => resynced = true,
                 () = lost_or_stopped(&ctx) => {}
             }
         }

@@ -15,23 +15,41 @@
 //! Pods are read from the cache only, to count them: a pod event never
 //! starts a pass, and a pass never writes to a pod. `matchedPods` is
 //! therefore as fresh as the last pass (profile or policy change, resync).
+//!
+//! agent-sandbox's SandboxTemplates (when their CRD is installed and the
+//! operator keeps the template defaults on) are subjects too: each gets
+//! the default profile of [`kubefence_k8s::sandbox`], owned by the
+//! template. A template is not kubefence's to write, so what a profile
+//! says in its status a template hears as Events.
+//!
+//! Coverage: a subject whose selector names templates (by their hash
+//! label) holds every pod of those templates by ownership (pod → Sandbox →
+//! claim / warm pool → template). Pods it misses (agent-sandbox versions
+//! that label only pods of warm pools) are listed (`uncoveredPods`,
+//! condition `Covered`, a Warning event) and held by a second policy, the
+//! same rules over their `sandbox-name-hash` label, which every sandbox pod
+//! carries. It changes only when that set of pods does.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{OwnerReference, Time};
-use kube::api::Api;
+use kube::api::{Api, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::{Resource, ResourceExt};
 use kubefence_core::Cluster;
 use kubefence_core::naming::{self, Source};
 use kubefence_core::profile::{self, Built, Profile, ProfileConfig};
 use kubefence_k8s::crd::profile::{
-    CONDITION_EFFECTIVE, CONDITION_READY, IsolationProfile, IsolationProfileStatus, ProfileEngine,
+    CONDITION_COVERED, CONDITION_EFFECTIVE, CONDITION_READY, IsolationProfile,
+    IsolationProfileStatus, ProfileEngine,
 };
 use kubefence_k8s::crd::quarantine::{RemainingPathStatus, set_condition};
+use kubefence_k8s::sandbox::{self, Ownership, Template};
 use serde_json::json;
 
 use crate::cluster;
@@ -48,6 +66,9 @@ pub const REASON_ENGINE_NOT_WIRED: &str = "EngineNotWired";
 /// Effective's reasons.
 pub const REASON_REOPENED: &str = "PathsReopened";
 pub const REASON_NONE_REOPENED: &str = "NoPathReopened";
+/// Covered's reasons.
+pub const REASON_ALL_COVERED: &str = "AllPodsSelected";
+pub const REASON_UNCOVERED: &str = "PodsNotSelected";
 
 const RESOURCE: &str = "isolationprofiles";
 
@@ -57,6 +78,24 @@ pub struct Snapshot {
     pub profiles: Vec<Arc<IsolationProfile>>,
     pub policies: Vec<Arc<NetworkPolicy>>,
     pub pods: Vec<Arc<PartialObjectMeta<Pod>>>,
+    /// agent-sandbox's objects (empty when its CRDs are not installed).
+    pub sandbox: SandboxObjects,
+}
+
+/// agent-sandbox's objects, as their watches cached them.
+#[derive(Clone, Debug, Default)]
+pub struct SandboxObjects {
+    /// `extensions.agents.x-k8s.io/<version>` the templates were read at;
+    /// `None` when the CRD is not installed.
+    pub template_api_version: Option<String>,
+    /// Give templates their default profile (`--sandbox-template-defaults`);
+    /// off, templates are still read for coverage.
+    pub template_defaults: bool,
+    pub templates: Vec<Arc<DynamicObject>>,
+    /// Metadata only.
+    pub sandboxes: Vec<Arc<DynamicObject>>,
+    pub claims: Vec<Arc<DynamicObject>>,
+    pub pools: Vec<Arc<DynamicObject>>,
 }
 
 /// What one pass did.
@@ -68,6 +107,8 @@ pub struct Pass {
     pub status_writes: usize,
     /// Profiles whose policy name someone else holds.
     pub conflicts: Vec<String>,
+    /// Events recorded on templates.
+    pub events: usize,
 }
 
 /// The build of one profile, kept while its generation is unchanged (the
@@ -79,6 +120,9 @@ type BuildCache = HashMap<String, (Option<i64>, std::result::Result<(Profile, Bu
 pub struct State {
     pub config: ProfileConfig,
     builds: BuildCache,
+    /// What was last reported on each template (by Events): a template
+    /// has no status of ours to compare with.
+    template_reports: HashMap<String, IsolationProfileStatus>,
 }
 
 impl State {
@@ -86,20 +130,50 @@ impl State {
         Self {
             config,
             builds: HashMap::new(),
+            template_reports: HashMap::new(),
         }
+    }
+}
+
+/// Whose policy a profile's is: an IsolationProfile, or a SandboxTemplate
+/// given its default profile.
+struct Subject {
+    profile: Arc<IsolationProfile>,
+    owner: OwnerReference,
+    /// Set for a template's default profile.
+    template: Option<Template>,
+}
+
+impl Subject {
+    fn kind(&self) -> &str {
+        &self.owner.kind
+    }
+
+    fn id(&self) -> String {
+        format!(
+            "{} {}/{}",
+            self.kind(),
+            self.profile.namespace().unwrap_or_default(),
+            self.profile.name_any()
+        )
     }
 }
 
 /// The policy of a profile is ours when it carries kubefence's profile
 /// labels and an ownerReference to this very profile (its uid).
 pub fn is_ours(np: &NetworkPolicy, profile_uid: &str) -> bool {
+    is_owned_by(np, profile_uid, &IsolationProfile::kind(&()))
+}
+
+/// [`is_ours`] for an owner of any kind (a SandboxTemplate).
+fn is_owned_by(np: &NetworkPolicy, owner_uid: &str, owner_kind: &str) -> bool {
     let labels = np.labels();
     labels.get(naming::MANAGED_BY_LABEL).map(String::as_str) == Some(naming::MANAGED_BY_VALUE)
         && labels.get(naming::SOURCE_LABEL).map(String::as_str) == Some(Source::Profile.as_str())
         && np
             .owner_references()
             .iter()
-            .any(|o| o.uid == profile_uid && o.kind == IsolationProfile::kind(&()))
+            .any(|o| o.uid == owner_uid && o.kind == owner_kind)
 }
 
 fn owner_reference(p: &IsolationProfile) -> OwnerReference {
@@ -115,9 +189,36 @@ fn owner_reference(p: &IsolationProfile) -> OwnerReference {
 
 /// The NetworkPolicy object for a built profile.
 pub fn desired_policy(p: &IsolationProfile, built: &Built) -> NetworkPolicy {
+    owned_policy(&owner_reference(p), built)
+}
+
+fn owned_policy(owner: &OwnerReference, built: &Built) -> NetworkPolicy {
     let mut np = kubefence_k8s::render::network_policy(&built.policy);
     np.metadata.labels = Some(built.labels.clone());
-    np.metadata.owner_references = Some(vec![owner_reference(p)]);
+    np.metadata.owner_references = Some(vec![owner.clone()]);
+    np
+}
+
+/// The policy holding the pool's pods that the profile's selector misses:
+/// the same rules, over the `sandbox-name-hash` of each such pod.
+fn uncovered_policy(
+    owner: &OwnerReference,
+    core: &Profile,
+    built: &Built,
+    name_hashes: &[String],
+) -> NetworkPolicy {
+    let mut np = owned_policy(owner, built);
+    np.metadata.name = Some(core.uncovered_policy_name());
+    if let Some(spec) = np.spec.as_mut() {
+        spec.pod_selector = Some(LabelSelector {
+            match_labels: None,
+            match_expressions: Some(vec![LabelSelectorRequirement {
+                key: sandbox::SANDBOX_NAME_HASH_LABEL.to_string(),
+                operator: "In".to_string(),
+                values: Some(name_hashes.to_vec()),
+            }]),
+        });
+    }
     np
 }
 
@@ -129,30 +230,51 @@ pub async fn pass(ctx: &Context, state: &mut State, snapshot: &Snapshot) -> Resu
         .iter()
         .map(|np| ((np.namespace().unwrap_or_default(), np.name_any()), np))
         .collect();
-    let mut pods_by_ns: HashMap<String, Vec<&BTreeMap<String, String>>> = HashMap::new();
+    let mut pods_by_ns: HashMap<String, Vec<&PartialObjectMeta<Pod>>> = HashMap::new();
     for pod in &snapshot.pods {
         pods_by_ns
             .entry(pod.namespace().unwrap_or_default())
             .or_default()
-            .push(pod.labels());
+            .push(pod);
     }
+    let templates = read_templates(&snapshot.sandbox);
+    let ownership = if templates.is_empty() {
+        Ownership::default()
+    } else {
+        Ownership::new(
+            &templates,
+            &snapshot.sandbox.sandboxes,
+            &snapshot.sandbox.claims,
+            &snapshot.sandbox.pools,
+        )
+    };
+    let subjects = subjects(snapshot, &templates);
     // The namespaces' policies as the engine reads them, converted once.
     let mut namespaces: HashMap<String, Cluster> = HashMap::new();
-    let live: std::collections::HashSet<String> =
-        snapshot.profiles.iter().filter_map(|p| p.uid()).collect();
-    state.builds.retain(|uid, _| live.contains(uid));
+    let live: std::collections::HashSet<&str> =
+        subjects.iter().map(|s| s.owner.uid.as_str()).collect();
+    state.builds.retain(|uid, _| live.contains(uid.as_str()));
+    state
+        .template_reports
+        .retain(|uid, _| live.contains(uid.as_str()));
     let mut first_error = None;
-    for p in &snapshot.profiles {
-        if p.meta().deletion_timestamp.is_some() {
+    for subject in &subjects {
+        if subject.profile.meta().deletion_timestamp.is_some() {
             continue;
         }
-        let ns = p.namespace().unwrap_or_default();
+        let ns = subject.profile.namespace().unwrap_or_default();
         let cluster = namespaces
             .entry(ns.clone())
             .or_insert_with(|| namespace_cluster(&ns, &snapshot.policies));
-        let pods = pods_by_ns.get(&ns).map(Vec::as_slice).unwrap_or(&[]);
-        if let Err(e) = reconcile_one(ctx, state, p, &policies, pods, cluster, &mut out).await {
-            tracing::warn!(controller = super::NAME, profile = %format!("{ns}/{}", p.name_any()), error = %e.full_message(), "reconcile failed");
+        let pool = Pool {
+            pods: pods_by_ns.get(&ns).map(Vec::as_slice).unwrap_or(&[]),
+            templates: &templates,
+            ownership: &ownership,
+        };
+        if let Err(e) =
+            reconcile_one(ctx, state, subject, &policies, &pool, cluster, &mut out).await
+        {
+            tracing::warn!(controller = super::NAME, subject = %subject.id(), error = %e.full_message(), "reconcile failed");
             first_error.get_or_insert(e);
         }
     }
@@ -160,6 +282,95 @@ pub async fn pass(ctx: &Context, state: &mut State, snapshot: &Snapshot) -> Resu
         Some(e) => Err(e),
         None => Ok(out),
     }
+}
+
+/// The templates of the snapshot (none when the CRD is not installed).
+fn read_templates(objects: &SandboxObjects) -> Vec<Template> {
+    let Some(api_version) = &objects.template_api_version else {
+        return Vec::new();
+    };
+    objects
+        .templates
+        .iter()
+        .map(|t| Template::from_object(t, api_version))
+        .collect()
+}
+
+/// Every profile, then every template's default profile (when on).
+fn subjects(snapshot: &Snapshot, templates: &[Template]) -> Vec<Subject> {
+    let mut out: Vec<Subject> = snapshot
+        .profiles
+        .iter()
+        .map(|p| Subject {
+            profile: p.clone(),
+            owner: owner_reference(p),
+            template: None,
+        })
+        .collect();
+    if snapshot.sandbox.template_defaults {
+        out.extend(templates.iter().map(|t| Subject {
+            profile: Arc::new(t.default_profile()),
+            owner: t.owner_reference(),
+            template: Some(t.clone()),
+        }));
+    }
+    out
+}
+
+/// What a subject's coverage is judged on: the pods of its namespace and
+/// the templates they may belong to.
+struct Pool<'a> {
+    pods: &'a [&'a PartialObjectMeta<Pod>],
+    templates: &'a [Template],
+    ownership: &'a Ownership,
+}
+
+/// Pods that belong to a template the subject's selector names but that
+/// the selector misses: their names and, when they carry one, their
+/// `sandbox-name-hash` (what the uncovered policy selects them by).
+#[derive(Clone, Debug, Default, PartialEq)]
+struct Coverage {
+    /// The subject names templates: coverage applies.
+    applies: bool,
+    uncovered: Vec<String>,
+    name_hashes: Vec<String>,
+}
+
+fn coverage(subject: &Subject, core: &Profile, pool: &Pool<'_>) -> Coverage {
+    let hashes = sandbox::selected_hashes(&subject.profile.spec.pod_selector);
+    if hashes.is_empty() {
+        return Coverage::default();
+    }
+    let ns = core.namespace.as_str();
+    let names: std::collections::HashSet<&str> = pool
+        .templates
+        .iter()
+        .filter(|t| t.namespace == ns && !t.hashes.is_disjoint(&hashes))
+        .map(|t| t.name.as_str())
+        .collect();
+    let mut out = Coverage {
+        applies: true,
+        ..Coverage::default()
+    };
+    if names.is_empty() || pool.ownership.is_empty() {
+        return out;
+    }
+    for pod in pool.pods {
+        let Some(template) = pool.ownership.template_of_pod(ns, pod.owner_references()) else {
+            continue;
+        };
+        if !names.contains(template) || core.pod_selector.matches(pod.labels()) {
+            continue;
+        }
+        out.uncovered.push(format!("{ns}/{}", pod.name_any()));
+        if let Some(h) = pod.labels().get(sandbox::SANDBOX_NAME_HASH_LABEL) {
+            out.name_hashes.push(h.clone());
+        }
+    }
+    out.uncovered.sort();
+    out.name_hashes.sort();
+    out.name_hashes.dedup();
+    out
 }
 
 fn namespace_cluster(ns: &str, policies: &[Arc<NetworkPolicy>]) -> Cluster {
@@ -181,9 +392,10 @@ fn namespace_cluster(ns: &str, policies: &[Arc<NetworkPolicy>]) -> Cluster {
 
 fn build_of<'a>(
     state: &'a mut State,
-    p: &IsolationProfile,
+    subject: &Subject,
 ) -> &'a std::result::Result<(Profile, Built), String> {
-    let uid = p.uid().unwrap_or_default();
+    let p = &subject.profile;
+    let uid = subject.owner.uid.clone();
     let generation = p.meta().generation;
     let config = state.config.clone();
     let entry = state
@@ -192,19 +404,23 @@ fn build_of<'a>(
         .or_insert_with(|| (None, Err(String::new())));
     if entry.0 != generation || generation.is_none() {
         let ns = p.namespace().unwrap_or_default();
-        let result = kubefence_k8s::profile::to_core(p, &ns)
-            .map_err(|errors| {
+        let unreadable = subject.template.as_ref().and_then(|t| t.error.clone());
+        let result = match unreadable {
+            Some(e) => Err(e),
+            None => kubefence_k8s::profile::to_core(p, &ns).map_err(|errors| {
                 errors
                     .iter()
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join("; ")
-            })
-            .and_then(|core| {
-                profile::build(&core, &config)
-                    .map(|built| (core, built))
-                    .map_err(|e| e.to_string())
-            });
+            }),
+        }
+        .and_then(|mut core| {
+            core.kind = subject.kind().to_string();
+            profile::build(&core, &config)
+                .map(|built| (core, built))
+                .map_err(|e| e.to_string())
+        });
         *entry = (generation, result);
     }
     &entry.1
@@ -218,27 +434,34 @@ struct Verdict {
     enforced: bool,
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn reconcile_one(
     ctx: &Context,
     state: &mut State,
-    p: &IsolationProfile,
+    subject: &Subject,
     policies: &HashMap<(String, String), &Arc<NetworkPolicy>>,
-    pods: &[&BTreeMap<String, String>],
+    pool: &Pool<'_>,
     cluster: &Cluster,
     out: &mut Pass,
 ) -> Result<()> {
+    let p = subject.profile.as_ref();
     let ns = p.namespace().unwrap_or_default();
-    let uid = p.uid().unwrap_or_default();
-    let built = build_of(state, p).clone();
+    let built = build_of(state, subject).clone();
     let mut status = IsolationProfileStatus {
         observed_generation: p.meta().generation,
         ..IsolationProfileStatus::default()
     };
-    let previous = p.status.clone().unwrap_or_default();
+    let previous = match &subject.template {
+        Some(_) => state
+            .template_reports
+            .get(&subject.owner.uid)
+            .cloned()
+            .unwrap_or_default(),
+        None => p.status.clone().unwrap_or_default(),
+    };
     let mut conditions = previous.conditions.clone();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let generation = p.meta().generation;
+    let mut covered = None;
     let verdict = match &built {
         Err(message) => Verdict {
             ready: false,
@@ -249,14 +472,38 @@ async fn reconcile_one(
         Ok((core, built)) => {
             status.policy_name = Some(built.policy.name.clone());
             status.matched_pods = Some(
-                i64::try_from(pods.iter().filter(|l| core.pod_selector.matches(l)).count())
-                    .unwrap_or(i64::MAX),
+                i64::try_from(
+                    pool.pods
+                        .iter()
+                        .filter(|pod| core.pod_selector.matches(pod.labels()))
+                        .count(),
+                )
+                .unwrap_or(i64::MAX),
             );
             status.narrowed = built.narrowed.iter().map(ToString::to_string).collect();
             status.warnings = baseline_warnings(core, cluster);
             let key = (ns.clone(), built.policy.name.clone());
             let observed = policies.get(&key).map(|np| np.as_ref());
-            let verdict = write_policy(ctx, p, &uid, built, observed, out).await?;
+            let verdict = write_policy(ctx, subject, built, observed, out).await?;
+            let cover = coverage(subject, core, pool);
+            let uncovered_key = (ns.clone(), core.uncovered_policy_name());
+            let uncovered_observed = policies.get(&uncovered_key).map(|np| np.as_ref());
+            let hold = verdict.enforced && !cover.name_hashes.is_empty();
+            write_uncovered(
+                ctx,
+                subject,
+                core,
+                built,
+                &cover,
+                hold,
+                uncovered_observed,
+                out,
+            )
+            .await?;
+            if cover.applies {
+                status.uncovered_pods = cover.uncovered.clone();
+                covered = Some(cover);
+            }
             if verdict.enforced {
                 let eff = profile::reopened_paths(core, built, cluster);
                 status.reopened_paths =
@@ -301,6 +548,55 @@ async fn reconcile_one(
     if !verdict.enforced {
         conditions.retain(|c| c.type_ != CONDITION_EFFECTIVE);
     }
+    match &covered {
+        Some(cover) => {
+            let (ok, reason, message) = if cover.uncovered.is_empty() {
+                (
+                    true,
+                    REASON_ALL_COVERED,
+                    "every pod of the pool's templates is selected".to_string(),
+                )
+            } else {
+                let unlabelled =
+                    cover.uncovered.len() - cover.name_hashes.len().min(cover.uncovered.len());
+                (
+                    false,
+                    REASON_UNCOVERED,
+                    format!(
+                        "{} pod(s) of the pool's templates lack the template label, so the policy's selector misses them{}: {}",
+                        cover.uncovered.len(),
+                        if unlabelled == 0 {
+                            format!(
+                                "; policy {} holds them by their sandbox-name-hash",
+                                uncovered_name(subject)
+                            )
+                        } else {
+                            format!(
+                                "; {unlabelled} carry no sandbox-name-hash either and are not held"
+                            )
+                        },
+                        cover
+                            .uncovered
+                            .iter()
+                            .take(5)
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            };
+            set_condition(
+                &mut conditions,
+                CONDITION_COVERED,
+                ok,
+                reason,
+                &message,
+                generation,
+                &now,
+            );
+        }
+        None => conditions.retain(|c| c.type_ != CONDITION_COVERED),
+    }
     set_condition(
         &mut conditions,
         CONDITION_READY,
@@ -312,47 +608,136 @@ async fn reconcile_one(
     );
     status.conditions = conditions;
     let status = status.bounded();
-    if status != previous {
-        let api: Api<IsolationProfile> = Api::namespaced(ctx.client.clone(), &ns);
-        let body = json!({
-            "apiVersion": IsolationProfile::api_version(&()),
-            "kind": IsolationProfile::kind(&()),
-            "metadata": {"name": p.name_any(), "namespace": ns},
-            "status": status,
-        });
-        cluster::apply_status(ctx, &api, RESOURCE, &p.name_any(), &body)
-            .await
-            .map_err(|e| {
-                Error::call(
-                    format!("status of IsolationProfile {ns}/{}", p.name_any()),
-                    e,
-                )
-            })?;
-        out.status_writes += 1;
+    if status == previous {
+        return Ok(());
+    }
+    match &subject.template {
+        Some(template) => {
+            report_on_template(ctx, template, &previous, &status, out).await;
+            state
+                .template_reports
+                .insert(subject.owner.uid.clone(), status);
+        }
+        None => {
+            if uncovered_changed(&previous, &status) && !status.uncovered_pods.is_empty() {
+                let regarding = ObjectReference {
+                    api_version: Some(subject.owner.api_version.clone()),
+                    kind: Some(subject.owner.kind.clone()),
+                    name: Some(subject.owner.name.clone()),
+                    namespace: Some(ns.clone()),
+                    uid: Some(subject.owner.uid.clone()),
+                    ..ObjectReference::default()
+                };
+                let message = condition_message(&status, CONDITION_COVERED);
+                cluster::publish_event(ctx, &regarding, true, REASON_UNCOVERED, message).await;
+            }
+            let api: Api<IsolationProfile> = Api::namespaced(ctx.client.clone(), &ns);
+            let body = json!({
+                "apiVersion": IsolationProfile::api_version(&()),
+                "kind": IsolationProfile::kind(&()),
+                "metadata": {"name": p.name_any(), "namespace": ns},
+                "status": status,
+            });
+            cluster::apply_status(ctx, &api, RESOURCE, &p.name_any(), &body)
+                .await
+                .map_err(|e| {
+                    Error::call(
+                        format!("status of IsolationProfile {ns}/{}", p.name_any()),
+                        e,
+                    )
+                })?;
+            out.status_writes += 1;
+        }
     }
     Ok(())
+}
+
+fn uncovered_name(subject: &Subject) -> String {
+    let p = &subject.profile;
+    let mut core = Profile::new(
+        &p.namespace().unwrap_or_default(),
+        &p.name_any(),
+        Default::default(),
+    );
+    core.kind = subject.kind().to_string();
+    core.uncovered_policy_name()
+}
+
+fn uncovered_changed(before: &IsolationProfileStatus, after: &IsolationProfileStatus) -> bool {
+    before.uncovered_pods != after.uncovered_pods
+}
+
+fn condition_message(status: &IsolationProfileStatus, type_: &str) -> String {
+    status
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| c.message.clone())
+        .unwrap_or_default()
+}
+
+/// A template hears by Events what a profile's status says: each
+/// condition whose status or reason changed (Warning when False), once.
+async fn report_on_template(
+    ctx: &Context,
+    template: &Template,
+    before: &IsolationProfileStatus,
+    after: &IsolationProfileStatus,
+    out: &mut Pass,
+) {
+    let regarding = ObjectReference {
+        api_version: Some(template.api_version.clone()),
+        kind: Some(sandbox::TEMPLATE_KIND.to_string()),
+        name: Some(template.name.clone()),
+        namespace: Some(template.namespace.clone()),
+        uid: Some(template.uid.clone()),
+        ..ObjectReference::default()
+    };
+    for c in &after.conditions {
+        let was = before.conditions.iter().find(|b| b.type_ == c.type_);
+        if was
+            .is_some_and(|b| b.status == c.status && b.reason == c.reason && b.message == c.message)
+        {
+            continue;
+        }
+        let warning = c.status != "True";
+        if !warning && was.is_none() && c.type_ != CONDITION_READY {
+            // Nothing to say about a condition that was always fine.
+            continue;
+        }
+        cluster::publish_event(
+            ctx,
+            &regarding,
+            warning,
+            &c.reason,
+            format!("{}: {}", c.type_, c.message),
+        )
+        .await;
+        out.events += 1;
+    }
 }
 
 /// Writes (or not) the policy; says what the Ready condition reports.
 async fn write_policy(
     ctx: &Context,
-    p: &IsolationProfile,
-    uid: &str,
+    subject: &Subject,
     built: &Built,
     observed: Option<&NetworkPolicy>,
     out: &mut Pass,
 ) -> Result<Verdict> {
+    let p = subject.profile.as_ref();
     let ns = p.namespace().unwrap_or_default();
     let name = built.policy.name.clone();
     let id = format!("{ns}/{name}");
-    let ours = observed.filter(|np| is_ours(np, uid));
+    let ours = observed.filter(|np| is_owned_by(np, &subject.owner.uid, subject.kind()));
     if observed.is_some() && ours.is_none() {
         out.conflicts.push(id.clone());
         return Ok(Verdict {
             ready: false,
             reason: REASON_NAME_TAKEN,
             message: format!(
-                "NetworkPolicy {id} exists and is not this profile's (no kubefence profile labels or no ownerReference to it); left alone"
+                "NetworkPolicy {id} exists and is not this {}'s (no kubefence profile labels or no ownerReference to it); left alone",
+                subject.kind()
             ),
             enforced: false,
         });
@@ -367,7 +752,14 @@ async fn write_policy(
         return Ok(Verdict {
             ready: false,
             reason: REASON_DISABLED,
-            message: "spec.enabled is false: no policy".to_string(),
+            message: match subject.template {
+                Some(_) => format!(
+                    "annotation {}={} opts the template out: no policy",
+                    sandbox::ISOLATION_ANNOTATION,
+                    sandbox::ISOLATION_DISABLED
+                ),
+                None => "spec.enabled is false: no policy".to_string(),
+            },
             enforced: false,
         });
     }
@@ -388,32 +780,16 @@ async fn write_policy(
             enforced: false,
         });
     }
-    let desired = desired_policy(p, built);
-    match ours {
-        None => match cluster::create_network_policy(ctx, &desired).await {
-            Ok(_) => out.policy_writes += 1,
-            Err(Error::NameTaken(_)) => {
-                out.policy_writes += 1;
-                out.conflicts.push(id.clone());
-                return Ok(Verdict {
-                    ready: false,
-                    reason: REASON_NAME_TAKEN,
-                    message: format!(
-                        "NetworkPolicy {id} was created by someone else meanwhile; left alone"
-                    ),
-                    enforced: false,
-                });
-            }
-            Err(e) => return Err(Error::call(format!("creating NetworkPolicy {id}"), e)),
-        },
-        Some(np) => {
-            if !Comparable::of(&desired).satisfied_by(&Comparable::of(np)) {
-                cluster::apply_network_policy(ctx, &desired, np.resource_version())
-                    .await
-                    .map_err(|e| Error::call(format!("applying NetworkPolicy {id}"), e))?;
-                out.policy_writes += 1;
-            }
-        }
+    let desired = owned_policy(&subject.owner, built);
+    if !sync_policy(ctx, &desired, ours, &id, out).await? {
+        return Ok(Verdict {
+            ready: false,
+            reason: REASON_NAME_TAKEN,
+            message: format!(
+                "NetworkPolicy {id} was created by someone else meanwhile; left alone"
+            ),
+            enforced: false,
+        });
     }
     let narrowed = if built.narrowed.is_empty() {
         String::new()
@@ -426,9 +802,78 @@ async fn write_policy(
     Ok(Verdict {
         ready: true,
         reason: REASON_IN_SYNC,
-        message: format!("NetworkPolicy {id} is as the profile says{narrowed}"),
+        message: format!(
+            "NetworkPolicy {id} is as the {} says{narrowed}",
+            subject.kind()
+        ),
         enforced: true,
     })
+}
+
+/// Creates `desired` when absent, applies it when ours differs, nothing
+/// when ours is right. False when someone else created that name first.
+async fn sync_policy(
+    ctx: &Context,
+    desired: &NetworkPolicy,
+    ours: Option<&NetworkPolicy>,
+    id: &str,
+    out: &mut Pass,
+) -> Result<bool> {
+    match ours {
+        None => match cluster::create_network_policy(ctx, desired).await {
+            Ok(_) => out.policy_writes += 1,
+            Err(Error::NameTaken(_)) => {
+                out.policy_writes += 1;
+                out.conflicts.push(id.to_string());
+                return Ok(false);
+            }
+            Err(e) => return Err(Error::call(format!("creating NetworkPolicy {id}"), e)),
+        },
+        Some(np) => {
+            if !Comparable::of(desired).satisfied_by(&Comparable::of(np)) {
+                cluster::apply_network_policy(ctx, desired, np.resource_version())
+                    .await
+                    .map_err(|e| Error::call(format!("applying NetworkPolicy {id}"), e))?;
+                out.policy_writes += 1;
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Keeps the uncovered policy as `cover` says: the same rules over the
+/// missed pods' `sandbox-name-hash` while `hold`, none otherwise. A
+/// same-named object that is not ours is left alone.
+#[allow(clippy::too_many_arguments)]
+async fn write_uncovered(
+    ctx: &Context,
+    subject: &Subject,
+    core: &Profile,
+    built: &Built,
+    cover: &Coverage,
+    hold: bool,
+    observed: Option<&NetworkPolicy>,
+    out: &mut Pass,
+) -> Result<()> {
+    let name = core.uncovered_policy_name();
+    let id = format!("{}/{name}", core.namespace);
+    let ours = observed.filter(|np| is_owned_by(np, &subject.owner.uid, subject.kind()));
+    if observed.is_some() && ours.is_none() {
+        if hold {
+            out.conflicts.push(id);
+        }
+        return Ok(());
+    }
+    if hold {
+        let desired = uncovered_policy(&subject.owner, core, built, &cover.name_hashes);
+        sync_policy(ctx, &desired, ours, &id, out).await?;
+    } else if let Some(np) = ours {
+        cluster::delete_network_policy(ctx, &core.namespace, &name, np.uid())
+            .await
+            .map_err(|e| Error::call(format!("deleting NetworkPolicy {id}"), e))?;
+        out.policy_writes += 1;
+    }
+    Ok(())
 }
 
 /// Baseline policies of the namespace that may select pods of the pool:
