@@ -220,6 +220,29 @@ impl Context {
         )
     }
 
+    /// Resolves when this replica stops leading or shutdown is asked. A
+    /// closed channel keeps its last value (a one-shot context leads for
+    /// ever): it never resolves then, so a controller waiting on it with a
+    /// timer waits for the timer, never spins.
+    pub async fn lost_or_stopped(&self) {
+        let mut leader = self.leader.clone();
+        let mut shutdown = self.shutdown.clone();
+        let lost = async {
+            if leader.wait_for(|leads| !*leads).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let stopped = async {
+            if shutdown.wait_for(|stop| *stop).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            () = lost => {}
+            () = stopped => {}
+        }
+    }
+
     pub fn is_leader(&self) -> bool {
         *self.leader.borrow()
     }

@@ -133,11 +133,12 @@ async fn run(ctx: Arc<Context>) -> Result<()> {
                 watches.spawn(watch(ctx.clone(), w, wake.clone()));
             }
         }
+        // Not `leader.changed()`: on a closed channel (a one-shot context)
+        // it returns at once, and the loop would run pass after pass.
         tokio::select! {
             () = wake.notified() => tokio::time::sleep(DEBOUNCE).await,
             () = tokio::time::sleep(delay) => {}
-            _ = leader.changed() => {}
-            _ = shutdown.changed() => {}
+            () = ctx.lost_or_stopped() => {}
         }
     }
 }

@@ -208,3 +208,25 @@ async fn a_copy_with_our_labels_that_kubefence_did_not_write_is_left_alone() {
         "no approval recorded for a policy not applied"
     );
 }
+
+/// A context whose leader and shutdown senders are gone (a one-shot
+/// context, as `Context::with_client` makes: it leads for ever) must wait
+/// for the resync between passes, not loop on the closed channels and run
+/// pass after pass against the API server.
+#[tokio::test]
+async fn closed_leader_and_shutdown_channels_do_not_spin_the_controller() {
+    let (_, fake) = FakeApi::start();
+    add_kubefence_neighborhood(&fake);
+    let ctx = context(&fake);
+    fake.clear_requests();
+    let controller = tokio::spawn(start(ctx));
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    controller.abort();
+    let requests = fake.requests().len();
+    // One pass (discovery, lists, watches, a few writes) is a few dozen
+    // requests; a resync of 300 s allows no second one in 1.5 s.
+    assert!(
+        requests < 100,
+        "{requests} requests in 1.5 s with a 300 s resync: the controller spins"
+    );
+}

@@ -309,28 +309,6 @@ async fn drain<K>(
     }
 }
 
-/// Resolves when this replica stops leading or shutdown is asked. A closed
-/// channel keeps its last value (a one-shot context leads for ever): it
-/// never resolves then.
-async fn lost_or_stopped(ctx: &Context) {
-    let mut leader = ctx.leader.clone();
-    let mut shutdown = ctx.shutdown.clone();
-    let lost = async {
-        if leader.wait_for(|leads| !*leads).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let stopped = async {
-        if shutdown.wait_for(|stop| *stop).await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        () = lost => {}
-        () = stopped => {}
-    }
-}
-
 async fn run(ctx: Arc<Context>) -> Result<()> {
     // A follower is ready without watching (as the other controllers).
     ctx.readiness.register(NAME);
@@ -360,7 +338,7 @@ async fn run(ctx: Arc<Context>) -> Result<()> {
         let ready = caches.wait_until_ready();
         tokio::select! {
             () = ready => {}
-            () = lost_or_stopped(&ctx) => { tasks.abort_all(); continue; }
+            () = ctx.lost_or_stopped() => { tasks.abort_all(); continue; }
         }
         tracing::info!(controller = NAME, "leading: caches synced");
         let mut backoff = MIN_BACKOFF;
@@ -406,7 +384,7 @@ async fn run(ctx: Arc<Context>) -> Result<()> {
             tokio::select! {
                 () = wake.notified() => tokio::time::sleep(DEBOUNCE).await,
                 () = tokio::time::sleep(delay) => resynced = true,
-                () = lost_or_stopped(&ctx) => {}
+                () = ctx.lost_or_stopped() => {}
             }
         }
         tasks.abort_all();
