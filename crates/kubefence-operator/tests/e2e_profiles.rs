@@ -921,3 +921,57 @@ async fn sandbox_templates_get_the_default_profile_and_coverage() {
         .await;
     w.end().await;
 }
+
+/// Under `dns: public` the cluster resolver is blocked: a pod whose
+/// dnsPolicy still points at it is named in the profile's warnings; a pod
+/// with dnsPolicy None is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_public_warns_about_pods_that_still_use_the_cluster_resolver() {
+    let Some(w) = World::new("profile-dns-public").await else {
+        return;
+    };
+    create(
+        &w.admin,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "default", "namespace": w.ns}}),
+    )
+    .await;
+    create(&w.admin, sandbox_pod(&w.ns, 1)).await;
+    let mut resolved = sandbox_pod(&w.ns, 2);
+    resolved["spec"]["dnsPolicy"] = json!("None");
+    resolved["spec"]["dnsConfig"] = json!({"nameservers": ["1.1.1.1"]});
+    create(&w.admin, resolved).await;
+    create(
+        &w.admin,
+        python_profile(
+            &w.ns,
+            json!({"dns": {"mode": "public", "resolvers": ["1.1.1.1"]}}),
+        ),
+    )
+    .await;
+    let status = eventually(
+        "a dns warning",
+        CONVERGE,
+        async || w.status("python").await,
+        |s| {
+            s["warnings"].as_array().is_some_and(|w| {
+                w.iter()
+                    .any(|t| t.as_str().unwrap_or_default().contains("dns: public"))
+            })
+        },
+    )
+    .await;
+    let warning = status["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find_map(|t| t.as_str().filter(|t| t.contains("dns: public")))
+        .unwrap()
+        .to_string();
+    assert!(
+        warning.contains(&format!("{}/sandbox-1 (ClusterFirst)", w.ns)),
+        "{warning}"
+    );
+    assert!(!warning.contains("sandbox-2"), "{warning}");
+    assert!(warning.starts_with("1 pod(s)"), "{warning}");
+    w.end().await;
+}

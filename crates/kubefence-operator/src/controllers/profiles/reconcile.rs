@@ -123,6 +123,9 @@ pub struct State {
     /// What was last reported on each template (by Events): a template
     /// has no status of ours to compare with.
     template_reports: HashMap<String, IsolationProfileStatus>,
+    /// `spec.dnsPolicy` of the pods of `dns: public` profiles, by pod uid
+    /// (immutable, so read once per pod; see [`dns_warnings`]).
+    dns_policies: HashMap<String, String>,
 }
 
 impl State {
@@ -131,6 +134,7 @@ impl State {
             config,
             builds: HashMap::new(),
             template_reports: HashMap::new(),
+            dns_policies: HashMap::new(),
         }
     }
 }
@@ -257,6 +261,14 @@ pub async fn pass(ctx: &Context, state: &mut State, snapshot: &Snapshot) -> Resu
     state
         .template_reports
         .retain(|uid, _| live.contains(uid.as_str()));
+    let live_pods: std::collections::HashSet<&str> = snapshot
+        .pods
+        .iter()
+        .filter_map(|p| p.metadata.uid.as_deref())
+        .collect();
+    state
+        .dns_policies
+        .retain(|uid, _| live_pods.contains(uid.as_str()));
     let mut first_error = None;
     for subject in &subjects {
         if subject.profile.meta().deletion_timestamp.is_some() {
@@ -482,6 +494,9 @@ async fn reconcile_one(
             );
             status.narrowed = built.narrowed.iter().map(ToString::to_string).collect();
             status.warnings = baseline_warnings(core, cluster);
+            status
+                .warnings
+                .extend(dns_warnings(ctx, state, subject, core, pool).await?);
             let key = (ns.clone(), built.policy.name.clone());
             let observed = policies.get(&key).map(|np| np.as_ref());
             let verdict = write_policy(ctx, subject, built, observed, out).await?;
@@ -874,6 +889,79 @@ async fn write_uncovered(
         out.policy_writes += 1;
     }
     Ok(())
+}
+
+/// Pods of a `dns: public` profile whose dnsPolicy still sends them to
+/// the cluster resolver, which the profile blocks: their lookups fail.
+///
+/// A pod's dnsPolicy is in its spec, which the pod cache (metadata only,
+/// to stay small) does not hold; it is read by one list of the profile's
+/// pods when the pass meets pods it has not read yet, and kept (a pod's
+/// dnsPolicy never changes). So pods still cause no pass and no write,
+/// and a read only on the next pass that meets them.
+async fn dns_warnings(
+    ctx: &Context,
+    state: &mut State,
+    subject: &Subject,
+    core: &Profile,
+    pool: &Pool<'_>,
+) -> Result<Vec<String>> {
+    if !matches!(core.dns, profile::Dns::Public { .. }) {
+        return Ok(Vec::new());
+    }
+    let matched: Vec<&PartialObjectMeta<Pod>> = pool
+        .pods
+        .iter()
+        .copied()
+        .filter(|pod| core.pod_selector.matches(pod.labels()))
+        .collect();
+    let unread = matched.iter().any(|pod| {
+        pod.metadata
+            .uid
+            .as_ref()
+            .is_some_and(|uid| !state.dns_policies.contains_key(uid))
+    });
+    if unread {
+        // The profile's selector converted, so it is valid: this cannot
+        // fail for a profile that reached here, but a pass never panics.
+        let Ok(selector) =
+            kube::core::Selector::try_from(subject.profile.spec.pod_selector.clone())
+        else {
+            return Ok(Vec::new());
+        };
+        let api: Api<Pod> = Api::namespaced(ctx.client.clone(), &core.namespace);
+        let params = kube::api::ListParams::default().labels_from(&selector);
+        let pods = cluster::timed(ctx, api.list(&params))
+            .await
+            .map_err(|e| Error::call(format!("listing the pods of {}", subject.id()), e))?;
+        for pod in pods.items {
+            if let Some(uid) = pod.metadata.uid {
+                let policy = pod
+                    .spec
+                    .and_then(|s| s.dns_policy)
+                    .unwrap_or_else(|| "ClusterFirst".to_string());
+                state.dns_policies.insert(uid, policy);
+            }
+        }
+    }
+    let mut cluster_dns: Vec<String> = matched
+        .iter()
+        .filter_map(|pod| {
+            let policy = state.dns_policies.get(pod.metadata.uid.as_deref()?)?;
+            (policy != "None").then(|| format!("{}/{} ({policy})", core.namespace, pod.name_any()))
+        })
+        .collect();
+    if cluster_dns.is_empty() {
+        return Ok(Vec::new());
+    }
+    cluster_dns.sort();
+    let count = cluster_dns.len();
+    cluster_dns.truncate(5);
+    Ok(vec![format!(
+        "{count} pod(s) under dns: public still use the cluster resolver, which the profile blocks (set dnsPolicy: None and dnsConfig.nameservers to the profile's resolvers): {}{}",
+        cluster_dns.join(", "),
+        if count > 5 { ", ..." } else { "" }
+    )])
 }
 
 /// Baseline policies of the namespace that may select pods of the pool:
