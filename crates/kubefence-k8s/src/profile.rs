@@ -91,6 +91,7 @@ pub fn to_core(profile: &IsolationProfile, namespace: &str) -> Result<Profile, V
             ));
         }
     }
+    out.engine = spec.engine.adapter();
     if let Some(custom) = &spec.policy {
         if spec.ingress.is_some() || spec.egress.is_some() || spec.dns.is_some() {
             errors.push(ConvertError::new(

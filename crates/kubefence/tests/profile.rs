@@ -145,3 +145,78 @@ fn render_refuses_an_empty_selector_and_reports_narrowing() {
     );
     assert!(stdout.contains("10.0.0.0/8"), "{stdout}");
 }
+
+/// An engine that can deny gets the guardrails as an object of its own:
+/// egress from the pool to the blocked ranges denied, so another policy's
+/// egress to a private range reopens nothing (exit 0), while under
+/// networkpolicy the same policy makes the profile ineffective (exit 1).
+#[test]
+fn render_writes_the_guardrail_denies_of_a_denying_engine() {
+    let dir = tempfile::tempdir().unwrap();
+    let to_private = "\
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {name: to-private, namespace: sandboxes}
+spec:
+  podSelector: {}
+  egress: [{to: [{ipBlock: {cidr: 10.0.0.0/8}}]}]
+  policyTypes: [Egress]
+";
+    let ns = write(
+        dir.path(),
+        "ns.yaml",
+        &format!("{NAMESPACE}---\n{to_private}"),
+    );
+    let plain = write(dir.path(), "plain.yaml", PROFILE);
+    let out = run(
+        &["profile", "render", "-f", &plain, "-f", &ns, "-o", "json"],
+        dir.path(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(doc["profiles"][0]["guardrails"].is_null());
+
+    for (engine, kind, namespaced) in [
+        ("cilium", "CiliumNetworkPolicy", true),
+        ("clusternetworkpolicy", "ClusterNetworkPolicy", false),
+        ("adminnetworkpolicy", "AdminNetworkPolicy", false),
+    ] {
+        let p = write(
+            dir.path(),
+            &format!("{engine}.yaml"),
+            &format!("{PROFILE}  engine: {engine}\n"),
+        );
+        let out = run(
+            &["profile", "render", "-f", &p, "-f", &ns, "-o", "json"],
+            dir.path(),
+        );
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{engine}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let g = &doc["profiles"][0]["guardrails"];
+        assert_eq!(g["kind"], kind, "{engine}: {g}");
+        assert_eq!(g["metadata"]["namespace"].is_string(), namespaced, "{g}");
+        let text = g.to_string();
+        for cidr in ["10.0.0.0/8", "169.254.0.0/16", "192.168.0.0/16"] {
+            assert!(text.contains(cidr), "{engine} denies {cidr}: {text}");
+        }
+        assert!(
+            !text.contains("0.0.0.0/0"),
+            "{engine} denies nothing public: {text}"
+        );
+        // YAML: the policy, then the guardrails document.
+        let out = run(&["profile", "render", "-f", &p], dir.path());
+        let yaml = String::from_utf8_lossy(&out.stdout);
+        assert!(yaml.contains(&format!("kind: {kind}")), "{yaml}");
+        assert!(yaml.contains("kind: NetworkPolicy"), "{yaml}");
+    }
+}

@@ -6,6 +6,12 @@
 //! an ipBlock inside the profile's, on ports the profile's rule covers).
 //! The judgement is conservative: a rule it cannot prove harmless (a pod
 //! selector other than the profile's own peers, a named port) is listed.
+//!
+//! With an engine that denies the blocked ranges ([`super::guardrail_rule_set`]),
+//! an egress rule whose every peer is an ipBlock inside them reopens
+//! nothing (the deny is evaluated first) and is not listed; a rule naming
+//! pods or every peer still is (CIDR denies do not reach pods on every
+//! engine: Cilium matches pods by identity, not by address).
 
 use std::collections::BTreeMap;
 
@@ -62,6 +68,11 @@ pub fn reopened_paths(profile: &Profile, built: &Built, cluster: &Cluster) -> Ef
     )
     .into_iter()
     .filter(|(path, rule)| !covered(rule, path.direction, &built.policy))
+    .filter(|(path, rule)| {
+        !(profile.denies_blocked()
+            && path.direction == Direction::Egress
+            && only_blocked(rule, &built.blocked))
+    })
     .map(|(path, _)| path)
     .collect();
     // One workload per set of pod labels: they behave alike.
@@ -87,6 +98,15 @@ pub fn reopened_paths(profile: &Profile, built: &Built, cluster: &Cluster) -> Ef
     let mut pool: Vec<String> = pool.iter().map(|w| w.id()).collect();
     pool.sort();
     Effectiveness { reopened, pool }
+}
+
+/// Whether every peer of `rule` is an ipBlock inside `blocked`.
+fn only_blocked(rule: &Rule, blocked: &IpSet) -> bool {
+    !rule.peers.is_empty()
+        && rule.peers.iter().all(|p| match p {
+            Peer::IpBlock(b) => blocked.is_superset(&b.addresses()),
+            Peer::Pods { .. } => false,
+        })
 }
 
 /// Whether `own`'s rules of `direction` already allow every peer and port

@@ -43,6 +43,7 @@ use crate::ipset::IpSet;
 use crate::model::NAMESPACE_NAME_LABEL;
 use crate::naming::{self, Source};
 use crate::policy::{IpBlock, NetworkPolicy, Peer, PolicyTypes, PortRef, PortSpec, Rule};
+use crate::ruleset::{Endpoint, Enforcement, Engine, RuleSet, Traffic, TrafficRule};
 use crate::selector::{LabelSelector, Labels};
 
 pub use effective::{Effectiveness, reopened_paths};
@@ -119,6 +120,11 @@ pub struct Profile {
     pub allowed_cidrs: Vec<IpNet>,
     pub dns: Dns,
     pub custom: Option<CustomRules>,
+    /// `spec.engine`: every engine but NetworkPolicy also gets the
+    /// guardrails as deny rules ([`guardrail_rule_set`]), which no
+    /// namespace policy can override.
+    #[serde(default)]
+    pub engine: Engine,
 }
 
 fn default_kind() -> String {
@@ -140,6 +146,7 @@ impl Profile {
             allowed_cidrs: Vec::new(),
             dns: Dns::Cluster,
             custom: None,
+            engine: Engine::NetworkPolicy,
         }
     }
 
@@ -164,6 +171,11 @@ impl Profile {
             &self.namespace,
             &format!("{}-uncovered", self.name),
         )
+    }
+
+    /// Whether the profile's engine holds the guardrails with deny rules.
+    pub fn denies_blocked(&self) -> bool {
+        self.engine != Engine::NetworkPolicy
     }
 
     /// The addresses no rule may reach: blocked ranges, the cluster's
@@ -448,4 +460,51 @@ pub fn public_peers(blocked: &IpSet) -> Vec<Peer> {
         }));
     }
     peers
+}
+
+/// The guardrails as deny rules, for every engine but NetworkPolicy: egress
+/// from the pool's pods to every blocked address (and the metadata
+/// addresses) is denied, before and whatever namespace NetworkPolicies
+/// allow (Cilium: deny wins; ClusterNetworkPolicy Admin tier and
+/// AdminNetworkPolicy: evaluated before NetworkPolicies). Nothing else is
+/// denied: the profile's own NetworkPolicy still says what is allowed.
+///
+/// Named `kf-profile-<kind>-<name>-guardrails`; the cluster-scoped engines'
+/// name always ends in a hash of the profile's identity (the namespace is
+/// not part of a cluster-scoped object's name).
+pub fn guardrail_rule_set(profile: &Profile, built: &Built) -> RuleSet {
+    let name = format!("{}-guardrails", profile.name);
+    let peers: Vec<Endpoint> = built
+        .blocked
+        .to_cidrs()
+        .into_iter()
+        .map(Endpoint::cidr)
+        .collect();
+    let kind = profile.kind.to_ascii_lowercase();
+    RuleSet {
+        name: naming::policy_name_for(Source::Profile, &profile.kind, &profile.namespace, &name),
+        cluster_name: naming::fit_hashed(
+            format!("kf-profile-{kind}-{}-{name}", profile.namespace),
+            &format!("profile/{kind}/{}/{name}", profile.namespace),
+        ),
+        namespace: profile.namespace.clone(),
+        subject: profile.pod_selector.clone(),
+        ingress: Traffic::default(),
+        egress: Traffic {
+            isolate: false,
+            allow: Vec::new(),
+            deny: vec![TrafficRule {
+                name: "blocked-ranges".to_string(),
+                peers,
+                ports: Vec::new(),
+            }],
+        },
+        process: Vec::new(),
+        file: Vec::new(),
+        enforcement: Enforcement::Enforce,
+        rule_prefix: "kubefence-profile".to_string(),
+        message: None,
+        labels: built.labels.clone(),
+        annotations: Labels::new(),
+    }
 }

@@ -453,3 +453,106 @@ fn policies_that_allow_no_more_than_the_profile_do_not_count() {
     assert_eq!(eff.reopened.len(), 1, "{eff:#?}");
     assert_eq!(eff.reopened[0].direction, Direction::Egress);
 }
+
+/// With an engine that denies the blocked ranges, an egress rule of
+/// another policy that only reaches blocked addresses reopens nothing;
+/// one that names pods, or every peer, still does (a CIDR deny does not
+/// reach pods on every engine).
+#[test]
+fn denying_engines_hold_the_blocked_ranges_against_other_policies() {
+    let mut profile = sandbox_profile();
+    profile.engine = crate::ruleset::Engine::Cilium;
+    let built = build(&profile, &ProfileConfig::default()).unwrap();
+    let to = |name: &str, peers: Vec<Peer>| {
+        other_policy(
+            name,
+            labels(&[("team", "x")]),
+            vec![],
+            vec![Rule {
+                peers,
+                ports: vec![],
+            }],
+        )
+    };
+    let private = to(
+        "to-private",
+        vec![Peer::IpBlock(IpBlock {
+            cidr: net("10.0.0.0/8"),
+            except: vec![],
+        })],
+    );
+    let metadata = to(
+        "to-metadata",
+        vec![Peer::IpBlock(IpBlock {
+            cidr: net("169.254.169.254/32"),
+            except: vec![],
+        })],
+    );
+    let cluster = pool_cluster(vec![
+        built.policy.clone(),
+        private.clone(),
+        metadata.clone(),
+    ]);
+    let eff = reopened_paths(&profile, &built, &cluster);
+    assert!(eff.effective(), "denied first: {eff:#?}");
+    // The same policies under a plain NetworkPolicy profile: reopened.
+    let plain = sandbox_profile();
+    let plain_built = build(&plain, &ProfileConfig::default()).unwrap();
+    let cluster = pool_cluster(vec![plain_built.policy.clone(), private, metadata]);
+    assert_eq!(
+        reopened_paths(&plain, &plain_built, &cluster)
+            .reopened
+            .len(),
+        2
+    );
+    // Every peer (pods included) and a selector: still listed.
+    let everything = to("to-everything", vec![]);
+    let pods = to(
+        "to-pods",
+        vec![Peer::Pods {
+            namespace_selector: None,
+            pod_selector: Some(LabelSelector::from_labels(labels(&[("app", "db")]))),
+        }],
+    );
+    let cluster = pool_cluster(vec![built.policy.clone(), everything, pods]);
+    assert_eq!(
+        reopened_paths(&profile, &built, &cluster).reopened.len(),
+        2,
+        "not held by a CIDR deny"
+    );
+}
+
+/// The guardrail rule set denies egress from the pool to exactly the
+/// blocked addresses and nothing else, under names that fit.
+#[test]
+fn the_guardrail_rule_set_denies_exactly_the_blocked_addresses() {
+    let mut profile = sandbox_profile();
+    profile.name = "a".repeat(60);
+    let cfg = ProfileConfig {
+        cluster_cidrs: vec![net("10.96.0.0/12")],
+        ..ProfileConfig::default()
+    };
+    let built = build(&profile, &cfg).unwrap();
+    let rules = crate::profile::guardrail_rule_set(&profile, &built);
+    rules.check().unwrap();
+    assert_eq!(rules.subject, profile.pod_selector);
+    assert!(rules.ingress.is_unrestricted());
+    assert!(!rules.egress.isolate && rules.egress.allow.is_empty());
+    let denied = rules.egress.deny[0]
+        .peers
+        .iter()
+        .fold(IpSet::empty(), |set, p| match p {
+            crate::ruleset::Endpoint::Cidr(b) => set.union(&b.addresses()),
+            other => panic!("not a CIDR: {other:?}"),
+        });
+    assert_eq!(denied, built.blocked);
+    assert!(denied.contains(addr("169.254.169.254")));
+    assert!(denied.contains(addr("10.96.0.1")));
+    assert!(!denied.contains(addr("8.8.8.8")));
+    assert!(rules.name.len() <= 63 && rules.cluster_name.len() <= 63);
+    assert!(
+        rules
+            .cluster_name
+            .starts_with("kf-profile-isolationprofile-sandboxes-")
+    );
+}

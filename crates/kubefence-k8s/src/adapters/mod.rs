@@ -137,6 +137,29 @@ impl Default for Options {
     }
 }
 
+/// The priority of an isolation profile's guardrail denies in the
+/// cluster-scoped engines: after a quarantine (0), before intents (10), so
+/// no intent's allow reaches a blocked range.
+pub const PROFILE_GUARDRAIL_PRIORITY: u16 = 5;
+
+/// The object of an isolation profile's guardrail denies for the
+/// profile's engine; `None` for NetworkPolicy (which cannot deny).
+pub fn profile_guardrails(
+    profile: &kubefence_core::profile::Profile,
+    built: &kubefence_core::profile::Built,
+) -> Option<Result<Rendered, Unsupported>> {
+    if !profile.denies_blocked() {
+        return None;
+    }
+    let rules = kubefence_core::profile::guardrail_rule_set(profile, built);
+    let opts = Options {
+        tier: Tier::Admin,
+        priority: PROFILE_GUARDRAIL_PRIORITY,
+        ..Options::default()
+    };
+    Some(render(profile.engine, &rules, &opts))
+}
+
 /// One engine object and what it cannot enforce exactly.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Rendered {

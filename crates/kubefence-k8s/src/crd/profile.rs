@@ -191,6 +191,17 @@ pub enum ProfileEngine {
 }
 
 impl ProfileEngine {
+    /// The engine whose adapter writes the profile's guardrail denies.
+    pub fn adapter(self) -> kubefence_core::ruleset::Engine {
+        use kubefence_core::ruleset::Engine;
+        match self {
+            Self::NetworkPolicy => Engine::NetworkPolicy,
+            Self::Cilium => Engine::Cilium,
+            Self::ClusterNetworkPolicy => Engine::ClusterNetworkPolicy,
+            Self::AdminNetworkPolicy => Engine::AdminNetworkPolicy,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::NetworkPolicy => "networkpolicy",

@@ -36,7 +36,11 @@ Examples:
 
 YAML (default): the policies, ready for `kubectl apply -f -`, each preceded by
 comments giving the narrowings and the Effective verdict with every reopened
-path. JSON: {\"profiles\":[{profile,policy,narrowed,effective,reopenedPaths,pool}]}.
+path; for spec.engine cilium, clusternetworkpolicy or adminnetworkpolicy, then
+the guardrails as that engine's deny rules (egress to the blocked ranges),
+which no namespace policy can override, so a path they deny is not counted as
+reopened. JSON:
+{\"profiles\":[{profile,policy,guardrails,narrowed,effective,reopenedPaths,pool}]}.
 
 Exit codes: 0 every profile is effective; 1 some profile's paths are reopened
 by another policy; 2 usage or fatal error (a profile that cannot be built:
@@ -112,6 +116,8 @@ struct Rendered {
     profile: Profile,
     built: profile::Built,
     effect: Effectiveness,
+    /// The guardrail denies of an engine other than NetworkPolicy.
+    guardrails: Option<Value>,
 }
 
 fn render(opts: &RenderOpts) -> anyhow::Result<u8> {
@@ -167,10 +173,21 @@ fn render(opts: &RenderOpts) -> anyhow::Result<u8> {
         with.policies.push(built.policy.clone());
         with.add_implicit_namespaces();
         let effect = profile::reopened_paths(&core, &built, &with);
+        let guardrails = match kubefence_k8s::adapters::profile_guardrails(&core, &built) {
+            None => None,
+            Some(Ok(r)) => {
+                for warning in &r.warnings {
+                    tracing::warn!(profile = %core.id(), "{warning}");
+                }
+                Some(r.object)
+            }
+            Some(Err(e)) => anyhow::bail!("IsolationProfile {}: {e}", core.id()),
+        };
         rendered.push(Rendered {
             profile: core,
             built,
             effect,
+            guardrails,
         });
     }
     super::with_stdout(|w| match opts.output {
@@ -224,6 +241,16 @@ fn write_yaml<W: Write>(w: &mut W, rendered: &[Rendered]) -> std::io::Result<()>
         }
         let yaml = serde_saphyr::to_string(&policy_object(r)).map_err(std::io::Error::other)?;
         w.write_all(yaml.as_bytes())?;
+        if let Some(object) = &r.guardrails {
+            writeln!(w, "---")?;
+            writeln!(
+                w,
+                "# The guardrails as {} denies: no namespace policy can reopen a blocked range",
+                r.profile.engine.as_str()
+            )?;
+            let yaml = serde_saphyr::to_string(object).map_err(std::io::Error::other)?;
+            w.write_all(yaml.as_bytes())?;
+        }
     }
     Ok(())
 }
@@ -235,6 +262,7 @@ fn write_json<W: Write>(w: &mut W, rendered: &[Rendered]) -> std::io::Result<()>
             json!({
                 "profile": r.profile.id(),
                 "policy": policy_object(r),
+                "guardrails": r.guardrails,
                 "narrowed": r.built.narrowed,
                 "effective": r.effect.effective(),
                 "reopenedPaths": r.effect.reopened,
