@@ -975,3 +975,135 @@ async fn dns_public_warns_about_pods_that_still_use_the_cluster_resolver() {
     assert!(warning.starts_with("1 pod(s)"), "{warning}");
     w.end().await;
 }
+
+/// The CRDs of the engines kubefence writes for (Cilium v1.18.4,
+/// network-policy-api's ClusterNetworkPolicy and last AdminNetworkPolicy,
+/// KubeArmor; verbatim in testdata/third-party), installed unless served.
+async fn install_engine_crds(admin: &Client) {
+    let root = support::apiserver::repo_root().join("testdata/third-party");
+    for dir in ["cilium", "network-policy-api", "kubearmor"] {
+        for entry in std::fs::read_dir(root.join(dir).join("crds")).unwrap() {
+            for crd in cluster::yaml_docs(&entry.unwrap().path()).unwrap() {
+                let group = crd["spec"]["group"].as_str().unwrap().to_string();
+                let kind = crd["spec"]["names"]["kind"].as_str().unwrap().to_string();
+                let served = async || {
+                    kube::discovery::group(admin, &group)
+                        .await
+                        .ok()
+                        .is_some_and(|g| g.recommended_kind(&kind).is_some())
+                };
+                if served().await {
+                    continue;
+                }
+                cluster::apply(admin, crd.clone()).await.unwrap();
+                eventually(
+                    &format!("{kind} served"),
+                    CONVERGE,
+                    async || served().await,
+                    |s| *s,
+                )
+                .await;
+            }
+        }
+    }
+}
+
+/// Every object kubefence writes for another engine is one that engine's
+/// real CRD accepts (server-side dry run: schema, formats, CEL): each
+/// catalogue intent on each engine that expresses it, a quarantine's
+/// deny-all, and an isolation profile's guardrail denies.
+#[tokio::test]
+async fn engine_objects_pass_the_engines_own_crds() {
+    use kubefence_core::intent::{self, CATALOGUE, Intent, Subject};
+    use kubefence_core::profile::{self, Profile, ProfileConfig};
+    use kubefence_core::ruleset::Engine;
+    use kubefence_core::selector::{LabelSelector, Labels};
+    use kubefence_k8s::adapters;
+    let Some(cluster) = cluster::cluster() else {
+        return;
+    };
+    let _lock = cluster::exclusive().await;
+    let admin = cluster.admin().await;
+    install_engine_crds(&admin).await;
+    let ns = namespace(&admin, "engine-objects", false).await;
+    let selector =
+        LabelSelector::from_labels(Labels::from([("app".to_string(), "api".to_string())]));
+    let mut objects: Vec<(String, Value)> = Vec::new();
+    for entry in CATALOGUE {
+        let params = if entry.id == "egressOnlyToFQDNs" {
+            [(
+                "fqdns".to_string(),
+                vec![
+                    "api.example.com".to_string(),
+                    "*.cdn.example.com".to_string(),
+                ],
+            )]
+            .into()
+        } else {
+            Default::default()
+        };
+        let intent = Intent {
+            name: entry.id.to_lowercase(),
+            id: entry.id.into(),
+            params,
+            ..Intent::default()
+        };
+        let subject = Subject {
+            binding: "web".into(),
+            namespace: ns.clone(),
+            selector: selector.clone(),
+        };
+        let rules = intent::resolve(&intent, &subject, &Default::default()).unwrap();
+        for engine in Engine::ALL {
+            if let Ok(r) = adapters::render(engine, &rules, &adapters::Options::default()) {
+                objects.push((format!("intent {} on {engine}", entry.id), r.object));
+            }
+        }
+    }
+    let mut pool = Profile::new(&ns, "python", selector.clone());
+    for engine in [
+        Engine::Cilium,
+        Engine::ClusterNetworkPolicy,
+        Engine::AdminNetworkPolicy,
+    ] {
+        pool.engine = engine;
+        let built = profile::build(&pool, &ProfileConfig::default()).unwrap();
+        let r = adapters::profile_guardrails(&pool, &built)
+            .unwrap()
+            .unwrap();
+        objects.push((format!("profile guardrails on {engine}"), r.object));
+    }
+    // The check can fail: the same guardrails with a field the CRD does
+    // not know, and with a CIDR that is not one, are refused.
+    let cilium = objects
+        .iter()
+        .find(|(what, _)| what == "profile guardrails on cilium")
+        .map(|(_, o)| o.clone())
+        .unwrap();
+    let mut unknown = cilium.clone();
+    unknown["spec"]["egressDenyAll"] = json!(true);
+    assert!(cluster::validate(&admin, unknown).await.is_err());
+    let mut bad_cidr = cilium;
+    bad_cidr["spec"]["egressDeny"][0]["toCIDRSet"][0]["cidr"] = json!("not-a-cidr");
+    assert!(
+        cluster::validate(&admin, bad_cidr.clone()).await.is_err(),
+        "{bad_cidr:#}"
+    );
+    let mut engines_seen = std::collections::BTreeSet::new();
+    for (what, object) in objects {
+        engines_seen.insert(object["kind"].as_str().unwrap().to_string());
+        if let Err(e) = cluster::validate(&admin, object.clone()).await {
+            panic!("{what}: refused by the CRD: {e}\n{object:#}");
+        }
+    }
+    for kind in [
+        "CiliumNetworkPolicy",
+        "ClusterNetworkPolicy",
+        "AdminNetworkPolicy",
+        "KubeArmorPolicy",
+        "NetworkPolicy",
+    ] {
+        assert!(engines_seen.contains(kind), "no {kind} was checked");
+    }
+    support::remove_namespace(&admin, &ns).await;
+}
