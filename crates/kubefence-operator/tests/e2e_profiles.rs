@@ -1060,6 +1060,43 @@ async fn engine_objects_pass_the_engines_own_crds() {
             }
         }
     }
+    let target = kubefence_core::model::Workload {
+        kind: kubefence_core::model::WorkloadKind::Deployment,
+        namespace: ns.clone(),
+        name: "api".into(),
+        uid: None,
+        labels: Labels::new(),
+        annotations: Labels::new(),
+        selector: selector.clone(),
+        pod_labels: Labels::from([("app".to_string(), "api".to_string())]),
+        containers: vec![],
+        pod_ips: vec![],
+    };
+    let audit = kubefence_core::quarantine::Audit {
+        reason: "crypto miner".into(),
+        finding: Some("ALERT-42".into()),
+        requester: "e2e".into(),
+        time: "2026-11-29T12:00:00Z".into(),
+    };
+    for engine in [
+        kubefence_core::quarantine::Engine::NetworkPolicy,
+        kubefence_core::quarantine::Engine::Cilium,
+        kubefence_core::quarantine::Engine::AdminNetworkPolicy,
+        kubefence_core::quarantine::Engine::ClusterNetworkPolicy,
+    ] {
+        let plan = kubefence_core::quarantine::plan(
+            &target,
+            &audit,
+            engine,
+            &kubefence_core::Cluster::default(),
+            &Default::default(),
+        )
+        .unwrap();
+        objects.push((
+            format!("quarantine on {}", engine.as_str()),
+            kubefence_k8s::quarantine::render(&plan),
+        ));
+    }
     let mut pool = Profile::new(&ns, "python", selector.clone());
     for engine in [
         Engine::Cilium,
