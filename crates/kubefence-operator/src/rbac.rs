@@ -43,6 +43,10 @@ pub const QUARANTINE_ANP: Scope = Scope::Component("quarantine/adminnetworkpolic
 pub const LEARNED: Scope = Scope::Component("learned");
 /// The opt-in profiles controller (`deploy/components/profiles`).
 pub const PROFILES: Scope = Scope::Component("profiles");
+/// The profiles controller's guardrail denies for `engine: cilium`.
+pub const PROFILES_CILIUM: Scope = Scope::Component("profiles/cilium");
+/// The same for `engine: clusternetworkpolicy` and `adminnetworkpolicy`.
+pub const PROFILES_POLICY_API: Scope = Scope::Component("profiles/adminnetworkpolicy");
 
 /// (scope, API group, resource, verb)
 pub const CALLS: &[(Scope, &str, &str, &str)] = &[
@@ -337,6 +341,99 @@ pub const CALLS: &[(Scope, &str, &str, &str)] = &[
     ),
     (PROFILES, "agents.x-k8s.io", "sandboxes", "list"),
     (PROFILES, "agents.x-k8s.io", "sandboxes", "watch"),
+    // Guardrail denies of profiles whose engine can deny: watched by
+    // kubefence's labels, created and applied (server-side apply), removed
+    // when no profile wants them.
+    (
+        PROFILES_CILIUM,
+        "cilium.io",
+        "ciliumnetworkpolicies",
+        "list",
+    ),
+    (
+        PROFILES_CILIUM,
+        "cilium.io",
+        "ciliumnetworkpolicies",
+        "watch",
+    ),
+    (
+        PROFILES_CILIUM,
+        "cilium.io",
+        "ciliumnetworkpolicies",
+        "create",
+    ),
+    (
+        PROFILES_CILIUM,
+        "cilium.io",
+        "ciliumnetworkpolicies",
+        "patch",
+    ),
+    (
+        PROFILES_CILIUM,
+        "cilium.io",
+        "ciliumnetworkpolicies",
+        "delete",
+    ),
+    (
+        PROFILES_POLICY_API,
+        "policy.networking.k8s.io",
+        "clusternetworkpolicies",
+        "list",
+    ),
+    (
+        PROFILES_POLICY_API,
+        "policy.networking.k8s.io",
+        "clusternetworkpolicies",
+        "watch",
+    ),
+    (
+        PROFILES_POLICY_API,
+        "policy.networking.k8s.io",
+        "clusternetworkpolicies",
+        "create",
+    ),
+    (
+        PROFILES_POLICY_API,
+        "policy.networking.k8s.io",
+        "clusternetworkpolicies",
+        "patch",
+    ),
+    (
+        PROFILES_POLICY_API,
+        "policy.networking.k8s.io",
+        "clusternetworkpolicies",
+        "delete",
+    ),
+    (
+        PROFILES_POLICY_API,
+        "policy.networking.k8s.io",
+        "adminnetworkpolicies",
+        "list",
+    ),
+    (
+        PROFILES_POLICY_API,
+        "policy.networking.k8s.io",
+        "adminnetworkpolicies",
+        "watch",
+    ),
+    (
+        PROFILES_POLICY_API,
+        "policy.networking.k8s.io",
+        "adminnetworkpolicies",
+        "create",
+    ),
+    (
+        PROFILES_POLICY_API,
+        "policy.networking.k8s.io",
+        "adminnetworkpolicies",
+        "patch",
+    ),
+    (
+        PROFILES_POLICY_API,
+        "policy.networking.k8s.io",
+        "adminnetworkpolicies",
+        "delete",
+    ),
     // Leader election (leader.rs, kube-lease-manager).
     (Scope::OwnNamespace, "coordination.k8s.io", "leases", "get"),
     (

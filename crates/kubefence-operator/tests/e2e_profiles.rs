@@ -472,7 +472,7 @@ async fn a_foreign_same_named_policy_is_left_alone() {
 
 /// A custom `egress: [{}]` stays guarded (narrowed, reported); another
 /// policy that opens ingress from everywhere turns Effective False, naming
-/// it; an engine that is not wired yet is reported and writes nothing.
+/// it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn custom_policies_stay_guarded_and_effective_follows_other_policies() {
     let Some(w) = World::new("profile-effective").await else {
@@ -532,29 +532,6 @@ async fn custom_policies_stay_guarded_and_effective_follows_other_policies() {
     );
     assert_eq!(status["reopenedPaths"][0]["direction"], "ingress");
 
-    create(
-        &w.admin,
-        profile(
-            &w.ns,
-            "cilium",
-            json!({"podSelector": {"matchLabels": {"template": "go"}}, "engine": "cilium"}),
-        ),
-    )
-    .await;
-    eventually(
-        "EngineNotWired",
-        CONVERGE,
-        async || w.status("cilium").await,
-        |s| condition(s, "Ready") == Some(("False".into(), "EngineNotWired".into())),
-    )
-    .await;
-    assert!(
-        w.policies()
-            .get_opt("kf-profile-isolationprofile-cilium")
-            .await
-            .unwrap()
-            .is_none()
-    );
     w.end().await;
 }
 
@@ -1143,4 +1120,166 @@ async fn engine_objects_pass_the_engines_own_crds() {
         assert!(engines_seen.contains(kind), "no {kind} was checked");
     }
     support::remove_namespace(&admin, &ns).await;
+}
+
+/// An engine that can deny gets the guardrails as its own deny object,
+/// owned (namespaced) or swept (cluster-scoped) by the controller: another
+/// policy's egress to a private range then reopens nothing, while its
+/// ingress from everywhere still does; an engine change replaces the
+/// object, a hand edit is undone, and deleting the profile removes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engines_that_deny_get_the_guardrails_as_denies() {
+    use kubefence_core::profile::{Profile, guardrail_names};
+    let Some(cluster) = cluster::cluster() else {
+        return;
+    };
+    install_engine_crds(&cluster.admin().await).await;
+    let Some(w) = World::new("profile-engines").await else {
+        return;
+    };
+    let dynamic = |kind: &str, namespaced: bool| {
+        let (group, version, plural) = match kind {
+            "CiliumNetworkPolicy" => ("cilium.io", "v2", "ciliumnetworkpolicies"),
+            _ => (
+                "policy.networking.k8s.io",
+                "v1alpha1",
+                "adminnetworkpolicies",
+            ),
+        };
+        let resource = kube::core::ApiResource {
+            group: group.into(),
+            version: version.into(),
+            api_version: format!("{group}/{version}"),
+            kind: kind.into(),
+            plural: plural.into(),
+        };
+        if namespaced {
+            Api::<DynamicObject>::namespaced_with(w.admin.clone(), &w.ns, &resource)
+        } else {
+            Api::<DynamicObject>::all_with(w.admin.clone(), &resource)
+        }
+    };
+    let (cnp_name, anp_name) = guardrail_names(&Profile::new(&w.ns, "python", Default::default()));
+    let cnps = dynamic("CiliumNetworkPolicy", true);
+    let anps = dynamic("AdminNetworkPolicy", false);
+    let created = create(&w.admin, python_profile(&w.ns, json!({"engine": "cilium"}))).await;
+    let cnp = eventually(
+        "the CiliumNetworkPolicy denies",
+        CONVERGE,
+        async || cnps.get_opt(&cnp_name).await.unwrap(),
+        Option::is_some,
+    )
+    .await
+    .unwrap();
+    let text = cnp.data["spec"].to_string();
+    assert!(
+        text.contains("egressDeny")
+            && text.contains("10.0.0.0/8")
+            && text.contains("169.254.0.0/16"),
+        "{text}"
+    );
+    assert_eq!(
+        cnp.metadata.owner_references.as_ref().unwrap()[0].uid,
+        created["metadata"]["uid"].as_str().unwrap()
+    );
+    assert!(w.policy().await.is_some(), "the NetworkPolicy still allows");
+    eventually(
+        "Ready",
+        CONVERGE,
+        async || w.status("python").await,
+        |s| condition(s, "Ready") == Some(("True".into(), "PolicyInSync".into())),
+    )
+    .await;
+
+    // Egress to a private range reopens nothing under the denies; ingress
+    // from everywhere still reopens a path.
+    create(
+        &w.admin,
+        json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "to-private", "namespace": w.ns},
+            "spec": {"podSelector": {}, "egress": [{"to": [{"ipBlock": {"cidr": "10.0.0.0/8"}}]}], "policyTypes": ["Egress"]},
+        }),
+    )
+    .await;
+    create(
+        &w.admin,
+        json!({
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": {"name": "allow-all-in", "namespace": w.ns},
+            "spec": {"podSelector": {}, "ingress": [{}], "policyTypes": ["Ingress"]},
+        }),
+    )
+    .await;
+    let status = eventually(
+        "Effective False for the ingress path only",
+        CONVERGE,
+        async || w.status("python").await,
+        |s| condition(s, "Effective") == Some(("False".into(), "PathsReopened".into())),
+    )
+    .await;
+    let paths = status["reopenedPaths"].as_array().unwrap();
+    assert_eq!(paths.len(), 1, "{paths:#?}");
+    assert_eq!(paths[0]["policy"], format!("{}/allow-all-in", w.ns));
+
+    // Another engine: its object replaces the old one.
+    w.profiles()
+        .patch(
+            "python",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"engine": "adminnetworkpolicy"}})),
+        )
+        .await
+        .unwrap();
+    let anp = eventually(
+        "the AdminNetworkPolicy, and no CiliumNetworkPolicy",
+        CONVERGE,
+        async || {
+            (
+                anps.get_opt(&anp_name).await.unwrap(),
+                cnps.get_opt(&cnp_name).await.unwrap().is_some(),
+            )
+        },
+        |(anp, cnp)| anp.is_some() && !cnp,
+    )
+    .await
+    .0
+    .unwrap();
+    assert_eq!(anp.data["spec"]["priority"], 5);
+    // A hand edit is undone.
+    anps.patch(
+        &anp_name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"priority": 500}})),
+    )
+    .await
+    .unwrap();
+    eventually(
+        "the priority back at 5",
+        CONVERGE,
+        async || {
+            anps.get_opt(&anp_name)
+                .await
+                .unwrap()
+                .map(|a| a.data["spec"]["priority"].clone())
+        },
+        |p| *p == Some(json!(5)),
+    )
+    .await;
+    // Deleting the profile removes the cluster-scoped object (no owner
+    // can hold it).
+    w.profiles()
+        .delete("python", &Default::default())
+        .await
+        .unwrap();
+    eventually(
+        "the AdminNetworkPolicy gone",
+        CONVERGE,
+        async || anps.get_opt(&anp_name).await.unwrap().is_none(),
+        |gone| *gone,
+    )
+    .await;
+    w.end().await;
 }

@@ -462,6 +462,19 @@ pub fn public_peers(blocked: &IpSet) -> Vec<Peer> {
     peers
 }
 
+/// The names of the guardrail object: (namespaced, cluster-scoped).
+pub fn guardrail_names(profile: &Profile) -> (String, String) {
+    let name = format!("{}-guardrails", profile.name);
+    let kind = profile.kind.to_ascii_lowercase();
+    (
+        naming::policy_name_for(Source::Profile, &profile.kind, &profile.namespace, &name),
+        naming::fit_hashed(
+            format!("kf-profile-{kind}-{}-{name}", profile.namespace),
+            &format!("profile/{kind}/{}/{name}", profile.namespace),
+        ),
+    )
+}
+
 /// The guardrails as deny rules, for every engine but NetworkPolicy: egress
 /// from the pool's pods to every blocked address (and the metadata
 /// addresses) is denied, before and whatever namespace NetworkPolicies
@@ -473,20 +486,16 @@ pub fn public_peers(blocked: &IpSet) -> Vec<Peer> {
 /// name always ends in a hash of the profile's identity (the namespace is
 /// not part of a cluster-scoped object's name).
 pub fn guardrail_rule_set(profile: &Profile, built: &Built) -> RuleSet {
-    let name = format!("{}-guardrails", profile.name);
     let peers: Vec<Endpoint> = built
         .blocked
         .to_cidrs()
         .into_iter()
         .map(Endpoint::cidr)
         .collect();
-    let kind = profile.kind.to_ascii_lowercase();
+    let (name, cluster_name) = guardrail_names(profile);
     RuleSet {
-        name: naming::policy_name_for(Source::Profile, &profile.kind, &profile.namespace, &name),
-        cluster_name: naming::fit_hashed(
-            format!("kf-profile-{kind}-{}-{name}", profile.namespace),
-            &format!("profile/{kind}/{}/{name}", profile.namespace),
-        ),
+        name,
+        cluster_name,
         namespace: profile.namespace.clone(),
         subject: profile.pod_selector.clone(),
         ingress: Traffic::default(),

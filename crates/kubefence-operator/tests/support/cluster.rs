@@ -336,6 +336,11 @@ async fn install(admin: &Client, ns: &str, quarantine: bool) -> Result<(), Strin
         objects.extend(kustomization_objects(
             &deploy().join("components/profiles"),
         )?);
+        for engine in ["cilium", "adminnetworkpolicy"] {
+            objects.extend(kustomization_objects(
+                &deploy().join("components/profiles").join(engine),
+            )?);
+        }
     }
     for mut object in objects {
         let kind = object["kind"].as_str().unwrap_or_default().to_string();

@@ -13,9 +13,12 @@
 //! so starting thousands of sandboxes costs nothing. A policy with the
 //! profile's name that is not the profile's (labels and ownerReference) is
 //! never taken over: the profile's Ready condition says PolicyNameTaken.
-//! Engines other than networkpolicy are accepted by the CRD and reported
-//! as not wired yet (Ready=False, EngineNotWired); nothing is written for
-//! them.
+//! Engines other than networkpolicy: the profile's NetworkPolicy, and its
+//! guardrails as that engine's deny rules (`reconcile`), when the API
+//! server serves the engine's kind (discovery, as for agent-sandbox);
+//! otherwise the NetworkPolicy alone and Ready=False, EngineNotInstalled.
+//! kubefence's own guardrail objects are watched (by their labels) so a
+//! hand edit is undone and one no profile wants any more is removed.
 //!
 //! agent-sandbox: when the API server serves `SandboxTemplate`
 //! (extensions.agents.x-k8s.io, found by discovery when this replica starts
@@ -43,16 +46,19 @@ use kube::api::{Api, ApiResource, DynamicObject};
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
+use kubefence_core::naming;
 use kubefence_core::profile::ProfileConfig;
+use kubefence_core::ruleset::Engine;
 use kubefence_k8s::crd::profile::IsolationProfile;
 use kubefence_k8s::sandbox;
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 
 pub use reconcile::{
-    Pass, REASON_ALL_COVERED, REASON_DISABLED, REASON_ENGINE_NOT_WIRED, REASON_IN_SYNC,
-    REASON_INVALID, REASON_NAME_TAKEN, REASON_NONE_REOPENED, REASON_REOPENED, REASON_UNCOVERED,
-    SandboxObjects, Snapshot, State, desired_policy, is_ours, pass,
+    GuardrailObjects, Pass, REASON_ALL_COVERED, REASON_DISABLED, REASON_ENGINE_NOT_INSTALLED,
+    REASON_IN_SYNC, REASON_INVALID, REASON_NAME_TAKEN, REASON_NONE_REOPENED, REASON_REOPENED,
+    REASON_UNCOVERED, REASON_UNSUPPORTED, SandboxObjects, Snapshot, State, desired_policy, is_ours,
+    pass,
 };
 
 use crate::context::Context;
@@ -100,6 +106,8 @@ pub struct Caches {
     /// agent-sandbox's objects, when its CRDs are served.
     pub sandbox: Option<SandboxCaches>,
     pub template_defaults: bool,
+    /// kubefence's guardrail objects, per served engine.
+    pub guardrails: Vec<(Engine, ApiResource, Store<DynamicObject>)>,
 }
 
 #[derive(Clone)]
@@ -116,6 +124,18 @@ impl Caches {
         let state =
             |s: &Option<Store<DynamicObject>>| s.as_ref().map(Store::state).unwrap_or_default();
         Snapshot {
+            guardrails: GuardrailObjects {
+                served: self
+                    .guardrails
+                    .iter()
+                    .map(|(e, r, _)| (*e, r.clone()))
+                    .collect(),
+                objects: self
+                    .guardrails
+                    .iter()
+                    .flat_map(|(e, _, s)| s.state().into_iter().map(move |o| (*e, o)))
+                    .collect(),
+            },
             profiles: self.profiles.state(),
             policies: self.policies.state(),
             pods: self.pods.state(),
@@ -137,6 +157,9 @@ impl Caches {
         let _ = self.profiles.wait_until_ready().await;
         let _ = self.policies.wait_until_ready().await;
         let _ = self.pods.wait_until_ready().await;
+        for (_, _, s) in &self.guardrails {
+            let _ = s.wait_until_ready().await;
+        }
         if let Some(c) = &self.sandbox {
             let _ = c.templates.wait_until_ready().await;
             for s in [&c.sandboxes, &c.claims, &c.pools].into_iter().flatten() {
@@ -181,9 +204,40 @@ pub async fn discover_sandbox(client: &kube::Client) -> Option<SandboxApis> {
     })
 }
 
+/// The engines a profile's guardrails can be written for, as this API
+/// server serves them (each at the version kubefence writes).
+pub async fn discover_engines(client: &kube::Client) -> Vec<(Engine, ApiResource)> {
+    let mut out = Vec::new();
+    for engine in GUARDRAIL_ENGINES {
+        let api = kubefence_k8s::adapters::api(engine);
+        let gvk = kube::core::GroupVersionKind::gvk(api.group, api.version, api.kind);
+        if let Ok((resource, _)) = kube::discovery::pinned_kind(client, &gvk).await {
+            out.push((engine, resource));
+        }
+    }
+    out
+}
+
+const GUARDRAIL_ENGINES: [Engine; 3] = [
+    Engine::Cilium,
+    Engine::ClusterNetworkPolicy,
+    Engine::AdminNetworkPolicy,
+];
+
+/// Only kubefence's profile objects: `managed-by=kubefence,source=profile`.
+fn guardrail_labels() -> String {
+    format!(
+        "{}={},{}={}",
+        naming::MANAGED_BY_LABEL,
+        naming::MANAGED_BY_VALUE,
+        naming::SOURCE_LABEL,
+        naming::Source::Profile.as_str()
+    )
+}
+
 /// A watch of `resource` into a cache of its own; `metadata_only` drops
 /// everything but the metadata (Sandboxes: only their owners and labels
-/// are read).
+/// are read); `labels` limits it to objects with those labels.
 fn watch_dynamic(
     ctx: &Context,
     resource: &ApiResource,
@@ -191,13 +245,18 @@ fn watch_dynamic(
     wake: &Arc<Notify>,
     tasks: &mut JoinSet<()>,
     what: &'static str,
+    labels: Option<&str>,
 ) -> Store<DynamicObject> {
     let writer = reflector::store::Writer::new(resource.clone());
     let store = writer.as_reader();
     let api = Api::<DynamicObject>::all_with(ctx.client.clone(), resource);
+    let mut config = watcher::Config::default().any_semantic();
+    if let Some(l) = labels {
+        config = config.labels(l);
+    }
     let stream = reflector(
         writer,
-        watcher(api, watcher::Config::default().any_semantic()).modify(move |o| {
+        watcher(api, config).modify(move |o| {
             o.managed_fields_mut().clear();
             if metadata_only {
                 o.data = serde_json::Value::Null;
@@ -217,6 +276,7 @@ pub fn watch(
     wake: Arc<Notify>,
     tasks: &mut JoinSet<()>,
     sandbox: Option<SandboxApis>,
+    engines: Vec<(Engine, ApiResource)>,
 ) -> Caches {
     let sandbox = sandbox.map(|apis| SandboxCaches {
         templates: watch_dynamic(
@@ -226,21 +286,38 @@ pub fn watch(
             &wake,
             tasks,
             "sandboxtemplates",
+            None,
         ),
         sandboxes: apis
             .sandboxes
             .as_ref()
-            .map(|r| watch_dynamic(ctx, r, true, &wake, tasks, "sandboxes")),
+            .map(|r| watch_dynamic(ctx, r, true, &wake, tasks, "sandboxes", None)),
         claims: apis
             .claims
             .as_ref()
-            .map(|r| watch_dynamic(ctx, r, false, &wake, tasks, "sandboxclaims")),
+            .map(|r| watch_dynamic(ctx, r, false, &wake, tasks, "sandboxclaims", None)),
         pools: apis
             .pools
             .as_ref()
-            .map(|r| watch_dynamic(ctx, r, false, &wake, tasks, "sandboxwarmpools")),
+            .map(|r| watch_dynamic(ctx, r, false, &wake, tasks, "sandboxwarmpools", None)),
         apis,
     });
+    let labels = guardrail_labels();
+    let guardrails = engines
+        .into_iter()
+        .map(|(engine, resource)| {
+            let store = watch_dynamic(
+                ctx,
+                &resource,
+                false,
+                &wake,
+                tasks,
+                "guardrails",
+                Some(&labels),
+            );
+            (engine, resource, store)
+        })
+        .collect();
     let cfg = || watcher::Config::default().any_semantic();
     let (profiles, writer) = reflector::store();
     let stream = reflector(
@@ -284,6 +361,7 @@ pub fn watch(
         pods,
         sandbox,
         template_defaults: ctx.config.sandbox_template_defaults,
+        guardrails,
     }
 }
 
@@ -334,7 +412,14 @@ async fn run(ctx: Arc<Context>) -> Result<()> {
         if let Some(apis) = &sandbox_apis {
             tracing::info!(controller = NAME, templates = %apis.templates.api_version, "agent-sandbox is installed: watching its templates");
         }
-        let caches = watch(&ctx, wake.clone(), &mut tasks, sandbox_apis.clone());
+        let engines = discover_engines(&ctx.client).await;
+        let caches = watch(
+            &ctx,
+            wake.clone(),
+            &mut tasks,
+            sandbox_apis.clone(),
+            engines.clone(),
+        );
         let ready = caches.wait_until_ready();
         tokio::select! {
             () = ready => {}

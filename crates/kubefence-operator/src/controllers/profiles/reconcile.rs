@@ -44,9 +44,10 @@ use kube::{Resource, ResourceExt};
 use kubefence_core::Cluster;
 use kubefence_core::naming::{self, Source};
 use kubefence_core::profile::{self, Built, Profile, ProfileConfig};
+use kubefence_core::ruleset::Engine;
 use kubefence_k8s::crd::profile::{
     CONDITION_COVERED, CONDITION_EFFECTIVE, CONDITION_READY, IsolationProfile,
-    IsolationProfileStatus, ProfileEngine,
+    IsolationProfileStatus,
 };
 use kubefence_k8s::crd::quarantine::{RemainingPathStatus, set_condition};
 use kubefence_k8s::sandbox::{self, Ownership, Template};
@@ -62,10 +63,13 @@ pub const REASON_IN_SYNC: &str = "PolicyInSync";
 pub const REASON_NAME_TAKEN: &str = "PolicyNameTaken";
 pub const REASON_INVALID: &str = "InvalidSpec";
 pub const REASON_DISABLED: &str = "Disabled";
-pub const REASON_ENGINE_NOT_WIRED: &str = "EngineNotWired";
 /// Effective's reasons.
 pub const REASON_REOPENED: &str = "PathsReopened";
 pub const REASON_NONE_REOPENED: &str = "NoPathReopened";
+/// Ready's reasons for engines that deny: the engine's kind is not served
+/// (the NetworkPolicy alone is written), or it cannot say the guardrails.
+pub const REASON_ENGINE_NOT_INSTALLED: &str = "EngineNotInstalled";
+pub const REASON_UNSUPPORTED: &str = "Unsupported";
 /// Covered's reasons.
 pub const REASON_ALL_COVERED: &str = "AllPodsSelected";
 pub const REASON_UNCOVERED: &str = "PodsNotSelected";
@@ -80,6 +84,29 @@ pub struct Snapshot {
     pub pods: Vec<Arc<PartialObjectMeta<Pod>>>,
     /// agent-sandbox's objects (empty when its CRDs are not installed).
     pub sandbox: SandboxObjects,
+    /// kubefence's guardrail objects and the engines served.
+    pub guardrails: GuardrailObjects,
+}
+
+/// The engines whose kinds the API server serves, and kubefence's
+/// guardrail objects of them (by their labels).
+#[derive(Clone, Debug, Default)]
+pub struct GuardrailObjects {
+    pub served: Vec<(Engine, kube::core::ApiResource)>,
+    pub objects: Vec<(Engine, Arc<DynamicObject>)>,
+}
+
+/// A guardrail object: engine, namespace (namespaced kinds), name.
+type GuardrailKey = (Engine, Option<String>, String);
+
+/// Where the guardrail object of `core` lives.
+fn guardrail_key(core: &Profile) -> GuardrailKey {
+    let (namespaced, cluster) = profile::guardrail_names(core);
+    if kubefence_k8s::adapters::api(core.engine).namespaced {
+        (core.engine, Some(core.namespace.clone()), namespaced)
+    } else {
+        (core.engine, None, cluster)
+    }
 }
 
 /// agent-sandbox's objects, as their watches cached them.
@@ -270,6 +297,23 @@ pub async fn pass(ctx: &Context, state: &mut State, snapshot: &Snapshot) -> Resu
         .dns_policies
         .retain(|uid, _| live_pods.contains(uid.as_str()));
     let mut first_error = None;
+    // Guardrail objects a live profile wants, whether or not its pass
+    // succeeds: the sweep below never removes one of them.
+    let wanted: std::collections::HashSet<GuardrailKey> = subjects
+        .iter()
+        .filter(|s| s.profile.meta().deletion_timestamp.is_none() && s.profile.spec.enabled)
+        .filter(|s| s.profile.spec.engine.adapter() != Engine::NetworkPolicy)
+        .map(|s| {
+            let mut core = Profile::new(
+                &s.profile.namespace().unwrap_or_default(),
+                &s.profile.name_any(),
+                Default::default(),
+            );
+            core.kind = s.kind().to_string();
+            core.engine = s.profile.spec.engine.adapter();
+            guardrail_key(&core)
+        })
+        .collect();
     for subject in &subjects {
         if subject.profile.meta().deletion_timestamp.is_some() {
             continue;
@@ -283,17 +327,59 @@ pub async fn pass(ctx: &Context, state: &mut State, snapshot: &Snapshot) -> Resu
             templates: &templates,
             ownership: &ownership,
         };
-        if let Err(e) =
-            reconcile_one(ctx, state, subject, &policies, &pool, cluster, &mut out).await
+        let written = Written {
+            policies: &policies,
+            guardrails: &snapshot.guardrails,
+        };
+        if let Err(e) = reconcile_one(ctx, state, subject, &written, &pool, cluster, &mut out).await
         {
             tracing::warn!(controller = super::NAME, subject = %subject.id(), error = %e.full_message(), "reconcile failed");
             first_error.get_or_insert(e);
         }
     }
+    if let Err(e) = sweep_guardrails(ctx, &snapshot.guardrails, &wanted, &mut out).await {
+        first_error.get_or_insert(e);
+    }
     match first_error {
         Some(e) => Err(e),
         None => Ok(out),
     }
+}
+
+/// What is in the cluster that a subject's pass compares with.
+struct Written<'a> {
+    policies: &'a HashMap<(String, String), &'a Arc<NetworkPolicy>>,
+    guardrails: &'a GuardrailObjects,
+}
+
+/// Deletes kubefence's guardrail objects that no live profile wants (its
+/// profile deleted or disabled, its engine changed): exactly the object
+/// seen (uid precondition), after the pass wrote the new ones, so an
+/// engine change leaves no gap.
+async fn sweep_guardrails(
+    ctx: &Context,
+    objects: &GuardrailObjects,
+    wanted: &std::collections::HashSet<GuardrailKey>,
+    out: &mut Pass,
+) -> Result<()> {
+    for (engine, obj) in &objects.objects {
+        let key = (*engine, obj.namespace(), obj.name_any());
+        if wanted.contains(&key) || !obj.labels().contains_key(profile::PROFILE_LABEL) {
+            continue;
+        }
+        let Some((_, resource)) = objects.served.iter().find(|(e, _)| e == engine) else {
+            continue;
+        };
+        let api: Api<DynamicObject> = match &key.1 {
+            Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, resource),
+            None => Api::all_with(ctx.client.clone(), resource),
+        };
+        cluster::delete(ctx, &api, &resource.plural, &key.2, obj.uid(), false)
+            .await
+            .map_err(|e| Error::call(format!("deleting {} {}", resource.kind, key.2), e))?;
+        out.policy_writes += 1;
+    }
+    Ok(())
 }
 
 /// The templates of the snapshot (none when the CRD is not installed).
@@ -439,22 +525,26 @@ fn build_of<'a>(
 }
 
 /// What the status should say about the policy.
+#[derive(Default)]
 struct Verdict {
     ready: bool,
     reason: &'static str,
     message: String,
     enforced: bool,
+    /// The guardrail denies are written and as they should be.
+    denies: bool,
 }
 
 async fn reconcile_one(
     ctx: &Context,
     state: &mut State,
     subject: &Subject,
-    policies: &HashMap<(String, String), &Arc<NetworkPolicy>>,
+    written: &Written<'_>,
     pool: &Pool<'_>,
     cluster: &Cluster,
     out: &mut Pass,
 ) -> Result<()> {
+    let policies = written.policies;
     let p = subject.profile.as_ref();
     let ns = p.namespace().unwrap_or_default();
     let built = build_of(state, subject).clone();
@@ -479,7 +569,7 @@ async fn reconcile_one(
             ready: false,
             reason: REASON_INVALID,
             message: message.clone(),
-            enforced: false,
+            ..Verdict::default()
         },
         Ok((core, built)) => {
             status.policy_name = Some(built.policy.name.clone());
@@ -499,7 +589,8 @@ async fn reconcile_one(
                 .extend(dns_warnings(ctx, state, subject, core, pool).await?);
             let key = (ns.clone(), built.policy.name.clone());
             let observed = policies.get(&key).map(|np| np.as_ref());
-            let verdict = write_policy(ctx, subject, built, observed, out).await?;
+            let verdict =
+                write_policy(ctx, subject, core, built, observed, written.guardrails, out).await?;
             let cover = coverage(subject, core, pool);
             let uncovered_key = (ns.clone(), core.uncovered_policy_name());
             let uncovered_observed = policies.get(&uncovered_key).map(|np| np.as_ref());
@@ -520,7 +611,12 @@ async fn reconcile_one(
                 covered = Some(cover);
             }
             if verdict.enforced {
-                let eff = profile::reopened_paths(core, built, cluster);
+                // Denies that are not written hold nothing.
+                let mut judged = core.clone();
+                if !verdict.denies {
+                    judged.engine = Engine::NetworkPolicy;
+                }
+                let eff = profile::reopened_paths(&judged, built, cluster);
                 status.reopened_paths =
                     eff.reopened.iter().map(RemainingPathStatus::from).collect();
                 let (ok, reason, message) = if eff.effective() {
@@ -732,12 +828,16 @@ async fn report_on_template(
     }
 }
 
-/// Writes (or not) the policy; says what the Ready condition reports.
+/// Writes (or not) the policy, and for an engine that denies its
+/// guardrail object; says what the Ready condition reports.
+#[allow(clippy::too_many_arguments)]
 async fn write_policy(
     ctx: &Context,
     subject: &Subject,
+    core: &Profile,
     built: &Built,
     observed: Option<&NetworkPolicy>,
+    guardrails: &GuardrailObjects,
     out: &mut Pass,
 ) -> Result<Verdict> {
     let p = subject.profile.as_ref();
@@ -754,7 +854,7 @@ async fn write_policy(
                 "NetworkPolicy {id} exists and is not this {}'s (no kubefence profile labels or no ownerReference to it); left alone",
                 subject.kind()
             ),
-            enforced: false,
+            ..Verdict::default()
         });
     }
     if !p.spec.enabled {
@@ -775,24 +875,7 @@ async fn write_policy(
                 ),
                 None => "spec.enabled is false: no policy".to_string(),
             },
-            enforced: false,
-        });
-    }
-    if p.spec.engine != ProfileEngine::NetworkPolicy {
-        return Ok(Verdict {
-            ready: false,
-            reason: REASON_ENGINE_NOT_WIRED,
-            message: format!(
-                "engine {} is accepted but not wired in this operator yet: no {} object is written{}",
-                p.spec.engine.as_str(),
-                p.spec.engine.as_str(),
-                if ours.is_some() {
-                    "; the profile's NetworkPolicy is kept"
-                } else {
-                    ""
-                }
-            ),
-            enforced: false,
+            ..Verdict::default()
         });
     }
     let desired = owned_policy(&subject.owner, built);
@@ -803,7 +886,7 @@ async fn write_policy(
             message: format!(
                 "NetworkPolicy {id} was created by someone else meanwhile; left alone"
             ),
-            enforced: false,
+            ..Verdict::default()
         });
     }
     let narrowed = if built.narrowed.is_empty() {
@@ -814,15 +897,164 @@ async fn write_policy(
             built.narrowed.len()
         )
     };
-    Ok(Verdict {
-        ready: true,
-        reason: REASON_IN_SYNC,
-        message: format!(
-            "NetworkPolicy {id} is as the {} says{narrowed}",
-            subject.kind()
-        ),
-        enforced: true,
-    })
+    let in_sync = format!(
+        "NetworkPolicy {id} is as the {} says{narrowed}",
+        subject.kind()
+    );
+    if !core.denies_blocked() {
+        return Ok(Verdict {
+            ready: true,
+            reason: REASON_IN_SYNC,
+            message: in_sync,
+            enforced: true,
+            denies: false,
+        });
+    }
+    let kind = kubefence_k8s::adapters::api(core.engine).kind;
+    Ok(
+        match write_guardrails(ctx, subject, core, built, guardrails, out).await? {
+            Guardrails::InSync(object) => Verdict {
+                ready: true,
+                reason: REASON_IN_SYNC,
+                message: format!("{in_sync}; {kind} {object} denies egress to the blocked ranges"),
+                enforced: true,
+                denies: true,
+            },
+            Guardrails::NotInstalled => Verdict {
+                ready: false,
+                reason: REASON_ENGINE_NOT_INSTALLED,
+                message: format!(
+                    "{in_sync}; the API server does not serve {kind} ({}), so the guardrails are not written as denies: other policies can reopen blocked ranges",
+                    kubefence_k8s::adapters::api(core.engine).api_version()
+                ),
+                enforced: true,
+                denies: false,
+            },
+            Guardrails::Unsupported(why) => Verdict {
+                ready: false,
+                reason: REASON_UNSUPPORTED,
+                message: format!("{in_sync}; {why}"),
+                enforced: true,
+                denies: false,
+            },
+            Guardrails::Taken(object) => Verdict {
+                ready: false,
+                reason: REASON_NAME_TAKEN,
+                message: format!(
+                    "{in_sync}; {kind} {object} exists and is not kubefence's; left alone"
+                ),
+                enforced: true,
+                denies: false,
+            },
+        },
+    )
+}
+
+/// What became of a profile's guardrail object.
+enum Guardrails {
+    /// Written, or already right (its name).
+    InSync(String),
+    NotInstalled,
+    Unsupported(String),
+    /// Someone else holds the name.
+    Taken(String),
+}
+
+/// Creates, applies or leaves the profile's guardrail object, as with its
+/// NetworkPolicy: nothing when the watched copy says what it should.
+async fn write_guardrails(
+    ctx: &Context,
+    subject: &Subject,
+    core: &Profile,
+    built: &Built,
+    objects: &GuardrailObjects,
+    out: &mut Pass,
+) -> Result<Guardrails> {
+    let Some((_, resource)) = objects.served.iter().find(|(e, _)| *e == core.engine) else {
+        return Ok(Guardrails::NotInstalled);
+    };
+    let mut desired = match kubefence_k8s::adapters::profile_guardrails(core, built) {
+        None => return Ok(Guardrails::NotInstalled),
+        Some(Err(e)) => return Ok(Guardrails::Unsupported(e.to_string())),
+        Some(Ok(r)) => r.object,
+    };
+    let (engine, namespace, name) = guardrail_key(core);
+    if namespace.is_some() {
+        // Namespaced: owned by the profile, removed with it. A
+        // cluster-scoped object cannot have a namespaced owner: the sweep
+        // removes it.
+        desired["metadata"]["ownerReferences"] = json!([subject.owner]);
+    }
+    let id = match &namespace {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.clone(),
+    };
+    let api: Api<DynamicObject> = match &namespace {
+        Some(ns) => Api::namespaced_with(ctx.client.clone(), ns, resource),
+        None => Api::all_with(ctx.client.clone(), resource),
+    };
+    let observed = objects
+        .objects
+        .iter()
+        .find(|(e, o)| *e == engine && o.name_any() == name && o.namespace() == namespace)
+        .map(|(_, o)| o);
+    match observed {
+        None => {
+            let mut identity = json!({
+                "apiVersion": desired["apiVersion"],
+                "kind": desired["kind"],
+                "metadata": {"name": name},
+            });
+            if let Some(ns) = &namespace {
+                identity["metadata"]["namespace"] = json!(ns);
+            }
+            let created = cluster::create_by_apply(
+                ctx,
+                &api,
+                &resource.plural,
+                &name,
+                &desired,
+                &identity,
+                cluster::ApplyMode::default(),
+            )
+            .await
+            .map_err(|e| Error::call(format!("creating {} {id}", resource.kind), e))?;
+            out.policy_writes += 1;
+            if created == cluster::Created::Taken {
+                out.conflicts.push(id.clone());
+                return Ok(Guardrails::Taken(id));
+            }
+        }
+        Some(o) => {
+            let labels_right = desired["metadata"]["labels"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .all(|(k, v)| o.labels().get(k).map(String::as_str) == v.as_str());
+            let owner_right = namespace.is_none()
+                || o.owner_references()
+                    .iter()
+                    .any(|r| r.uid == subject.owner.uid);
+            if o.data["spec"] != desired["spec"] || !labels_right || !owner_right {
+                desired["metadata"]["resourceVersion"] = json!(o.resource_version());
+                cluster::apply(
+                    ctx,
+                    &api,
+                    &resource.plural,
+                    &name,
+                    &desired,
+                    cluster::ApplyMode {
+                        force: true,
+                        dry_run: false,
+                    },
+                )
+                .await
+                .map_err(|e| Error::call(format!("applying {} {id}", resource.kind), e))?;
+                out.policy_writes += 1;
+            }
+        }
+    }
+    Ok(Guardrails::InSync(id))
 }
 
 /// Creates `desired` when absent, applies it when ours differs, nothing
