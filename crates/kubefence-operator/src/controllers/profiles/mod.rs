@@ -8,8 +8,10 @@
 //!        └─▶ reconcile::pass ─▶ create / apply / delete (cluster.rs) ─▶ status
 //! ```
 //!
-//! It compares with the cached copy, so a resync of an unchanged cluster
-//! sends no request at all; pods never start a pass and are never written,
+//! It compares with the cached copy, so a pass over an unchanged cluster
+//! sends no request at all (a timed resync adds only the discovery GETs
+//! that notice agent-sandbox or an engine being installed); pods never
+//! start a pass and are never written,
 //! so starting thousands of sandboxes costs nothing. A policy with the
 //! profile's name that is not the profile's (labels and ownerReference) is
 //! never taken over: the profile's Ready condition says PolicyNameTaken.
