@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
-# Builds the kube-apiserver and etcd binaries that the operator's end-to-end
-# tests run against (crates/kubefence-operator/tests/support/apiserver.rs),
-# from their published Go modules, and caches them outside the source tree:
+# Builds the kube-apiserver, kube-controller-manager and etcd binaries that
+# the operator's end-to-end tests run against
+# (crates/kubefence-operator/tests/support/apiserver.rs), from their published
+# Go modules, and caches them outside the source tree:
 #
-#   ${XDG_CACHE_HOME:-$HOME/.cache}/kubefence/test-apiserver/<k8s>-<etcd>/{kube-apiserver,etcd}
+#   ${XDG_CACHE_HOME:-$HOME/.cache}/kubefence/test-apiserver/<k8s>-<etcd>/{kube-apiserver,kube-controller-manager,etcd}
 #
-# Idempotent: does nothing when both binaries of the pinned versions are cached.
-# Prints the directory on its last line. `--dir` only prints it (building
-# nothing): the tests ask the script where the binaries are, so the pinned
-# versions live here alone. KUBEFENCE_TEST_APISERVER_DIR overrides the place.
+# kube-controller-manager runs only its garbage collector in the tests, so
+# that deleting an owner really deletes what it owns (ownerReferences).
+#
+# Idempotent: does nothing when every binary of the pinned versions is cached,
+# and builds only the missing ones otherwise. Prints the directory on its last
+# line. `--dir` only prints it (building nothing): the tests ask the script
+# where the binaries are, so the pinned versions live here alone.
+# KUBEFENCE_TEST_APISERVER_DIR overrides the place.
 #
 # Needs Go and a Go module proxy. No binary or source ends up in the repository:
 # the build happens in a throwaway module in a temporary directory. The first
@@ -38,8 +43,13 @@ elif [ $# -gt 0 ]; then
     exit 2
 fi
 
-if [ -x "${OUT}/kube-apiserver" ] && [ -x "${OUT}/etcd" ]; then
-    echo "kube-apiserver ${K8S_VERSION} and etcd ${ETCD_VERSION} already built"
+BINARIES=(etcd kube-apiserver kube-controller-manager)
+missing=()
+for binary in "${BINARIES[@]}"; do
+    [ -x "${OUT}/${binary}" ] || missing+=("${binary}")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+    echo "kube-apiserver, kube-controller-manager ${K8S_VERSION} and etcd ${ETCD_VERSION} already built"
     echo "${OUT}"
     exit 0
 fi
@@ -62,11 +72,17 @@ WORK="$(mktemp -d)"
 trap 'rm -rf "${WORK}"' EXIT
 mkdir -p "${OUT}.partial"
 
-build_kube_apiserver() {
-    local mod="${WORK}/kube-apiserver"
+# A throwaway module requiring k8s.io/kubernetes; every command of it is
+# built from this one module (made once per run).
+kubernetes_module() {
+    local mod="${WORK}/kubernetes"
+    if [ -f "${mod}/go.mod" ]; then
+        cd "${mod}"
+        return 0
+    fi
     mkdir -p "${mod}"
     cd "${mod}"
-    go mod init kubefence.test/kube-apiserver >/dev/null 2>&1
+    go mod init kubefence.test/kubernetes >/dev/null 2>&1
     # Every staging module k8s.io/kubernetes's go.mod requires at v0.0.0.
     local gomod
     gomod="$(go mod download -json "k8s.io/kubernetes@${K8S_VERSION}" | sed -n 's/^\t"GoMod": "\(.*\)",$/\1/p')"
@@ -91,6 +107,11 @@ build_kube_apiserver() {
     for setting in $(awk '$1 == "godebug" && $2 != "(" { print $2 }' "${gomod}"); do
         go mod edit -godebug "${setting}"
     done
+}
+
+# Builds k8s.io/kubernetes/cmd/$1 into the partial directory.
+build_kubernetes_command() {
+    kubernetes_module
     # The version the server reports (/version, and the emulation version
     # checks that derive from it) instead of v0.0.0-master.
     local pkg=k8s.io/component-base/version
@@ -98,7 +119,7 @@ build_kube_apiserver() {
     minor="${minor%%.*}"
     "${NICE[@]}" go build -p "${JOBS}" \
         -ldflags "-s -w -X ${pkg}.gitVersion=${K8S_VERSION} -X ${pkg}.gitMajor=1 -X ${pkg}.gitMinor=${minor} -X ${pkg}.gitTreeState=clean" \
-        -o "${OUT}.partial/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+        -o "${OUT}.partial/$1" "k8s.io/kubernetes/cmd/$1"
 }
 
 build_etcd() {
@@ -113,11 +134,20 @@ build_etcd() {
 }
 
 start=$(date +%s)
-echo "building etcd ${ETCD_VERSION} (go.etcd.io/etcd/server/v3)"
-build_etcd
-echo "building kube-apiserver ${K8S_VERSION} (k8s.io/kubernetes/cmd/kube-apiserver, staging ${STAGING_VERSION})"
-build_kube_apiserver
-rm -rf "${OUT}"
-mv "${OUT}.partial" "${OUT}"
-echo "built in $(($(date +%s) - start)) s: $(du -h "${OUT}/kube-apiserver" "${OUT}/etcd" | awk '{ printf "%s %s  ", $2, $1 }')"
+for binary in "${missing[@]}"; do
+    if [ "${binary}" = etcd ]; then
+        echo "building etcd ${ETCD_VERSION} (go.etcd.io/etcd/server/v3)"
+        build_etcd
+    else
+        echo "building ${binary} ${K8S_VERSION} (k8s.io/kubernetes/cmd/${binary}, staging ${STAGING_VERSION})"
+        build_kubernetes_command "${binary}"
+    fi
+done
+# Binaries already cached stay; the new ones join them.
+mkdir -p "${OUT}"
+for binary in "${missing[@]}"; do
+    mv "${OUT}.partial/${binary}" "${OUT}/${binary}"
+done
+rm -rf "${OUT}.partial"
+echo "built in $(($(date +%s) - start)) s: $(cd "${OUT}" && du -h "${missing[@]}" | awk '{ printf "%s %s  ", $2, $1 }')"
 echo "${OUT}"

@@ -92,15 +92,31 @@ pub(crate) fn fit(full: String, identity: &str) -> String {
     fit_hashed(full, identity)
 }
 
+/// `full` when at most `max` bytes long, else its prefix and 8 hex digits
+/// of a hash of `identity` (`max` at least 16): for names with a limit
+/// other than [`MAX_NAME_LEN`] (a DNS-1123 subdomain's 253).
+pub fn fit_to(full: String, identity: &str, max: usize) -> String {
+    if full.len() <= max {
+        return full;
+    }
+    hashed(full, identity, max.max(16))
+}
+
 /// `full`'s prefix and 8 hex digits of a hash of `identity`, always: the
 /// name of a cluster-scoped object, whose identity the readable part alone
 /// may not carry.
 pub(crate) fn fit_hashed(full: String, identity: &str) -> String {
+    hashed(full, identity, MAX_NAME_LEN)
+}
+
+/// `full`'s prefix, cut to leave room for "-" and 8 hex digits of a hash
+/// of `identity` within `max` bytes.
+fn hashed(full: String, identity: &str, max: usize) -> String {
     let digest = Sha256::digest(identity.as_bytes());
     let hash: String = digest[..4].iter().map(|b| format!("{b:02x}")).collect();
-    // Leave room for "-" and the 8 hex digits; a name never ends in "-" or ".".
-    // Cut on a character boundary: a name read from input may hold any text.
-    let mut cut = MAX_NAME_LEN - 9;
+    // A name never ends in "-" or ".". Cut on a character boundary: a name
+    // read from input may hold any text.
+    let mut cut = max.saturating_sub(9).min(full.len());
     while !full.is_char_boundary(cut) {
         cut -= 1;
     }
@@ -119,6 +135,17 @@ pub fn ownership_labels(source: Source) -> [(&'static str, String); 2] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fit_to_keeps_short_names_and_cuts_long_ones_within_the_limit() {
+        assert_eq!(fit_to("cluster-a".into(), "x", 253), "cluster-a");
+        let long = format!("cluster-{}", "b".repeat(253));
+        let cut = fit_to(long.clone(), "id-1", 253);
+        assert_eq!(cut.len(), 253);
+        assert!(cut.starts_with("cluster-bbb"));
+        // Another identity, another name.
+        assert_ne!(cut, fit_to(long, "id-2", 253));
+    }
 
     #[test]
     fn short_names_are_plain_and_lower_case() {

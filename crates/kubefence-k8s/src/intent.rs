@@ -43,6 +43,31 @@ pub struct Binding {
 }
 
 impl Binding {
+    pub fn is_cluster(&self) -> bool {
+        self.namespace.is_empty()
+    }
+
+    /// The name its objects are named after: the binding's own name, and
+    /// `cluster-<name>` for a ClusterSecurityIntentBinding (so a namespaced
+    /// binding of the same name never shares its objects' names).
+    pub fn subject_name(&self) -> String {
+        if self.is_cluster() {
+            format!("cluster-{}", self.name)
+        } else {
+            self.name.clone()
+        }
+    }
+
+    /// The name of its IntentPolicy in each namespace it applies to (a
+    /// DNS-1123 subdomain: cut and hashed when `cluster-` makes it too long).
+    pub fn policy_name(&self) -> String {
+        kubefence_core::naming::fit_to(
+            self.subject_name(),
+            &format!("intentpolicy/{}", self.id()),
+            crate::crd::intent::bounds::NAME,
+        )
+    }
+
     pub fn id(&self) -> String {
         if self.namespace.is_empty() {
             format!("{}/{}", self.kind, self.name)
@@ -286,7 +311,10 @@ pub fn resolve_all(
     out
 }
 
-fn namespaces_of(binding: &Binding, cluster: &Cluster) -> Vec<String> {
+/// The namespaces `binding` applies to: its own, or for a cluster binding
+/// those its namespaceSelector selects (all but the protected ones without
+/// one).
+pub fn namespaces_of(binding: &Binding, cluster: &Cluster) -> Vec<String> {
     if !binding.namespace.is_empty() {
         return vec![binding.namespace.clone()];
     }
@@ -315,7 +343,7 @@ pub fn resolve_one(
     opts: &IntentOptions,
 ) -> Resolved {
     let subject = Subject {
-        binding: binding.name.clone(),
+        binding: binding.subject_name(),
         namespace: namespace.to_string(),
         selector: binding.selector.clone(),
     };
@@ -336,7 +364,23 @@ pub fn resolve_one(
             continue;
         };
         match intent::resolve(intent, &subject, opts) {
-            Ok(r) => rule_sets.push(r),
+            // Objects are named by binding and intent id: two intents of
+            // one id in one binding would write the same objects.
+            Ok(r) => match rule_sets.iter().find(|s: &&RuleSet| s.name == r.name) {
+                Some(first) => errors.push((
+                    name.clone(),
+                    format!(
+                        "intent id {} is already bound by SecurityIntent {} in this binding; bind one of them only",
+                        intent.id,
+                        first
+                            .annotations
+                            .get(intent::INTENT_ANNOTATION)
+                            .map(String::as_str)
+                            .unwrap_or_default()
+                    ),
+                )),
+                None => rule_sets.push(r),
+            },
             Err(e) => errors.push((name.clone(), e.to_string())),
         }
     }

@@ -101,7 +101,24 @@ pub async fn apply_status<K>(
 where
     K: Clone + DeserializeOwned + Debug,
 {
-    let params = PatchParams::apply(FIELD_MANAGER).force();
+    apply_status_as(ctx, api, resource, name, body, FIELD_MANAGER).await
+}
+
+/// [`apply_status`] as the field manager `manager`: the fields one manager
+/// applies stay its own, so writers of different parts of one status (the
+/// intents controller's engine adapters) never remove each other's.
+pub async fn apply_status_as<K>(
+    ctx: &Context,
+    api: &Api<K>,
+    resource: &str,
+    name: &str,
+    body: &(impl Serialize + Debug),
+    manager: &str,
+) -> Result<K>
+where
+    K: Clone + DeserializeOwned + Debug,
+{
+    let params = PatchParams::apply(manager).force();
     ctx.metrics.write("apply", &format!("{resource}/status"));
     timed(ctx, api.patch_status(name, &params, &Patch::Apply(body))).await
 }

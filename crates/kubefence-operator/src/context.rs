@@ -54,6 +54,10 @@ pub struct OperatorConfig {
     /// Run the profiles controller (IsolationProfiles → one NetworkPolicy
     /// each; needs `deploy/components/profiles`).
     pub profiles: bool,
+    /// Run the intents controller (security intents and their bindings →
+    /// IntentPolicies → each served engine's objects; needs
+    /// `deploy/components/intents`).
+    pub intents: bool,
     /// The cluster's pod and service CIDRs: blocked for every profile.
     pub profile_cluster_cidrs: Vec<ipnet::IpNet>,
     /// With the profiles controller and agent-sandbox installed: give every
@@ -77,6 +81,7 @@ impl Default for OperatorConfig {
             write_concurrency: 8,
             learned: false,
             profiles: false,
+            intents: false,
             profile_cluster_cidrs: Vec::new(),
             sandbox_template_defaults: true,
         }

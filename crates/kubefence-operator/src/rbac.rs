@@ -47,6 +47,12 @@ pub const PROFILES: Scope = Scope::Component("profiles");
 pub const PROFILES_CILIUM: Scope = Scope::Component("profiles/cilium");
 /// The same for `engine: clusternetworkpolicy` and `adminnetworkpolicy`.
 pub const PROFILES_POLICY_API: Scope = Scope::Component("profiles/adminnetworkpolicy");
+/// The opt-in intents controller (`deploy/components/intents`).
+pub const INTENTS: Scope = Scope::Component("intents");
+/// Its engines beyond NetworkPolicy, one component each.
+pub const INTENTS_CILIUM: Scope = Scope::Component("intents/cilium");
+pub const INTENTS_POLICY_API: Scope = Scope::Component("intents/adminnetworkpolicy");
+pub const INTENTS_KUBEARMOR: Scope = Scope::Component("intents/kubearmor");
 
 /// (scope, API group, resource, verb)
 pub const CALLS: &[(Scope, &str, &str, &str)] = &[
@@ -175,6 +181,30 @@ pub const CALLS: &[(Scope, &str, &str, &str)] = &[
         QUARANTINE_CILIUM,
         "cilium.io",
         "ciliumnetworkpolicies",
+        "delete",
+    ),
+    (
+        QUARANTINE_ANP,
+        "policy.networking.k8s.io",
+        "clusternetworkpolicies",
+        "get",
+    ),
+    (
+        QUARANTINE_ANP,
+        "policy.networking.k8s.io",
+        "clusternetworkpolicies",
+        "create",
+    ),
+    (
+        QUARANTINE_ANP,
+        "policy.networking.k8s.io",
+        "clusternetworkpolicies",
+        "patch",
+    ),
+    (
+        QUARANTINE_ANP,
+        "policy.networking.k8s.io",
+        "clusternetworkpolicies",
         "delete",
     ),
     (
@@ -432,6 +462,174 @@ pub const CALLS: &[(Scope, &str, &str, &str)] = &[
         PROFILES_POLICY_API,
         "policy.networking.k8s.io",
         "adminnetworkpolicies",
+        "delete",
+    ),
+    // The intents controller (controllers/intents), beyond the base role
+    // (which holds its namespace watch and its NetworkPolicy watch,
+    // create, patch and delete): watch intents and bindings, write the
+    // bindings' status; write IntentPolicies (owned by their bindings) and
+    // their status; watch CRDs (metadata) to notice an engine installed.
+    (INTENTS, "kubefence.dev", "securityintents", "list"),
+    (INTENTS, "kubefence.dev", "securityintents", "watch"),
+    (INTENTS, "kubefence.dev", "securityintentbindings", "list"),
+    (INTENTS, "kubefence.dev", "securityintentbindings", "watch"),
+    (
+        INTENTS,
+        "kubefence.dev",
+        "securityintentbindings/status",
+        "patch",
+    ),
+    (
+        INTENTS,
+        "kubefence.dev",
+        "clustersecurityintentbindings",
+        "list",
+    ),
+    (
+        INTENTS,
+        "kubefence.dev",
+        "clustersecurityintentbindings",
+        "watch",
+    ),
+    (
+        INTENTS,
+        "kubefence.dev",
+        "clustersecurityintentbindings/status",
+        "patch",
+    ),
+    (INTENTS, "kubefence.dev", "intentpolicies", "list"),
+    (INTENTS, "kubefence.dev", "intentpolicies", "watch"),
+    (INTENTS, "kubefence.dev", "intentpolicies", "create"),
+    (INTENTS, "kubefence.dev", "intentpolicies", "patch"),
+    (INTENTS, "kubefence.dev", "intentpolicies", "delete"),
+    (INTENTS, "kubefence.dev", "intentpolicies/status", "patch"),
+    (
+        INTENTS,
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        "list",
+    ),
+    (
+        INTENTS,
+        "apiextensions.k8s.io",
+        "customresourcedefinitions",
+        "watch",
+    ),
+    // Each engine's objects: watched by kubefence's labels, created and
+    // applied (server-side apply), removed when no IntentPolicy wants them.
+    (INTENTS_CILIUM, "cilium.io", "ciliumnetworkpolicies", "list"),
+    (
+        INTENTS_CILIUM,
+        "cilium.io",
+        "ciliumnetworkpolicies",
+        "watch",
+    ),
+    (
+        INTENTS_CILIUM,
+        "cilium.io",
+        "ciliumnetworkpolicies",
+        "create",
+    ),
+    (
+        INTENTS_CILIUM,
+        "cilium.io",
+        "ciliumnetworkpolicies",
+        "patch",
+    ),
+    (
+        INTENTS_CILIUM,
+        "cilium.io",
+        "ciliumnetworkpolicies",
+        "delete",
+    ),
+    (
+        INTENTS_POLICY_API,
+        "policy.networking.k8s.io",
+        "clusternetworkpolicies",
+        "list",
+    ),
+    (
+        INTENTS_POLICY_API,
+        "policy.networking.k8s.io",
+        "clusternetworkpolicies",
+        "watch",
+    ),
+    (
+        INTENTS_POLICY_API,
+        "policy.networking.k8s.io",
+        "clusternetworkpolicies",
+        "create",
+    ),
+    (
+        INTENTS_POLICY_API,
+        "policy.networking.k8s.io",
+        "clusternetworkpolicies",
+        "patch",
+    ),
+    (
+        INTENTS_POLICY_API,
+        "policy.networking.k8s.io",
+        "clusternetworkpolicies",
+        "delete",
+    ),
+    (
+        INTENTS_POLICY_API,
+        "policy.networking.k8s.io",
+        "adminnetworkpolicies",
+        "list",
+    ),
+    (
+        INTENTS_POLICY_API,
+        "policy.networking.k8s.io",
+        "adminnetworkpolicies",
+        "watch",
+    ),
+    (
+        INTENTS_POLICY_API,
+        "policy.networking.k8s.io",
+        "adminnetworkpolicies",
+        "create",
+    ),
+    (
+        INTENTS_POLICY_API,
+        "policy.networking.k8s.io",
+        "adminnetworkpolicies",
+        "patch",
+    ),
+    (
+        INTENTS_POLICY_API,
+        "policy.networking.k8s.io",
+        "adminnetworkpolicies",
+        "delete",
+    ),
+    (
+        INTENTS_KUBEARMOR,
+        "security.kubearmor.com",
+        "kubearmorpolicies",
+        "list",
+    ),
+    (
+        INTENTS_KUBEARMOR,
+        "security.kubearmor.com",
+        "kubearmorpolicies",
+        "watch",
+    ),
+    (
+        INTENTS_KUBEARMOR,
+        "security.kubearmor.com",
+        "kubearmorpolicies",
+        "create",
+    ),
+    (
+        INTENTS_KUBEARMOR,
+        "security.kubearmor.com",
+        "kubearmorpolicies",
+        "patch",
+    ),
+    (
+        INTENTS_KUBEARMOR,
+        "security.kubearmor.com",
+        "kubearmorpolicies",
         "delete",
     ),
     // Leader election (leader.rs, kube-lease-manager).

@@ -957,32 +957,7 @@ async fn dns_public_warns_about_pods_that_still_use_the_cluster_resolver() {
 /// network-policy-api's ClusterNetworkPolicy and last AdminNetworkPolicy,
 /// KubeArmor; verbatim in testdata/third-party), installed unless served.
 async fn install_engine_crds(admin: &Client) {
-    let root = support::apiserver::repo_root().join("testdata/third-party");
-    for dir in ["cilium", "network-policy-api", "kubearmor"] {
-        for entry in std::fs::read_dir(root.join(dir).join("crds")).unwrap() {
-            for crd in cluster::yaml_docs(&entry.unwrap().path()).unwrap() {
-                let group = crd["spec"]["group"].as_str().unwrap().to_string();
-                let kind = crd["spec"]["names"]["kind"].as_str().unwrap().to_string();
-                let served = async || {
-                    kube::discovery::group(admin, &group)
-                        .await
-                        .ok()
-                        .is_some_and(|g| g.recommended_kind(&kind).is_some())
-                };
-                if served().await {
-                    continue;
-                }
-                cluster::apply(admin, crd.clone()).await.unwrap();
-                eventually(
-                    &format!("{kind} served"),
-                    CONVERGE,
-                    async || served().await,
-                    |s| *s,
-                )
-                .await;
-            }
-        }
-    }
+    support::install_third_party_crds(admin, &["cilium", "network-policy-api", "kubearmor"]).await;
 }
 
 /// Every object kubefence writes for another engine is one that engine's

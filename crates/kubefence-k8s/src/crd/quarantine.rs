@@ -91,8 +91,10 @@ pub struct QuarantineSpec {
     #[serde(default = "default_true")]
     pub dry_run: bool,
     /// Which policy isolates: networkpolicy (portable, cannot override other
-    /// policies' allows), cilium (CiliumNetworkPolicy deny rules) or
-    /// adminnetworkpolicy (AdminNetworkPolicy Deny at the highest priority).
+    /// policies' allows), cilium (CiliumNetworkPolicy deny rules),
+    /// clusternetworkpolicy (ClusterNetworkPolicy Deny, Admin tier, at the
+    /// highest priority) or adminnetworkpolicy (the same as an
+    /// AdminNetworkPolicy, for CNIs that implement only v1alpha1).
     /// Immutable: to change it, create a Quarantine with the other engine,
     /// then delete this one.
     #[serde(default)]
@@ -166,6 +168,9 @@ pub enum QuarantineEngine {
     #[default]
     NetworkPolicy,
     Cilium,
+    /// policy.networking.k8s.io/v1alpha2 (network-policy-api v0.2.0), which
+    /// replaced AdminNetworkPolicy.
+    ClusterNetworkPolicy,
     AdminNetworkPolicy,
 }
 
@@ -174,6 +179,7 @@ impl From<QuarantineEngine> for Engine {
         match e {
             QuarantineEngine::NetworkPolicy => Self::NetworkPolicy,
             QuarantineEngine::Cilium => Self::Cilium,
+            QuarantineEngine::ClusterNetworkPolicy => Self::ClusterNetworkPolicy,
             QuarantineEngine::AdminNetworkPolicy => Self::AdminNetworkPolicy,
         }
     }
@@ -426,7 +432,12 @@ mod tests {
         assert_eq!(spec_schema["properties"]["dryRun"]["default"], true);
         assert_eq!(
             spec_schema["properties"]["engine"]["enum"],
-            serde_json::json!(["networkpolicy", "cilium", "adminnetworkpolicy"])
+            serde_json::json!([
+                "networkpolicy",
+                "cilium",
+                "adminnetworkpolicy",
+                "clusternetworkpolicy"
+            ])
         );
     }
 

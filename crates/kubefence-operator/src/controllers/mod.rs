@@ -23,6 +23,7 @@ use crate::context::{Context, OperatorConfig};
 use crate::error::Result;
 
 pub mod baseline;
+pub mod intents;
 pub mod learned;
 pub mod profiles;
 pub mod quarantine;
@@ -57,6 +58,30 @@ pub fn all(config: &OperatorConfig) -> Vec<Registration> {
             start: profiles::start,
         });
     }
+    if config.intents {
+        out.push(Registration {
+            name: intents::NAME,
+            start: intents::start,
+        });
+    }
+    out
+}
+
+/// The engines among `engines` whose kind the API server serves, each at
+/// the version kubefence writes (discovery: read only, allowed to every
+/// authenticated user).
+pub async fn discover_engines(
+    client: &kube::Client,
+    engines: &[kubefence_core::ruleset::Engine],
+) -> Vec<(kubefence_core::ruleset::Engine, kube::core::ApiResource)> {
+    let mut out = Vec::new();
+    for &engine in engines {
+        let api = kubefence_k8s::adapters::api(engine);
+        let gvk = kube::core::GroupVersionKind::gvk(api.group, api.version, api.kind);
+        if let Ok((resource, _)) = kube::discovery::pinned_kind(client, &gvk).await {
+            out.push((engine, resource));
+        }
+    }
     out
 }
 
@@ -74,5 +99,10 @@ mod tests {
             ..OperatorConfig::default()
         };
         assert_eq!(names(&on), vec!["baseline", "quarantine", "learned"]);
+        let intents = OperatorConfig {
+            intents: true,
+            ..OperatorConfig::default()
+        };
+        assert_eq!(names(&intents), vec!["baseline", "quarantine", "intents"]);
     }
 }

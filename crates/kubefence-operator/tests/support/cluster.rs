@@ -341,6 +341,12 @@ async fn install(admin: &Client, ns: &str, quarantine: bool) -> Result<(), Strin
                 &deploy().join("components/profiles").join(engine),
             )?);
         }
+        objects.extend(kustomization_objects(&deploy().join("components/intents"))?);
+        for engine in ["cilium", "adminnetworkpolicy", "kubearmor"] {
+            objects.extend(kustomization_objects(
+                &deploy().join("components/intents").join(engine),
+            )?);
+        }
     }
     for mut object in objects {
         let kind = object["kind"].as_str().unwrap_or_default().to_string();

@@ -8,6 +8,7 @@
 
 pub mod apiserver;
 pub mod cluster;
+pub mod garbage_collector;
 pub mod operator;
 pub mod proxy;
 
@@ -187,4 +188,50 @@ fn describe(object: &Value) -> String {
         object["metadata"]["namespace"].as_str().unwrap_or(""),
         object["metadata"]["name"].as_str().unwrap_or("?")
     )
+}
+
+/// Installs the real CRDs kept in `testdata/third-party/<dir>/crds/` (each
+/// `dir` one project: cilium, network-policy-api, kubearmor), unless
+/// already served, and waits until discovery serves each kind.
+pub async fn install_third_party_crds(admin: &Client, dirs: &[&str]) {
+    let root = apiserver::repo_root().join("testdata/third-party");
+    for dir in dirs {
+        let mut paths: Vec<_> = std::fs::read_dir(root.join(dir).join("crds"))
+            .unwrap_or_else(|e| fail(&format!("testdata/third-party/{dir}/crds: {e}")))
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        paths.sort();
+        for path in paths {
+            let docs = cluster::yaml_docs(&path).unwrap_or_else(|e| fail(&e));
+            for crd in docs {
+                let group = crd["spec"]["group"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let kind = crd["spec"]["names"]["kind"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string();
+                let served = async || {
+                    kube::discovery::group(admin, &group)
+                        .await
+                        .ok()
+                        .is_some_and(|g| g.recommended_kind(&kind).is_some())
+                };
+                if served().await {
+                    continue;
+                }
+                if let Err(e) = cluster::apply(admin, crd.clone()).await {
+                    fail(&format!("installing the {kind} CRD: {e}"));
+                }
+                eventually(
+                    &format!("{kind} served"),
+                    CONVERGE,
+                    async || served().await,
+                    |s| *s,
+                )
+                .await;
+            }
+        }
+    }
 }

@@ -60,6 +60,14 @@ pub struct OperatorOpts {
     /// deploy/components/profiles.
     #[arg(long)]
     pub profiles: bool,
+    /// Run the intents controller: every SecurityIntentBinding and
+    /// ClusterSecurityIntentBinding becomes an IntentPolicy per namespace,
+    /// written as the objects of every engine the cluster serves
+    /// (NetworkPolicy, and CiliumNetworkPolicy, ClusterNetworkPolicy,
+    /// AdminNetworkPolicy, KubeArmorPolicy when their CRDs are installed).
+    /// Needs deploy/components/intents (and its per-engine components).
+    #[arg(long)]
+    pub intents: bool,
     /// The cluster's pod or service CIDR (repeatable): blocked for every
     /// isolation profile, whatever it lists.
     #[arg(long = "cluster-cidr", value_name = "CIDR")]
@@ -109,6 +117,7 @@ pub fn run(opts: &OperatorOpts) -> anyhow::Result<u8> {
         resync: Duration::from_secs(opts.resync_seconds.max(1)),
         learned: opts.learned,
         profiles: opts.profiles,
+        intents: opts.intents,
         profile_cluster_cidrs: opts.cluster_cidrs.clone(),
         sandbox_template_defaults: opts.sandbox_template_defaults,
         ..OperatorConfig::default()

@@ -209,15 +209,7 @@ pub async fn discover_sandbox(client: &kube::Client) -> Option<SandboxApis> {
 /// The engines a profile's guardrails can be written for, as this API
 /// server serves them (each at the version kubefence writes).
 pub async fn discover_engines(client: &kube::Client) -> Vec<(Engine, ApiResource)> {
-    let mut out = Vec::new();
-    for engine in GUARDRAIL_ENGINES {
-        let api = kubefence_k8s::adapters::api(engine);
-        let gvk = kube::core::GroupVersionKind::gvk(api.group, api.version, api.kind);
-        if let Ok((resource, _)) = kube::discovery::pinned_kind(client, &gvk).await {
-            out.push((engine, resource));
-        }
-    }
-    out
+    super::discover_engines(client, &GUARDRAIL_ENGINES).await
 }
 
 const GUARDRAIL_ENGINES: [Engine; 3] = [
