@@ -112,3 +112,67 @@ fn import_converts_nimbus_objects_and_they_render_the_same() {
         render(&[&converted, &intents, &app])
     );
 }
+
+/// Nimbus's own `dnsManipulation` example renders as Nimbus's adapters
+/// write it: the NetworkPolicy and KubeArmorPolicy specs its e2e tests
+/// expect (testdata/third-party/nimbus, verbatim), compared field by field
+/// (Nimbus's empty `{}` sections of a KubeArmorPolicy are Go zero values
+/// and carry nothing).
+#[test]
+fn nimbus_dns_manipulation_renders_as_nimbus_expects() {
+    let nimbus =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/third-party/nimbus");
+    let input = nimbus.join("examples/namespaced/dns-manipulation-si-sib.yaml");
+    let (code, stdout, stderr) = kubefence(&[
+        "intents",
+        "render",
+        "-f",
+        &input.display().to_string(),
+        "--engine",
+        "networkpolicy",
+        "--engine",
+        "kubearmor",
+        "-o",
+        "json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let docs: Vec<Value> = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(docs.len(), 1, "{stdout}");
+    let object = |kind: &str| -> Value {
+        docs[0]["engines"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|e| e["objects"].as_array().unwrap())
+            .find(|o| o["kind"] == kind)
+            .unwrap_or_else(|| panic!("no {kind} in {stdout}"))
+            .clone()
+    };
+    let expected = |file: &str| -> Value {
+        let text =
+            std::fs::read_to_string(nimbus.join("tests/e2e/dns-manipulation").join(file)).unwrap();
+        serde_saphyr::from_str(&text).unwrap()
+    };
+    // A rule's ports are a set: compared in one order.
+    fn ports_sorted(mut spec: Value) -> Value {
+        for rule in spec["egress"].as_array_mut().into_iter().flatten() {
+            if let Some(ports) = rule["ports"].as_array_mut() {
+                ports.sort_by_key(|p| p.to_string());
+            }
+        }
+        spec
+    }
+    let netpol = expected("netpol.yaml");
+    assert_eq!(
+        ports_sorted(object("NetworkPolicy")["spec"].clone()),
+        ports_sorted(netpol["spec"].clone())
+    );
+    let ksp = expected("ksp.yaml");
+    let ours = object("KubeArmorPolicy");
+    for (field, value) in ksp["spec"].as_object().unwrap() {
+        if value.as_object().is_some_and(|o| o.is_empty()) {
+            continue;
+        }
+        assert_eq!(&ours["spec"][field], value, "spec.{field}");
+    }
+}
