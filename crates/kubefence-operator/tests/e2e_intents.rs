@@ -650,3 +650,192 @@ async fn an_engine_installed_later_gets_its_objects() {
     );
     w.end().await;
 }
+
+/// A ClusterSecurityIntentBinding applies in the namespaces its
+/// namespaceSelector selects, and follows their labels; its
+/// ClusterNetworkPolicies (cluster-scoped, so not owned: they carry their
+/// IntentPolicy's uid) go when their IntentPolicy does, and with the
+/// binding.
+#[tokio::test]
+async fn a_cluster_binding_follows_namespace_labels_and_its_cluster_objects_go_with_it() {
+    let Some(w) = World::new("intents-csib").await else {
+        return;
+    };
+    support::garbage_collector::ensure(w.cluster, &w.admin, &w.ns).await;
+    support::install_third_party_crds(&w.admin, &["network-policy-api"]).await;
+    let other = namespace(&w.admin, "intents-csib-other", false).await;
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(w.admin.clone());
+    let select = |ns: &str, on: bool| {
+        let namespaces = namespaces.clone();
+        let ns = ns.to_string();
+        let value = if on { json!(w.ns.clone()) } else { Value::Null };
+        async move {
+            namespaces
+                .patch(
+                    &ns,
+                    &PatchParams::default(),
+                    &Patch::Merge(json!({"metadata": {"labels": {"kubefence-e2e-csib": value}}})),
+                )
+                .await
+                .unwrap();
+        }
+    };
+    select(&w.ns, true).await;
+    create_intent(&w.admin, "csib-dns-only", "dnsOnly").await;
+    // Named after the test's namespace: unique in the cluster.
+    let name = w.ns.clone();
+    create(
+        &w.admin,
+        json!({
+            "apiVersion": "kubefence.dev/v1alpha1",
+            "kind": "ClusterSecurityIntentBinding",
+            "metadata": {"name": name},
+            "spec": {
+                "intents": [{"name": "csib-dns-only"}],
+                "selector": {"matchLabels": {"app": "api"}},
+                "namespaceSelector": {"matchLabels": {"kubefence-e2e-csib": w.ns}},
+            },
+        }),
+    )
+    .await;
+    let ip_name = format!("cluster-{name}");
+    let ips = |ns: &str| {
+        Api::<DynamicObject>::namespaced_with(
+            w.admin.clone(),
+            ns,
+            &kubefence("IntentPolicy", "intentpolicies"),
+        )
+    };
+    let cnps = Api::<DynamicObject>::all_with(
+        w.admin.clone(),
+        &ApiResource {
+            group: "policy.networking.k8s.io".into(),
+            version: "v1alpha2".into(),
+            api_version: "policy.networking.k8s.io/v1alpha2".into(),
+            kind: "ClusterNetworkPolicy".into(),
+            plural: "clusternetworkpolicies".into(),
+        },
+    );
+    let cnps_of = |uid: String| {
+        let cnps = cnps.clone();
+        async move {
+            cnps.list(
+                &kube::api::ListParams::default()
+                    .labels(&format!("kubefence.dev/intent-policy-uid={uid}")),
+            )
+            .await
+            .unwrap()
+            .items
+        }
+    };
+    let ip = eventually(
+        "the IntentPolicy in the selected namespace",
+        CONVERGE,
+        async || ips(&w.ns).get_opt(&ip_name).await.unwrap(),
+        Option::is_some,
+    )
+    .await
+    .unwrap();
+    let uid = ip.metadata.uid.clone().unwrap();
+    eventually(
+        "its NetworkPolicy",
+        CONVERGE,
+        async || w.policy(&format!("kf-intent-{ip_name}-dnsonly")).await,
+        Option::is_some,
+    )
+    .await;
+    let cnp = eventually(
+        "its ClusterNetworkPolicy",
+        CONVERGE,
+        async || cnps_of(uid.clone()).await,
+        |l| l.len() == 1,
+    )
+    .await;
+    assert!(
+        cnp[0].metadata.owner_references.is_none(),
+        "{:?}",
+        cnp[0].metadata
+    );
+    assert!(ips(&other).get_opt(&ip_name).await.unwrap().is_none());
+
+    // The other namespace labelled: it gets one too. The first unlabelled:
+    // its IntentPolicy and ClusterNetworkPolicy go.
+    select(&other, true).await;
+    let other_ip = eventually(
+        "the IntentPolicy in the newly selected namespace",
+        CONVERGE,
+        async || ips(&other).get_opt(&ip_name).await.unwrap(),
+        Option::is_some,
+    )
+    .await
+    .unwrap();
+    let other_uid = other_ip.metadata.uid.clone().unwrap();
+    select(&w.ns, false).await;
+    eventually(
+        "the unselected namespace's IntentPolicy and ClusterNetworkPolicy gone",
+        CONVERGE,
+        async || {
+            (
+                ips(&w.ns).get_opt(&ip_name).await.unwrap().is_none(),
+                cnps_of(uid.clone()).await.is_empty(),
+            )
+        },
+        |gone| *gone == (true, true),
+    )
+    .await;
+    let status = eventually(
+        "the binding's status",
+        CONVERGE,
+        async || {
+            Api::<DynamicObject>::all_with(
+                w.admin.clone(),
+                &kubefence(
+                    "ClusterSecurityIntentBinding",
+                    "clustersecurityintentbindings",
+                ),
+            )
+            .get(&name)
+            .await
+            .unwrap()
+            .data["status"]
+                .clone()
+        },
+        |s| s["intentPolicies"] == json!([format!("{other}/{ip_name}")]),
+    )
+    .await;
+    assert_eq!(condition(&status, "Ready").unwrap().0, "True", "{status:#}");
+
+    // The binding deleted: the IntentPolicy is collected, and with it gone
+    // the controller removes its ClusterNetworkPolicy.
+    eventually(
+        "the other namespace's ClusterNetworkPolicy",
+        CONVERGE,
+        async || cnps_of(other_uid.clone()).await,
+        |l| l.len() == 1,
+    )
+    .await;
+    Api::<DynamicObject>::all_with(
+        w.admin.clone(),
+        &kubefence(
+            "ClusterSecurityIntentBinding",
+            "clustersecurityintentbindings",
+        ),
+    )
+    .delete(&name, &DeleteParams::background())
+    .await
+    .unwrap();
+    eventually(
+        "everything of the binding gone",
+        CONVERGE * 2,
+        async || {
+            (
+                ips(&other).get_opt(&ip_name).await.unwrap().is_none(),
+                cnps_of(other_uid.clone()).await.is_empty(),
+            )
+        },
+        |gone| *gone == (true, true),
+    )
+    .await;
+    support::remove_namespace(&w.admin, &other).await;
+    w.end().await;
+}
