@@ -756,3 +756,70 @@ fn the_agent_component_grants_exactly_the_agents_calls_and_is_locked_down() {
         assert_eq!(m["readOnly"], true, "{m}");
     }
 }
+
+/// The Dockerfile builds the image deploy/ runs: the same name, a
+/// non-root user equal to the pods' runAsUser and runAsGroup, kubefence as
+/// the entrypoint (so the Deployment's and DaemonSet's args are its
+/// subcommands), a Rust toolchain no older than the workspace's
+/// rust-version, and no .git or build output in the context. (It is not
+/// built here: the test machine has no container daemon.)
+#[test]
+fn the_dockerfile_builds_the_image_deploy_runs() {
+    let root = base().join("../..");
+    let dockerfile = std::fs::read_to_string(root.join("Dockerfile")).unwrap();
+    let deployment = one("deployment.yaml");
+    let pod = &deployment["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let image = container["image"].as_str().unwrap();
+    assert!(
+        dockerfile.contains(&format!("-t {image} .")),
+        "the documented tag is {image}"
+    );
+    let froms: Vec<&str> = dockerfile
+        .lines()
+        .filter(|l| l.starts_with("FROM "))
+        .collect();
+    assert_eq!(
+        froms.len(),
+        2,
+        "a build stage and a runtime stage: {froms:?}"
+    );
+    assert!(
+        froms[1].contains("distroless") && froms[1].contains("nonroot"),
+        "{froms:?}"
+    );
+    let user = format!(
+        "USER {}:{}",
+        pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]
+    );
+    assert!(dockerfile.lines().any(|l| l == user), "{user}");
+    assert!(dockerfile.contains(r#"ENTRYPOINT ["/usr/local/bin/kubefence"]"#));
+    assert_eq!(strings(&container["args"])[0], "operator");
+    let agent =
+        std::fs::read_to_string(root.join("deploy/components/agent/daemonset.yaml")).unwrap();
+    assert!(agent.contains(&format!("image: {image}")));
+    // The builder's Rust is at least the workspace's rust-version.
+    let workspace = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
+    let minimum = workspace
+        .lines()
+        .find_map(|l| l.strip_prefix("rust-version = \""))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap();
+    let builder = froms[0]
+        .split("rust:")
+        .nth(1)
+        .and_then(|v| v.split('-').next())
+        .unwrap();
+    let parse = |v: &str| -> Vec<u32> { v.split('.').map(|n| n.parse().unwrap()).collect() };
+    assert!(
+        parse(builder) >= parse(minimum),
+        "rust:{builder} < rust-version {minimum}"
+    );
+    let ignore = std::fs::read_to_string(root.join(".dockerignore")).unwrap();
+    for path in [".git", "target"] {
+        assert!(
+            ignore.lines().any(|l| l == path),
+            ".dockerignore lacks {path}"
+        );
+    }
+}

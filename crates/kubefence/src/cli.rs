@@ -59,6 +59,10 @@ pub struct GlobalOpts {
     /// Format of log lines on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    /// Colour in tables and verdicts: auto (when stdout is a terminal and
+    /// NO_COLOR is not set), always, never.
+    #[arg(long, value_enum, value_name = "WHEN", default_value_t = crate::output::color::ColorChoice::Auto, global = true)]
+    pub color: crate::output::color::ColorChoice,
 }
 
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq, ValueEnum)]
@@ -91,6 +95,12 @@ pub enum Command {
     Agent(cmd::agent::AgentOpts),
     /// Isolation profiles, offline: `kubefence profile render`.
     Profile(cmd::profile::ProfileOpts),
+    /// Print the completion script of a shell (bash, zsh, fish, powershell).
+    Completion(cmd::completion::CompletionOpts),
+    /// Print a man page (roff), generated from this --help.
+    Man(cmd::man::ManOpts),
+    /// Print the version, the git commit it was built from and the target.
+    Version(cmd::version::VersionOpts),
 }
 
 /// The manifests a command reads.

@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Err(e) => return ExitCode::from(logging::usage_error(&e, &args)),
     };
     logging::init(&cli.global);
+    output::color::init(cli.global.color);
     match cmd::run(cli) {
         Ok(code) => ExitCode::from(code),
         // Unix convention: a reader that went away (`| head`) is not an error.

@@ -1487,3 +1487,115 @@ fn diff_reports_a_change_on_the_ipv6_side_only() {
     );
     assert_eq!(v["changed"], json!([]));
 }
+
+/// `completion` prints a script for every shell clap_complete knows, each
+/// naming every subcommand.
+#[test]
+fn completion_scripts_name_every_subcommand() {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let subcommands = run_in(here, &["man", "--list"], None).stdout;
+    assert!(subcommands.lines().count() >= 15, "{subcommands}");
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let r = run_in(here, &["completion", shell], None);
+        assert_eq!(r.code, 0, "{shell}: {}", r.stderr);
+        for sub in subcommands.lines() {
+            assert!(r.stdout.contains(sub), "{shell} completion lacks {sub}");
+        }
+    }
+    let r = run_in(here, &["completion", "tcsh"], None);
+    assert_eq!(r.code, 2, "an unknown shell is a usage error");
+}
+
+/// `man` prints roff pages, the main one and one per subcommand, with the
+/// version; an unknown subcommand is a usage error.
+#[test]
+fn man_pages_are_roff_with_the_version() {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let main = run_in(here, &["man"], None);
+    assert_eq!(main.code, 0);
+    let version = env!("CARGO_PKG_VERSION");
+    assert!(
+        main.stdout
+            .contains(&format!(".TH kubefence 1  \"kubefence {version}\"")),
+        "{}",
+        &main.stdout[..200.min(main.stdout.len())]
+    );
+    assert!(main.stdout.contains("analyze"));
+    for sub in run_in(here, &["man", "--list"], None).stdout.lines() {
+        let page = run_in(here, &["man", sub], None);
+        assert_eq!(page.code, 0, "{sub}");
+        assert!(
+            page.stdout.contains(&format!(
+                ".TH kubefence-{sub} 1  \"kubefence-{sub} {version}\""
+            )),
+            "{sub}"
+        );
+        assert!(page.stdout.contains(&format!("kubefence {sub}")), "{sub}");
+    }
+    let r = run_in(here, &["man", "nope"], None);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("man --list"), "{}", r.stderr);
+}
+
+/// `version` names the commit the binary was built from: the work tree's
+/// HEAD, as git itself says, when built in a git checkout.
+#[test]
+fn version_names_the_git_commit() {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let r = run_in(here, &["version", "-o", "json"], None);
+    assert_eq!(r.code, 0);
+    let v: Value = serde_json::from_str(&r.stdout).unwrap();
+    assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+    assert!(!v["target"].as_str().unwrap().is_empty());
+    let commit = v["gitCommit"].as_str().unwrap();
+    let head = Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(here)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string());
+    match head {
+        // The binary may be older than a commit made since it was built;
+        // a test build is from the checkout's HEAD or marked dirty.
+        Some(head) if std::env::var_os("KUBEFENCE_GIT_COMMIT").is_none() => {
+            assert!(commit.starts_with(&head), "{commit} vs HEAD {head}")
+        }
+        _ => assert!(!commit.is_empty()),
+    }
+    let text = run_in(here, &["version"], None).stdout;
+    assert!(
+        text.starts_with(&format!(
+            "kubefence {} (commit {commit}",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+}
+
+/// Colour only when asked for, or on a terminal: piped output has no
+/// escape codes by default, `--color always` colours the table header,
+/// `--color never` and NO_COLOR keep it plain.
+#[test]
+fn color_only_when_asked_or_on_a_terminal() {
+    let dir = example_dir();
+    let args = ["analyze", "-f", "kubernetes-manifests.yaml"];
+    let plain = run_in(&dir, &args, None);
+    assert!(!plain.stdout.contains('\u{1b}'));
+    let always = run_in(&dir, &[&args[..], &["--color", "always"]].concat(), None);
+    assert!(
+        always.stdout.starts_with("\u{1b}[1mFROM"),
+        "{:?}",
+        &always.stdout[..40]
+    );
+    // The rows are the same, without their codes.
+    assert_eq!(
+        always
+            .stdout
+            .replace("\u{1b}[1m", "")
+            .replace("\u{1b}[0m", ""),
+        plain.stdout
+    );
+    let never = run_in(&dir, &[&args[..], &["--color", "never"]].concat(), None);
+    assert_eq!(never.stdout, plain.stdout);
+}

@@ -7,6 +7,7 @@ use crate::cli::{Cli, Command};
 
 pub mod agent;
 pub mod analyze;
+pub mod completion;
 pub mod crds;
 pub mod demo;
 pub mod diff;
@@ -14,11 +15,13 @@ pub mod explain;
 pub mod generate;
 pub mod intents;
 pub mod learn;
+pub mod man;
 pub mod operator;
 pub mod profile;
 pub mod quarantine;
 pub mod release;
 pub mod verify;
+pub mod version;
 
 pub fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
@@ -36,6 +39,9 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Intents(opts) => intents::run(&opts),
         Command::Agent(opts) => agent::run(&opts),
         Command::Profile(opts) => profile::run(&opts),
+        Command::Completion(opts) => completion::run(&opts),
+        Command::Man(opts) => man::run(&opts),
+        Command::Version(opts) => version::run(&opts),
     }
 }
 

@@ -20,7 +20,11 @@ fn rule_path(direction: Direction, rule: usize) -> String {
 }
 
 pub fn write_text<W: Write>(w: &mut W, x: &Explanation) -> io::Result<()> {
-    let verdict = if x.is_allowed() { "ALLOWED" } else { "DENIED" };
+    let verdict = if x.is_allowed() {
+        super::color::paint(super::color::GOOD, "ALLOWED")
+    } else {
+        super::color::paint(super::color::BAD, "DENIED")
+    };
     writeln!(
         w,
         "{verdict}: {} -> {} ({})",

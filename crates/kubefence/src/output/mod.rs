@@ -8,6 +8,7 @@ use clap::ValueEnum;
 use kubefence_core::ConnSet;
 use serde::Serialize;
 
+pub mod color;
 pub mod csv;
 pub mod dot;
 pub mod explain;
@@ -71,6 +72,8 @@ pub const EXPLAIN_FORMATS: &[Format] = &[Format::Auto, Format::Text, Format::Jso
 pub const POLICY_FORMATS: &[Format] = &[Format::Auto, Format::Yaml, Format::Json];
 /// The values of `generate --report`.
 pub const REPORT_FORMATS: &[Format] = &[Format::Text, Format::Json];
+/// The `-o` values of `version`.
+pub const VERSION_FORMATS: &[Format] = &[Format::Auto, Format::Text, Format::Json, Format::Yaml];
 /// The `-o` values of `quarantine` (the plan).
 pub const PLAN_FORMATS: &[Format] = &[Format::Auto, Format::Text, Format::Yaml, Format::Json];
 

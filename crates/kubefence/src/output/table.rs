@@ -5,6 +5,8 @@
 
 use std::io::{self, Write};
 
+use super::color;
+
 use kubefence_core::engine::{
     Connectivity, ConnectivityDiff, DiffEntry, EndpointFilter, GroupMatrix,
     class_connections_where, open_blocks_where,
@@ -49,7 +51,8 @@ impl<'w, W: Write, const N: usize> PagedTable<'w, W, N> {
                 *wd = (*wd).max(cell.chars().count());
             }
         }
-        for r in header.iter().chain(&self.page) {
+        let is_header = header.is_some();
+        for (row, r) in header.iter().chain(&self.page).enumerate() {
             let mut line = String::new();
             for (i, (cell, wd)) in r.iter().zip(widths).enumerate() {
                 if i > 0 {
@@ -61,7 +64,12 @@ impl<'w, W: Write, const N: usize> PagedTable<'w, W, N> {
                     line.push_str(&format!("{cell:wd$}"));
                 }
             }
-            writeln!(self.w, "{}", line.trim_end())?;
+            let line = line.trim_end();
+            if is_header && row == 0 {
+                writeln!(self.w, "{}", color::paint(color::HEADER, line))?;
+            } else {
+                writeln!(self.w, "{line}")?;
+            }
         }
         self.page.clear();
         Ok(())
@@ -192,14 +200,20 @@ pub fn write_diff<W: Write>(w: &mut W, diff: &ConnectivityDiff) -> io::Result<()
             *wd = (*wd).max(cell.chars().count());
         }
     }
-    for r in std::iter::once(&header).chain(&rows) {
+    for (i, r) in std::iter::once(&header).chain(&rows).enumerate() {
         let line = r
             .iter()
             .zip(widths)
             .map(|(cell, wd)| format!("{cell:wd$}"))
             .collect::<Vec<_>>()
             .join("  ");
-        writeln!(w, "{}", line.trim_end())?;
+        let style = match (i, r[0].as_str()) {
+            (0, _) => color::HEADER,
+            (_, "added") => color::GOOD,
+            (_, "removed") => color::BAD,
+            _ => color::CHANGED,
+        };
+        writeln!(w, "{}", color::paint(style, line.trim_end()))?;
     }
     Ok(())
 }
