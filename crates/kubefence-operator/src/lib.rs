@@ -32,6 +32,7 @@ pub mod fake;
 #[cfg(feature = "fake")]
 pub mod fixtures;
 pub mod leader;
+pub mod live;
 pub mod metrics;
 pub mod rbac;
 

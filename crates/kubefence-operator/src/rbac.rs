@@ -31,6 +31,10 @@ pub enum Scope {
     /// (`deploy/components/agent`, `kubefence-agent`): the agent runs as a
     /// DaemonSet apart from the operator and gets none of its rights.
     Agent,
+    /// The ClusterRole a person binds to read a live cluster with the CLI
+    /// (`deploy/components/reader`, `kubefence-reader`; `live.rs`): bound
+    /// to no ServiceAccount of kubefence's.
+    Reader,
 }
 
 /// The quarantine component (`deploy/components/quarantine`).
@@ -631,6 +635,26 @@ pub const CALLS: &[(Scope, &str, &str, &str)] = &[
         "security.kubearmor.com",
         "kubearmorpolicies",
         "delete",
+    ),
+    // The CLI reading a live cluster as its user (live.rs): lists of the
+    // kinds the model reads, and one namespace by name (`-n`).
+    (Scope::Reader, "", "namespaces", "list"),
+    (Scope::Reader, "", "namespaces", "get"),
+    (Scope::Reader, "apps", "deployments", "list"),
+    (Scope::Reader, "apps", "statefulsets", "list"),
+    (Scope::Reader, "apps", "daemonsets", "list"),
+    (Scope::Reader, "apps", "replicasets", "list"),
+    (Scope::Reader, "batch", "jobs", "list"),
+    (Scope::Reader, "batch", "cronjobs", "list"),
+    (Scope::Reader, "", "pods", "list"),
+    (Scope::Reader, "", "services", "list"),
+    (Scope::Reader, "", "configmaps", "list"),
+    (Scope::Reader, "networking.k8s.io", "ingresses", "list"),
+    (
+        Scope::Reader,
+        "networking.k8s.io",
+        "networkpolicies",
+        "list",
     ),
     // Leader election (leader.rs, kube-lease-manager).
     (Scope::OwnNamespace, "coordination.k8s.io", "leases", "get"),

@@ -823,3 +823,33 @@ fn the_dockerfile_builds_the_image_deploy_runs() {
         );
     }
 }
+
+/// `deploy/components/reader` grants exactly what the CLI's live-cluster
+/// reading calls (`rbac::CALLS`, `Scope::Reader`), read-only, and binds
+/// nothing (people bind it to themselves).
+#[test]
+fn the_reader_role_grants_exactly_the_clis_reads_and_binds_nothing() {
+    let dir = base().join("../components/reader");
+    let objects: Vec<Value> = ["clusterrole.yaml"]
+        .iter()
+        .flat_map(|f| {
+            serde_saphyr::from_multiple::<Value>(&std::fs::read_to_string(dir.join(f)).unwrap())
+                .unwrap()
+        })
+        .collect();
+    let role = objects
+        .iter()
+        .find(|o| o["kind"] == "ClusterRole")
+        .expect("the reader ClusterRole");
+    assert_eq!(grants(role), calls(Scope::Reader));
+    for (_, _, _, verb) in CALLS.iter().filter(|(s, ..)| *s == Scope::Reader) {
+        assert!(["get", "list"].contains(verb), "{verb}");
+    }
+    let kustomization: Value =
+        serde_saphyr::from_str(&std::fs::read_to_string(dir.join("kustomization.yaml")).unwrap())
+            .unwrap();
+    assert_eq!(
+        strings(&kustomization["resources"]),
+        vec!["clusterrole.yaml"]
+    );
+}

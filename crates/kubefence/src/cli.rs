@@ -103,20 +103,35 @@ pub enum Command {
     Version(cmd::version::VersionOpts),
 }
 
-/// The manifests a command reads.
+/// The manifests a command reads: files, or without `-f` the live cluster
+/// of the kubeconfig.
 #[derive(Debug, Clone, Args)]
 pub struct InputFiles {
-    /// Manifest file or directory (repeatable); `-` reads stdin.
-    #[arg(
-        short = 'f',
-        long = "filename",
-        alias = "file",
-        value_name = "PATH",
-        required = true
-    )]
+    /// Manifest file or directory (repeatable); `-` reads stdin. Without
+    /// -f, the live cluster of the current kubeconfig context is read
+    /// (read-only; deploy/components/reader has the ClusterRole it needs).
+    #[arg(short = 'f', long = "filename", alias = "file", value_name = "PATH")]
     pub files: Vec<String>,
     #[command(flatten)]
     pub walk: WalkOpts,
+    #[command(flatten)]
+    pub live: LiveOpts,
+}
+
+/// Where a live cluster is read from, as kubectl does.
+#[derive(Debug, Clone, Default, Args)]
+pub struct LiveOpts {
+    /// Without -f: the kubeconfig file (default: $KUBECONFIG, then
+    /// ~/.kube/config, then the in-cluster ServiceAccount).
+    #[arg(long, value_name = "PATH", conflicts_with = "files")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// Without -f: the kubeconfig context to use (default: the current one).
+    #[arg(long, value_name = "NAME", conflicts_with = "files")]
+    pub context: Option<String>,
+    /// Without -f: read every namespace (default: -n NS, else the
+    /// context's namespace, else `default`).
+    #[arg(short = 'A', long, conflicts_with = "files")]
+    pub all_namespaces: bool,
 }
 
 /// How directories named by the input flags are walked.
@@ -143,9 +158,10 @@ impl WalkOpts {
 /// manifests.
 #[derive(Debug, Clone, Args)]
 pub struct ModelOpts {
-    /// Namespace for objects that do not name one.
-    #[arg(short = 'n', long, value_name = "NS", default_value = "default")]
-    pub namespace: String,
+    /// Namespace for objects that do not name one (default `default`); on a
+    /// live cluster (no -f), the namespace to read.
+    #[arg(short = 'n', long, value_name = "NS")]
+    pub namespace: Option<String>,
     /// Endpoint granularity: one per workload (Deployment, StatefulSet, ...)
     /// or one per pod (live pod dumps).
     #[arg(long, value_enum, value_name = "UNIT", default_value_t = By::Workload)]
@@ -164,6 +180,11 @@ pub enum By {
 }
 
 impl ModelOpts {
+    /// The namespace of objects that name none.
+    pub fn namespace(&self) -> &str {
+        self.namespace.as_deref().unwrap_or("default")
+    }
+
     pub fn analyze_options(&self) -> kubefence_core::engine::AnalyzeOptions {
         kubefence_core::engine::AnalyzeOptions {
             ipblocks_match_pod_ips: self.ipblocks_match_pod_ips,

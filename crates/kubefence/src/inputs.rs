@@ -3,10 +3,11 @@
 
 use std::path::Path;
 
-use anyhow::bail;
+use anyhow::{Context, bail};
 use kubefence_core::Cluster;
 use kubefence_k8s::load::{self, Granularity, LoadOptions, Loaded, Source};
 
+use crate::cli::{InputFiles, LiveOpts};
 use crate::logging::{self, Severity};
 
 /// What a command read: the cluster, and whether some input was bad (the
@@ -37,6 +38,91 @@ pub fn read(paths: &[String], opts: &LoadOptions, flag: &str) -> anyhow::Result<
     let loaded = load::load(&sources, opts);
     let had_errors = report(&loaded);
     ensure_something_read(&loaded, flag, paths)?;
+    Ok(Inputs {
+        cluster: loaded.cluster,
+        had_errors,
+    })
+}
+
+/// The input of a command with [`InputFiles`]: its `-f` paths, or without
+/// any, the live cluster of the kubeconfig (`namespace` is `-n`).
+pub fn read_input(
+    input: &InputFiles,
+    namespace: Option<&str>,
+    opts: &LoadOptions,
+) -> anyhow::Result<Inputs> {
+    if !input.files.is_empty() {
+        return read(&input.files, opts, "-f");
+    }
+    read_live(&input.live, namespace, opts)
+}
+
+/// Reads the live cluster (read-only, paginated lists; see
+/// `kubefence_operator::live`) into the same loader that reads files.
+pub fn read_live(
+    live: &LiveOpts,
+    namespace: Option<&str>,
+    opts: &LoadOptions,
+) -> anyhow::Result<Inputs> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    use kubefence_operator::live::{self, Scope};
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let (read, source) = runtime.block_on(async {
+        let options = KubeConfigOptions {
+            context: live.context.clone(),
+            ..KubeConfigOptions::default()
+        };
+        let config: anyhow::Result<kube::Config> = match &live.kubeconfig {
+            Some(path) => match Kubeconfig::read_from(path) {
+                Ok(kubeconfig) => kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+                    .await
+                    .map_err(Into::into),
+                Err(e) => {
+                    Err(anyhow::Error::from(e).context(format!("--kubeconfig {}", path.display())))
+                }
+            },
+            None if live.context.is_some() => kube::Config::from_kubeconfig(&options)
+                .await
+                .map_err(Into::into),
+            None => kube::Config::infer().await.map_err(Into::into),
+        };
+        let config = config.context(
+            "no -f given, so the live cluster is read, but there is no usable kubeconfig: \
+             give -f PATH to read manifests, or --kubeconfig/--context",
+        )?;
+        let scope = match (live.all_namespaces, namespace) {
+            (true, _) => Scope::AllNamespaces,
+            (false, Some(ns)) => Scope::Namespace(ns.to_string()),
+            (false, None) => Scope::Namespace(config.default_namespace.clone()),
+        };
+        let source = format!(
+            "cluster {}{}",
+            config.cluster_url,
+            match &scope {
+                Scope::AllNamespaces => " (all namespaces)".to_string(),
+                Scope::Namespace(ns) => format!(" (namespace {ns})"),
+            }
+        );
+        tracing::info!(%source, "reading the live cluster");
+        let client = kube::Client::try_from(config).context("cannot build the API client")?;
+        let read = live::read(&client, &scope).await?;
+        anyhow::Ok((read, source))
+    })?;
+    tracing::info!(
+        objects = read.objects.len(),
+        requests = read.requests,
+        "read the live cluster"
+    );
+    for w in &read.warnings {
+        logging::report(Severity::Warning, logging::Place::default(), w);
+    }
+    let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": read.objects});
+    let loaded = load::load_str(&list.to_string(), &source, opts);
+    let had_errors = report(&loaded);
+    ensure_something_read(&loaded, "the", &[source])?;
     Ok(Inputs {
         cluster: loaded.cluster,
         had_errors,

@@ -1599,3 +1599,30 @@ fn color_only_when_asked_or_on_a_terminal() {
     let never = run_in(&dir, &[&args[..], &["--color", "never"]].concat(), None);
     assert_eq!(never.stdout, plain.stdout);
 }
+
+/// Without -f a command reads the live cluster of the kubeconfig; with no
+/// usable kubeconfig it says how to give files instead (exit 2), and the
+/// live-cluster flags are refused beside -f.
+#[test]
+fn without_files_the_live_cluster_is_read_or_the_error_says_how_not_to() {
+    let dir = example_dir();
+    let r = run_in(
+        &dir,
+        &["analyze", "--kubeconfig", "/nonexistent/kubeconfig"],
+        None,
+    );
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("no -f given")
+            && r.stderr.contains("--kubeconfig /nonexistent/kubeconfig"),
+        "{}",
+        r.stderr
+    );
+    let r = run_in(
+        &dir,
+        &["analyze", "-f", "kubernetes-manifests.yaml", "-A"],
+        None,
+    );
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("cannot be used with"), "{}", r.stderr);
+}

@@ -260,15 +260,40 @@ fn write_token_kubeconfig(admin: &Path, token: &str, out: &Path) -> Result<(), S
     std::fs::write(out, config.to_string()).map_err(|e| format!("{}: {e}", out.display()))
 }
 
+impl Cluster {
+    /// A kubeconfig (written under the work directory) and a client that
+    /// authenticate as ServiceAccount `ns/name` (which must exist), for a
+    /// test of what a given role allows.
+    pub async fn service_account_kubeconfig(
+        &self,
+        admin: &Client,
+        ns: &str,
+        name: &str,
+    ) -> (PathBuf, Client) {
+        let token = token_of(admin, ns, name)
+            .await
+            .unwrap_or_else(|e| panic_now(&e));
+        let path = self.work.join(format!("{ns}-{name}.kubeconfig"));
+        write_token_kubeconfig(&self.admin_kubeconfig, &token, &path)
+            .unwrap_or_else(|e| panic_now(&e));
+        let client = client_from(&path).await.unwrap_or_else(|e| panic_now(&e));
+        (path, client)
+    }
+}
+
 /// A ServiceAccount token from the TokenRequest API (valid two hours).
 async fn service_account_token(admin: &Client, ns: &str) -> Result<String, String> {
+    token_of(admin, ns, SERVICE_ACCOUNT).await
+}
+
+async fn token_of(admin: &Client, ns: &str, name: &str) -> Result<String, String> {
     let body = json!({
         "apiVersion": "authentication.k8s.io/v1",
         "kind": "TokenRequest",
         "spec": {"expirationSeconds": 7200},
     });
     let request = http::Request::post(format!(
-        "/api/v1/namespaces/{ns}/serviceaccounts/{SERVICE_ACCOUNT}/token"
+        "/api/v1/namespaces/{ns}/serviceaccounts/{name}/token"
     ))
     .header("content-type", "application/json")
     .body(body.to_string().into_bytes())
@@ -276,7 +301,7 @@ async fn service_account_token(admin: &Client, ns: &str) -> Result<String, Strin
     let answer: Value = admin
         .request(request)
         .await
-        .map_err(|e| format!("TokenRequest for {ns}/{SERVICE_ACCOUNT}: {e}"))?;
+        .map_err(|e| format!("TokenRequest for {ns}/{name}: {e}"))?;
     answer["status"]["token"]
         .as_str()
         .map(String::from)

@@ -54,7 +54,7 @@ pub struct DiffOpts {
 pub fn run(opts: &DiffOpts) -> anyhow::Result<u8> {
     inputs::check_paths(opts.before.iter().chain(&opts.after))?;
     let load = opts.walk.apply(inputs::load_options(
-        &opts.model.namespace,
+        opts.model.namespace(),
         opts.model.by_pod(),
     ));
     let before = inputs::read(&opts.before, &load, "--before")?;

@@ -78,13 +78,13 @@ pub fn run(opts: &ExplainOpts) -> anyhow::Result<u8> {
     let inputs::Inputs {
         cluster,
         had_errors,
-    } = inputs::read(
-        &opts.input.files,
+    } = inputs::read_input(
+        &opts.input,
+        opts.model.namespace.as_deref(),
         &opts.input.walk.apply(inputs::load_options(
-            &opts.model.namespace,
+            opts.model.namespace(),
             opts.model.by_pod(),
         )),
-        "-f",
     )?;
     phase.done();
     let phase = Phase::start("explain", "explaining");

@@ -123,13 +123,13 @@ pub fn run(opts: &GenerateOpts) -> anyhow::Result<u8> {
     let inputs::Inputs {
         cluster,
         had_errors: had_input_errors,
-    } = inputs::read(
-        &opts.input.files,
+    } = inputs::read_input(
+        &opts.input,
+        opts.namespace.as_deref(),
         &opts
             .input
             .walk
             .apply(inputs::load_options(namespace, false)),
-        "-f",
     )?;
     let scope = Scope {
         namespaces: opts

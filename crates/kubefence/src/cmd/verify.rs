@@ -137,7 +137,7 @@ pub fn run(opts: &VerifyOpts) -> anyhow::Result<u8> {
         mut had_errors,
     } = inputs::read(
         &opts.files,
-        &inputs::load_options(&opts.model.namespace, false),
+        &inputs::load_options(opts.model.namespace(), false),
         "-f",
     )?;
     let mut learner = Learner::new();
