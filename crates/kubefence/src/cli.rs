@@ -26,7 +26,8 @@ Examples:
   kubefence analyze -f manifests/
   kubefence analyze -f manifests/ -o json
   kubefence generate -f manifests/ > baseline-policies.yaml
-  kubectl get pods,deploy,svc,netpol -A -o yaml | kubefence analyze -f -
+  kubefence analyze -A                        # the live cluster, every namespace
+  kubectl get namespaces,pods,deploy,sts,ds,svc,ing,cm,netpol -A -o yaml | kubefence analyze -f -
   kubefence explain -f manifests/ --from shop/frontend --to shop/cartservice --port 7070
   kubefence diff --before main/ --after branch/
   kubefence learn --flows flows.jsonl -f manifests/ > learned.yaml

@@ -184,6 +184,15 @@ fn help_teaches_commands_exit_codes_and_plugin_use() {
     ] {
         assert!(run.stdout.contains(needle), "--help mentions {needle}");
     }
+    // Run as the plugin, usage lines name `kubectl fence`.
+    let plugin = dir.path().join("kubectl-fence");
+    std::os::unix::fs::symlink(BIN, &plugin).unwrap();
+    let out = Command::new(&plugin)
+        .args(["analyze", "--nope"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Usage: kubectl fence analyze"), "{stderr}");
     let run = run_in(dir.path(), &["analyze", "--help"], None);
     assert_eq!(run.code, 0);
     assert!(
@@ -192,7 +201,7 @@ fn help_teaches_commands_exit_codes_and_plugin_use() {
     );
     assert!(
         run.stdout
-            .contains("kubectl get pods,deploy,svc,netpol -A -o yaml | kubefence analyze -f -")
+            .contains("kubectl get namespaces,pods,deploy,sts,ds,svc,ing,cm,netpol -A -o yaml | kubefence analyze -f -")
     );
     for format in ["table", "json", "csv", "dot", "mermaid"] {
         assert!(run.stdout.contains(format), "analyze --help lists {format}");

@@ -26,7 +26,8 @@ Examples:
   kubefence analyze -f manifests/ -o json > connectivity.json
   kubefence analyze -f deploy.yaml -f policies/ -n shop -o csv
   kubefence analyze -f manifests/ -o dot | dot -Tsvg > connectivity.svg
-  kubectl get pods,deploy,svc,netpol -A -o yaml | kubefence analyze -f -
+  kubefence analyze -A                        # the live cluster, every namespace
+  kubectl get namespaces,pods,deploy,sts,ds,svc,ing,cm,netpol -A -o yaml | kubefence analyze -f -
 
 Output formats (-o):
   auto     table (the default, also when piped)
