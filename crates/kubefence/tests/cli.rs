@@ -595,6 +595,35 @@ fn demo_prints_before_and_after() {
     // egress; the baseline allows nothing upstream does not.
     assert!(run.stdout.contains("only upstream allows (37):"));
     assert!(run.stdout.contains("only the baseline allows (0):"));
+    // The answer first: what each scenario isolates and allows, what the
+    // baseline closes (180 - 18 connections, less the 18 it narrows to
+    // their ports), what it could not resolve.
+    let glance = run.stdout.find("== At a glance ==").unwrap();
+    assert!(glance < run.stdout.find("== Before").unwrap());
+    assert!(
+        run.stdout
+            .contains("  no policy              0/12             0/12                  180"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains(
+            "The baseline closes 162 connections and narrows 18; it opens none (0 added)."
+        )
+    );
+    assert!(
+        run.stdout
+            .contains("16 references the manifests make; 1 could not be resolved")
+    );
+    // Compact: a matrix with a legend, not one row per connection.
+    assert!(run.stdout.contains("   6  default/Deployment/frontend"));
+    let before =
+        &run.stdout[run.stdout.find("== Before").unwrap()..run.stdout.find("== Baseline").unwrap()];
+    assert!(before.lines().count() < 40, "{before}");
+    let full = run_in(dir.path(), &["demo", "--full"], None);
+    assert!(
+        full.stdout.contains("FROM") && full.stdout.lines().count() > run.stdout.lines().count()
+    );
 }
 
 /// The bundled example's manifests, for `generate`.

@@ -61,7 +61,12 @@ Exit codes: 0 ok; 2 fatal error; 3 an embedded document could not be read.";
 /// baseline policies, the upstream policies, and how the two sets differ.
 #[derive(Debug, Args)]
 #[command(after_long_help = AFTER_LONG_HELP)]
-pub struct DemoOpts {}
+pub struct DemoOpts {
+    /// Print every allowed connection as a row (FROM, TO, ALLOWED) instead
+    /// of the compact matrix.
+    #[arg(long)]
+    pub full: bool,
+}
 
 /// Loads embedded files as if they were one input.
 pub fn load_bundle(files: &[&[File]]) -> Loaded {
@@ -75,7 +80,7 @@ pub fn load_bundle(files: &[&[File]]) -> Loaded {
     )
 }
 
-pub fn run(_opts: &DemoOpts) -> anyhow::Result<u8> {
+pub fn run(opts: &DemoOpts) -> anyhow::Result<u8> {
     let analyze_opts = AnalyzeOptions::default();
     let mut had_errors = false;
     let mut cluster_of = |files: &[&[File]]| -> Cluster {
@@ -107,11 +112,23 @@ pub fn run(_opts: &DemoOpts) -> anyhow::Result<u8> {
             "kubefence demo: Online Boutique (GoogleCloudPlatform/microservices-demo), {} workloads\n",
             before.workloads.len()
         )?;
+        section_overview(
+            w,
+            &[
+                ("no policy", &before, &before_conn),
+                ("baseline", &with_baseline, &baseline_conn),
+                ("upstream", &upstream, &upstream_conn),
+            ],
+            &baseline_changes,
+            &generated,
+        )?;
+        let full = opts.full;
         section_connectivity(
             w,
             "Before: manifests only, no NetworkPolicy",
             "Nothing is isolated, so every pair may connect on every port.",
             &before_conn,
+            full,
         )?;
         section_baseline(w, &generated)?;
         section_connectivity(
@@ -120,12 +137,14 @@ pub fn run(_opts: &DemoOpts) -> anyhow::Result<u8> {
             "One policy per workload: DNS, its own pods, the Services it references\n\
              (both ends), outside traffic to LoadBalancer Services. Nothing else.",
             &baseline_conn,
+            full,
         )?;
         section_connectivity(
             w,
             "With the upstream NetworkPolicies",
             "deny-all plus one policy per service; they restrict ingress only (egress: [{}]).",
             &upstream_conn,
+            full,
         )?;
         section_comparison(w, &ours_vs_upstream)?;
         section_summary(
@@ -190,12 +209,14 @@ fn heading<W: Write>(w: &mut W, title: &str) -> std::io::Result<()> {
     writeln!(w, "== {title} ==")
 }
 
-/// A titled connectivity table.
+/// A titled connectivity view: the compact matrix, or with `full` one row
+/// per allowed connection.
 pub fn section_connectivity<W: Write>(
     w: &mut W,
     title: &str,
     note: &str,
     conn: &Connectivity,
+    full: bool,
 ) -> std::io::Result<()> {
     heading(w, title)?;
     writeln!(w, "{note}")?;
@@ -205,8 +226,124 @@ pub fn section_connectivity<W: Write>(
         conn.endpoints.len(),
         conn.connection_count()
     )?;
-    output::table::write_connectivity(w, conn)?;
+    if full {
+        output::table::write_connectivity(w, conn)?;
+    } else {
+        write_matrix(w, conn)?;
+    }
     writeln!(w)
+}
+
+/// What each scenario isolates and allows, what the baseline closes, and
+/// what the baseline could not resolve: the demo's answer first.
+fn section_overview<W: Write>(
+    w: &mut W,
+    scenarios: &[(&str, &Cluster, &Connectivity)],
+    baseline_changes: &ConnectivityDiff,
+    generated: &Baseline,
+) -> std::io::Result<()> {
+    use kubefence_core::policy::Direction;
+    heading(w, "At a glance")?;
+    let isolated = |cluster: &Cluster, direction: Direction| {
+        let n = cluster
+            .workloads
+            .iter()
+            .filter(|wl| {
+                cluster.policies.iter().any(|p| {
+                    p.namespace == wl.namespace
+                        && p.isolates(direction)
+                        && p.pod_selector.matches(&wl.pod_labels)
+                })
+            })
+            .count();
+        format!("{n}/{}", cluster.workloads.len())
+    };
+    let mut rows: Vec<[String; 4]> = vec![[
+        String::new(),
+        "ingress isolated".into(),
+        "egress isolated".into(),
+        "allowed connections".into(),
+    ]];
+    for (name, cluster, conn) in scenarios {
+        rows.push([
+            (*name).to_string(),
+            isolated(cluster, Direction::Ingress),
+            isolated(cluster, Direction::Egress),
+            conn.connection_count().to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..4)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    for r in &rows {
+        writeln!(
+            w,
+            "  {:<a$}  {:>b$}  {:>c$}  {:>d$}",
+            r[0],
+            r[1],
+            r[2],
+            r[3],
+            a = widths[0],
+            b = widths[1],
+            c = widths[2],
+            d = widths[3]
+        )?;
+    }
+    writeln!(
+        w,
+        "\nThe baseline closes {} connections and narrows {}; it opens none ({} added).",
+        baseline_changes.removed().count(),
+        baseline_changes.changed().count(),
+        baseline_changes.added().count()
+    )?;
+    writeln!(
+        w,
+        "It follows {} references the manifests make; {} could not be resolved (listed under Baseline).\n",
+        generated.report.references.len(),
+        generated.report.unresolved.len()
+    )
+}
+
+/// The connectivity as a matrix, one character a pair: `#` every port,
+/// `+` some ports, `.` nothing (rows: from; columns: to), endpoints
+/// numbered in a legend.
+fn write_matrix<W: Write>(w: &mut W, conn: &Connectivity) -> std::io::Result<()> {
+    let n = conn.endpoints.len();
+    let digits = n.to_string().len();
+    for (i, e) in conn.endpoints.iter().enumerate() {
+        writeln!(w, "  {:>digits$}  {}", i + 1, e.id)?;
+    }
+    writeln!(
+        w,
+        "\n  rows: from, columns: to; # every port, + some ports, . nothing\n"
+    )?;
+    // Column numbers, written vertically (one digit a line).
+    for d in 0..digits {
+        let mut line = format!("  {:>digits$}  ", "");
+        for j in 0..n {
+            let label = format!("{:>digits$}", j + 1);
+            line.push(label.chars().nth(d).unwrap_or(' '));
+        }
+        writeln!(w, "{}", line.trim_end())?;
+    }
+    for i in 0..n {
+        let mut line = format!("  {:>digits$}  ", i + 1);
+        for j in 0..n {
+            let allowed = conn.allowed(i, j);
+            let both_outside = conn.endpoints[i].is_external() && conn.endpoints[j].is_external();
+            line.push(if i == j || both_outside {
+                ' '
+            } else if allowed.is_empty() {
+                '.'
+            } else if allowed.is_all() {
+                '#'
+            } else {
+                '+'
+            });
+        }
+        writeln!(w, "{}", line.trim_end())?;
+    }
+    Ok(())
 }
 
 /// Counts per scenario, then what changed between the first and the last.
