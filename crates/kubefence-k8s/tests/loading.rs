@@ -1261,3 +1261,48 @@ fn an_unknown_field_of_a_live_object_hints_at_a_newer_server() {
     assert!(e.contains("unknown field `futureField`"), "{e}");
     assert!(e.contains("newer"), "{e}");
 }
+
+/// `diff --before-cluster`: files merged after a live cluster's objects
+/// replace the cluster's object of the same kind, namespace and name (as
+/// `kubectl apply` would), and keep the rest; the replacement is said.
+#[test]
+fn merged_later_parts_replace_objects_of_the_same_identity() {
+    let cluster = load_str(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: api, namespace: shop}\nspec: {podSelector: {}, ingress: [{}]}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: keep, namespace: shop}\nspec: {podSelector: {}, policyTypes: [Egress]}\n",
+        "cluster",
+        &LoadOptions::default(),
+    );
+    let files = load_str(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: api, namespace: shop}\nspec: {podSelector: {matchLabels: {app: api}}}\n",
+        "new.yaml",
+        &LoadOptions::default(),
+    );
+    let merged = merge(vec![cluster, files]);
+    let mut names: Vec<_> = merged
+        .cluster
+        .policies
+        .iter()
+        .map(|p| p.name.clone())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["api", "keep"]);
+    let api = merged
+        .cluster
+        .policies
+        .iter()
+        .find(|p| p.name == "api")
+        .unwrap();
+    assert_eq!(
+        api.pod_selector.to_string(),
+        "app=api",
+        "the file's object wins"
+    );
+    assert!(
+        merged
+            .warnings
+            .iter()
+            .any(|w| w.message.contains("the later one is used")),
+        "{:?}",
+        merged.warnings
+    );
+}

@@ -222,3 +222,155 @@ async fn without_the_reader_role_the_error_names_the_missing_permission() {
     assert!(err.contains("cannot list namespaces"), "{err}");
     support::remove_namespace(&admin, &ns).await;
 }
+
+/// The `kubefence` binary of this build (target/<profile>/kubefence, built
+/// by `cargo test --workspace` before any test runs). `None` when it was
+/// not built (`cargo test -p kubefence-operator` alone), which CI never is.
+fn kubefence_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("kubefence");
+    if bin.is_file() {
+        Some(bin)
+    } else if std::env::var_os("CI").is_some() {
+        panic!(
+            "{} is missing: CI runs cargo test --workspace, which builds it",
+            bin.display()
+        );
+    } else {
+        eprintln!(
+            "skipped: {} is not built (cargo build -p kubefence)",
+            bin.display()
+        );
+        None
+    }
+}
+
+fn run(bin: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(bin)
+        .args(args)
+        .env_remove("KUBECONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The CLI as a person with the reader role runs it: `analyze` without -f
+/// gives what `analyze -f` of the same objects gives; `diff
+/// --before-cluster` shows what applying a policy would remove; `generate`
+/// reads the cluster too.
+#[tokio::test]
+async fn the_cli_reads_the_live_cluster_like_files() {
+    let Some(c) = cluster::cluster() else {
+        return;
+    };
+    let Some(bin) = kubefence_binary() else {
+        return;
+    };
+    let admin = c.admin().await;
+    install_reader_role(&admin).await;
+    let ns = namespace(&admin, "live-cli", false).await;
+    for o in objects(&ns) {
+        create(&admin, o).await;
+    }
+    service_account(&admin, &ns, "person").await;
+    cluster::apply(
+        &admin,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": "person-reader", "namespace": ns},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubefence-reader"},
+               "subjects": [{"kind": "ServiceAccount", "name": "person", "namespace": ns}]}),
+    )
+    .await
+    .unwrap();
+    let (kubeconfig, _) = c.service_account_kubeconfig(&admin, &ns, "person").await;
+    let kubeconfig = kubeconfig.display().to_string();
+    let work = tempfile::tempdir().unwrap();
+    let files = work.path().join("objects.json");
+    let mut expected = objects(&ns);
+    // The namespace as the API server has it (the test's own label).
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(admin.clone());
+    let labels = namespaces.get(&ns).await.unwrap().metadata.labels;
+    expected.push(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": labels}}));
+    std::fs::write(
+        &files,
+        json!({"apiVersion": "v1", "kind": "List", "items": expected}).to_string(),
+    )
+    .unwrap();
+    let files = files.display().to_string();
+    let mut live = None;
+    for _ in 0..50 {
+        let r = run(
+            &bin,
+            &[
+                "analyze",
+                "--kubeconfig",
+                &kubeconfig,
+                "-n",
+                &ns,
+                "-o",
+                "json",
+            ],
+        );
+        if r.0 == 0 {
+            live = Some(r);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (_, live, _) = live.expect("analyze of the live cluster never succeeded");
+    let (code, offline, stderr) = run(&bin, &["analyze", "-f", &files, "-o", "json"]);
+    assert_eq!(code, 0, "{stderr}");
+    let connections = |text: &str| -> Value {
+        let v: Value = serde_json::from_str(text).unwrap();
+        v["connections"].clone()
+    };
+    assert_eq!(connections(&live), connections(&offline));
+    assert!(connections(&live).as_array().is_some_and(|a| !a.is_empty()));
+
+    // A deny-all for web: applying it would remove web's paths.
+    let deny = work.path().join("deny-web.yaml");
+    std::fs::write(
+        &deny,
+        format!("apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {{name: deny-web, namespace: {ns}}}\nspec: {{podSelector: {{matchLabels: {{app: web}}}}, policyTypes: [Egress]}}\n"),
+    )
+    .unwrap();
+    let (code, out, stderr) = run(
+        &bin,
+        &[
+            "diff",
+            "--before-cluster",
+            "--kubeconfig",
+            &kubeconfig,
+            "-n",
+            &ns,
+            "--after",
+            &deny.display().to_string(),
+            "-o",
+            "json",
+            "--exit-code",
+        ],
+    );
+    assert_eq!(code, 1, "connectivity changes: {stderr}");
+    let d: Value = serde_json::from_str(&out).unwrap();
+    let removed = d["removed"].as_array().unwrap();
+    assert!(
+        removed
+            .iter()
+            .any(|r| r["from"] == format!("{ns}/Deployment/web")
+                && r["to"] == format!("{ns}/Deployment/api")),
+        "{out}"
+    );
+    assert!(d["added"].as_array().unwrap().is_empty(), "{out}");
+    let (code, out, stderr) = run(&bin, &["generate", "--kubeconfig", &kubeconfig, "-n", &ns]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        out.contains("kind: NetworkPolicy") && out.contains(&format!("namespace: {ns}")),
+        "{out}"
+    );
+    support::remove_namespace(&admin, &ns).await;
+}

@@ -124,15 +124,22 @@ pub struct InputFiles {
 pub struct LiveOpts {
     /// Without -f: the kubeconfig file (default: $KUBECONFIG, then
     /// ~/.kube/config, then the in-cluster ServiceAccount).
-    #[arg(long, value_name = "PATH", conflicts_with = "files")]
+    #[arg(long, value_name = "PATH")]
     pub kubeconfig: Option<std::path::PathBuf>,
     /// Without -f: the kubeconfig context to use (default: the current one).
-    #[arg(long, value_name = "NAME", conflicts_with = "files")]
+    #[arg(long, value_name = "NAME")]
     pub context: Option<String>,
     /// Without -f: read every namespace (default: -n NS, else the
     /// context's namespace, else `default`).
-    #[arg(short = 'A', long, conflicts_with = "files")]
+    #[arg(short = 'A', long)]
     pub all_namespaces: bool,
+}
+
+impl LiveOpts {
+    /// Whether any live-cluster flag was given.
+    pub fn any(&self) -> bool {
+        self.kubeconfig.is_some() || self.context.is_some() || self.all_namespaces
+    }
 }
 
 /// How directories named by the input flags are walked.

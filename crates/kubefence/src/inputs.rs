@@ -24,18 +24,23 @@ pub struct Inputs {
 /// `opts` come from [`load_options`] and the walk flags (`--include-hidden`).
 pub fn read(paths: &[String], opts: &LoadOptions, flag: &str) -> anyhow::Result<Inputs> {
     check_paths(paths)?;
-    let sources: Vec<Source> = paths
-        .iter()
-        .map(|p| {
-            if p == "-" {
-                Source::Stdin
-            } else {
-                Source::Path(p.into())
-            }
-        })
-        .collect();
+    let sources: Vec<Source> = paths.iter().map(|p| source_of(p)).collect();
     tracing::info!(inputs = paths.len(), "loading manifests");
-    let loaded = load::load(&sources, opts);
+    loaded(load::load(&sources, opts), flag, paths)
+}
+
+/// `-` is stdin, anything else a path.
+pub fn source_of(path: &str) -> Source {
+    if path == "-" {
+        Source::Stdin
+    } else {
+        Source::Path(path.into())
+    }
+}
+
+/// Reports what `loaded` could not read and fails when it read nothing
+/// (`flag` and `paths` name the input in that error).
+pub fn loaded(loaded: Loaded, flag: &str, paths: &[String]) -> anyhow::Result<Inputs> {
     let had_errors = report(&loaded);
     ensure_something_read(&loaded, flag, paths)?;
     Ok(Inputs {
@@ -52,6 +57,11 @@ pub fn read_input(
     opts: &LoadOptions,
 ) -> anyhow::Result<Inputs> {
     if !input.files.is_empty() {
+        if input.live.any() {
+            bail!(
+                "--kubeconfig, --context and -A read a live cluster; -f reads files: give one or the other"
+            );
+        }
         return read(&input.files, opts, "-f");
     }
     read_live(&input.live, namespace, opts)
@@ -64,6 +74,13 @@ pub fn read_live(
     namespace: Option<&str>,
     opts: &LoadOptions,
 ) -> anyhow::Result<Inputs> {
+    let (text, source) = live_objects(live, namespace)?;
+    loaded(load::load_str(&text, &source, opts), "the", &[source])
+}
+
+/// The live cluster's objects as one JSON `List` document, and the name of
+/// that source (`cluster https://… (namespace shop)`).
+pub fn live_objects(live: &LiveOpts, namespace: Option<&str>) -> anyhow::Result<(String, String)> {
     use kube::config::{KubeConfigOptions, Kubeconfig};
     use kubefence_operator::live::{self, Scope};
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -90,8 +107,8 @@ pub fn read_live(
             None => kube::Config::infer().await.map_err(Into::into),
         };
         let config = config.context(
-            "no -f given, so the live cluster is read, but there is no usable kubeconfig: \
-             give -f PATH to read manifests, or --kubeconfig/--context",
+            "the live cluster is to be read (no -f given, or diff --before-cluster), but there \
+             is no usable kubeconfig: give -f PATH to read manifests, or --kubeconfig/--context",
         )?;
         let scope = match (live.all_namespaces, namespace) {
             (true, _) => Scope::AllNamespaces,
@@ -120,13 +137,7 @@ pub fn read_live(
         logging::report(Severity::Warning, logging::Place::default(), w);
     }
     let list = serde_json::json!({"apiVersion": "v1", "kind": "List", "items": read.objects});
-    let loaded = load::load_str(&list.to_string(), &source, opts);
-    let had_errors = report(&loaded);
-    ensure_something_read(&loaded, "the", &[source])?;
-    Ok(Inputs {
-        cluster: loaded.cluster,
-        had_errors,
-    })
+    Ok((list.to_string(), source))
 }
 
 pub fn load_options(namespace: &str, by_pod: bool) -> LoadOptions {

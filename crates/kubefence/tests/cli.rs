@@ -1651,7 +1651,7 @@ fn without_files_the_live_cluster_is_read_or_the_error_says_how_not_to() {
     );
     assert_eq!(r.code, 2);
     assert!(
-        r.stderr.contains("no -f given")
+        r.stderr.contains("no usable kubeconfig")
             && r.stderr.contains("--kubeconfig /nonexistent/kubeconfig"),
         "{}",
         r.stderr
@@ -1662,5 +1662,38 @@ fn without_files_the_live_cluster_is_read_or_the_error_says_how_not_to() {
         None,
     );
     assert_eq!(r.code, 2);
-    assert!(r.stderr.contains("cannot be used with"), "{}", r.stderr);
+    assert!(r.stderr.contains("-f reads files"), "{}", r.stderr);
+    // diff: the live cluster before, files applied over it after.
+    let r = run_in(
+        &dir,
+        &[
+            "diff",
+            "--before-cluster",
+            "--after",
+            "kubernetes-manifests.yaml",
+            "--kubeconfig",
+            "/nonexistent/kubeconfig",
+        ],
+        None,
+    );
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("no usable kubeconfig"), "{}", r.stderr);
+    let r = run_in(
+        &dir,
+        &[
+            "diff",
+            "--before",
+            "kubernetes-manifests.yaml",
+            "--after",
+            "kubernetes-manifests.yaml",
+            "-A",
+        ],
+        None,
+    );
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stderr.contains("go with --before-cluster"),
+        "{}",
+        r.stderr
+    );
 }

@@ -4,7 +4,7 @@
 use clap::Args;
 use kubefence_core::engine::{ConnectivityDiff, diff};
 
-use crate::cli::{ModelOpts, WalkOpts};
+use crate::cli::{LiveOpts, ModelOpts, WalkOpts};
 use crate::exit;
 use crate::inputs;
 use crate::output::{self, Format, FormatParser};
@@ -21,6 +21,7 @@ Examples:
   kubefence diff --before manifests/ --after manifests/ policies/
   git worktree add /tmp/main main && kubefence diff --before /tmp/main/k8s --after k8s/ -o json
   kubefence diff --before old.yaml --after new.yaml --exit-code || echo 'connectivity changed'
+  kubefence diff --before-cluster -n shop --after new-policies/   # what applying them would change
 
 JSON: {\"added\":[{from,to,allowed}], \"removed\":[{from,to,allowed}],
        \"changed\":[{from,to,before,after,gained,lost}]} (see docs/analyze-json.md).
@@ -34,8 +35,13 @@ bad (reported on stderr) and the rest was compared and printed.";
 #[command(long_about = LONG_ABOUT, after_long_help = AFTER_LONG_HELP)]
 pub struct DiffOpts {
     /// Manifests before the change: files or directories; `-` reads stdin.
-    #[arg(long, value_name = "PATH", num_args = 1.., required = true)]
+    #[arg(long, value_name = "PATH", num_args = 1.., required_unless_present = "before_cluster")]
     pub before: Vec<String>,
+    /// Before is the live cluster (the kubeconfig's; -n NS or -A), and
+    /// after is the cluster with --after applied over it (an object of the
+    /// same kind, namespace and name replaced, as `kubectl apply` would).
+    #[arg(long, conflicts_with = "before")]
+    pub before_cluster: bool,
     /// Manifests after the change: files or directories; `-` reads stdin.
     #[arg(long, value_name = "PATH", num_args = 1.., required = true)]
     pub after: Vec<String>,
@@ -49,6 +55,8 @@ pub struct DiffOpts {
     pub model: ModelOpts,
     #[command(flatten)]
     pub walk: WalkOpts,
+    #[command(flatten)]
+    pub live: LiveOpts,
 }
 
 pub fn run(opts: &DiffOpts) -> anyhow::Result<u8> {
@@ -57,8 +65,28 @@ pub fn run(opts: &DiffOpts) -> anyhow::Result<u8> {
         opts.model.namespace(),
         opts.model.by_pod(),
     ));
-    let before = inputs::read(&opts.before, &load, "--before")?;
-    let after = inputs::read(&opts.after, &load, "--after")?;
+    let (before, after) = if opts.before_cluster {
+        let (text, source) = inputs::live_objects(&opts.live, opts.model.namespace.as_deref())?;
+        let cluster = kubefence_k8s::load::load_str(&text, &source, &load);
+        let before = inputs::loaded(cluster.clone(), "the", &[source])?;
+        let files: Vec<kubefence_k8s::load::Source> =
+            opts.after.iter().map(|p| inputs::source_of(p)).collect();
+        // The cluster first, the files after: a file's object replaces the
+        // cluster's of the same kind, namespace and name.
+        let applied =
+            kubefence_k8s::load::merge(vec![cluster, kubefence_k8s::load::load(&files, &load)]);
+        (before, inputs::loaded(applied, "--after", &opts.after)?)
+    } else {
+        if opts.live.any() {
+            anyhow::bail!(
+                "--kubeconfig, --context and -A read a live cluster: they go with --before-cluster"
+            );
+        }
+        (
+            inputs::read(&opts.before, &load, "--before")?,
+            inputs::read(&opts.after, &load, "--after")?,
+        )
+    };
     let had_errors = before.had_errors || after.had_errors;
     let (before, after) = (before.cluster, after.cluster);
     let d = diff(&before, &after, &opts.model.analyze_options());
