@@ -102,6 +102,10 @@ pub struct LearnOpts {
     /// attributed by their workload's spec.selector.
     #[arg(short = 'f', long = "filename", value_name = "PATH")]
     pub filename: Vec<String>,
+    /// Instead of -f: the live cluster's workloads (--kubeconfig,
+    /// --context; -A for every namespace, else -n).
+    #[command(flatten)]
+    pub live: crate::cli::LiveOpts,
     /// KnownServer objects (Kubescape's or kubefence's; repeatable):
     /// addresses inside one of their CIDRs become that CIDR.
     #[arg(long, value_name = "PATH")]
@@ -317,7 +321,20 @@ fn from_flows(
     had_errors: &mut bool,
 ) -> anyhow::Result<(Learned, Vec<Out>)> {
     inputs::check_paths(&opts.flows)?;
-    let cluster = if opts.filename.is_empty() {
+    if opts.live.any() && !opts.filename.is_empty() {
+        bail!(
+            "--kubeconfig, --context and -A read a live cluster; -f reads files: give one or the other"
+        );
+    }
+    let cluster = if opts.live.any() {
+        let read = inputs::read_live(
+            &opts.live,
+            Some(opts.namespace.as_str()),
+            &inputs::load_options(&opts.namespace, false),
+        )?;
+        *had_errors |= read.had_errors;
+        Some(read.cluster)
+    } else if opts.filename.is_empty() {
         None
     } else {
         let read = inputs::read(
