@@ -229,7 +229,9 @@ mod tests {
             "-v",
         ]);
         assert!(cli.is_ok(), "{cli:?}");
-        let cli = Cli::try_parse_from(["kubefence", "analyze"]);
-        assert!(cli.is_err(), "-f is required");
+        // Without -f the live cluster is read: the flags parse, and the
+        // live-cluster flags are accepted.
+        let cli = Cli::try_parse_from(["kubefence", "analyze", "-A", "--context", "prod"]);
+        assert!(cli.is_ok(), "{cli:?}");
     }
 }
