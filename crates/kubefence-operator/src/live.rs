@@ -13,7 +13,7 @@ use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Service};
 use k8s_openapi::api::networking::v1::{Ingress, NetworkPolicy};
 use kube::api::{Api, ApiResource, DynamicObject, ListParams};
-use kube::{Client, ResourceExt};
+use kube::Client;
 use serde_json::Value;
 
 /// Objects per list request.
@@ -189,7 +189,7 @@ async fn list_all(
 /// One listed object as a document: apiVersion and kind set (list items
 /// lack them), managed fields dropped.
 fn document(mut o: DynamicObject, resource: &ApiResource) -> Value {
-    o.managed_fields_mut().clear();
+    o.metadata.managed_fields = None;
     o.types = Some(kube::core::TypeMeta {
         api_version: resource.api_version.clone(),
         kind: resource.kind.clone(),
