@@ -21,6 +21,11 @@ use crate::adapters;
 use crate::crd::GROUP;
 use crate::crd::intent::NIMBUS_GROUP;
 
+/// Nimbus's annotation for an intent's description (its tutorial's
+/// SecurityIntents carry `intent.nimbus.io/title`, `/severity` and
+/// `/description`).
+pub const NIMBUS_DESCRIPTION_ANNOTATION: &str = "intent.nimbus.io/description";
+
 /// The kinds this module reads.
 pub const KINDS: [&str; 3] = [
     "SecurityIntent",
@@ -148,11 +153,18 @@ fn read_intent(name: &str, object: &Value) -> Result<Intent, String> {
         Some(p) => serde_json::from_value(p.clone())
             .map_err(|e| format!("spec.intent.params: {e} (a map of string lists)"))?,
     };
+    // Nimbus's tutorial puts the description in an annotation
+    // (`intent.nimbus.io/description`, beside `/title` and `/severity`);
+    // spec.intent.description wins when both are given.
+    let description = spec["description"]
+        .as_str()
+        .or_else(|| object["metadata"]["annotations"][NIMBUS_DESCRIPTION_ANNOTATION].as_str())
+        .map(|d| d.trim().to_string());
     Ok(Intent {
         name: name.to_string(),
         id: id.to_string(),
         enforcement,
-        description: spec["description"].as_str().map(str::to_string),
+        description,
         params,
     })
 }
@@ -561,6 +573,38 @@ mod tests {
             .unwrap();
         assert!(np.objects.is_empty());
         assert_eq!(np.unsupported.len(), 1);
+    }
+
+    /// Nimbus's tutorial SecurityIntent: title, severity and description
+    /// as annotations. The description becomes the intent's (KubeArmor's
+    /// `message`); spec.intent.description wins over it.
+    #[test]
+    fn nimbus_annotations_give_the_description() {
+        let si = |spec_description: Option<&str>| {
+            let mut intent = json!({"id": "pkgMgrs", "action": "Block"});
+            if let Some(d) = spec_description {
+                intent["description"] = json!(d);
+            }
+            (
+                "x".to_string(),
+                json!({"apiVersion": "intent.security.nimbus.com/v1alpha1", "kind": "SecurityIntent",
+                   "metadata": {"name": "package-mgrs", "annotations": {
+                       "intent.nimbus.io/title": "Package Manager Execution Prevention",
+                       "intent.nimbus.io/severity": "Medium",
+                       "intent.nimbus.io/description": "This intent blocks package managers.\n"}},
+                   "spec": {"intent": intent}}),
+            )
+        };
+        let read = read(&[si(None)]);
+        assert_eq!(
+            read.intents["package-mgrs"].description.as_deref(),
+            Some("This intent blocks package managers.")
+        );
+        let read2 = super::read(&[si(Some("from the spec"))]);
+        assert_eq!(
+            read2.intents["package-mgrs"].description.as_deref(),
+            Some("from the spec")
+        );
     }
 
     #[test]
