@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use kubefence_core::engine::{AnalyzeOptions, analyze, explain};
+use kubefence_core::engine::{AnalyzeOptions, analyze, coverage, explain};
 use kubefence_core::model::{Container, ContainerPort, Namespace, Workload, WorkloadKind};
 use kubefence_core::policy::{IpBlock, NetworkPolicy, Peer, PolicyTypes, PortRef, PortSpec, Rule};
 use kubefence_core::selector::{LabelSelector, Labels, Operator, Requirement};
@@ -447,6 +447,52 @@ fn analyze_agrees_with_a_literal_reading_of_the_spec() {
                     );
                 }
             }
+        }
+    }
+}
+
+/// The policies `coverage` lists for each workload are those `explain`
+/// (through the engine's index) finds isolating it, direction by direction.
+#[test]
+fn coverage_agrees_with_explain() {
+    for seed in 0..200 {
+        let c = random_cluster(seed);
+        let opts = AnalyzeOptions::default();
+        for cov in coverage(&c) {
+            let out = explain(&c, &cov.workload, "8.8.8.8", None, &opts)
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            let mut egress: Vec<String> = out
+                .egress
+                .policies
+                .iter()
+                .map(|p| p.policy.clone())
+                .collect();
+            egress.sort();
+            assert_eq!(
+                cov.egress, egress,
+                "seed {seed}: egress of {}",
+                cov.workload
+            );
+            assert_eq!(out.egress.isolated, !cov.egress.is_empty(), "seed {seed}");
+            let back = explain(&c, "8.8.8.8", &cov.workload, None, &opts)
+                .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            let mut ingress: Vec<String> = back
+                .ingress
+                .policies
+                .iter()
+                .map(|p| p.policy.clone())
+                .collect();
+            ingress.sort();
+            assert_eq!(
+                cov.ingress, ingress,
+                "seed {seed}: ingress of {}",
+                cov.workload
+            );
+            assert_eq!(
+                back.ingress.isolated,
+                !cov.ingress.is_empty(),
+                "seed {seed}"
+            );
         }
     }
 }

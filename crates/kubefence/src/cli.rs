@@ -82,6 +82,7 @@ pub enum Command {
     Explain(cmd::explain::ExplainOpts),
     Diff(cmd::diff::DiffOpts),
     Demo(cmd::demo::DemoOpts),
+    Report(cmd::report::ReportOpts),
     Quarantine(cmd::quarantine::QuarantineOpts),
     Release(cmd::release::ReleaseOpts),
     /// Run the operator: keep baseline policies true in the live cluster.

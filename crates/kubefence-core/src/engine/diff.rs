@@ -8,7 +8,7 @@ use crate::model::Cluster;
 use crate::policy::Peer;
 
 use super::AnalyzeOptions;
-use super::analyze::analyze_with_boundaries;
+use super::analyze::{Connectivity, analyze_with_boundaries};
 
 /// One pair whose allowed connections differ.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -65,6 +65,21 @@ impl ConnectivityDiff {
 /// matched by id; the external address space is cut at the ipBlock
 /// boundaries of both sides, so external ranges line up.
 pub fn diff(before: &Cluster, after: &Cluster, opts: &AnalyzeOptions) -> ConnectivityDiff {
+    diff_views(before, after, opts).diff
+}
+
+/// A diff with the two analyses it compares, whose external endpoints are
+/// cut at the ipBlock boundaries of both sides (so their ids are the ids
+/// the diff names): what a view drawing both states needs.
+#[derive(Clone, Debug)]
+pub struct DiffViews {
+    pub diff: ConnectivityDiff,
+    pub before: Connectivity,
+    pub after: Connectivity,
+}
+
+/// [`diff`], keeping both analyses.
+pub fn diff_views(before: &Cluster, after: &Cluster, opts: &AnalyzeOptions) -> DiffViews {
     let boundaries: Vec<IpSet> = [before, after]
         .iter()
         .flat_map(|c| &c.policies)
@@ -103,5 +118,9 @@ pub fn diff(before: &Cluster, after: &Cluster, opts: &AnalyzeOptions) -> Connect
             after,
         })
         .collect();
-    ConnectivityDiff { entries }
+    DiffViews {
+        diff: ConnectivityDiff { entries },
+        before: old,
+        after: new,
+    }
 }

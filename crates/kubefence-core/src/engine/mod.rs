@@ -42,6 +42,7 @@
 //! are folded again, and connectivity is computed once per pair of classes.
 
 mod analyze;
+mod coverage;
 mod diff;
 mod explain;
 mod group;
@@ -52,7 +53,8 @@ pub use analyze::{
     AnalyzeTimings, ClassConnection, Connection, Connectivity, Endpoint, EndpointFilter,
     EndpointKind, analyze,
 };
-pub use diff::{ConnectivityDiff, DiffEntry, diff};
+pub use coverage::{Coverage, InternetPath, coverage, internet_paths, public_internet};
+pub use diff::{ConnectivityDiff, DiffEntry, DiffViews, diff, diff_views};
 pub use explain::{
     DirectionVerdict, ExplainError, Explanation, PolicyVerdict, RuleMatch, RuleMiss, explain,
 };

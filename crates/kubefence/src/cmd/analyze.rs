@@ -157,7 +157,7 @@ fn format_name(format: Format) -> String {
 /// Which endpoints the specs of one flag name; `None` when the flag was
 /// not given. A spec that names no endpoint is an error: a typo must not
 /// quietly leave an empty listing.
-fn endpoint_mask(
+pub(crate) fn endpoint_mask(
     conn: &Connectivity,
     specs: &[String],
     flag: &str,

@@ -12,7 +12,9 @@ use std::io::Write;
 use clap::Args;
 use kubefence_core::Cluster;
 use kubefence_core::baseline::{self, Baseline, BaselineConfig, Scope};
-use kubefence_core::engine::{AnalyzeOptions, Connectivity, ConnectivityDiff, analyze, diff};
+use kubefence_core::engine::{
+    AnalyzeOptions, Connectivity, ConnectivityDiff, EndpointFilter, analyze, diff, diff_views,
+};
 use kubefence_k8s::load::{self, Loaded};
 
 use crate::exit;
@@ -66,6 +68,10 @@ pub struct DemoOpts {
     /// of the compact matrix.
     #[arg(long)]
     pub full: bool,
+    /// Also write the HTML report of the baseline (the graph, what the
+    /// baseline closes highlighted, coverage, references) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<std::path::PathBuf>,
 }
 
 /// Loads embedded files as if they were one input.
@@ -103,7 +109,8 @@ pub fn run(opts: &DemoOpts) -> anyhow::Result<u8> {
     let before_conn = analyze(&before, &analyze_opts);
     let baseline_conn = analyze(&with_baseline, &analyze_opts);
     let upstream_conn = analyze(&upstream, &analyze_opts);
-    let baseline_changes = diff(&before, &with_baseline, &analyze_opts);
+    let baseline_views = diff_views(&before, &with_baseline, &analyze_opts);
+    let baseline_changes = &baseline_views.diff;
     let ours_vs_upstream = diff(&upstream, &with_baseline, &analyze_opts);
 
     super::with_stdout(|w| {
@@ -119,7 +126,7 @@ pub fn run(opts: &DemoOpts) -> anyhow::Result<u8> {
                 ("baseline", &with_baseline, &baseline_conn),
                 ("upstream", &upstream, &upstream_conn),
             ],
-            &baseline_changes,
+            baseline_changes,
             &generated,
         )?;
         let full = opts.full;
@@ -155,9 +162,29 @@ pub fn run(opts: &DemoOpts) -> anyhow::Result<u8> {
                 ("upstream", &upstream_conn),
             ],
             "no policy -> baseline",
-            &baseline_changes,
+            baseline_changes,
         )
     })?;
+    if let Some(path) = &opts.html {
+        let sources = [
+            "examples/online-boutique (embedded): no policy -> kubefence's baseline".to_string(),
+        ];
+        super::write_file(path, |w| {
+            output::html::write_report(
+                w,
+                &output::html::ReportInput {
+                    title: "kubefence demo: Online Boutique with the baseline",
+                    sources: &sources,
+                    cluster: &with_baseline,
+                    conn: &baseline_views.after,
+                    before: Some((&baseline_views.before, baseline_changes)),
+                    baseline: Some(&generated.report),
+                    filter: &EndpointFilter::NONE,
+                },
+            )
+        })?;
+        tracing::info!(path = %path.display(), "wrote the HTML report");
+    }
     Ok(exit::with_input_errors(exit::OK, had_errors))
 }
 
@@ -242,21 +269,14 @@ fn section_overview<W: Write>(
     baseline_changes: &ConnectivityDiff,
     generated: &Baseline,
 ) -> std::io::Result<()> {
-    use kubefence_core::policy::Direction;
     heading(w, "At a glance")?;
-    let isolated = |cluster: &Cluster, direction: Direction| {
-        let n = cluster
-            .workloads
+    let isolated = |cluster: &Cluster, egress: bool| {
+        let covered = kubefence_core::engine::coverage(cluster);
+        let n = covered
             .iter()
-            .filter(|wl| {
-                cluster.policies.iter().any(|p| {
-                    p.namespace == wl.namespace
-                        && p.isolates(direction)
-                        && p.pod_selector.matches(&wl.pod_labels)
-                })
-            })
+            .filter(|c| !(if egress { &c.egress } else { &c.ingress }).is_empty())
             .count();
-        format!("{n}/{}", cluster.workloads.len())
+        format!("{n}/{}", covered.len())
     };
     let mut rows: Vec<[String; 4]> = vec![[
         String::new(),
@@ -267,8 +287,8 @@ fn section_overview<W: Write>(
     for (name, cluster, conn) in scenarios {
         rows.push([
             (*name).to_string(),
-            isolated(cluster, Direction::Ingress),
-            isolated(cluster, Direction::Egress),
+            isolated(cluster, false),
+            isolated(cluster, true),
             conn.connection_count().to_string(),
         ]);
     }

@@ -2,7 +2,8 @@
 //! connectivity.
 
 use clap::Args;
-use kubefence_core::engine::{ConnectivityDiff, diff};
+use kubefence_core::baseline::{self, BaselineConfig, Scope};
+use kubefence_core::engine::{ConnectivityDiff, EndpointFilter, diff_views};
 
 use crate::cli::{LiveOpts, ModelOpts, WalkOpts};
 use crate::exit;
@@ -22,6 +23,7 @@ Examples:
   git worktree add /tmp/main main && kubefence diff --before /tmp/main/k8s --after k8s/ -o json
   kubefence diff --before old.yaml --after new.yaml --exit-code || echo 'connectivity changed'
   kubefence diff --before-cluster -n shop --after new-policies/   # what applying them would change
+  kubefence diff --before old/ --after new/ -o html > change.html # the graph, changes highlighted
 
 JSON: {\"added\":[{from,to,allowed}], \"removed\":[{from,to,allowed}],
        \"changed\":[{from,to,before,after,gained,lost}]} (see docs/analyze-json.md).
@@ -89,10 +91,49 @@ pub fn run(opts: &DiffOpts) -> anyhow::Result<u8> {
     };
     let had_errors = before.had_errors || after.had_errors;
     let (before, after) = (before.cluster, after.cluster);
-    let d = diff(&before, &after, &opts.model.analyze_options());
+    let views = diff_views(&before, &after, &opts.model.analyze_options());
+    let d = &views.diff;
     tracing::info!(changes = d.entries.len(), "compared");
     let format = opts.output.resolve(Format::Table, Format::Table);
-    super::with_stdout(|w| write(w, &d, format))?;
+    if format == Format::Html {
+        // The references are those of the after side: what generate would
+        // read once the change is in.
+        let found = baseline::build(&after, &BaselineConfig::default(), &Scope::default())?;
+        let side = |paths: &[String]| {
+            if paths.is_empty() {
+                "the live cluster".to_string()
+            } else {
+                paths.join(", ")
+            }
+        };
+        let sources = [
+            format!("before: {}", side(&opts.before)),
+            if opts.before_cluster {
+                format!(
+                    "after: the live cluster with {} applied",
+                    opts.after.join(", ")
+                )
+            } else {
+                format!("after: {}", side(&opts.after))
+            },
+        ];
+        super::with_stdout(|w| {
+            output::html::write_report(
+                w,
+                &output::html::ReportInput {
+                    title: "kubefence diff",
+                    sources: &sources,
+                    cluster: &after,
+                    conn: &views.after,
+                    before: Some((&views.before, d)),
+                    baseline: Some(&found.report),
+                    filter: &EndpointFilter::NONE,
+                },
+            )
+        })?;
+    } else {
+        super::with_stdout(|w| write(w, d, format))?;
+    }
     let code = if opts.exit_code && !d.is_empty() {
         exit::NEGATIVE
     } else {

@@ -157,7 +157,7 @@ pub fn run(opts: &GenerateOpts) -> anyhow::Result<u8> {
     ))
 }
 
-fn read_config(path: &Path) -> anyhow::Result<BaselineConfig> {
+pub(crate) fn read_config(path: &Path) -> anyhow::Result<BaselineConfig> {
     let text = fs::read_to_string(path)
         .with_context(|| format!("--config {}: cannot read", path.display()))?;
     Ok(kubefence_k8s::config::parse_baseline_config(

@@ -20,6 +20,7 @@ pub mod operator;
 pub mod profile;
 pub mod quarantine;
 pub mod release;
+pub mod report;
 pub mod verify;
 pub mod version;
 
@@ -32,6 +33,7 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Explain(opts) => explain::run(&opts),
         Command::Diff(opts) => diff::run(&opts),
         Command::Demo(opts) => demo::run(&opts),
+        Command::Report(opts) => report::run(&opts),
         Command::Quarantine(opts) => quarantine::run(&opts),
         Command::Release(opts) => release::run(&opts),
         Command::Operator(opts) => operator::run(&opts),
@@ -48,6 +50,34 @@ pub fn run(cli: Cli) -> anyhow::Result<u8> {
 /// Results go to a buffered, locked stdout.
 pub fn stdout() -> BufWriter<StdoutLock<'static>> {
     BufWriter::with_capacity(64 * 1024, std::io::stdout().lock())
+}
+
+/// Writes one file the user named, through `f`: a symlink or directory at
+/// that path is refused (the write would land elsewhere), and the file is
+/// flushed before the command reports success.
+pub fn write_file(
+    path: &std::path::Path,
+    f: impl FnOnce(&mut BufWriter<std::fs::File>) -> std::io::Result<()>,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    if let Ok(meta) = std::fs::symlink_metadata(path) {
+        if meta.file_type().is_symlink() {
+            anyhow::bail!(
+                "{}: is a symbolic link; name the file itself",
+                path.display()
+            );
+        }
+        if meta.is_dir() {
+            anyhow::bail!("{}: is a directory; name a file", path.display());
+        }
+    }
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("{}: cannot create", path.display()))?;
+    let mut out = BufWriter::new(file);
+    f(&mut out).with_context(|| format!("{}: cannot write", path.display()))?;
+    out.flush()
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(())
 }
 
 /// Runs `f` on stdout and flushes, so a write error (a closed pipe) is seen.

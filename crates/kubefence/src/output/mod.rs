@@ -12,6 +12,7 @@ pub mod color;
 pub mod csv;
 pub mod dot;
 pub mod explain;
+pub mod html;
 pub mod json;
 pub mod mermaid;
 pub mod out_dir;
@@ -41,6 +42,8 @@ pub enum Format {
     Dot,
     /// A Mermaid `flowchart LR`.
     Mermaid,
+    /// One self-contained HTML page (graph, matrix, coverage).
+    Html,
 }
 
 impl Format {
@@ -65,7 +68,15 @@ pub const ANALYZE_FORMATS: &[Format] = &[
     Format::Mermaid,
 ];
 /// The `-o` values of `diff`.
-pub const DIFF_FORMATS: &[Format] = &[Format::Auto, Format::Table, Format::Json, Format::Csv];
+pub const DIFF_FORMATS: &[Format] = &[
+    Format::Auto,
+    Format::Table,
+    Format::Json,
+    Format::Csv,
+    Format::Html,
+];
+/// The `-o` values of `report`.
+pub const HTML_REPORT_FORMATS: &[Format] = &[Format::Auto, Format::Html];
 /// The `-o` values of `explain`.
 pub const EXPLAIN_FORMATS: &[Format] = &[Format::Auto, Format::Text, Format::Json];
 /// The `-o` values of `generate` (the policies).
