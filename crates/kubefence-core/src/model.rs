@@ -1,7 +1,7 @@
 //! The cluster snapshot every builder and the semantics engine read: plain
 //! data, converted from Kubernetes objects by `kubefence-k8s`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
@@ -251,20 +251,26 @@ impl Cluster {
     /// Makes sure every namespace that an object uses exists, with only its
     /// automatic label when it was not declared.
     pub fn add_implicit_namespaces(&mut self) {
-        let used: Vec<String> = self
-            .workloads
-            .iter()
-            .map(|w| w.namespace.clone())
-            .chain(self.services.iter().map(|s| s.namespace.clone()))
-            .chain(self.ingresses.iter().map(|i| i.namespace.clone()))
-            .chain(self.config_maps.iter().map(|c| c.namespace.clone()))
-            .chain(self.policies.iter().map(|p| p.namespace.clone()))
+        let missing: BTreeSet<String> = self
+            .used_namespaces()
+            .filter(|ns| !self.namespaces.contains_key(*ns))
+            .map(str::to_string)
             .collect();
-        for ns in used {
-            self.namespaces
-                .entry(ns.clone())
-                .or_insert_with(|| Namespace::implicit(&ns));
+        for ns in missing {
+            let implicit = Namespace::implicit(&ns);
+            self.namespaces.insert(ns, implicit);
         }
+    }
+
+    /// The namespace of every namespaced object (with repeats).
+    pub fn used_namespaces(&self) -> impl Iterator<Item = &str> + '_ {
+        self.workloads
+            .iter()
+            .map(|w| w.namespace.as_str())
+            .chain(self.services.iter().map(|s| s.namespace.as_str()))
+            .chain(self.ingresses.iter().map(|i| i.namespace.as_str()))
+            .chain(self.config_maps.iter().map(|c| c.namespace.as_str()))
+            .chain(self.policies.iter().map(|p| p.namespace.as_str()))
     }
 
     pub fn namespace_labels(&self, namespace: &str) -> Option<&Labels> {

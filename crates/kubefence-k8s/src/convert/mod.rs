@@ -23,7 +23,7 @@ pub use network_policy::network_policy;
 pub(crate) use network_policy::policy_all_errors;
 pub use selector::label_selector;
 pub use strict::Strictness;
-pub(crate) use strict::read as read_strictly;
+pub(crate) use strict::{ObjectInput, read as read_strictly};
 pub use workload::{container, workload_from_template};
 
 /// The Kubernetes version whose API kubefence reads (k8s-openapi's feature).
@@ -180,7 +180,24 @@ pub fn object(
     namespace: &str,
     strictness: Strictness,
 ) -> Result<Converted, Vec<ConvertError>> {
-    objects::convert(kind, value, namespace, strictness)
+    objects::convert(
+        kind,
+        strict::ObjectInput::Value(value),
+        namespace,
+        strictness,
+    )
+}
+
+/// [`object`] from the JSON text of one object, read straight into its
+/// typed form (no intermediate value); its apiVersion must be the current
+/// one of its kind.
+pub(crate) fn object_json(
+    kind: &str,
+    text: &str,
+    namespace: &str,
+    strictness: Strictness,
+) -> Result<Converted, Vec<ConvertError>> {
+    objects::convert(kind, strict::ObjectInput::Json(text), namespace, strictness)
 }
 
 /// A port number in 1..=65535.

@@ -15,16 +15,15 @@ use kubefence_core::model::{
 };
 use kubefence_core::selector::LabelSelector;
 use kubefence_core::validation;
-use serde_json::Value;
 
 use super::network_policy::policy_all_errors;
-use super::strict::{Strictness, read};
+use super::strict::{ObjectInput, Strictness, read};
 use super::workload::{WorkloadObject, workload_of};
 use super::{ConvertError, Converted, Owner, Problems, port_number, protocol};
 
 pub(crate) fn convert(
     kind: &str,
-    value: Value,
+    value: ObjectInput<'_>,
     namespace: &str,
     strictness: Strictness,
 ) -> Result<Converted, Vec<ConvertError>> {
@@ -116,7 +115,7 @@ fn checked(
 
 /// Any workload kind: read strictly, validated, converted.
 fn workload<W: WorkloadObject>(
-    value: Value,
+    value: ObjectInput<'_>,
     namespace: &str,
     strictness: Strictness,
 ) -> Result<Converted, Vec<ConvertError>> {

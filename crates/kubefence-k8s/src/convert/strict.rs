@@ -76,13 +76,42 @@ fn segments(path: &serde_ignored::Path<'_>, out: &mut Vec<Segment>) {
 /// reported at once), or, for a wrong type, every error (serde stops at the
 /// first wrong type).
 pub(crate) fn read<T: DeserializeOwned + JsonSchema + 'static>(
-    value: Value,
+    input: ObjectInput<'_>,
     strictness: Strictness,
 ) -> Result<(T, Problems), Vec<ConvertError>> {
+    match input {
+        ObjectInput::Value(value) => read_from(value, strictness),
+        ObjectInput::Json(text) => {
+            let mut de = serde_json::Deserializer::from_str(text);
+            let read = read_from(&mut de, strictness);
+            // Nothing may follow the object (the caller cut it out of a
+            // list, so this holds; checked all the same).
+            match (read, de.end()) {
+                (Ok(read), Ok(())) => Ok(read),
+                (Err(errors), _) => Err(errors),
+                (Ok(_), Err(e)) => Err(vec![ConvertError::new("", e.to_string())]),
+            }
+        }
+    }
+}
+
+/// What an object is read from: a parsed JSON value, or the JSON text of
+/// the object alone (read straight into the typed object, never held as a
+/// value: what large JSON dumps take).
+pub(crate) enum ObjectInput<'t> {
+    Value(Value),
+    Json(&'t str),
+}
+
+fn read_from<'de, D, T>(de: D, strictness: Strictness) -> Result<(T, Problems), Vec<ConvertError>>
+where
+    D: serde::Deserializer<'de, Error = serde_json::Error>,
+    T: DeserializeOwned + JsonSchema + 'static,
+{
     let mut unknown: Vec<Vec<Segment>> = Vec::new();
     let mut track = serde_path_to_error::Track::new();
     let result: Result<T, serde_json::Error> = {
-        let with_path = serde_path_to_error::Deserializer::new(value, &mut track);
+        let with_path = serde_path_to_error::Deserializer::new(de, &mut track);
         serde_ignored::deserialize(with_path, |path| {
             let mut path_segments = Vec::new();
             segments(&path, &mut path_segments);
@@ -116,7 +145,15 @@ pub(crate) fn read<T: DeserializeOwned + JsonSchema + 'static>(
         Err(e) => {
             let path = track.path().to_string();
             let field = if path == "." { String::new() } else { path };
-            errors.push(ConvertError::new(field, e.to_string()));
+            // Read from text, serde_json says where in the object's own
+            // text it stopped; the field path already says where, in the
+            // words of the file.
+            let mut message = e.to_string();
+            let position = format!(" at line {} column {}", e.line(), e.column());
+            if e.line() > 0 && message.ends_with(&position) {
+                message.truncate(message.len() - position.len());
+            }
+            errors.push(ConvertError::new(field, message));
             Err(errors)
         }
     }
@@ -233,7 +270,7 @@ mod tests {
         let value = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": {"name": "p", "creationTimestamp": null, "labels": {}},
             "spec": {"podSelector": {"app": "web"}, "ingress": [{"from": []}, {"form": null}]}});
-        let problems = match read::<NetworkPolicy>(value, Strictness::Strict) {
+        let problems = match read::<NetworkPolicy>(ObjectInput::Value(value), Strictness::Strict) {
             Ok((_, problems)) => problems.into_errors(),
             Err(errors) => errors,
         };
@@ -260,7 +297,7 @@ mod tests {
     fn lenient_reading_ignores_unknown_keys() {
         let value = json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
             "metadata": {"name": "p"}, "spec": {"newField": 1}});
-        let read = read::<NetworkPolicy>(value, Strictness::Lenient);
+        let read = read::<NetworkPolicy>(ObjectInput::Value(value), Strictness::Lenient);
         assert!(read.is_ok_and(|(_, problems)| problems.into_errors().is_empty()));
     }
 

@@ -217,7 +217,10 @@ fn typed<T: DeserializeOwned + schemars::JsonSchema + 'static>(
         },
         message: e.message,
     };
-    match read_strictly::<T>(value, Strictness::Strict) {
+    match read_strictly::<T>(
+        crate::convert::ObjectInput::Value(value),
+        Strictness::Strict,
+    ) {
         Ok((typed, problems)) => {
             let problems = problems.into_vec();
             if problems.is_empty() {

@@ -2,6 +2,7 @@
 //! `kind: List` and typed lists (`PodList`, `DeploymentList`, ...).
 
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 use super::{Diagnostic, LoadOptions, Location, Placed, RawInput, Skipped};
 use crate::convert::{self, Strictness};
@@ -14,28 +15,141 @@ use crate::convert::{self, Strictness};
 pub(crate) fn parse_into(text: &str, label: &str, opts: &LoadOptions, raw: &mut RawInput) {
     /// Below this many items a file is converted on the calling thread.
     const PARALLEL_FROM: usize = 256;
-    enum Pending {
+    enum Pending<'t> {
         Object(Value, Location),
+        /// The unparsed text of one item of a large JSON list, parsed
+        /// where it is converted, with the list's kind and apiVersion.
+        Json(&'t RawValue, Location, ListDefaults),
         Error(Diagnostic),
     }
-    let mut pending: Vec<Pending> = Vec::new();
-    each_object(text, label, &mut |item| {
-        pending.push(match item {
-            Item::Object(value, location) => Pending::Object(value, location.clone()),
-            Item::Error(diagnostic) => Pending::Error(diagnostic),
+    let mut pending: Vec<Pending<'_>> = Vec::new();
+    if let Some(items) = json_list_items(text) {
+        let top = at(label, None);
+        pending.extend(items.items.into_iter().enumerate().map(|(i, item)| {
+            let path = if items.is_list {
+                format!("items[{i}]")
+            } else {
+                format!("[{i}]")
+            };
+            let location = Location {
+                item: Some(path),
+                ..top.clone()
+            };
+            Pending::Json(item, location, items.defaults.clone())
+        }));
+    } else {
+        each_object(text, label, &mut |item| {
+            pending.push(match item {
+                Item::Object(value, location) => Pending::Object(value, location.clone()),
+                Item::Error(diagnostic) => Pending::Error(diagnostic),
+            });
         });
-    });
+    }
     let converted = super::parallel::map_in_order(pending, PARALLEL_FROM, |item| {
         let mut one = RawInput::default();
         match item {
             Pending::Object(value, location) => object(value, &location, opts, &mut one),
+            Pending::Json(text, location, defaults) => {
+                if object_from_json(text.get(), &location, opts, &mut one) {
+                    return one;
+                }
+                match serde_json::from_str::<Value>(text.get()) {
+                    Ok(mut value) => {
+                        defaults.apply(&mut value);
+                        walk(value, &location, &mut |item| match item {
+                            Item::Object(value, location) => {
+                                object(value, location, opts, &mut one);
+                            }
+                            Item::Error(diagnostic) => one.errors.push(diagnostic),
+                        });
+                    }
+                    Err(e) => one.errors.push(Diagnostic {
+                        location,
+                        message: format!("invalid JSON: {e}"),
+                    }),
+                }
+            }
             Pending::Error(diagnostic) => one.errors.push(diagnostic),
         }
         one
     });
+    // Most items give one object: room for them once, not a regrowth (and
+    // a copy of every object so far) each time the vector fills.
+    raw.objects.reserve(converted.len());
     for one in converted {
         raw.extend(one);
     }
+}
+
+/// What a typed list (`PodList`) gives its items that leave them out.
+#[derive(Clone, Debug, Default)]
+struct ListDefaults {
+    kind: Option<String>,
+    api_version: Option<Value>,
+}
+
+impl ListDefaults {
+    /// kubectl leaves kind and apiVersion out of a typed list's items.
+    fn apply(&self, value: &mut Value) {
+        if let (Some(kind), Value::Object(fields)) = (&self.kind, &mut *value) {
+            fields
+                .entry("kind")
+                .or_insert_with(|| Value::String(kind.clone()));
+            if let Some(v) = &self.api_version {
+                fields.entry("apiVersion").or_insert_with(|| v.clone());
+            }
+        }
+    }
+}
+
+/// The items of a JSON list, unparsed.
+struct JsonListItems<'t> {
+    items: Vec<&'t RawValue>,
+    /// A `kind: …List` object (items named `items[i]`), or a bare array
+    /// (`[i]`).
+    is_list: bool,
+    defaults: ListDefaults,
+}
+
+/// A JSON text that is one list (`kind: List`, a typed list, or a bare
+/// array): its items, found without parsing them into values, so each is
+/// parsed on the core that converts it and the whole list never exists as
+/// one value (a 100,000-workload dump is one such text). `None` for any
+/// other text, or one that does not parse: the general path reads it and
+/// says what is wrong.
+fn json_list_items(text: &str) -> Option<JsonListItems<'_>> {
+    #[derive(serde::Deserialize)]
+    struct List<'t> {
+        #[serde(default)]
+        kind: Option<String>,
+        #[serde(default, rename = "apiVersion")]
+        api_version: Option<Value>,
+        #[serde(borrow)]
+        items: Vec<&'t RawValue>,
+    }
+    let trimmed = text.trim_start();
+    if trimmed.starts_with('[') {
+        let items: Vec<&RawValue> = serde_json::from_str(text).ok()?;
+        return Some(JsonListItems {
+            items,
+            is_list: false,
+            defaults: ListDefaults::default(),
+        });
+    }
+    if !trimmed.starts_with('{') {
+        return None;
+    }
+    let list: List<'_> = serde_json::from_str(text).ok()?;
+    let kind = list.kind?;
+    let item_kind = kind.strip_suffix("List")?;
+    Some(JsonListItems {
+        items: list.items,
+        is_list: true,
+        defaults: ListDefaults {
+            kind: (!item_kind.is_empty()).then(|| item_kind.to_string()),
+            api_version: list.api_version,
+        },
+    })
 }
 
 /// What [`each_object`] finds, in input order.
@@ -198,21 +312,17 @@ fn walk(value: Value, location: &Location, sink: &mut dyn FnMut(Item<'_>)) {
                 .to_string();
             if kind.ends_with("List") {
                 // kubectl leaves kind and apiVersion out of a typed list's items.
-                let item_kind = kind.strip_suffix("List").filter(|k| !k.is_empty());
-                let api_version = map.get("apiVersion").cloned();
+                let defaults = ListDefaults {
+                    kind: kind
+                        .strip_suffix("List")
+                        .filter(|k| !k.is_empty())
+                        .map(str::to_string),
+                    api_version: map.get("apiVersion").cloned(),
+                };
                 match map.remove("items") {
                     Some(Value::Array(items)) => {
                         for (i, mut value) in items.into_iter().enumerate() {
-                            if let (Some(item_kind), Value::Object(fields)) =
-                                (item_kind, &mut value)
-                            {
-                                fields
-                                    .entry("kind")
-                                    .or_insert_with(|| Value::String(item_kind.to_string()));
-                                if let Some(v) = &api_version {
-                                    fields.entry("apiVersion").or_insert_with(|| v.clone());
-                                }
-                            }
+                            defaults.apply(&mut value);
                             walk(value, &item(format!("items[{i}]")), sink);
                         }
                     }
@@ -242,16 +352,15 @@ fn walk(value: Value, location: &Location, sink: &mut dyn FnMut(Item<'_>)) {
 /// Converts one object into `raw`, or records it as skipped or bad (one
 /// error per bad field).
 fn object(mut value: Value, location: &Location, opts: &LoadOptions, raw: &mut RawInput) {
-    let text = |v: &Value, pointer: &str| {
-        v.pointer(pointer)
-            .and_then(Value::as_str)
-            .map(str::to_string)
-    };
-    let kind = text(&value, "/kind").unwrap_or_default();
-    let api_version = text(&value, "/apiVersion").unwrap_or_default();
-    let name = text(&value, "/metadata/name").unwrap_or_default();
-    let namespace =
-        text(&value, "/metadata/namespace").unwrap_or_else(|| opts.default_namespace.clone());
+    // Direct lookups: `Value::pointer` parses its path (and unescapes each
+    // step) on every call, which showed in profiles of large dumps.
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    let metadata = value.get("metadata");
+    let kind = text(value.get("kind")).unwrap_or_default();
+    let api_version = text(value.get("apiVersion")).unwrap_or_default();
+    let name = text(metadata.and_then(|m| m.get("name"))).unwrap_or_default();
+    let namespace = text(metadata.and_then(|m| m.get("namespace")))
+        .unwrap_or_else(|| opts.default_namespace.clone());
     let location = Location {
         object: Some(if kind == "Namespace" {
             format!("Namespace {name}")
@@ -291,12 +400,117 @@ fn object(mut value: Value, location: &Location, opts: &LoadOptions, raw: &mut R
     }
     // An object read back from a cluster was accepted by its API server: a
     // field unknown here may be one of a newer Kubernetes than kubefence's.
-    let from_a_server = value.pointer("/metadata/resourceVersion").is_some();
+    let from_a_server = value
+        .get("metadata")
+        .and_then(|m| m.get("resourceVersion"))
+        .is_some();
     // k8s-openapi checks apiVersion; older versions share the fields we read.
     if let Some(map) = value.as_object_mut() {
         map.insert("apiVersion".into(), Value::String(current.into()));
     }
-    match convert::object(&kind, value, &namespace, Strictness::Strict) {
+    let converted = convert::object(&kind, value, &namespace, Strictness::Strict);
+    place(
+        converted,
+        kind,
+        namespace,
+        name,
+        location,
+        from_a_server,
+        raw,
+    );
+}
+
+/// The object of one JSON text, converted straight from the text when it
+/// is a plain object of a kind kubefence reads, at the current apiVersion,
+/// with a name: what a large dump holds. Returns false, having done
+/// nothing, for anything else (a list, another kind or version, no name,
+/// a header that does not read): the general path handles those, with its
+/// messages.
+fn object_from_json(
+    text: &str,
+    location: &Location,
+    opts: &LoadOptions,
+    raw: &mut RawInput,
+) -> bool {
+    use std::borrow::Cow;
+    /// A key that is there, whatever its value (`null` included).
+    #[derive(Default)]
+    struct Present(bool);
+    impl<'de> serde::Deserialize<'de> for Present {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            serde::de::IgnoredAny::deserialize(d)?;
+            Ok(Present(true))
+        }
+    }
+    #[derive(serde::Deserialize)]
+    struct Metadata<'t> {
+        #[serde(default, borrow)]
+        name: Option<Cow<'t, str>>,
+        #[serde(default, borrow)]
+        namespace: Option<Cow<'t, str>>,
+        #[serde(default, rename = "resourceVersion")]
+        resource_version: Present,
+    }
+    #[derive(serde::Deserialize)]
+    struct Header<'t> {
+        #[serde(default, borrow)]
+        kind: Option<Cow<'t, str>>,
+        #[serde(default, borrow, rename = "apiVersion")]
+        api_version: Option<Cow<'t, str>>,
+        #[serde(default, borrow)]
+        metadata: Option<Metadata<'t>>,
+    }
+    let Ok(header) = serde_json::from_str::<Header<'_>>(text) else {
+        return false;
+    };
+    let (Some(kind), Some(api_version), Some(metadata)) =
+        (header.kind, header.api_version, header.metadata)
+    else {
+        return false;
+    };
+    let Some(name) = metadata.name.filter(|n| !n.is_empty()) else {
+        return false;
+    };
+    if kind.ends_with("List")
+        || convert::accepted_api_version(&kind, &api_version) != Some(&*api_version)
+    {
+        return false;
+    }
+    let namespace = metadata
+        .namespace
+        .map_or_else(|| opts.default_namespace.clone(), Cow::into_owned);
+    let location = Location {
+        object: Some(if kind == "Namespace" {
+            format!("Namespace {name}")
+        } else {
+            format!("{kind} {namespace}/{name}")
+        }),
+        ..location.clone()
+    };
+    let converted = convert::object_json(&kind, text, &namespace, Strictness::Strict);
+    place(
+        converted,
+        kind.into_owned(),
+        namespace,
+        name.into_owned(),
+        location,
+        metadata.resource_version.0,
+        raw,
+    );
+    true
+}
+
+/// Records a converted object, or its errors, in `raw`.
+fn place(
+    converted: Result<convert::Converted, Vec<convert::ConvertError>>,
+    kind: String,
+    namespace: String,
+    name: String,
+    location: Location,
+    from_a_server: bool,
+    raw: &mut RawInput,
+) {
+    match converted {
         Ok(converted) => raw.objects.push(Placed {
             location,
             kind: kind.clone(),
@@ -341,6 +555,68 @@ fn value_kind(v: &Value) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Objects a JSON list may hold, good and bad: every one must read the
+    /// same whether the list's items are read straight from their text (a
+    /// JSON list) or from a parsed value (the same text read as YAML).
+    const ITEMS: &[&str] = &[
+        r#"{"apiVersion":"v1","kind":"Namespace","metadata":{"name":"shop","labels":{"team":"a"}}}"#,
+        r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"web","namespace":"shop","resourceVersion":"12"},"spec":{"selector":{"matchLabels":{"app":"web"}},"template":{"metadata":{"labels":{"app":"web"}},"spec":{"containers":[{"name":"w","image":"x","ports":[{"containerPort":8080,"name":"http"}]}]}}}}"#,
+        r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"typo","namespace":"shop","resourceVersion":null},"spec":{"selectr":{},"template":{"metadata":{"labels":{"app":"t"}},"spec":{"containers":[]}}}}"#,
+        r#"{"apiVersion":"extensions/v1beta1","kind":"Deployment","metadata":{"name":"old"},"spec":{"selector":{"matchLabels":{"app":"old"}},"template":{"metadata":{"labels":{"app":"old"}},"spec":{"containers":[{"name":"o","image":"x"}]}}}}"#,
+        r#"{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"p","namespace":"shop"},"spec":{"podSelector":{},"ingress":[{"form":[{"podSelector":{}}]}]}}"#,
+        r#"{"apiVersion":"networking.k8s.io/v1","kind":"NetworkPolicy","metadata":{"name":"ports","namespace":"shop"},"spec":{"podSelector":{"matchLabels":{"app":"web"}},"ingress":[{"ports":[{"port":70000}]}]}}"#,
+        r#"{"apiVersion":"v1","kind":"Service","metadata":{"namespace":"shop"},"spec":{"selector":{"app":"web"},"ports":[{"port":80}]}}"#,
+        r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"s","namespace":"shop"}}"#,
+        r#"{"apiVersion":"v1","kind":"Service","metadata":{"name":"svc","namespace":"shop"},"spec":{"selector":{"app":"web"},"ports":[{"port":"eighty"}]}}"#,
+        r#"{"kind":"ConfigMap","metadata":{"name":"no-version"}}"#,
+        r#"{"apiVersion":"v1","kind":"List","items":[{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"nested","namespace":"shop"},"data":{"a":"b"}}]}"#,
+        r#"42"#,
+        r#"{"apiVersion":"v1","kind":"Pod","metadata":{"name":"web-1","namespace":"shop","labels":{"app":"web"}},"spec":{"containers":[{"name":"w","image":"x"}]},"status":{"podIP":"10.0.0.1","phase":"Running"}}"#,
+    ];
+
+    fn comparable(loaded: &super::super::Loaded) -> Vec<String> {
+        let without_document = |l: &Location| Location {
+            document: None,
+            ..l.clone()
+        };
+        let mut out = vec![format!("{:?}", loaded.cluster)];
+        for d in loaded.errors.iter().chain(&loaded.warnings) {
+            out.push(format!("{} {}", without_document(&d.location), d.message));
+        }
+        for s in &loaded.skipped {
+            out.push(format!(
+                "{} {} {}",
+                without_document(&s.location),
+                s.api_version,
+                s.kind
+            ));
+        }
+        out
+    }
+
+    #[test]
+    fn json_list_items_read_from_their_text_as_from_a_value() {
+        let opts = LoadOptions::default();
+        for text in [
+            format!(
+                r#"{{"apiVersion":"v1","kind":"List","items":[{}]}}"#,
+                ITEMS.join(",")
+            ),
+            format!("[{}]", ITEMS.join(",")),
+        ] {
+            assert!(
+                json_list_items(&text).is_some(),
+                "the fast path takes {text}"
+            );
+            let fast = super::super::load_str(&text, "dump.json", &opts);
+            // A comment first: the same text goes through the YAML parser
+            // and the general path.
+            let general = super::super::load_str(&format!("# yaml\n{text}"), "dump.json", &opts);
+            assert!(fast.errors.len() >= 6, "{:#?}", fast.errors);
+            assert_eq!(comparable(&fast), comparable(&general));
+        }
+    }
 
     #[test]
     fn documents_split_at_markers_with_their_first_line() {

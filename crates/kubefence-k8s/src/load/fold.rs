@@ -71,8 +71,12 @@ fn key(w: &Workload) -> Key {
     (w.namespace.clone(), w.kind, w.name.clone())
 }
 
-pub(crate) fn fold(raw: &Given, granularity: Granularity) -> Cluster {
-    let mut cluster = raw.cluster.clone();
+pub(crate) fn fold(raw: Given, granularity: Granularity) -> Cluster {
+    let Given {
+        mut cluster,
+        pods,
+        owned,
+    } = raw;
     let mut index: BTreeMap<Key, usize> = cluster
         .workloads
         .iter()
@@ -82,7 +86,7 @@ pub(crate) fn fold(raw: &Given, granularity: Granularity) -> Cluster {
     // Where objects owned by another one end up: (ns, kind, name) → workload.
     let mut redirect: BTreeMap<Key, Key> = BTreeMap::new();
 
-    for owned in &raw.owned {
+    for owned in &owned {
         let w = &owned.workload;
         let Ok(owner_kind) = owned.owner.kind.parse::<WorkloadKind>() else {
             continue;
@@ -104,7 +108,7 @@ pub(crate) fn fold(raw: &Given, granularity: Granularity) -> Cluster {
 
     let mut has_pods: BTreeSet<Key> = BTreeSet::new();
     let mut pod_endpoints = Vec::new();
-    for pod in &raw.pods {
+    for pod in &pods {
         let Some(target) = pod_owner(pod, &redirect) else {
             pod_endpoints.push(pod.workload.clone());
             continue;

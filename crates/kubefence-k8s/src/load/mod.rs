@@ -278,21 +278,39 @@ impl RawInput {
         for placed in objects {
             given.add(placed.converted.clone());
         }
-        let mut cluster = fold::fold(&given, opts.granularity);
+        let mut cluster = fold::fold(given, opts.granularity);
         let undeclared = namespaces::undeclared(&cluster);
         cluster.add_implicit_namespaces();
         warnings.extend(namespaces::warning(&cluster, &undeclared));
-        cluster.workloads.sort_by_cached_key(|w| w.id());
-        cluster.workloads.dedup_by(|a, b| a.id() == b.id());
-        let key = |ns: &str, name: &str| (ns.to_string(), name.to_string());
-        cluster.services.sort_by_key(|s| key(&s.namespace, &s.name));
+        // Sorted by id (`namespace/Kind/name`) without building the ids:
+        // their bytes compared in place (the same order as the strings).
+        fn id_bytes(w: &kubefence_core::Workload) -> impl Iterator<Item = u8> + '_ {
+            w.namespace
+                .bytes()
+                .chain(std::iter::once(b'/'))
+                .chain(w.kind.as_str().bytes())
+                .chain(std::iter::once(b'/'))
+                .chain(w.name.bytes())
+        }
+        let id_order = |a: &kubefence_core::Workload, b: &kubefence_core::Workload| {
+            id_bytes(a).cmp(id_bytes(b))
+        };
+        cluster.workloads.sort_by(id_order);
+        cluster
+            .workloads
+            .dedup_by(|a, b| id_order(a, b) == std::cmp::Ordering::Equal);
+        cluster
+            .services
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         cluster
             .ingresses
-            .sort_by_key(|s| key(&s.namespace, &s.name));
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         cluster
             .config_maps
-            .sort_by_key(|s| key(&s.namespace, &s.name));
-        cluster.policies.sort_by_key(|s| key(&s.namespace, &s.name));
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+        cluster
+            .policies
+            .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         Loaded {
             cluster,
             errors: self.errors.clone(),

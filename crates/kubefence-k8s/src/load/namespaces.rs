@@ -18,12 +18,10 @@ use super::{Diagnostic, Location};
 /// The namespaces objects are in that no Namespace object declares; call
 /// before the implicit namespaces are added.
 pub(crate) fn undeclared(cluster: &Cluster) -> BTreeSet<String> {
-    let mut complete = cluster.clone();
-    complete.add_implicit_namespaces();
-    complete
-        .namespaces
-        .into_keys()
-        .filter(|ns| !cluster.namespaces.contains_key(ns))
+    cluster
+        .used_namespaces()
+        .filter(|ns| !cluster.namespaces.contains_key(*ns))
+        .map(str::to_string)
         .collect()
 }
 
