@@ -40,11 +40,15 @@ pub fn source_of(path: &str) -> Source {
 
 /// Reports what `loaded` could not read and fails when it read nothing
 /// (`flag` and `paths` name the input in that error).
-pub fn loaded(loaded: Loaded, flag: &str, paths: &[String]) -> anyhow::Result<Inputs> {
+pub fn loaded(mut loaded: Loaded, flag: &str, paths: &[String]) -> anyhow::Result<Inputs> {
     let had_errors = report(&loaded);
     ensure_something_read(&loaded, flag, paths)?;
+    let cluster = std::mem::take(&mut loaded.cluster);
+    // What is left (every object as read, kept for merging) is freed off
+    // the command's path: for a 100,000-workload dump that takes 0.3 s.
+    std::thread::spawn(move || drop(loaded));
     Ok(Inputs {
-        cluster: loaded.cluster,
+        cluster,
         had_errors,
     })
 }

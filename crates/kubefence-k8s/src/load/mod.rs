@@ -20,7 +20,7 @@ mod parallel;
 #[allow(clippy::result_large_err)]
 mod source;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::HashMap;
 use std::path::PathBuf;
 
 use kubefence_core::Cluster;
@@ -325,7 +325,7 @@ impl RawInput {
 /// namespace and name the later one is kept, as `kubectl apply` of both
 /// would leave it, and a warning names both places.
 fn latest_of_each<'a>(objects: &'a [Placed], warnings: &mut Vec<Diagnostic>) -> Vec<&'a Placed> {
-    let mut latest: BTreeMap<(&str, &str, &str), usize> = BTreeMap::new();
+    let mut latest: HashMap<(&str, &str, &str), usize> = HashMap::with_capacity(objects.len());
     for (i, placed) in objects.iter().enumerate() {
         let key = (
             placed.kind.as_str(),
@@ -345,11 +345,14 @@ fn latest_of_each<'a>(objects: &'a [Placed], warnings: &mut Vec<Diagnostic>) -> 
             });
         }
     }
-    let keep: BTreeSet<usize> = latest.into_values().collect();
+    let mut keep = vec![false; objects.len()];
+    for i in latest.into_values() {
+        keep[i] = true;
+    }
     objects
         .iter()
-        .enumerate()
-        .filter(|(i, _)| keep.contains(i))
-        .map(|(_, placed)| placed)
+        .zip(keep)
+        .filter(|(_, kept)| *kept)
+        .map(|(placed, _)| placed)
         .collect()
 }
