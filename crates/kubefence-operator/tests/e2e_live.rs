@@ -259,9 +259,9 @@ fn run(bin: &std::path::Path, args: &[&str]) -> (i32, String, String) {
 }
 
 /// The CLI as a person with the reader role runs it: `analyze` without -f
-/// gives what `analyze -f` of the same objects gives; `diff
-/// --before-cluster` shows what applying a policy would remove; `generate`
-/// reads the cluster too.
+/// gives what `analyze -f` of the same objects gives, and `report` draws
+/// it; `diff --before-cluster` shows what applying a policy would remove;
+/// `generate` reads the cluster too.
 #[tokio::test]
 async fn the_cli_reads_the_live_cluster_like_files() {
     let Some(c) = cluster::cluster() else {
@@ -331,6 +331,20 @@ async fn the_cli_reads_the_live_cluster_like_files() {
     };
     assert_eq!(connections(&live), connections(&offline));
     assert!(connections(&live).as_array().is_some_and(|a| !a.is_empty()));
+
+    // The HTML report of the live cluster draws what analyze found.
+    let (code, html, stderr) = run(&bin, &["report", "--kubeconfig", &kubeconfig, "-n", &ns]);
+    assert_eq!(code, 0, "{stderr}");
+    let analysis: Value = serde_json::from_str(&live).unwrap();
+    assert_eq!(
+        html.matches("<path class=\"edge").count(),
+        analysis["connections"].as_array().map_or(0, Vec::len)
+    );
+    assert_eq!(
+        html.matches("<g class=\"node").count(),
+        analysis["endpoints"].as_array().map_or(0, Vec::len)
+    );
+    assert!(html.contains("From the live cluster."), "{html}");
 
     // A deny-all for web: applying it would remove web's paths.
     let deny = work.path().join("deny-web.yaml");
