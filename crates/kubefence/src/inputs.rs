@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use kubefence_core::Cluster;
 use kubefence_k8s::load::{self, Granularity, LoadOptions, Loaded, Source};
 
-use crate::cli::{InputFiles, LiveOpts};
+use crate::cli::{InputFiles, LiveOpts, ModelOpts};
 use crate::logging::{self, Severity};
 
 /// What a command read: the cluster, and whether some input was bad (the
@@ -69,6 +69,21 @@ pub fn read_input(
         return read(&input.files, opts, "-f");
     }
     read_live(&input.live, namespace, opts)
+}
+
+/// The input of a command with [`InputFiles`] and [`ModelOpts`], read as
+/// its "read" phase (timed, with a spinner on a terminal).
+pub fn read_model_input(input: &InputFiles, model: &ModelOpts) -> anyhow::Result<Inputs> {
+    let phase = crate::progress::Phase::start("read", "reading manifests");
+    let read = read_input(
+        input,
+        model.namespace.as_deref(),
+        &input
+            .walk
+            .apply(load_options(model.namespace(), model.by_pod())),
+    )?;
+    phase.done();
+    Ok(read)
 }
 
 /// Reads the live cluster (read-only, paginated lists; see

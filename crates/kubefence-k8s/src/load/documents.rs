@@ -361,14 +361,7 @@ fn object(mut value: Value, location: &Location, opts: &LoadOptions, raw: &mut R
     let name = text(metadata.and_then(|m| m.get("name"))).unwrap_or_default();
     let namespace = text(metadata.and_then(|m| m.get("namespace")))
         .unwrap_or_else(|| opts.default_namespace.clone());
-    let location = Location {
-        object: Some(if kind == "Namespace" {
-            format!("Namespace {name}")
-        } else {
-            format!("{kind} {namespace}/{name}")
-        }),
-        ..location.clone()
-    };
+    let location = object_location(&kind, &namespace, &name, location);
     if kind.is_empty() || api_version.is_empty() {
         raw.errors.push(Diagnostic {
             location: Location {
@@ -479,14 +472,7 @@ fn object_from_json(
     let namespace = metadata
         .namespace
         .map_or_else(|| opts.default_namespace.clone(), Cow::into_owned);
-    let location = Location {
-        object: Some(if kind == "Namespace" {
-            format!("Namespace {name}")
-        } else {
-            format!("{kind} {namespace}/{name}")
-        }),
-        ..location.clone()
-    };
+    let location = object_location(&kind, &namespace, &name, location);
     let converted = convert::object_json(&kind, text, &namespace, Strictness::Strict);
     place(
         converted,
@@ -498,6 +484,18 @@ fn object_from_json(
         raw,
     );
     true
+}
+
+/// `location` naming the object: `Namespace shop`, `Deployment shop/web`.
+fn object_location(kind: &str, namespace: &str, name: &str, location: &Location) -> Location {
+    Location {
+        object: Some(if kind == "Namespace" {
+            format!("Namespace {name}")
+        } else {
+            format!("{kind} {namespace}/{name}")
+        }),
+        ..location.clone()
+    }
 }
 
 /// Records a converted object, or its errors, in `raw`.

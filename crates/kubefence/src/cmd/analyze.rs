@@ -92,19 +92,10 @@ pub enum GroupBy {
 }
 
 pub fn run(opts: &AnalyzeOpts) -> anyhow::Result<u8> {
-    let phase = Phase::start("read", "reading manifests");
     let inputs::Inputs {
         cluster,
         had_errors,
-    } = inputs::read_input(
-        &opts.input,
-        opts.model.namespace.as_deref(),
-        &opts.input.walk.apply(inputs::load_options(
-            opts.model.namespace(),
-            opts.model.by_pod(),
-        )),
-    )?;
-    phase.done();
+    } = inputs::read_model_input(&opts.input, &opts.model)?;
     let phase = Phase::start("analyse", "analysing connectivity");
     let conn = analyze(&cluster, &opts.model.analyze_options());
     phase.done();

@@ -74,19 +74,10 @@ pub fn parse_port(s: &str) -> Result<(Protocol, u16), String> {
 }
 
 pub fn run(opts: &ExplainOpts) -> anyhow::Result<u8> {
-    let phase = Phase::start("read", "reading manifests");
     let inputs::Inputs {
         cluster,
         had_errors,
-    } = inputs::read_input(
-        &opts.input,
-        opts.model.namespace.as_deref(),
-        &opts.input.walk.apply(inputs::load_options(
-            opts.model.namespace(),
-            opts.model.by_pod(),
-        )),
-    )?;
-    phase.done();
+    } = inputs::read_model_input(&opts.input, &opts.model)?;
     let phase = Phase::start("explain", "explaining");
     let x = explain(
         &cluster,

@@ -79,19 +79,10 @@ pub struct ReportOpts {
 }
 
 pub fn run(opts: &ReportOpts) -> anyhow::Result<u8> {
-    let phase = Phase::start("read", "reading manifests");
     let inputs::Inputs {
         cluster,
         had_errors,
-    } = inputs::read_input(
-        &opts.input,
-        opts.model.namespace.as_deref(),
-        &opts.input.walk.apply(inputs::load_options(
-            opts.model.namespace(),
-            opts.model.by_pod(),
-        )),
-    )?;
-    phase.done();
+    } = inputs::read_model_input(&opts.input, &opts.model)?;
     let config = match &opts.config {
         Some(path) => super::generate::read_config(path)?,
         None => BaselineConfig::default(),

@@ -527,14 +527,13 @@ fn write_matrix<W: Write>(w: &mut W, input: &ReportInput<'_>, graph: &Graph) -> 
         w,
         "<div class=\"scroll\"><table class=\"matrix\"><thead><tr><th></th>"
     )?;
-    for (j, n) in graph.nodes.iter().enumerate() {
+    for n in &graph.nodes {
         write!(
             w,
             "<th class=\"col\" title=\"{}\"><span>{}</span></th>",
             esc(&n.id),
             esc(&shorten(&n.label, 24))
         )?;
-        let _ = j;
     }
     writeln!(w, "</tr></thead><tbody>")?;
     for (i, row) in graph.nodes.iter().enumerate() {
