@@ -8,6 +8,10 @@
 //! every connection in and, once a second, write the workloads that are
 //! due ([`crate::writer`]). On shutdown the workloads still dirty are
 //! written once more.
+//!
+//! With the Hubble input there is no capture to load and no watch: flows
+//! are read into the core learner, which is drained into the aggregator
+//! once a second, before the writes.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,12 +20,13 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::jiff::Timestamp;
 use kubefence_core::IpNet;
-use kubefence_core::learn::WorkloadRef;
+use kubefence_core::learn::{Learner, WorkloadRef};
 use tokio::sync::watch;
 
 use crate::aggregate::{Aggregator, Outcome};
 use crate::capture::Mode;
 use crate::capture::ebpf::{CaptureStats, EbpfCapture};
+use crate::capture::hubble::{self, HubbleError, HubbleOptions, HubbleStats};
 use crate::index::PodIndex;
 use crate::object::{STATUS_LEARNING, WriteContext, status_at};
 use crate::writer::{WriteSchedule, write};
@@ -46,11 +51,32 @@ pub struct AgentConfig {
     pub sync_timeout: Duration,
 }
 
+/// Where connections come from.
+#[derive(Debug)]
+pub enum Source {
+    /// The eBPF capture, started ([`EbpfCapture::start`]: started first, so
+    /// a host that cannot capture is told before any API call).
+    Ebpf(Box<EbpfCapture>),
+    /// Hubble Relay's flow stream.
+    Hubble(HubbleOptions),
+}
+
+impl Source {
+    pub fn mode(&self) -> Mode {
+        match self {
+            Self::Ebpf(_) => Mode::Ebpf,
+            Self::Hubble(_) => Mode::Hubble,
+        }
+    }
+}
+
 /// Why the agent stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("the eBPF capture cannot start: {0}")]
     Capture(#[from] crate::capture::ebpf::EbpfError),
+    #[error("the Hubble input cannot start: {0}")]
+    Hubble(#[from] HubbleError),
     #[error("reading the ring buffer failed: {0}")]
     Read(std::io::Error),
     #[error("the agent's state lock was poisoned by a panic")]
@@ -78,67 +104,84 @@ impl AgentStats {
 struct Shared {
     index: Arc<Mutex<PodIndex>>,
     aggregator: Mutex<Aggregator>,
+    /// The Hubble input's flows since the last drain.
+    learner: Mutex<Learner>,
     stats: AgentStats,
 }
 
-/// Runs the agent until `shutdown` turns true, with a capture already
-/// started ([`EbpfCapture::start`]: started first, so a host that cannot
-/// capture is told before any API call). Events wait in the ring buffer
-/// until the pods of this node are listed.
+/// The input's own counters.
+enum InputStats {
+    Ebpf(Arc<CaptureStats>),
+    Hubble(Arc<HubbleStats>),
+}
+
+/// Runs the agent until `shutdown` turns true. An eBPF capture is started
+/// already; its events wait in the ring buffer until the pods of this node
+/// are listed.
 pub async fn run(
     client: kube::Client,
-    capture: EbpfCapture,
+    source: Source,
     config: AgentConfig,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), AgentError> {
-    let mode = Mode::Ebpf;
+    let mode = source.mode();
     let shared = Arc::new(Shared {
         index: Arc::new(Mutex::new(PodIndex::new(
             config.pod_grace,
             config.cluster_cidrs.clone(),
         ))),
         aggregator: Mutex::new(Aggregator::new(config.max_entries)),
+        learner: Mutex::new(Learner::new()),
         stats: AgentStats::default(),
     });
-    let (synced_tx, mut synced) = watch::channel(false);
-    let pods = tokio::spawn(crate::watch::watch_pods(
-        client.clone(),
-        config.node.clone(),
-        Arc::clone(&shared.index),
-        synced_tx,
-    ));
-    let services = tokio::spawn(crate::watch::watch_services(
-        client.clone(),
-        Arc::clone(&shared.index),
-    ));
-    if tokio::time::timeout(config.sync_timeout, synced.wait_for(|s| *s))
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            node = %config.node,
-            "the pods of this node were not listed within {:?}; capturing anyway (connections of \
-             pods not yet listed are counted as not attributed)",
-            config.sync_timeout
-        );
-    }
-    tracing::info!(%mode, node = %config.node, "capturing every new TCP and UDP connection of this node");
-    let capture_stats = Arc::new(CaptureStats::default());
-    let reader = {
-        let shared = Arc::clone(&shared);
-        let stats = Arc::clone(&capture_stats);
-        let stop = shutdown.clone();
-        tokio::spawn(capture.run(stats, stop, move |connection| {
-            let now = Instant::now();
-            let time = Timestamp::now().to_string();
-            let outcome = match (shared.index.lock(), shared.aggregator.lock()) {
-                (Ok(index), Ok(mut aggregator)) => {
-                    aggregator.record(&connection, &index, now, &time)
-                }
-                _ => return,
+    let (input_stats, reader, watches) = match source {
+        Source::Ebpf(capture) => {
+            let watches = start_watches(&client, &config, &shared).await;
+            tracing::info!(%mode, node = %config.node, "capturing every new TCP and UDP connection of this node");
+            let stats = Arc::new(CaptureStats::default());
+            let reader = {
+                let shared = Arc::clone(&shared);
+                let stats = Arc::clone(&stats);
+                let stop = shutdown.clone();
+                tokio::spawn(async move {
+                    capture
+                        .run(stats, stop, move |connection| {
+                            let now = Instant::now();
+                            let time = Timestamp::now().to_string();
+                            let outcome = match (shared.index.lock(), shared.aggregator.lock()) {
+                                (Ok(index), Ok(mut aggregator)) => {
+                                    aggregator.record(&connection, &index, now, &time)
+                                }
+                                _ => return,
+                            };
+                            shared.stats.count(outcome);
+                        })
+                        .await
+                        .map_err(AgentError::Read)
+                })
             };
-            shared.stats.count(outcome);
-        }))
+            (InputStats::Ebpf(stats), reader, watches)
+        }
+        Source::Hubble(options) => {
+            hubble::check_address(&options.address)?;
+            tracing::info!(%mode, relay = %options.address, nodes = ?options.nodes, "learning from Hubble Relay's flows");
+            let stats = Arc::new(HubbleStats::default());
+            let reader = {
+                let shared = Arc::clone(&shared);
+                let stats = Arc::clone(&stats);
+                let stop = shutdown.clone();
+                tokio::spawn(async move {
+                    hubble::run(options, stats, stop, move |flow| {
+                        if let Ok(mut learner) = shared.learner.lock() {
+                            learner.observe(&flow);
+                        }
+                    })
+                    .await
+                    .map_err(AgentError::Hubble)
+                })
+            };
+            (InputStats::Hubble(stats), reader, Vec::new())
+        }
     };
 
     let mut schedule = WriteSchedule::new(config.write_interval);
@@ -165,7 +208,7 @@ pub async fn run(
         )
         .await?;
         if last_report.elapsed() >= Duration::from_secs(60) {
-            report(&shared, &capture_stats, mode);
+            report(&shared, &input_stats, mode);
             last_report = Instant::now();
         }
     }
@@ -180,14 +223,75 @@ pub async fn run(
         true,
     )
     .await?;
-    report(&shared, &capture_stats, mode);
-    pods.abort();
-    services.abort();
+    report(&shared, &input_stats, mode);
+    for watch in watches {
+        watch.abort();
+    }
     match reader.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(AgentError::Read(e)),
+        Ok(result) => result,
         Err(_) => Ok(()),
     }
+}
+
+/// Starts the Pod and Service watches and waits (bounded) for the first
+/// list of this node's pods.
+async fn start_watches(
+    client: &kube::Client,
+    config: &AgentConfig,
+    shared: &Arc<Shared>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let (synced_tx, mut synced) = watch::channel(false);
+    let pods = tokio::spawn(crate::watch::watch_pods(
+        client.clone(),
+        config.node.clone(),
+        Arc::clone(&shared.index),
+        synced_tx,
+    ));
+    let services = tokio::spawn(crate::watch::watch_services(
+        client.clone(),
+        Arc::clone(&shared.index),
+    ));
+    if tokio::time::timeout(config.sync_timeout, synced.wait_for(|s| *s))
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            node = %config.node,
+            "the pods of this node were not listed within {:?}; capturing anyway (connections of \
+             pods not yet listed are counted as not attributed)",
+            config.sync_timeout
+        );
+    }
+    vec![pods, services]
+}
+
+/// Folds the Hubble flows read since the last drain into the aggregator,
+/// through the core learner (the rules of `kubefence learn`).
+fn drain_learner(shared: &Shared, now: Instant) -> Result<(), AgentError> {
+    let learner = {
+        let mut learner = shared.learner.lock().map_err(|_| AgentError::Poisoned)?;
+        std::mem::take(&mut *learner)
+    };
+    let (neighborhoods, report) = learner.finish(None);
+    if report.flows.read == 0 {
+        return Ok(());
+    }
+    let mut aggregator = shared.aggregator.lock().map_err(|_| AgentError::Poisoned)?;
+    for neighborhood in &neighborhoods {
+        for (outcome, n) in aggregator.absorb(neighborhood, now) {
+            if let Ok(mut o) = shared.stats.outcomes.lock() {
+                *o.entry(outcome).or_default() += n;
+            }
+        }
+    }
+    let left_out: u64 = report.left_out.iter().map(|l| l.count).sum();
+    if left_out > 0 {
+        tracing::debug!(
+            left_out,
+            "Hubble flows that cannot become a neighbour (see `kubefence learn` for why)"
+        );
+    }
+    Ok(())
 }
 
 /// Writes the workloads that are due: changed neighbours, or a status that
@@ -203,11 +307,17 @@ async fn flush(
 ) -> Result<(), AgentError> {
     let now = Instant::now();
     let wall = Timestamp::now();
+    if mode == Mode::Hubble {
+        drain_learner(shared, now)?;
+    }
     let due: Vec<_> = {
         let mut index = shared.index.lock().map_err(|_| AgentError::Poisoned)?;
         index.purge(now);
         let mut aggregator = shared.aggregator.lock().map_err(|_| AgentError::Poisoned)?;
-        aggregator.forget_gone(&index);
+        match mode {
+            Mode::Ebpf => aggregator.forget_gone(&index),
+            Mode::Hubble => aggregator.forget_idle(now, config.write_interval * 10),
+        };
         let mut workloads = aggregator.dirty();
         for (workload, since) in learning.iter() {
             if status_at(*since, wall, config.learning_period) != STATUS_LEARNING
@@ -265,7 +375,7 @@ async fn flush(
     Ok(())
 }
 
-fn report(shared: &Shared, capture: &CaptureStats, mode: Mode) {
+fn report(shared: &Shared, input: &InputStats, mode: Mode) {
     let outcomes = shared
         .stats
         .outcomes
@@ -287,11 +397,26 @@ fn report(shared: &Shared, capture: &CaptureStats, mode: Mode) {
         .lock()
         .map(|i| i.pod_count())
         .unwrap_or_default();
+    let (events, lost, malformed, reconnects) = match input {
+        InputStats::Ebpf(c) => (
+            c.events.load(Ordering::Relaxed),
+            c.lost.load(Ordering::Relaxed),
+            c.malformed.load(Ordering::Relaxed),
+            0,
+        ),
+        InputStats::Hubble(h) => (
+            h.flows.load(Ordering::Relaxed),
+            h.lost.load(Ordering::Relaxed),
+            h.malformed.load(Ordering::Relaxed),
+            h.reconnects.load(Ordering::Relaxed),
+        ),
+    };
     tracing::info!(
         %mode,
-        events = capture.events.load(Ordering::Relaxed),
-        lost = capture.lost.load(Ordering::Relaxed),
-        malformed = capture.malformed.load(Ordering::Relaxed),
+        events,
+        lost,
+        malformed,
+        reconnects,
         %outcomes,
         entries,
         workloads,

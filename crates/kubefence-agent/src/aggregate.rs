@@ -86,6 +86,24 @@ struct Tally {
     last_seen: Option<String>,
 }
 
+impl Tally {
+    /// Adds what a later observation saw (times are RFC 3339, compared as
+    /// text; an absent time never replaces one).
+    fn absorb(&mut self, seen: Tally) {
+        self.connections += seen.connections;
+        if let Some(first) = seen.first_seen
+            && self.first_seen.as_ref().is_none_or(|f| first < *f)
+        {
+            self.first_seen = Some(first);
+        }
+        if let Some(last) = seen.last_seen
+            && self.last_seen.as_ref().is_none_or(|l| last > *l)
+        {
+            self.last_seen = Some(last);
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 struct Observed {
     selector: LabelSelector,
@@ -94,6 +112,8 @@ struct Observed {
     coarse: BTreeMap<(Direction, CoarsePeer), u64>,
     /// Changed since it was last written.
     dirty: bool,
+    /// When a connection of it was last folded in.
+    touched: Instant,
 }
 
 /// The per-workload neighbours of this node.
@@ -144,48 +164,111 @@ impl Aggregator {
             port: connection.destination_port(),
             name: None,
         };
+        let seen = Tally {
+            connections: 1,
+            first_seen: Some(time.to_string()),
+            last_seen: Some(time.to_string()),
+        };
+        self.fold(
+            &local.workload,
+            &local.selector,
+            connection.direction,
+            (peer, coarse_peer),
+            port,
+            seen,
+            now,
+        )
+    }
+
+    /// Folds in a neighborhood attributed elsewhere (the Hubble input: the
+    /// core learner's neighborhoods of a batch of flows), neighbour by
+    /// neighbour and port by port, under the same entry cap. Returns how
+    /// many entries were new, known and coarsened.
+    pub fn absorb(&mut self, learned: &Neighborhood, now: Instant) -> BTreeMap<Outcome, u64> {
+        let mut outcomes = BTreeMap::new();
+        if learned.selector.is_empty() {
+            *outcomes.entry(Outcome::LocalUnselectable).or_default() += 1;
+            return outcomes;
+        }
+        for (direction, side) in [
+            (Direction::Incoming, &learned.ingress),
+            (Direction::Outgoing, &learned.egress),
+        ] {
+            for neighbor in side {
+                let coarse = coarse_peer_of(&neighbor.peer);
+                let evidence = neighbor.evidence.clone().unwrap_or_default();
+                for port in &neighbor.ports {
+                    let seen = Tally {
+                        connections: evidence.connections,
+                        first_seen: evidence.first_seen.clone(),
+                        last_seen: evidence.last_seen.clone(),
+                    };
+                    let outcome = self.fold(
+                        &learned.workload,
+                        &learned.selector,
+                        direction,
+                        (neighbor.peer.clone(), coarse.clone()),
+                        port.clone(),
+                        seen,
+                        now,
+                    );
+                    *outcomes.entry(outcome).or_default() += 1;
+                }
+            }
+        }
+        outcomes
+    }
+
+    /// One (workload, direction, peer, port) entry seen `seen.connections`
+    /// more times.
+    #[allow(clippy::too_many_arguments)]
+    fn fold(
+        &mut self,
+        workload: &WorkloadRef,
+        selector: &LabelSelector,
+        direction: Direction,
+        (peer, coarse_peer): (NeighborPeer, CoarsePeer),
+        port: ObservedPort,
+        seen: Tally,
+        now: Instant,
+    ) -> Outcome {
         let at_cap = self.entries >= self.max_entries;
         let observed = self
             .workloads
-            .entry(local.workload.clone())
+            .entry(workload.clone())
             .or_insert_with(|| Observed {
-                selector: local.selector.clone(),
+                selector: selector.clone(),
                 ingress: BTreeMap::new(),
                 egress: BTreeMap::new(),
                 coarse: BTreeMap::new(),
                 dirty: false,
+                touched: now,
             });
-        let side = match connection.direction {
+        observed.touched = now;
+        let side = match direction {
             Direction::Incoming => &mut observed.ingress,
             Direction::Outgoing => &mut observed.egress,
         };
-        let tally = match side.get_mut(&peer).and_then(|ports| ports.get_mut(&port)) {
+        match side.get_mut(&peer).and_then(|ports| ports.get_mut(&port)) {
             Some(tally) => {
-                tally.connections += 1;
-                tally.last_seen = Some(time.to_string());
-                return Outcome::Known;
+                tally.absorb(seen);
+                Outcome::Known
             }
             None if at_cap => {
-                let count = observed
-                    .coarse
-                    .entry((connection.direction, coarse_peer))
-                    .or_default();
+                let count = observed.coarse.entry((direction, coarse_peer)).or_default();
                 if *count == 0 {
                     observed.dirty = true;
                 }
-                *count += 1;
-                return Outcome::Coarsened;
+                *count += seen.connections.max(1);
+                Outcome::Coarsened
             }
-            None => Tally {
-                connections: 1,
-                first_seen: Some(time.to_string()),
-                last_seen: Some(time.to_string()),
-            },
-        };
-        side.entry(peer).or_default().insert(port, tally);
-        observed.dirty = true;
-        self.entries += 1;
-        Outcome::New
+            None => {
+                side.entry(peer).or_default().insert(port, seen);
+                observed.dirty = true;
+                self.entries += 1;
+                Outcome::New
+            }
+        }
     }
 
     /// The workloads whose neighborhood changed since it was last written.
@@ -256,6 +339,24 @@ impl Aggregator {
         before - self.workloads.len()
     }
 
+    /// Forgets the written workloads nothing was folded into for `idle`
+    /// (the Hubble input, which has no pod index to tell a workload gone:
+    /// what they learned is in their NetworkNeighborhood already).
+    pub fn forget_idle(&mut self, now: Instant, idle: std::time::Duration) -> usize {
+        let before = self.workloads.len();
+        let mut freed = 0;
+        self.workloads.retain(|_, o| {
+            let keep = o.dirty || now.saturating_duration_since(o.touched) < idle;
+            if !keep {
+                freed += o.ingress.values().map(BTreeMap::len).sum::<usize>()
+                    + o.egress.values().map(BTreeMap::len).sum::<usize>();
+            }
+            keep
+        });
+        self.entries -= freed;
+        before - self.workloads.len()
+    }
+
     /// Entries held (each a workload, direction, peer, protocol and port).
     pub fn entries(&self) -> usize {
         self.entries
@@ -263,6 +364,28 @@ impl Aggregator {
 
     pub fn workloads(&self) -> usize {
         self.workloads.len()
+    }
+}
+
+/// How a neighbour learned elsewhere is counted past the cap.
+fn coarse_peer_of(peer: &NeighborPeer) -> CoarsePeer {
+    match peer {
+        NeighborPeer::Pods {
+            namespace_selector,
+            pod_selector,
+        } => CoarsePeer::Workload(format!(
+            "{}/{}",
+            namespace_selector
+                .as_ref()
+                .map_or_else(|| "(own namespace)".to_string(), ToString::to_string),
+            pod_selector
+                .as_ref()
+                .map_or_else(|| "(any pod)".to_string(), ToString::to_string),
+        )),
+        NeighborPeer::Reserved(ReservedPeer::Host | ReservedPeer::RemoteNode) => CoarsePeer::Node,
+        NeighborPeer::Reserved(ReservedPeer::KubeApiserver) | NeighborPeer::Address { .. } => {
+            CoarsePeer::External
+        }
     }
 }
 

@@ -22,6 +22,7 @@ pub mod baseline_synth;
 pub mod build;
 pub mod compare;
 pub mod flowgen;
+pub mod hubble_relay;
 pub mod nca;
 pub mod synth;
 pub mod yaml;

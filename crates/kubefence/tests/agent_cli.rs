@@ -95,3 +95,25 @@ fn agent_check_says_whether_this_host_can_capture() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run the eBPF capture"));
 }
+
+#[test]
+fn agent_hubble_mode_checks_the_relay_address_before_any_api_call() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        &["agent", "--mode", "hubble", "--hubble-relay", "not a url"],
+        dir.path(),
+    );
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--hubble-relay"), "{err}");
+    assert!(!err.contains("kubeconfig"), "no API call was tried: {err}");
+
+    let out = run(&["agent", "--mode", "hubble", "--check"], dir.path());
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("hubble-relay.kube-system.svc"));
+
+    let help = String::from_utf8(run(&["agent", "--help"], dir.path()).stdout).unwrap();
+    for needle in ["--mode", "GetFlows", "--hubble-relay", "--hubble-node"] {
+        assert!(help.contains(needle), "--help lacks {needle}");
+    }
+}

@@ -3,23 +3,28 @@
 //! - [`Mode::Ebpf`]: the agent's own eBPF programs (Linux ≥ 5.8): every
 //!   new TCP and UDP connection of every socket on the node, from the
 //!   moment the agent starts, on any CNI.
+//! - [`Mode::Hubble`]: flows from Hubble Relay's gRPC API (Cilium clusters),
+//!   attributed by Cilium itself.
 //!
 //! The mode is reported in the logs, the metrics and each neighborhood's
 //! `kubefence.dev/agent-mode` annotation.
 
 #[cfg(target_os = "linux")]
 pub mod ebpf;
+pub mod hubble;
 
 /// How the agent captures connections.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Mode {
     Ebpf,
+    Hubble,
 }
 
 impl Mode {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Ebpf => "ebpf",
+            Self::Hubble => "hubble",
         }
     }
 }

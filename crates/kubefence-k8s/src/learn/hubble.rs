@@ -427,8 +427,9 @@ pub fn parse_record(bytes: &[u8]) -> Result<Option<Flow<'_>>, String> {
     Ok(Some(flow))
 }
 
-/// Hubble's enum values in number order (flow.proto).
-const VERDICTS: &[&str] = &[
+/// Hubble's enum values in number order (flow.proto): a number read from
+/// JSON or from the gRPC stream is named by its index here.
+pub const VERDICTS: &[&str] = &[
     "VERDICT_UNKNOWN",
     "FORWARDED",
     "DROPPED",
@@ -438,8 +439,81 @@ const VERDICTS: &[&str] = &[
     "TRACED",
     "TRANSLATED",
 ];
-const DIRECTIONS: &[&str] = &["TRAFFIC_DIRECTION_UNKNOWN", "INGRESS", "EGRESS"];
-const FLOW_TYPES: &[&str] = &["UNKNOWN_TYPE", "L3_L4", "L7", "SOCK"];
+pub const DIRECTIONS: &[&str] = &["TRAFFIC_DIRECTION_UNKNOWN", "INGRESS", "EGRESS"];
+pub const FLOW_TYPES: &[&str] = &["UNKNOWN_TYPE", "L3_L4", "L7", "SOCK"];
+
+/// Hubble's `traffic_direction` by name.
+pub fn traffic_direction(name: &str) -> TrafficDirection {
+    match name {
+        "INGRESS" => TrafficDirection::Ingress,
+        "EGRESS" => TrafficDirection::Egress,
+        other => TrafficDirection::Unknown(other.to_string()),
+    }
+}
+
+/// Hubble's `verdict` by name.
+pub fn verdict(name: &str) -> Verdict {
+    match name {
+        "FORWARDED" => Verdict::Forwarded,
+        "DROPPED" => Verdict::Dropped,
+        "ERROR" => Verdict::Error,
+        "AUDIT" => Verdict::Audit,
+        "REDIRECTED" => Verdict::Redirected,
+        "TRACED" => Verdict::Traced,
+        "TRANSLATED" => Verdict::Translated,
+        other => Verdict::Other(other.to_string()),
+    }
+}
+
+/// Hubble's `Type` by name.
+pub fn flow_type(name: &str) -> FlowType {
+    match name {
+        "L3_L4" => FlowType::L3L4,
+        "L7" => FlowType::L7,
+        "SOCK" => FlowType::Sock,
+        other => FlowType::Other(other.to_string()),
+    }
+}
+
+/// The name of enum value `number` in `names` (one of [`VERDICTS`],
+/// [`DIRECTIONS`], [`FLOW_TYPES`]), or its digits when this version does
+/// not know it.
+pub fn enum_name(number: i64, names: &'static [&'static str]) -> Cow<'static, str> {
+    usize::try_from(number)
+        .ok()
+        .and_then(|i| names.get(i))
+        .map_or_else(
+            || Cow::Owned(number.to_string()),
+            |name| Cow::Borrowed(*name),
+        )
+}
+
+/// A pod label, `(key, value)`.
+pub type Label<'a> = (Cow<'a, str>, Cow<'a, str>);
+
+/// An endpoint's Hubble labels split into the pod's Kubernetes labels
+/// (`k8s:key=value`, sorted) and Cilium's reserved identities
+/// (`reserved:name`, sorted, once each). Labels of other sources
+/// (`container:`, `cidr:`, `fqdn:`, `unspec:`) say nothing a
+/// NetworkPolicy can select on and are dropped.
+pub fn endpoint_labels<'a>(
+    hubble_labels: impl IntoIterator<Item = Cow<'a, str>>,
+) -> (Vec<Label<'a>>, Vec<ReservedIdentity>) {
+    let mut labels = Vec::new();
+    let mut reserved = Vec::new();
+    for label in hubble_labels {
+        if label.starts_with("k8s:") {
+            labels.push(k8s_label(label));
+        } else if let Some(name) = label.strip_prefix("reserved:") {
+            let name = name.split_once('=').map_or(name, |(n, _)| n);
+            reserved.push(ReservedIdentity::parse(name));
+        }
+    }
+    labels.sort();
+    reserved.sort();
+    reserved.dedup();
+    (labels, reserved)
+}
 
 fn to_flow(f: HubbleFlow<'_>) -> Result<Flow<'_>, String> {
     let (ip_source, ip_destination) = f.ip.map_or((None, None), |i| (i.source, i.destination));
@@ -499,27 +573,9 @@ fn to_flow(f: HubbleFlow<'_>) -> Result<Flow<'_>, String> {
         traffic_direction: f
             .traffic_direction
             .as_ref()
-            .map(|d| match &*d.name(DIRECTIONS) {
-                "INGRESS" => TrafficDirection::Ingress,
-                "EGRESS" => TrafficDirection::Egress,
-                other => TrafficDirection::Unknown(other.to_string()),
-            }),
-        verdict: f.verdict.as_ref().map(|v| match &*v.name(VERDICTS) {
-            "FORWARDED" => Verdict::Forwarded,
-            "DROPPED" => Verdict::Dropped,
-            "ERROR" => Verdict::Error,
-            "AUDIT" => Verdict::Audit,
-            "REDIRECTED" => Verdict::Redirected,
-            "TRACED" => Verdict::Traced,
-            "TRANSLATED" => Verdict::Translated,
-            other => Verdict::Other(other.to_string()),
-        }),
-        flow_type: f.type_.as_ref().map(|t| match &*t.name(FLOW_TYPES) {
-            "L3_L4" => FlowType::L3L4,
-            "L7" => FlowType::L7,
-            "SOCK" => FlowType::Sock,
-            other => FlowType::Other(other.to_string()),
-        }),
+            .map(|d| traffic_direction(&d.name(DIRECTIONS))),
+        verdict: f.verdict.as_ref().map(|v| verdict(&v.name(VERDICTS))),
+        flow_type: f.type_.as_ref().map(|t| flow_type(&t.name(FLOW_TYPES))),
         event: f
             .event_type
             .as_ref()
@@ -557,21 +613,7 @@ fn endpoint<'a>(
             ..FlowEndpoint::default()
         });
     };
-    let mut labels = Vec::new();
-    let mut reserved = Vec::new();
-    for Str(label) in e.labels.into_iter().flatten() {
-        if label.starts_with("k8s:") {
-            labels.push(k8s_label(label));
-        } else if let Some(name) = label.strip_prefix("reserved:") {
-            let name = name.split_once('=').map_or(name, |(n, _)| n);
-            reserved.push(ReservedIdentity::parse(name));
-        }
-        // Other sources (container:, cidr:, fqdn:, unspec:) say nothing
-        // a NetworkPolicy can select on.
-    }
-    labels.sort();
-    reserved.sort();
-    reserved.dedup();
+    let (labels, reserved) = endpoint_labels(e.labels.into_iter().flatten().map(|Str(l)| l));
     Ok(FlowEndpoint {
         namespace: non_empty(e.namespace),
         labels,
@@ -835,10 +877,7 @@ impl EnumValue<'_> {
     fn name(&self, names: &'static [&'static str]) -> Cow<'_, str> {
         match self {
             Self::Name(n) => Cow::Borrowed(n),
-            Self::Number(n) => usize::try_from(*n)
-                .ok()
-                .and_then(|i| names.get(i))
-                .map_or_else(|| Cow::Owned(n.to_string()), |name| Cow::Borrowed(*name)),
+            Self::Number(n) => enum_name(*n, names),
         }
     }
 }

@@ -34,7 +34,16 @@ What it writes:
   after the first write, then \"completed\". Run the operator with --learned
   to turn them into GeneratedNetworkPolicies for review.
 
-Needs:
+With Cilium (--mode hubble):
+  Reads the flows of Hubble Relay's gRPC API (GetFlows, plaintext, e.g.
+  http://hubble-relay.kube-system.svc:80) instead of loading eBPF: no
+  capability is needed and no Pod watch (Cilium attributes each end itself).
+  Flows are learned with the rules of `kubefence learn` (replies, drops and
+  DNS answers as there). A broken stream is opened again with backoff, from
+  the time of the last flow read. As a DaemonSet, --hubble-node \"$NODE_NAME\"
+  keeps each agent to the flows of its node; as one Deployment, leave it out.
+
+Needs (--mode ebpf):
   Linux >= 5.8, tracefs (/sys/kernel/tracing), cgroup v2, and CAP_BPF,
   CAP_PERFMON and CAP_NET_ADMIN (or CAP_SYS_ADMIN). `kubefence agent --check`
   tells what this host lacks, without loading anything. deploy/components/agent
@@ -43,11 +52,28 @@ Needs:
 Examples:
   kubefence agent --node \"$NODE_NAME\" --cluster-cidr 10.244.0.0/16 --cluster-cidr 10.96.0.0/12
   kubefence agent --check
+  kubefence agent --mode hubble --hubble-relay http://hubble-relay.kube-system.svc:80
 
 Stops cleanly on SIGTERM or Ctrl-C, writing what is still unwritten.")]
 pub struct AgentOpts {
-    /// This node's name: only its pods are watched (spec.nodeName).
-    #[arg(long, env = "NODE_NAME", required_unless_present = "check")]
+    /// Where connections come from: ebpf (this node's sockets) or hubble
+    /// (Hubble Relay's flows, Cilium clusters).
+    #[arg(long, value_enum, default_value_t = AgentMode::Ebpf)]
+    pub mode: AgentMode,
+    /// With --mode hubble: Hubble Relay's gRPC address.
+    #[arg(
+        long,
+        value_name = "URL",
+        default_value = "http://hubble-relay.kube-system.svc:80"
+    )]
+    pub hubble_relay: String,
+    /// With --mode hubble: only the flows observed on this node (Relay's
+    /// node-name pattern; repeatable). Default: every node.
+    #[arg(long, value_name = "NODE")]
+    pub hubble_node: Vec<String>,
+    /// This node's name: only its pods are watched (spec.nodeName). Needed
+    /// with --mode ebpf.
+    #[arg(long, env = "NODE_NAME")]
     pub node: Option<String>,
     /// The cluster's pod and Service networks (repeatable). An address inside
     /// them that is no known pod or Service is counted as unknown instead of
@@ -77,29 +103,48 @@ pub struct AgentOpts {
     pub check: bool,
 }
 
+/// Where the agent's connections come from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AgentMode {
+    Ebpf,
+    Hubble,
+}
+
 pub fn run(opts: &AgentOpts) -> anyhow::Result<u8> {
     run_agent(opts)
 }
 
 #[cfg(target_os = "linux")]
 fn run_agent(opts: &AgentOpts) -> anyhow::Result<u8> {
-    use kubefence_agent::agent::AgentConfig;
+    use kubefence_agent::agent::{AgentConfig, Source};
     use kubefence_agent::capture::ebpf::{EbpfCapture, EbpfOptions, default_cgroup, preflight};
+    use kubefence_agent::capture::hubble::{HubbleOptions, check_address};
 
     let ebpf = EbpfOptions {
         cgroup: opts.cgroup.clone().unwrap_or_else(default_cgroup),
     };
     if opts.check {
+        if opts.mode == AgentMode::Hubble {
+            check_address(&opts.hubble_relay)?;
+            println!(
+                "--mode hubble needs no host feature; {} is tried when the agent starts",
+                opts.hubble_relay
+            );
+            return Ok(exit::OK);
+        }
         preflight(&ebpf).context("this host cannot run the eBPF capture")?;
         println!(
             "this host can run the eBPF capture (the rights are checked when the programs load)"
         );
         return Ok(exit::OK);
     }
-    let node = opts
-        .node
-        .clone()
-        .context("--node (or NODE_NAME) is required")?;
+    let node = match (opts.mode, &opts.node) {
+        (_, Some(node)) => node.clone(),
+        (AgentMode::Hubble, None) => String::new(),
+        (AgentMode::Ebpf, None) => {
+            anyhow::bail!("--node (or NODE_NAME) is required with --mode ebpf")
+        }
+    };
     let config = AgentConfig {
         node,
         cluster_cidrs: opts.cluster_cidrs.clone(),
@@ -109,8 +154,18 @@ fn run_agent(opts: &AgentOpts) -> anyhow::Result<u8> {
         learning_period: Duration::from_secs(opts.learning_period_seconds),
         sync_timeout: Duration::from_secs(60),
     };
-    // First, so that a host that cannot capture is told at once.
-    let capture = EbpfCapture::start(&ebpf).context("the eBPF capture cannot start")?;
+    let source = match opts.mode {
+        // First, so that a host that cannot capture is told at once.
+        AgentMode::Ebpf => Source::Ebpf(Box::new(
+            EbpfCapture::start(&ebpf).context("the eBPF capture cannot start")?,
+        )),
+        AgentMode::Hubble => {
+            check_address(&opts.hubble_relay)?;
+            let mut hubble = HubbleOptions::new(opts.hubble_relay.clone());
+            hubble.nodes = opts.hubble_node.clone();
+            Source::Hubble(hubble)
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -124,7 +179,7 @@ fn run_agent(opts: &AgentOpts) -> anyhow::Result<u8> {
             crate::cmd::operator::shutdown_signal().await;
             let _ = stop.send(true);
         });
-        kubefence_agent::agent::run(client, capture, config, stopped)
+        kubefence_agent::agent::run(client, source, config, stopped)
             .await
             .context("agent")
     })?;

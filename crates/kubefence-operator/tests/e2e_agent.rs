@@ -1,0 +1,355 @@
+//! `kubefence agent --mode hubble`, the real binary, against the real API
+//! server (tests/support) and an in-process Hubble Relay that replays
+//! hand-written flows (`kubefence_testkit::hubble_relay`). The agent runs
+//! as its own ServiceAccount bound to deploy/components/agent's ClusterRole,
+//! so the RBAC that ships is the RBAC that is tested.
+//!
+//! What is shown: the NetworkNeighborhoods it writes through the API server
+//! are what `kubefence learn` learns from the same flows (same neighbours,
+//! same ports), a dropped flow and reply packets leave nothing, the DNS name
+//! an answer gave is kept, the status is `learning` with the mode
+//! annotated, no call was refused, and SIGTERM ends it cleanly.
+//!
+//! No pod runs here (no kubelet): the flows say what Cilium would have
+//! seen; the API server is real.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use kube::Api;
+use kubefence_core::Protocol;
+use kubefence_core::learn::{
+    DnsRecord, Flow, FlowEndpoint, FlowWorkload, Learner, Neighborhood, TcpFlags, Verdict,
+};
+use kubefence_k8s::crd::learned::{NetworkNeighborhood, OtherGroup};
+use kubefence_testkit::hubble_relay::{self, Script};
+use serde_json::json;
+use support::cluster::{self, deploy};
+use support::namespace;
+
+fn pod(ns: &str, app: &str, ip: &str) -> FlowEndpoint<'static> {
+    FlowEndpoint {
+        namespace: Some(Cow::Owned(ns.to_string())),
+        labels: vec![
+            (Cow::Borrowed("app"), Cow::Owned(app.to_string())),
+            (Cow::Borrowed("pod-template-hash"), Cow::Borrowed("5d9c7b")),
+        ],
+        pod_name: Some(Cow::Owned(format!("{app}-5d9c7b-x2k4q"))),
+        workloads: vec![FlowWorkload {
+            name: Cow::Owned(app.to_string()),
+            kind: Cow::Borrowed("Deployment"),
+        }],
+        ip: Some(ip.parse().unwrap()),
+        ..FlowEndpoint::default()
+    }
+}
+
+fn world(ip: &str) -> FlowEndpoint<'static> {
+    FlowEndpoint {
+        reserved: vec![kubefence_core::learn::ReservedIdentity::World],
+        identity: Some(2),
+        ip: Some(ip.parse().unwrap()),
+        ..FlowEndpoint::default()
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn flow(
+    at: u32,
+    source: FlowEndpoint<'static>,
+    destination: FlowEndpoint<'static>,
+    protocol: Protocol,
+    ports: (u16, u16),
+    syn_ack: Option<(bool, bool)>,
+    is_reply: bool,
+    verdict: Verdict,
+) -> Flow<'static> {
+    Flow {
+        time: Some(Cow::Owned(format!("2026-11-29T10:00:{:02}.000000000Z", at))),
+        source,
+        destination,
+        protocol: Some(protocol),
+        source_port: Some(ports.0),
+        destination_port: Some(ports.1),
+        tcp_flags: syn_ack.map(|(syn, ack)| TcpFlags {
+            syn,
+            ack,
+            ..TcpFlags::default()
+        }),
+        is_reply: Some(is_reply),
+        verdict: Some(verdict),
+        ..Flow::default()
+    }
+}
+
+/// web → api TCP 8080 (SYN, the SYN-ACK reply), web → kube-dns UDP 53 and
+/// its answer naming api.example.com, web → that address TCP 443, and a
+/// dropped SYN web → api 9999.
+fn flows(ns: &str) -> Vec<Flow<'static>> {
+    let web = || pod(ns, "web", "10.244.1.10");
+    let api = || pod(ns, "api", "10.244.2.20");
+    let dns = || pod("kube-system", "kube-dns", "10.244.0.2");
+    let external = "203.0.113.7";
+    let mut answer = flow(
+        3,
+        dns(),
+        web(),
+        Protocol::Udp,
+        (53, 40000),
+        None,
+        true,
+        Verdict::Forwarded,
+    );
+    answer.dns = Some(DnsRecord {
+        query: Cow::Borrowed("api.example.com."),
+        ips: vec![external.parse::<IpAddr>().unwrap()],
+    });
+    vec![
+        flow(
+            1,
+            web(),
+            api(),
+            Protocol::Tcp,
+            (41000, 8080),
+            Some((true, false)),
+            false,
+            Verdict::Forwarded,
+        ),
+        flow(
+            1,
+            api(),
+            web(),
+            Protocol::Tcp,
+            (8080, 41000),
+            Some((true, true)),
+            true,
+            Verdict::Forwarded,
+        ),
+        flow(
+            2,
+            web(),
+            dns(),
+            Protocol::Udp,
+            (40000, 53),
+            None,
+            false,
+            Verdict::Forwarded,
+        ),
+        answer,
+        flow(
+            4,
+            web(),
+            world(external),
+            Protocol::Tcp,
+            (41002, 443),
+            Some((true, false)),
+            false,
+            Verdict::Forwarded,
+        ),
+        flow(
+            5,
+            web(),
+            api(),
+            Protocol::Tcp,
+            (41003, 9999),
+            Some((true, false)),
+            false,
+            Verdict::Dropped,
+        ),
+    ]
+}
+
+/// Neighbours and ports, without the evidence counts (Hubble's replayed
+/// flows may be read twice across a reconnection).
+fn shape(n: &Neighborhood) -> (BTreeSet<String>, BTreeSet<String>) {
+    let side = |list: &[kubefence_core::learn::Neighbor]| {
+        list.iter()
+            .flat_map(|nb| {
+                nb.ports
+                    .iter()
+                    .map(move |p| format!("{:?} {:?} {}", nb.peer, p.protocol, p.port))
+            })
+            .collect()
+    };
+    (side(&n.ingress), side(&n.egress))
+}
+
+fn kubefence_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("kubefence");
+    if bin.is_file() {
+        Some(bin)
+    } else if std::env::var_os("CI").is_some() {
+        panic!(
+            "{} is missing: CI runs cargo test --workspace, which builds it",
+            bin.display()
+        );
+    } else {
+        eprintln!(
+            "skipped: {} is not built (cargo build -p kubefence)",
+            bin.display()
+        );
+        None
+    }
+}
+
+#[tokio::test]
+async fn the_hubble_agent_writes_what_learn_learns_through_the_api_server() {
+    let Some(c) = cluster::cluster() else {
+        return;
+    };
+    let Some(bin) = kubefence_binary() else {
+        return;
+    };
+    let admin = c.admin().await;
+    let ns = namespace(&admin, "agent-hubble", false).await;
+
+    // The agent's own identity with the ClusterRole that ships.
+    for object in cluster::yaml_docs(&deploy().join("components/agent/clusterrole.yaml")).unwrap() {
+        cluster::apply(&admin, object).await.unwrap();
+    }
+    support::create(
+        &admin,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": "kubefence-agent", "namespace": ns}}),
+    )
+    .await;
+    cluster::apply(
+        &admin,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": format!("{ns}-agent")},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubefence-agent"},
+               "subjects": [{"kind": "ServiceAccount", "name": "kubefence-agent", "namespace": ns}]}),
+    )
+    .await
+    .unwrap();
+    let (kubeconfig, _) = c
+        .service_account_kubeconfig(&admin, &ns, "kubefence-agent")
+        .await;
+
+    let flows = flows(&ns);
+    let relay = hubble_relay::start(
+        flows
+            .iter()
+            .map(|f| hubble_relay::to_response(f, "kind-worker"))
+            .collect(),
+        Script::default(),
+    )
+    .await
+    .unwrap();
+    let audit_from = c.audit_offset();
+    let logs = tempfile::tempdir().unwrap();
+    let mut agent = std::process::Command::new(&bin)
+        .args([
+            "agent",
+            "--mode",
+            "hubble",
+            "--hubble-relay",
+            &relay.url(),
+            "--write-interval-seconds",
+            "1",
+            "--learning-period-seconds",
+            "3600",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("KUBEFENCE_LOG", "info")
+        .env_remove("NODE_NAME")
+        .stdout(std::fs::File::create(logs.path().join("out")).unwrap())
+        .stderr(std::fs::File::create(logs.path().join("err")).unwrap())
+        .spawn()
+        .unwrap();
+
+    let neighborhoods: Api<NetworkNeighborhood> = Api::namespaced(admin.clone(), &ns);
+    let written = support::eventually(
+        "the agent's neighborhoods",
+        Duration::from_secs(30),
+        async || {
+            let web = neighborhoods.get_opt("deployment-web").await.ok().flatten();
+            let api = neighborhoods.get_opt("deployment-api").await.ok().flatten();
+            web.zip(api)
+        },
+        Option::is_some,
+    )
+    .await
+    .unwrap();
+
+    // What `kubefence learn` learns from the same flows.
+    let mut learner = Learner::new();
+    for f in &flows {
+        learner.observe(f);
+    }
+    let (learned, _) = learner.finish(None);
+    let learned_of = |name: &str| {
+        learned
+            .iter()
+            .find(|n| n.workload.name == name && n.workload.namespace == ns)
+            .unwrap_or_else(|| panic!("learn has no {name}: {learned:?}"))
+    };
+    for (object, name) in [(&written.0, "web"), (&written.1, "api")] {
+        let annotations = object.metadata.annotations.clone().unwrap_or_default();
+        assert_eq!(annotations["kubescape.io/status"], "learning", "{name}");
+        assert_eq!(annotations["kubefence.dev/agent-mode"], "hubble", "{name}");
+        let read = kubefence_k8s::learn::neighborhood::neighborhood(&object.to_other_group(), &ns)
+            .unwrap()
+            .value;
+        assert_eq!(
+            shape(&read),
+            shape(learned_of(name)),
+            "{name}: the agent wrote what learn learns"
+        );
+    }
+    // And what that is, checked by hand.
+    let text = serde_json::to_string(&written.0.spec).unwrap();
+    assert!(text.contains("TCP-8080"), "web calls api on 8080: {text}");
+    assert!(text.contains("UDP-53"), "web asks kube-dns: {text}");
+    assert!(
+        text.contains("203.0.113.7") && text.contains("api.example.com"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("9999"),
+        "a dropped flow is no neighbour: {text}"
+    );
+    let api_text = serde_json::to_string(&written.1.spec).unwrap();
+    assert!(api_text.contains("TCP-8080"), "{api_text}");
+    assert!(
+        !api_text.contains("41000") && !text.contains("41000"),
+        "replies and client ports leave nothing"
+    );
+
+    // SIGTERM: a clean stop.
+    let pid = agent.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let mut status = None;
+    for _ in 0..100 {
+        if let Some(s) = agent.try_wait().unwrap() {
+            status = Some(s);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let err = std::fs::read_to_string(logs.path().join("err")).unwrap_or_default();
+    let status = status.unwrap_or_else(|| {
+        let _ = agent.kill();
+        panic!("the agent did not stop on SIGTERM:\n{err}")
+    });
+    assert!(status.success(), "agent exit {status}:\n{err}");
+    assert!(err.contains("mode=hubble"), "the mode is logged:\n{err}");
+
+    let user = format!("system:serviceaccount:{ns}:kubefence-agent");
+    if let Some(refused) = c.forbidden_since(&user, audit_from) {
+        assert!(
+            refused.is_empty(),
+            "calls the ClusterRole refused: {refused:?}"
+        );
+    }
+    support::remove_namespace(&admin, &ns).await;
+}
