@@ -13,8 +13,8 @@
 //! are read into the core learner, which is drained into the aggregator
 //! once a second, before the writes.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,12 +23,13 @@ use kubefence_core::IpNet;
 use kubefence_core::learn::{Learner, WorkloadRef};
 use tokio::sync::watch;
 
-use crate::aggregate::{Aggregator, Outcome};
+use crate::aggregate::Aggregator;
 use crate::capture::Mode;
-use crate::capture::ebpf::{CaptureStats, EbpfCapture};
-use crate::capture::hubble::{self, HubbleError, HubbleOptions, HubbleStats};
+use crate::capture::ebpf::EbpfCapture;
+use crate::capture::hubble::{self, HubbleError, HubbleOptions};
 use crate::index::PodIndex;
 use crate::object::{STATUS_LEARNING, WriteContext, status_at};
+use crate::telemetry::Telemetry;
 use crate::writer::{WriteSchedule, write};
 
 /// How the agent runs.
@@ -83,36 +84,13 @@ pub enum AgentError {
     Poisoned,
 }
 
-/// The agent's counters (logged each minute; the figures of the report).
-#[derive(Debug, Default)]
-pub struct AgentStats {
-    pub outcomes: Mutex<BTreeMap<Outcome, u64>>,
-    pub writes: AtomicU64,
-    pub write_failures: AtomicU64,
-    pub conflicts: AtomicU64,
-}
-
-impl AgentStats {
-    fn count(&self, outcome: Outcome) {
-        if let Ok(mut o) = self.outcomes.lock() {
-            *o.entry(outcome).or_default() += 1;
-        }
-    }
-}
-
 /// The state the capture and the writer share.
 struct Shared {
     index: Arc<Mutex<PodIndex>>,
     aggregator: Mutex<Aggregator>,
     /// The Hubble input's flows since the last drain.
     learner: Mutex<Learner>,
-    stats: AgentStats,
-}
-
-/// The input's own counters.
-enum InputStats {
-    Ebpf(Arc<CaptureStats>),
-    Hubble(Arc<HubbleStats>),
+    telemetry: Arc<Telemetry>,
 }
 
 /// Runs the agent until `shutdown` turns true. An eBPF capture is started
@@ -123,8 +101,10 @@ pub async fn run(
     source: Source,
     config: AgentConfig,
     mut shutdown: watch::Receiver<bool>,
+    telemetry: Arc<Telemetry>,
 ) -> Result<(), AgentError> {
     let mode = source.mode();
+    telemetry.set_mode(mode);
     let shared = Arc::new(Shared {
         index: Arc::new(Mutex::new(PodIndex::new(
             config.pod_grace,
@@ -132,13 +112,14 @@ pub async fn run(
         ))),
         aggregator: Mutex::new(Aggregator::new(config.max_entries)),
         learner: Mutex::new(Learner::new()),
-        stats: AgentStats::default(),
+        telemetry: Arc::clone(&telemetry),
     });
-    let (input_stats, reader, watches) = match source {
+    let (reader, watches) = match source {
         Source::Ebpf(capture) => {
             let watches = start_watches(&client, &config, &shared).await;
             tracing::info!(%mode, node = %config.node, "capturing every new TCP and UDP connection of this node");
-            let stats = Arc::new(CaptureStats::default());
+            telemetry.ready.store(true, Ordering::Relaxed);
+            let stats = Arc::clone(&telemetry.ebpf);
             let reader = {
                 let shared = Arc::clone(&shared);
                 let stats = Arc::clone(&stats);
@@ -154,18 +135,19 @@ pub async fn run(
                                 }
                                 _ => return,
                             };
-                            shared.stats.count(outcome);
+                            shared.telemetry.count(outcome, 1);
                         })
                         .await
                         .map_err(AgentError::Read)
                 })
             };
-            (InputStats::Ebpf(stats), reader, watches)
+            (reader, watches)
         }
         Source::Hubble(options) => {
             hubble::check_address(&options.address)?;
             tracing::info!(%mode, relay = %options.address, nodes = ?options.nodes, "learning from Hubble Relay's flows");
-            let stats = Arc::new(HubbleStats::default());
+            telemetry.ready.store(true, Ordering::Relaxed);
+            let stats = Arc::clone(&telemetry.hubble);
             let reader = {
                 let shared = Arc::clone(&shared);
                 let stats = Arc::clone(&stats);
@@ -180,7 +162,7 @@ pub async fn run(
                     .map_err(AgentError::Hubble)
                 })
             };
-            (InputStats::Hubble(stats), reader, Vec::new())
+            (reader, Vec::new())
         }
     };
 
@@ -208,7 +190,7 @@ pub async fn run(
         )
         .await?;
         if last_report.elapsed() >= Duration::from_secs(60) {
-            report(&shared, &input_stats, mode);
+            report(&shared, mode);
             last_report = Instant::now();
         }
     }
@@ -223,7 +205,7 @@ pub async fn run(
         true,
     )
     .await?;
-    report(&shared, &input_stats, mode);
+    report(&shared, mode);
     for watch in watches {
         watch.abort();
     }
@@ -279,9 +261,7 @@ fn drain_learner(shared: &Shared, now: Instant) -> Result<(), AgentError> {
     let mut aggregator = shared.aggregator.lock().map_err(|_| AgentError::Poisoned)?;
     for neighborhood in &neighborhoods {
         for (outcome, n) in aggregator.absorb(neighborhood, now) {
-            if let Ok(mut o) = shared.stats.outcomes.lock() {
-                *o.entry(outcome).or_default() += n;
-            }
+            shared.telemetry.count(outcome, n);
         }
     }
     let left_out: u64 = report.left_out.iter().map(|l| l.count).sum();
@@ -318,6 +298,12 @@ async fn flush(
             Mode::Ebpf => aggregator.forget_gone(&index),
             Mode::Hubble => aggregator.forget_idle(now, config.write_interval * 10),
         };
+        let t = &shared.telemetry;
+        t.entries
+            .store(aggregator.entries() as u64, Ordering::Relaxed);
+        t.workloads
+            .store(aggregator.workloads() as u64, Ordering::Relaxed);
+        t.pods.store(index.pod_count() as u64, Ordering::Relaxed);
         let mut workloads = aggregator.dirty();
         for (workload, since) in learning.iter() {
             if status_at(*since, wall, config.learning_period) != STATUS_LEARNING
@@ -342,7 +328,7 @@ async fn flush(
         };
         match write(client, &snapshot, &context).await {
             Ok(written) => {
-                shared.stats.writes.fetch_add(1, Ordering::Relaxed);
+                shared.telemetry.writes.fetch_add(1, Ordering::Relaxed);
                 if let Ok(mut aggregator) = shared.aggregator.lock() {
                     aggregator.written(&workload);
                 }
@@ -362,11 +348,14 @@ async fn flush(
                 );
             }
             Err(crate::writer::WriteError::Conflict { namespace, name }) => {
-                shared.stats.conflicts.fetch_add(1, Ordering::Relaxed);
+                shared.telemetry.conflicts.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(%namespace, %name, "neighborhood changed meanwhile; merged again later");
             }
             Err(e) => {
-                shared.stats.write_failures.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .telemetry
+                    .write_failures
+                    .fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(error = %e, "neighborhood not written; retried at the next slot");
             }
         }
@@ -375,9 +364,11 @@ async fn flush(
     Ok(())
 }
 
-fn report(shared: &Shared, input: &InputStats, mode: Mode) {
-    let outcomes = shared
-        .stats
+/// The figures of the minute in the log (the same as `/metrics`), and the
+/// size gauges brought up to date.
+fn report(shared: &Shared, mode: Mode) {
+    let t = &shared.telemetry;
+    let outcomes = t
         .outcomes
         .lock()
         .map(|o| {
@@ -387,43 +378,19 @@ fn report(shared: &Shared, input: &InputStats, mode: Mode) {
                 .join(" ")
         })
         .unwrap_or_default();
-    let (entries, workloads) = shared
-        .aggregator
-        .lock()
-        .map(|a| (a.entries(), a.workloads()))
-        .unwrap_or_default();
-    let pods = shared
-        .index
-        .lock()
-        .map(|i| i.pod_count())
-        .unwrap_or_default();
-    let (events, lost, malformed, reconnects) = match input {
-        InputStats::Ebpf(c) => (
-            c.events.load(Ordering::Relaxed),
-            c.lost.load(Ordering::Relaxed),
-            c.malformed.load(Ordering::Relaxed),
-            0,
-        ),
-        InputStats::Hubble(h) => (
-            h.flows.load(Ordering::Relaxed),
-            h.lost.load(Ordering::Relaxed),
-            h.malformed.load(Ordering::Relaxed),
-            h.reconnects.load(Ordering::Relaxed),
-        ),
-    };
     tracing::info!(
         %mode,
-        events,
-        lost,
-        malformed,
-        reconnects,
+        events = t.events(),
+        lost = t.lost(),
+        malformed = t.malformed(),
+        reconnects = t.hubble.reconnects.load(Ordering::Relaxed),
         %outcomes,
-        entries,
-        workloads,
-        pods,
-        writes = shared.stats.writes.load(Ordering::Relaxed),
-        write_failures = shared.stats.write_failures.load(Ordering::Relaxed),
-        conflicts = shared.stats.conflicts.load(Ordering::Relaxed),
+        entries = t.entries.load(Ordering::Relaxed),
+        workloads = t.workloads.load(Ordering::Relaxed),
+        pods = t.pods.load(Ordering::Relaxed),
+        writes = t.writes.load(Ordering::Relaxed),
+        write_failures = t.write_failures.load(Ordering::Relaxed),
+        conflicts = t.conflicts.load(Ordering::Relaxed),
         "agent"
     );
 }

@@ -19,7 +19,7 @@
 //! [`aggregate`] (dedup and the entry cap), [`object`] (the object written,
 //! merged with what is there), [`writer`] (rate limit and the API calls),
 //! [`watch`] (the Pod and Service watches), [`agent`] (the loop that joins
-//! them).
+//! them), [`telemetry`] (its counters, as Prometheus metrics).
 
 #[cfg(target_os = "linux")]
 pub mod agent;
@@ -28,5 +28,7 @@ pub mod capture;
 pub mod connection;
 pub mod index;
 pub mod object;
+#[cfg(target_os = "linux")]
+pub mod telemetry;
 pub mod watch;
 pub mod writer;

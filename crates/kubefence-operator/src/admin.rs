@@ -1,6 +1,8 @@
 //! The admin server: `/healthz` (the process serves), `/readyz` (every
 //! controller has listed its watches and reconciled once) and `/metrics`
 //! (Prometheus text format). Small and separate from the reconcile tasks.
+//! The node agent serves its own figures with the same server
+//! ([`serve_endpoints`]).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -26,11 +28,28 @@ fn respond(status: StatusCode, content_type: &str, body: String) -> Response<Ful
     r
 }
 
-fn route(
-    req: &Request<Incoming>,
-    metrics: &Metrics,
-    readiness: &Readiness,
-) -> Response<Full<Bytes>> {
+/// What `/readyz` and `/metrics` answer.
+pub trait Endpoints: Send + Sync + 'static {
+    /// The OpenMetrics text of a scrape.
+    fn metrics(&self) -> String;
+    fn ready(&self) -> bool;
+}
+
+struct OperatorEndpoints {
+    metrics: Arc<Metrics>,
+    readiness: Arc<Readiness>,
+}
+
+impl Endpoints for OperatorEndpoints {
+    fn metrics(&self) -> String {
+        self.metrics.encode()
+    }
+    fn ready(&self) -> bool {
+        self.readiness.is_ready()
+    }
+}
+
+fn route(req: &Request<Incoming>, endpoints: &dyn Endpoints) -> Response<Full<Bytes>> {
     if req.method() != Method::GET {
         return respond(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -40,9 +59,7 @@ fn route(
     }
     match req.uri().path() {
         "/healthz" | "/livez" => respond(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/readyz" if readiness.is_ready() => {
-            respond(StatusCode::OK, "text/plain", "ready\n".into())
-        }
+        "/readyz" if endpoints.ready() => respond(StatusCode::OK, "text/plain", "ready\n".into()),
         "/readyz" => respond(
             StatusCode::SERVICE_UNAVAILABLE,
             "text/plain",
@@ -51,17 +68,31 @@ fn route(
         "/metrics" => respond(
             StatusCode::OK,
             "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            metrics.encode(),
+            endpoints.metrics(),
         ),
         _ => respond(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     }
 }
 
-/// Serves until `shutdown` turns true.
+/// Serves the operator's figures until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
     metrics: Arc<Metrics>,
     readiness: Arc<Readiness>,
+    shutdown: watch::Receiver<bool>,
+) {
+    serve_endpoints(
+        listener,
+        Arc::new(OperatorEndpoints { metrics, readiness }),
+        shutdown,
+    )
+    .await;
+}
+
+/// Serves `endpoints` until `shutdown` turns true.
+pub async fn serve_endpoints(
+    listener: TcpListener,
+    endpoints: Arc<dyn Endpoints>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     loop {
@@ -69,10 +100,10 @@ pub async fn serve(
             _ = shutdown.changed() => return,
             accepted = listener.accept() => {
                 let Ok((stream, _)) = accepted else { continue };
-                let (metrics, readiness) = (metrics.clone(), readiness.clone());
+                let endpoints = Arc::clone(&endpoints);
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
-                        let response = route(&req, &metrics, &readiness);
+                        let response = route(&req, endpoints.as_ref());
                         async move { Ok::<_, Infallible>(response) }
                     });
                     if let Err(e) = http1::Builder::new()

@@ -179,6 +179,21 @@ fn shape(n: &Neighborhood) -> (BTreeSet<String>, BTreeSet<String>) {
     (side(&n.ingress), side(&n.egress))
 }
 
+/// One GET on the agent's admin server, the whole answer.
+async fn scrape(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return String::new();
+    };
+    let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+    if s.write_all(request.as_bytes()).await.is_err() {
+        return String::new();
+    }
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out).await;
+    out
+}
+
 fn kubefence_binary() -> Option<std::path::PathBuf> {
     let exe = std::env::current_exe().ok()?;
     let bin = exe.parent()?.parent()?.join("kubefence");
@@ -243,6 +258,10 @@ async fn the_hubble_agent_writes_what_learn_learns_through_the_api_server() {
     .await
     .unwrap();
     let audit_from = c.audit_offset();
+    let admin_addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    };
     let logs = tempfile::tempdir().unwrap();
     let mut agent = std::process::Command::new(&bin)
         .args([
@@ -255,6 +274,8 @@ async fn the_hubble_agent_writes_what_learn_learns_through_the_api_server() {
             "1",
             "--learning-period-seconds",
             "3600",
+            "--admin-addr",
+            &admin_addr.to_string(),
         ])
         .env("KUBECONFIG", &kubeconfig)
         .env("KUBEFENCE_LOG", "info")
@@ -320,6 +341,39 @@ async fn the_hubble_agent_writes_what_learn_learns_through_the_api_server() {
     assert!(
         !api_text.contains("41000") && !text.contains("41000"),
         "replies and client ports leave nothing"
+    );
+
+    // Its figures, as Prometheus reads them: six flows read, none lost,
+    // both neighborhoods written, the mode.
+    let metrics = support::eventually(
+        "the agent's metrics",
+        Duration::from_secs(10),
+        async || scrape(admin_addr, "/metrics").await,
+        |m| m.contains("kubefence_agent_neighborhood_writes_total"),
+    )
+    .await;
+    for line in [
+        "kubefence_agent_mode_info{mode=\"hubble\"} 1",
+        "kubefence_agent_events_total 6",
+        "kubefence_agent_lost_events_total 0",
+        "kubefence_agent_malformed_events_total 0",
+        "kubefence_agent_ready 1",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line:?} in:\n{metrics}"
+        );
+    }
+    let writes: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("kubefence_agent_neighborhood_writes_total "))
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(writes >= 2, "{metrics}");
+    assert!(
+        scrape(admin_addr, "/readyz")
+            .await
+            .starts_with("HTTP/1.1 200")
     );
 
     // SIGTERM: a clean stop.

@@ -97,6 +97,10 @@ pub struct AgentOpts {
     /// the host's cgroup v2 root, which holds every pod).
     #[arg(long, value_name = "DIR")]
     pub cgroup: Option<PathBuf>,
+    /// Address of /healthz, /readyz and /metrics (Prometheus: events read
+    /// and lost, connections by outcome, writes, entries held, the mode).
+    #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
+    pub admin_addr: std::net::SocketAddr,
     /// Check that this host can run the eBPF capture, say what is missing,
     /// and exit (0: it can; 2: it cannot). Loads nothing, calls no API.
     #[arg(long)]
@@ -119,6 +123,7 @@ fn run_agent(opts: &AgentOpts) -> anyhow::Result<u8> {
     use kubefence_agent::agent::{AgentConfig, Source};
     use kubefence_agent::capture::ebpf::{EbpfCapture, EbpfOptions, default_cgroup, preflight};
     use kubefence_agent::capture::hubble::{HubbleOptions, check_address};
+    use kubefence_agent::telemetry::Telemetry;
 
     let ebpf = EbpfOptions {
         cgroup: opts.cgroup.clone().unwrap_or_else(default_cgroup),
@@ -171,6 +176,9 @@ fn run_agent(opts: &AgentOpts) -> anyhow::Result<u8> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        let listener = tokio::net::TcpListener::bind(opts.admin_addr)
+            .await
+            .with_context(|| format!("cannot listen on --admin-addr {}", opts.admin_addr))?;
         let client = kube::Client::try_default()
             .await
             .context("cannot reach the cluster (kubeconfig or in-cluster service account)")?;
@@ -179,11 +187,34 @@ fn run_agent(opts: &AgentOpts) -> anyhow::Result<u8> {
             crate::cmd::operator::shutdown_signal().await;
             let _ = stop.send(true);
         });
-        kubefence_agent::agent::run(client, source, config, stopped)
+        let telemetry = std::sync::Arc::new(Telemetry::default());
+        tracing::info!(addr = %opts.admin_addr, "admin server listening");
+        let admin = tokio::spawn(kubefence_operator::admin::serve_endpoints(
+            listener,
+            std::sync::Arc::new(AgentEndpoints(std::sync::Arc::clone(&telemetry))),
+            stopped.clone(),
+        ));
+        let result = kubefence_agent::agent::run(client, source, config, stopped, telemetry)
             .await
-            .context("agent")
+            .context("agent");
+        admin.abort();
+        result
     })?;
     Ok(exit::OK)
+}
+
+/// `/metrics` and `/readyz` of the agent.
+#[cfg(target_os = "linux")]
+struct AgentEndpoints(std::sync::Arc<kubefence_agent::telemetry::Telemetry>);
+
+#[cfg(target_os = "linux")]
+impl kubefence_operator::admin::Endpoints for AgentEndpoints {
+    fn metrics(&self) -> String {
+        self.0.encode()
+    }
+    fn ready(&self) -> bool {
+        self.0.is_ready()
+    }
 }
 
 #[cfg(not(target_os = "linux"))]
