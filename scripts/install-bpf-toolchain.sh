@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Installs what the node agent's eBPF program needs at build time: Debian's
 # clang (compiles crates/kubefence-agent/bpf/*.c to a BPF object) and
-# libbpf-dev (the bpf_helpers.h header). Idempotent: does nothing when both
-# are present. Needs root (apt-get); prints why and exits 1 when it cannot.
+# libbpf-dev (the bpf_helpers.h header); and nftables (`nft`), with which the
+# conntrack fallback's real-traffic test turns connection tracking on in its
+# own network namespace. Idempotent: does nothing when all are present. Needs root (apt-get); prints why and exits 1 when it cannot.
 set -euo pipefail
 
 missing=()
 command -v clang >/dev/null 2>&1 || missing+=(clang)
 [ -f /usr/include/bpf/bpf_helpers.h ] || missing+=(libbpf-dev)
+command -v nft >/dev/null 2>&1 || [ -x /usr/sbin/nft ] || missing+=(nftables)
 if [ ${#missing[@]} -eq 0 ]; then
     exit 0
 fi

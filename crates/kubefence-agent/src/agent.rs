@@ -23,8 +23,9 @@ use kubefence_core::IpNet;
 use kubefence_core::learn::{Learner, WorkloadRef};
 use tokio::sync::watch;
 
-use crate::aggregate::Aggregator;
+use crate::aggregate::{Aggregator, Outcome};
 use crate::capture::Mode;
+use crate::capture::conntrack::{ConntrackCapture, connections_of};
 use crate::capture::ebpf::EbpfCapture;
 use crate::capture::hubble::{self, HubbleError, HubbleOptions};
 use crate::index::PodIndex;
@@ -58,6 +59,8 @@ pub enum Source {
     /// The eBPF capture, started ([`EbpfCapture::start`]: started first, so
     /// a host that cannot capture is told before any API call).
     Ebpf(Box<EbpfCapture>),
+    /// Conntrack's new-connection events (subscribed already).
+    Conntrack(ConntrackCapture),
     /// Hubble Relay's flow stream.
     Hubble(HubbleOptions),
 }
@@ -66,6 +69,7 @@ impl Source {
     pub fn mode(&self) -> Mode {
         match self {
             Self::Ebpf(_) => Mode::Ebpf,
+            Self::Conntrack(_) => Mode::Conntrack,
             Self::Hubble(_) => Mode::Hubble,
         }
     }
@@ -119,7 +123,7 @@ pub async fn run(
             let watches = start_watches(&client, &config, &shared).await;
             tracing::info!(%mode, node = %config.node, "capturing every new TCP and UDP connection of this node");
             telemetry.ready.store(true, Ordering::Relaxed);
-            let stats = Arc::clone(&telemetry.ebpf);
+            let stats = Arc::clone(&telemetry.capture);
             let reader = {
                 let shared = Arc::clone(&shared);
                 let stats = Arc::clone(&stats);
@@ -136,6 +140,39 @@ pub async fn run(
                                 _ => return,
                             };
                             shared.telemetry.count(outcome, 1);
+                        })
+                        .await
+                        .map_err(AgentError::Read)
+                })
+            };
+            (reader, watches)
+        }
+        Source::Conntrack(capture) => {
+            let watches = start_watches(&client, &config, &shared).await;
+            tracing::info!(%mode, node = %config.node, "reading conntrack's new connections of this network namespace");
+            telemetry.ready.store(true, Ordering::Relaxed);
+            let stats = Arc::clone(&telemetry.capture);
+            let reader = {
+                let shared = Arc::clone(&shared);
+                let stop = shutdown.clone();
+                tokio::spawn(async move {
+                    capture
+                        .run(stats, stop, move |opening| {
+                            let now = Instant::now();
+                            let time = Timestamp::now().to_string();
+                            let (Ok(index), Ok(mut aggregator)) =
+                                (shared.index.lock(), shared.aggregator.lock())
+                            else {
+                                return;
+                            };
+                            let connections = connections_of(&opening, &index, now);
+                            if connections.is_empty() {
+                                shared.telemetry.count(Outcome::LocalNotAPod, 1);
+                            }
+                            for connection in connections {
+                                let outcome = aggregator.record(&connection, &index, now, &time);
+                                shared.telemetry.count(outcome, 1);
+                            }
                         })
                         .await
                         .map_err(AgentError::Read)
@@ -295,7 +332,7 @@ async fn flush(
         index.purge(now);
         let mut aggregator = shared.aggregator.lock().map_err(|_| AgentError::Poisoned)?;
         match mode {
-            Mode::Ebpf => aggregator.forget_gone(&index),
+            Mode::Ebpf | Mode::Conntrack => aggregator.forget_gone(&index),
             Mode::Hubble => aggregator.forget_idle(now, config.write_interval * 10),
         };
         let t = &shared.telemetry;

@@ -33,8 +33,9 @@ pub struct Telemetry {
     pub entries: AtomicU64,
     pub workloads: AtomicU64,
     pub pods: AtomicU64,
-    /// The eBPF capture's counters (zero in Hubble mode).
-    pub ebpf: Arc<CaptureStats>,
+    /// The kernel capture's counters, eBPF or conntrack (zero in Hubble
+    /// mode).
+    pub capture: Arc<CaptureStats>,
     /// The Hubble input's counters (zero in eBPF mode).
     pub hubble: Arc<HubbleStats>,
     /// The input runs and, in eBPF mode, this node's pods were listed.
@@ -60,17 +61,18 @@ impl Telemetry {
 
     /// Events read from the input: ring buffer records, or Hubble flows.
     pub fn events(&self) -> u64 {
-        self.ebpf.events.load(Ordering::Relaxed) + self.hubble.flows.load(Ordering::Relaxed)
+        self.capture.events.load(Ordering::Relaxed) + self.hubble.flows.load(Ordering::Relaxed)
     }
 
     /// Events lost before the agent read them: the ring buffer was full,
     /// or Hubble reported losses.
     pub fn lost(&self) -> u64 {
-        self.ebpf.lost.load(Ordering::Relaxed) + self.hubble.lost.load(Ordering::Relaxed)
+        self.capture.lost.load(Ordering::Relaxed) + self.hubble.lost.load(Ordering::Relaxed)
     }
 
     pub fn malformed(&self) -> u64 {
-        self.ebpf.malformed.load(Ordering::Relaxed) + self.hubble.malformed.load(Ordering::Relaxed)
+        self.capture.malformed.load(Ordering::Relaxed)
+            + self.hubble.malformed.load(Ordering::Relaxed)
     }
 
     pub fn is_ready(&self) -> bool {
@@ -114,7 +116,7 @@ impl Collector for Telemetry {
         if let Some(mode) = self.mode() {
             let mut family = encoder.encode_descriptor(
                 "mode_info",
-                "How the agent sees connections (ebpf or hubble)",
+                "How the agent sees connections (ebpf, conntrack or hubble)",
                 None,
                 MetricType::Gauge,
             )?;
@@ -213,7 +215,7 @@ mod tests {
         t.set_mode(Mode::Hubble);
         t.hubble.flows.store(12, Ordering::Relaxed);
         t.hubble.lost.store(3, Ordering::Relaxed);
-        t.ebpf.lost.store(2, Ordering::Relaxed);
+        t.capture.lost.store(2, Ordering::Relaxed);
         t.count(Outcome::New, 5);
         t.count(Outcome::Known, 7);
         t.writes.store(4, Ordering::Relaxed);

@@ -29,6 +29,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kubefence_agent::aggregate::{Aggregator, Outcome};
+use kubefence_agent::capture::conntrack::{ConntrackCapture, Opening, connections_of};
 use kubefence_agent::capture::ebpf::{CaptureStats, EbpfCapture, EbpfError, EbpfOptions};
 use kubefence_agent::connection::{Connection, Direction};
 use kubefence_agent::index::{PodIndex, PodRecord};
@@ -50,6 +51,10 @@ const UDP_FIRST_SOURCE_PORT: u16 = 31_000;
 const DEADLINE: Duration = Duration::from_secs(120);
 
 const ROLE_ENV: &str = "KUBEFENCE_NETNS_ROLE";
+
+/// The tests that make traffic take turns: they use the same addresses,
+/// and the eBPF capture sees every namespace's sockets.
+static TRAFFIC: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
@@ -99,7 +104,13 @@ struct Namespaces {
 
 impl Namespaces {
     fn create() -> Result<Self, String> {
-        let id = std::process::id();
+        // Unique per test of this process: tests run in parallel.
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let id = format!(
+            "{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
         let ns = Self {
             client: format!("kf-client-{id}"),
             server: format!("kf-server-{id}"),
@@ -133,6 +144,10 @@ impl Drop for Namespaces {
 
 /// Runs this test binary's `traffic_role` test inside `netns`.
 fn spawn_role(netns: &str, role: &str) -> std::io::Result<Child> {
+    spawn_role_with(netns, role, Stdio::null())
+}
+
+fn spawn_role_with(netns: &str, role: &str, stdin: Stdio) -> std::io::Result<Child> {
     let exe = std::env::current_exe()?;
     Command::new("ip")
         .args(["netns", "exec", netns])
@@ -144,7 +159,7 @@ fn spawn_role(netns: &str, role: &str) -> std::io::Result<Child> {
             "--nocapture",
         ])
         .env(ROLE_ENV, role)
-        .stdin(Stdio::null())
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -177,6 +192,7 @@ fn traffic_role() {
         Ok("client") => client(),
         Ok("bench-server") => bench_server(),
         Ok("bench-client") => bench_client(),
+        Ok("conntrack") => conntrack_role(),
         _ => {}
     }
 }
@@ -258,6 +274,7 @@ fn start_capture() -> Option<EbpfCapture> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_tcp_and_udp_connections_are_counted_exactly_once() {
+    let _turn = TRAFFIC.lock().await;
     let Some(capture) = start_capture() else {
         return;
     };
@@ -523,6 +540,7 @@ fn without_bpf_rights_the_capture_fails_clearly() {
         out.contains("capture error: no rights") || out.contains("failed before loading"),
         "{out}"
     );
+    assert!(out.contains("conntrack error:"), "{out}");
 }
 
 #[test]
@@ -554,6 +572,15 @@ fn check_no_rights() {
             println!("failed before loading, clearly: {e}");
         }
         Err(e) => panic!("unclear failure without rights: {e}"),
+    }
+    // The conntrack fallback needs CAP_NET_ADMIN, and says so.
+    match ConntrackCapture::start() {
+        Ok(_) => panic!("the conntrack capture subscribed without capabilities"),
+        Err(e) => {
+            let text = e.to_string();
+            println!("conntrack error: {text}");
+            assert!(text.contains("CAP_NET_ADMIN"), "{text}");
+        }
     }
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -653,6 +680,7 @@ fn cpu_and_rss() -> (Duration, u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a benchmark: run by hand, as root"]
 async fn capture_benchmark() {
+    let _turn = TRAFFIC.lock().await;
     let Some(mut capture) = start_capture() else {
         return;
     };
@@ -758,4 +786,228 @@ async fn capture_benchmark() {
         );
         capture = EbpfCapture::start(&EbpfOptions::default()).unwrap();
     }
+}
+
+/// The conntrack capture in the server's namespace: subscribes, says
+/// `ready`, reads until its stdin closes, then prints each opening
+/// (`proto source destination server`) and its counters.
+fn conntrack_role() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let capture = ConntrackCapture::start().unwrap();
+        let stats = Arc::new(CaptureStats::default());
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let seen: Arc<Mutex<Vec<Opening>>> = Arc::default();
+        let reader = {
+            let seen = Arc::clone(&seen);
+            tokio::spawn(capture.run(Arc::clone(&stats), stopped, move |o| {
+                seen.lock().unwrap().push(o);
+            }))
+        };
+        println!("ready");
+        std::io::stdout().flush().unwrap();
+        tokio::task::spawn_blocking(|| {
+            let mut rest = String::new();
+            let _ = std::io::stdin().read_to_string(&mut rest);
+        })
+        .await
+        .unwrap();
+        stop.send(true).unwrap();
+        reader.await.unwrap().unwrap();
+        for o in seen.lock().unwrap().iter() {
+            println!("{} {} {} {}", o.protocol, o.source, o.destination, o.server);
+        }
+        println!(
+            "stats {} {} {}",
+            stats.events.load(std::sync::atomic::Ordering::Relaxed),
+            stats.lost.load(std::sync::atomic::Ordering::Relaxed),
+            stats.malformed.load(std::sync::atomic::Ordering::Relaxed)
+        );
+    });
+}
+
+/// The conntrack fallback, with real traffic: conntrack is turned on in the
+/// server's namespace (an nftables rule that matches on connection state;
+/// `scripts/install-bpf-toolchain.sh` installs `nft`), the capture listens
+/// there, and the same 2,000 TCP connections and 500 UDP exchanges must
+/// each be reported once, from the client to the server's port, none from
+/// a reply; attributed with a stub pod index for the two addresses, each
+/// opening is the client's outgoing connection and the server's incoming
+/// one.
+#[test]
+fn conntrack_reports_each_new_connection_once() {
+    if !is_root() {
+        skip("needs root (network namespaces and a netfilter netlink socket)");
+        return;
+    }
+    if Command::new("nft").arg("--version").output().is_err() {
+        skip("nft (nftables) is needed to turn conntrack on in the test's namespace");
+        return;
+    }
+    let _turn = TRAFFIC.blocking_lock();
+    let namespaces = Namespaces::create().unwrap();
+    // Any rule on connection state makes the kernel track connections in
+    // this namespace (conntrack is per namespace and on demand).
+    let mut nft = Command::new("ip")
+        .args(["netns", "exec", &namespaces.server, "nft", "-f", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    nft.stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"table inet kubefence_test {\n  chain input {\n    type filter hook input priority 0;\n    ct state new counter accept\n  }\n}\n",
+        )
+        .unwrap();
+    assert!(nft.wait().unwrap().success(), "nft rule");
+
+    let deadline = Instant::now() + DEADLINE;
+    let mut capture = spawn_role_with(&namespaces.server, "conntrack", Stdio::piped()).unwrap();
+    let mut capture_out = BufReader::new(capture.stdout.take().unwrap());
+    // The test harness prints its own lines first.
+    let mut line = String::new();
+    while line.trim() != "ready" {
+        line.clear();
+        assert_ne!(
+            capture_out.read_line(&mut line).unwrap(),
+            0,
+            "the capture exited before it subscribed"
+        );
+    }
+
+    let mut server = spawn_role(&namespaces.server, "server").unwrap();
+    let mut server_out = BufReader::new(server.stdout.take().unwrap());
+    line.clear();
+    while !line.contains("ready") {
+        line.clear();
+        assert_ne!(server_out.read_line(&mut line).unwrap(), 0, "server exited");
+    }
+    let mut client = spawn_role(&namespaces.client, "client").unwrap();
+    wait_bounded(&mut client, deadline).unwrap();
+    wait_bounded(&mut server, deadline).unwrap();
+    // A moment for the last events, then the capture prints what it saw.
+    std::thread::sleep(Duration::from_millis(500));
+    drop(capture.stdin.take());
+    let mut report = String::new();
+    capture_out.read_to_string(&mut report).unwrap();
+    wait_bounded(&mut capture, deadline).unwrap();
+    drop(namespaces);
+
+    let mut openings = Vec::new();
+    let mut stats = None;
+    for l in report.lines() {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        match fields.as_slice() {
+            ["stats", events, lost, malformed] => {
+                stats = Some((
+                    events.parse::<u64>().unwrap(),
+                    lost.parse::<u64>().unwrap(),
+                    malformed.parse::<u64>().unwrap(),
+                ));
+            }
+            [protocol @ ("TCP" | "UDP"), source, destination, server] => openings.push(Opening {
+                protocol: if *protocol == "TCP" {
+                    Protocol::Tcp
+                } else {
+                    Protocol::Udp
+                },
+                source: source.parse().unwrap(),
+                destination: destination.parse().unwrap(),
+                server: server.parse().unwrap(),
+            }),
+            // The test harness's own lines.
+            _ => {}
+        }
+    }
+    let (events, lost, malformed) = stats.expect("the capture's counters");
+    eprintln!(
+        "conntrack: {} openings, {events} events, {lost} lost, {malformed} malformed",
+        openings.len()
+    );
+    assert_eq!((lost, malformed), (0, 0));
+    let mut counts: BTreeMap<(Protocol, SocketAddr, SocketAddr), usize> = BTreeMap::new();
+    for o in &openings {
+        assert_eq!(o.source.ip(), CLIENT_IP, "only the client opens: {o:?}");
+        assert_eq!(o.destination, o.server, "no NAT here: {o:?}");
+        *counts
+            .entry((o.protocol, SocketAddr::from((CLIENT_IP, 0)), o.destination))
+            .or_default() += 1;
+    }
+    assert_eq!(
+        counts,
+        BTreeMap::from([
+            (
+                (
+                    Protocol::Tcp,
+                    SocketAddr::from((CLIENT_IP, 0)),
+                    SocketAddr::from((SERVER_IP, TCP_PORT))
+                ),
+                TCP_CONNECTIONS
+            ),
+            (
+                (
+                    Protocol::Udp,
+                    SocketAddr::from((CLIENT_IP, 0)),
+                    SocketAddr::from((SERVER_IP, UDP_PORT))
+                ),
+                UDP_EXCHANGES
+            ),
+        ]),
+        "openings by protocol and port"
+    );
+    let distinct: std::collections::BTreeSet<_> =
+        openings.iter().map(|o| (o.protocol, o.source)).collect();
+    assert_eq!(distinct.len(), TCP_CONNECTIONS + UDP_EXCHANGES, "each once");
+
+    // Attribution: both ends pods of this "node".
+    let mut index = PodIndex::new(Duration::from_secs(30), vec![]);
+    for (ip, name) in [(CLIENT_IP, "client"), (SERVER_IP, "server")] {
+        index.upsert_pod(
+            PodRecord {
+                namespace: "test".into(),
+                name: format!("{name}-0"),
+                workload: WorkloadRef {
+                    kind: "Deployment".into(),
+                    namespace: "test".into(),
+                    name: name.into(),
+                },
+                selector: LabelSelector::from_labels(Labels::from([("app".into(), name.into())])),
+            },
+            vec![ip.into()],
+        );
+    }
+    let now = Instant::now();
+    let mut by_direction: BTreeMap<(Direction, Protocol, u16), usize> = BTreeMap::new();
+    for o in &openings {
+        for c in connections_of(o, &index, now) {
+            *by_direction
+                .entry((c.direction, c.protocol, c.destination_port()))
+                .or_default() += 1;
+        }
+    }
+    assert_eq!(
+        by_direction,
+        BTreeMap::from([
+            (
+                (Direction::Outgoing, Protocol::Tcp, TCP_PORT),
+                TCP_CONNECTIONS
+            ),
+            (
+                (Direction::Incoming, Protocol::Tcp, TCP_PORT),
+                TCP_CONNECTIONS
+            ),
+            (
+                (Direction::Outgoing, Protocol::Udp, UDP_PORT),
+                UDP_EXCHANGES
+            ),
+            (
+                (Direction::Incoming, Protocol::Udp, UDP_PORT),
+                UDP_EXCHANGES
+            ),
+        ])
+    );
 }

@@ -34,6 +34,15 @@ What it writes:
   after the first write, then \"completed\". Run the operator with --learned
   to turn them into GeneratedNetworkPolicies for review.
 
+Without BPF (--mode conntrack):
+  Where the eBPF capture cannot load (no BTF, kernel < 5.8, BPF refused),
+  reads the kernel's connection tracking events instead (ctnetlink, the new
+  connections only: never a reply). It sees what crosses netfilter in the
+  agent's network namespace: with hostNetwork, the routed pod traffic of an
+  iptables-based CNI; not an eBPF datapath's (use --mode hubble on Cilium).
+  Needs CAP_NET_ADMIN only. The client and the server of each connection
+  are attributed as with eBPF (a ClusterIP to its Service's selector).
+
 With Cilium (--mode hubble):
   Reads the flows of Hubble Relay's gRPC API (GetFlows, plaintext, e.g.
   http://hubble-relay.kube-system.svc:80) instead of loading eBPF: no
@@ -56,7 +65,8 @@ Examples:
 
 Stops cleanly on SIGTERM or Ctrl-C, writing what is still unwritten.")]
 pub struct AgentOpts {
-    /// Where connections come from: ebpf (this node's sockets) or hubble
+    /// Where connections come from: ebpf (this node's sockets), conntrack
+    /// (the kernel's connection tracking, where BPF cannot load) or hubble
     /// (Hubble Relay's flows, Cilium clusters).
     #[arg(long, value_enum, default_value_t = AgentMode::Ebpf)]
     pub mode: AgentMode,
@@ -111,6 +121,7 @@ pub struct AgentOpts {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum AgentMode {
     Ebpf,
+    Conntrack,
     Hubble,
 }
 
@@ -121,6 +132,7 @@ pub fn run(opts: &AgentOpts) -> anyhow::Result<u8> {
 #[cfg(target_os = "linux")]
 fn run_agent(opts: &AgentOpts) -> anyhow::Result<u8> {
     use kubefence_agent::agent::{AgentConfig, Source};
+    use kubefence_agent::capture::conntrack::ConntrackCapture;
     use kubefence_agent::capture::ebpf::{EbpfCapture, EbpfOptions, default_cgroup, preflight};
     use kubefence_agent::capture::hubble::{HubbleOptions, check_address};
     use kubefence_agent::telemetry::Telemetry;
@@ -129,6 +141,11 @@ fn run_agent(opts: &AgentOpts) -> anyhow::Result<u8> {
         cgroup: opts.cgroup.clone().unwrap_or_else(default_cgroup),
     };
     if opts.check {
+        if opts.mode == AgentMode::Conntrack {
+            ConntrackCapture::start().context("this host cannot run the conntrack capture")?;
+            println!("this host can run the conntrack capture (subscribed to new connections)");
+            return Ok(exit::OK);
+        }
         if opts.mode == AgentMode::Hubble {
             check_address(&opts.hubble_relay)?;
             println!(
@@ -146,8 +163,15 @@ fn run_agent(opts: &AgentOpts) -> anyhow::Result<u8> {
     let node = match (opts.mode, &opts.node) {
         (_, Some(node)) => node.clone(),
         (AgentMode::Hubble, None) => String::new(),
-        (AgentMode::Ebpf, None) => {
-            anyhow::bail!("--node (or NODE_NAME) is required with --mode ebpf")
+        (mode, None) => {
+            anyhow::bail!(
+                "--node (or NODE_NAME) is required with --mode {}",
+                if mode == AgentMode::Ebpf {
+                    "ebpf"
+                } else {
+                    "conntrack"
+                }
+            )
         }
     };
     let config = AgentConfig {
@@ -164,6 +188,9 @@ fn run_agent(opts: &AgentOpts) -> anyhow::Result<u8> {
         AgentMode::Ebpf => Source::Ebpf(Box::new(
             EbpfCapture::start(&ebpf).context("the eBPF capture cannot start")?,
         )),
+        AgentMode::Conntrack => Source::Conntrack(
+            ConntrackCapture::start().context("the conntrack capture cannot start")?,
+        ),
         AgentMode::Hubble => {
             check_address(&opts.hubble_relay)?;
             let mut hubble = HubbleOptions::new(opts.hubble_relay.clone());
