@@ -18,6 +18,8 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use futures::StreamExt as _;
+
 use k8s_openapi::jiff::Timestamp;
 use kubefence_core::IpNet;
 use kubefence_core::learn::{Learner, WorkloadRef};
@@ -51,6 +53,8 @@ pub struct AgentConfig {
     pub learning_period: Duration,
     /// How long to wait for the first list of this node's pods.
     pub sync_timeout: Duration,
+    /// How long the last writes may take once told to stop.
+    pub shutdown_timeout: Duration,
 }
 
 /// Where connections come from.
@@ -96,6 +100,9 @@ struct Shared {
     learner: Mutex<Learner>,
     telemetry: Arc<Telemetry>,
 }
+
+/// Neighborhood writes in flight at once.
+const WRITE_CONCURRENCY: usize = 8;
 
 /// Runs the agent until `shutdown` turns true. An eBPF capture is started
 /// already; its events wait in the ring buffer until the pods of this node
@@ -231,8 +238,10 @@ pub async fn run(
             last_report = Instant::now();
         }
     }
-    // Whatever is still unwritten is written once, whatever the schedule.
-    flush(
+    // Whatever is still unwritten is written once, whatever the schedule,
+    // within the time the pod has left (past it the kubelet kills us
+    // anyway; saying what was not written is better).
+    let final_flush = flush(
         &client,
         &shared,
         &config,
@@ -240,8 +249,21 @@ pub async fn run(
         &mut schedule,
         &mut learning,
         true,
-    )
-    .await?;
+    );
+    match tokio::time::timeout(config.shutdown_timeout, final_flush).await {
+        Ok(result) => result?,
+        Err(_) => {
+            let unwritten = shared
+                .aggregator
+                .lock()
+                .map(|a| a.dirty().len())
+                .unwrap_or_default();
+            tracing::warn!(
+                unwritten,
+                "stopping before every changed neighborhood was written (--shutdown-timeout-seconds)"
+            );
+        }
+    }
     report(&shared, mode);
     for watch in watches {
         watch.abort();
@@ -355,26 +377,42 @@ async fn flush(
             .filter_map(|w| aggregator.snapshot(&w))
             .collect()
     };
-    for snapshot in due {
-        let workload = snapshot.neighborhood.workload.clone();
-        schedule.attempted(&workload, now);
-        let context = WriteContext {
-            now: wall,
-            learning_period: config.learning_period,
-            mode: mode.as_str(),
-        };
-        match write(client, &snapshot, &context).await {
+    let context = WriteContext {
+        now: wall,
+        learning_period: config.learning_period,
+        mode: mode.as_str(),
+    };
+    for snapshot in &due {
+        schedule.attempted(&snapshot.neighborhood.workload, now);
+    }
+    // A few writes at a time: each is a read and an apply of one object,
+    // independent of the others; one at a time, 200 workloads took longer
+    // than a pod's termination grace period at shutdown.
+    let results: Vec<_> = futures::stream::iter(due.iter().map(|snapshot| {
+        let context = &context;
+        async move {
+            (
+                &snapshot.neighborhood.workload,
+                write(client, snapshot, context).await,
+            )
+        }
+    }))
+    .buffer_unordered(WRITE_CONCURRENCY)
+    .collect()
+    .await;
+    for (workload, result) in results {
+        match result {
             Ok(written) => {
                 shared.telemetry.writes.fetch_add(1, Ordering::Relaxed);
                 if let Ok(mut aggregator) = shared.aggregator.lock() {
-                    aggregator.written(&workload);
+                    aggregator.written(workload);
                 }
                 match written.learning_since {
                     Some(since) if written.status == STATUS_LEARNING => {
                         learning.insert(workload.clone(), since);
                     }
                     _ => {
-                        learning.remove(&workload);
+                        learning.remove(workload);
                     }
                 }
                 tracing::debug!(

@@ -146,6 +146,7 @@ async fn a_broken_stream_is_opened_again_from_its_last_flow() {
         responses,
         Script {
             break_first_after: Some(200),
+            ..Script::default()
         },
     )
     .await

@@ -591,7 +591,14 @@ fn check_no_rights() {
 /// Server ports of the benchmark: many, so that a high connection rate
 /// does not run out of 4-tuples (TIME_WAIT).
 const BENCH_PORTS: std::ops::Range<u16> = 9000..9016;
-const BENCH_SECONDS: u64 = 5;
+/// Seconds of traffic per rate (`KUBEFENCE_BENCH_SECONDS`, default 5; 600
+/// for the memory run).
+fn bench_seconds() -> u64 {
+    std::env::var("KUBEFENCE_BENCH_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5)
+}
 
 fn bench_server() {
     let listeners: Vec<TcpListener> = BENCH_PORTS
@@ -616,7 +623,7 @@ fn bench_server() {
 }
 
 /// Opens connections at `KUBEFENCE_BENCH_RATE` per second for
-/// `BENCH_SECONDS`, from 4 threads; prints how many it opened.
+/// `bench_seconds()`, from 4 threads; prints how many it opened.
 fn bench_client() {
     let rate: u64 = std::env::var("KUBEFENCE_BENCH_RATE")
         .unwrap()
@@ -628,10 +635,11 @@ fn bench_client() {
         .map(|t| {
             std::thread::spawn(move || {
                 let per_thread = rate / threads;
-                let total = per_thread * BENCH_SECONDS;
+                let seconds = bench_seconds();
+                let total = per_thread * seconds;
                 let mut opened = 0u64;
                 let ports: Vec<u16> = BENCH_PORTS.collect();
-                while opened < total && started.elapsed() < Duration::from_secs(BENCH_SECONDS * 3) {
+                while opened < total && started.elapsed() < Duration::from_secs(seconds * 3) {
                     // Pace: connection `opened` is due at opened / per_thread s.
                     let due = Duration::from_secs_f64(opened as f64 / per_thread as f64);
                     if let Some(wait) = due.checked_sub(started.elapsed()) {
@@ -691,6 +699,22 @@ async fn capture_benchmark() {
         .collect();
     for rate in rates {
         let namespaces = Namespaces::create().unwrap();
+        // Long runs at high rates need the client's 4-tuples back quickly.
+        for setting in [
+            "net.ipv4.tcp_tw_reuse=1",
+            "net.ipv4.ip_local_port_range=1024 65000",
+        ] {
+            run(&[
+                "ip",
+                "netns",
+                "exec",
+                &namespaces.client,
+                "sysctl",
+                "-qw",
+                setting,
+            ])
+            .unwrap();
+        }
         let mut index = PodIndex::new(Duration::from_secs(30), vec![]);
         for (ip, name) in [(CLIENT_IP, "client"), (SERVER_IP, "server")] {
             index.upsert_pod(
@@ -731,6 +755,26 @@ async fn capture_benchmark() {
         };
         let (client_ns, server_ns) = (namespaces.client.clone(), namespaces.server.clone());
         let started = Instant::now();
+        // Memory over the run: one sample a minute.
+        let sampler = {
+            let aggregator = Arc::clone(&aggregator);
+            let stats = Arc::clone(&stats);
+            tokio::spawn(async move {
+                let mut minute = 0;
+                loop {
+                    tokio::time::sleep(Duration::from_secs(60)).await;
+                    minute += 1;
+                    let (_, rss) = cpu_and_rss();
+                    eprintln!(
+                        "rate {rate}/s, minute {minute}: RSS {} MiB, events {}, lost {}, entries {}",
+                        rss / 1024,
+                        stats.events.load(std::sync::atomic::Ordering::Relaxed),
+                        stats.lost.load(std::sync::atomic::Ordering::Relaxed),
+                        aggregator.lock().unwrap().entries()
+                    );
+                }
+            })
+        };
         let opened = tokio::task::spawn_blocking(move || -> String {
             let mut server = spawn_role(&server_ns, "bench-server").unwrap();
             let mut lines = BufReader::new(server.stdout.take().unwrap());
@@ -768,6 +812,7 @@ async fn capture_benchmark() {
         .await
         .unwrap();
         let elapsed = started.elapsed();
+        sampler.abort();
         tokio::time::sleep(Duration::from_millis(500)).await;
         stop.send(true).unwrap();
         // The capture is moved into the reader; take a new one for the next rate.

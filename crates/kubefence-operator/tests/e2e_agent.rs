@@ -27,7 +27,7 @@ use kubefence_core::learn::{
     DnsRecord, Flow, FlowEndpoint, FlowWorkload, Learner, Neighborhood, TcpFlags, Verdict,
 };
 use kubefence_k8s::crd::learned::{NetworkNeighborhood, OtherGroup};
-use kubefence_testkit::hubble_relay::{self, Script};
+use kubefence_testkit::hubble_relay::{self, Generated, Script};
 use serde_json::json;
 use support::cluster::{self, deploy};
 use support::namespace;
@@ -179,6 +179,108 @@ fn shape(n: &Neighborhood) -> (BTreeSet<String>, BTreeSet<String>) {
     (side(&n.ingress), side(&n.egress))
 }
 
+/// The agent's own identity in `ns`, bound to the ClusterRole that ships;
+/// its kubeconfig.
+async fn agent_identity(
+    c: &cluster::Cluster,
+    admin: &kube::Client,
+    ns: &str,
+) -> std::path::PathBuf {
+    for object in cluster::yaml_docs(&deploy().join("components/agent/clusterrole.yaml")).unwrap() {
+        cluster::apply(admin, object).await.unwrap();
+    }
+    support::create(
+        admin,
+        json!({"apiVersion": "v1", "kind": "ServiceAccount",
+               "metadata": {"name": "kubefence-agent", "namespace": ns}}),
+    )
+    .await;
+    cluster::apply(
+        admin,
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": format!("{ns}-agent")},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubefence-agent"},
+               "subjects": [{"kind": "ServiceAccount", "name": "kubefence-agent", "namespace": ns}]}),
+    )
+    .await
+    .unwrap();
+    let (kubeconfig, _) = c
+        .service_account_kubeconfig(admin, ns, "kubefence-agent")
+        .await;
+    kubeconfig
+}
+
+/// `kubefence agent --mode hubble` as a process, with its logs.
+struct Agent {
+    child: std::process::Child,
+    admin_addr: std::net::SocketAddr,
+    logs: tempfile::TempDir,
+}
+
+impl Agent {
+    fn start(
+        bin: &std::path::Path,
+        kubeconfig: &std::path::Path,
+        relay: &str,
+        extra: &[&str],
+    ) -> Agent {
+        let admin_addr = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap()
+        };
+        let logs = tempfile::tempdir().unwrap();
+        let child = std::process::Command::new(bin)
+            .args(["agent", "--mode", "hubble", "--hubble-relay", relay])
+            .args(["--learning-period-seconds", "3600"])
+            .args(["--admin-addr", &admin_addr.to_string()])
+            .args(extra)
+            .env("KUBECONFIG", kubeconfig)
+            .env("KUBEFENCE_LOG", "info")
+            .env_remove("NODE_NAME")
+            .stdout(std::fs::File::create(logs.path().join("out")).unwrap())
+            .stderr(std::fs::File::create(logs.path().join("err")).unwrap())
+            .spawn()
+            .unwrap();
+        Agent {
+            child,
+            admin_addr,
+            logs,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(self.logs.path().join("err")).unwrap_or_default()
+    }
+
+    /// SIGTERM, and the exit status (bounded).
+    async fn stop(mut self) -> (std::process::ExitStatus, String) {
+        let pid = self.child.id().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        // The agent's own bound is --shutdown-timeout-seconds (20 s).
+        let asked = std::time::Instant::now();
+        for _ in 0..300 {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                eprintln!("the agent stopped {:?} after SIGTERM", asked.elapsed());
+                return (s, self.stderr());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let _ = self.child.kill();
+        panic!("the agent did not stop on SIGTERM:\n{}", self.stderr())
+    }
+}
+
+/// A counter of the agent's `/metrics`.
+async fn metric(addr: std::net::SocketAddr, name: &str) -> Option<u64> {
+    let text = scrape(addr, "/metrics").await;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.parse().ok())
+}
+
 /// One GET on the agent's admin server, the whole answer.
 async fn scrape(addr: std::net::SocketAddr, path: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -224,28 +326,7 @@ async fn the_hubble_agent_writes_what_learn_learns_through_the_api_server() {
     let admin = c.admin().await;
     let ns = namespace(&admin, "agent-hubble", false).await;
 
-    // The agent's own identity with the ClusterRole that ships.
-    for object in cluster::yaml_docs(&deploy().join("components/agent/clusterrole.yaml")).unwrap() {
-        cluster::apply(&admin, object).await.unwrap();
-    }
-    support::create(
-        &admin,
-        json!({"apiVersion": "v1", "kind": "ServiceAccount",
-               "metadata": {"name": "kubefence-agent", "namespace": ns}}),
-    )
-    .await;
-    cluster::apply(
-        &admin,
-        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-               "metadata": {"name": format!("{ns}-agent")},
-               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubefence-agent"},
-               "subjects": [{"kind": "ServiceAccount", "name": "kubefence-agent", "namespace": ns}]}),
-    )
-    .await
-    .unwrap();
-    let (kubeconfig, _) = c
-        .service_account_kubeconfig(&admin, &ns, "kubefence-agent")
-        .await;
+    let kubeconfig = agent_identity(c, &admin, &ns).await;
 
     let flows = flows(&ns);
     let relay = hubble_relay::start(
@@ -258,32 +339,13 @@ async fn the_hubble_agent_writes_what_learn_learns_through_the_api_server() {
     .await
     .unwrap();
     let audit_from = c.audit_offset();
-    let admin_addr = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        l.local_addr().unwrap()
-    };
-    let logs = tempfile::tempdir().unwrap();
-    let mut agent = std::process::Command::new(&bin)
-        .args([
-            "agent",
-            "--mode",
-            "hubble",
-            "--hubble-relay",
-            &relay.url(),
-            "--write-interval-seconds",
-            "1",
-            "--learning-period-seconds",
-            "3600",
-            "--admin-addr",
-            &admin_addr.to_string(),
-        ])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("KUBEFENCE_LOG", "info")
-        .env_remove("NODE_NAME")
-        .stdout(std::fs::File::create(logs.path().join("out")).unwrap())
-        .stderr(std::fs::File::create(logs.path().join("err")).unwrap())
-        .spawn()
-        .unwrap();
+    let agent = Agent::start(
+        &bin,
+        &kubeconfig,
+        &relay.url(),
+        &["--write-interval-seconds", "1"],
+    );
+    let admin_addr = agent.admin_addr;
 
     let neighborhoods: Api<NetworkNeighborhood> = Api::namespaced(admin.clone(), &ns);
     let written = support::eventually(
@@ -364,10 +426,8 @@ async fn the_hubble_agent_writes_what_learn_learns_through_the_api_server() {
             "no {line:?} in:\n{metrics}"
         );
     }
-    let writes: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("kubefence_agent_neighborhood_writes_total "))
-        .and_then(|v| v.parse().ok())
+    let writes = metric(admin_addr, "kubefence_agent_neighborhood_writes_total")
+        .await
         .unwrap();
     assert!(writes >= 2, "{metrics}");
     assert!(
@@ -377,24 +437,7 @@ async fn the_hubble_agent_writes_what_learn_learns_through_the_api_server() {
     );
 
     // SIGTERM: a clean stop.
-    let pid = agent.id().to_string();
-    std::process::Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .unwrap();
-    let mut status = None;
-    for _ in 0..100 {
-        if let Some(s) = agent.try_wait().unwrap() {
-            status = Some(s);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let err = std::fs::read_to_string(logs.path().join("err")).unwrap_or_default();
-    let status = status.unwrap_or_else(|| {
-        let _ = agent.kill();
-        panic!("the agent did not stop on SIGTERM:\n{err}")
-    });
+    let (status, err) = agent.stop().await;
     assert!(status.success(), "agent exit {status}:\n{err}");
     assert!(err.contains("mode=hubble"), "the mode is logged:\n{err}");
 
@@ -403,6 +446,126 @@ async fn the_hubble_agent_writes_what_learn_learns_through_the_api_server() {
         assert!(
             refused.is_empty(),
             "calls the ClusterRole refused: {refused:?}"
+        );
+    }
+    support::remove_namespace(&admin, &ns).await;
+}
+
+/// The API load of the agent with 200 workloads whose neighbourhoods change
+/// all the time: 1,000 flows a second, each a new port between two of the
+/// 200 (every workload has a new neighbour entry every second), for two
+/// minutes after the first writes, with the default write interval (30 s).
+/// The bound is one write per workload per 30 s: 400 a minute. Prints the
+/// writes a minute from the agent's counter and from the API server's audit
+/// log (every request the agent made). A measurement (2.5 minutes): run by
+/// hand with
+/// `cargo test -p kubefence-operator --test e2e_agent -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement of 2.5 minutes: run by hand"]
+async fn api_writes_per_minute_with_200_workloads() {
+    let Some(c) = cluster::cluster() else {
+        return;
+    };
+    let Some(bin) = kubefence_binary() else {
+        return;
+    };
+    let admin = c.admin().await;
+    let ns = namespace(&admin, "agent-writes", false).await;
+    let kubeconfig = agent_identity(c, &admin, &ns).await;
+    const WORKLOADS: u64 = 200;
+    let flow_ns = ns.clone();
+    let relay = hubble_relay::start(
+        Vec::new(),
+        Script {
+            generated: Some(Generated {
+                per_second: 1_000,
+                flow: std::sync::Arc::new(move |i| {
+                    let (from, to) = (i % WORKLOADS, (i / WORKLOADS + i) % WORKLOADS);
+                    let port = u16::try_from(1_000 + i / WORKLOADS % 60_000).unwrap_or(1_000);
+                    let mut f = flow(
+                        0,
+                        pod(
+                            &flow_ns,
+                            &format!("w{from}"),
+                            &format!("10.244.{}.{}", from / 250, from % 250 + 1),
+                        ),
+                        pod(
+                            &flow_ns,
+                            &format!("w{to}"),
+                            &format!("10.244.{}.{}", to / 250, to % 250 + 1),
+                        ),
+                        Protocol::Tcp,
+                        (40_000, port),
+                        Some((true, false)),
+                        false,
+                        Verdict::Forwarded,
+                    );
+                    f.time = None;
+                    hubble_relay::to_response(&f, "kind-worker")
+                }),
+            }),
+            ..Script::default()
+        },
+    )
+    .await
+    .unwrap();
+    let user = format!("system:serviceaccount:{ns}:kubefence-agent");
+    let agent = Agent::start(
+        &bin,
+        &kubeconfig,
+        &relay.url(),
+        &["--max-entries", "10000000"],
+    );
+    let addr = agent.admin_addr;
+    // The first writes (every workload is new) come within a second or two.
+    support::eventually(
+        "the first writes",
+        Duration::from_secs(30),
+        async || metric(addr, "kubefence_agent_neighborhood_writes_total").await,
+        |w| w.is_some_and(|w| w >= WORKLOADS),
+    )
+    .await;
+    let mut figures = Vec::new();
+    for minute in 1..=2 {
+        let writes_before = metric(addr, "kubefence_agent_neighborhood_writes_total")
+            .await
+            .unwrap();
+        let audit_before = c.audit_offset();
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let writes = metric(addr, "kubefence_agent_neighborhood_writes_total")
+            .await
+            .unwrap()
+            - writes_before;
+        let requests = c.requests_since(&user, audit_before).unwrap_or_default();
+        let api_writes = requests
+            .iter()
+            .filter(|r| {
+                r.starts_with("patch ") || r.starts_with("create ") || r.starts_with("update ")
+            })
+            .count();
+        let failures = metric(addr, "kubefence_agent_neighborhood_write_failures_total")
+            .await
+            .unwrap_or(0);
+        let events = metric(addr, "kubefence_agent_events_total")
+            .await
+            .unwrap_or(0);
+        eprintln!(
+            "minute {minute}: {writes} neighborhood writes (agent counter), {api_writes} write \
+             requests and {} requests in all (audit log), {failures} failures so far, {events} flows read so far",
+            requests.len()
+        );
+        figures.push((writes, api_writes));
+    }
+    let (status, err) = agent.stop().await;
+    assert!(status.success(), "{err}");
+    for (writes, api_writes) in figures {
+        assert!(
+            writes <= 2 * WORKLOADS + WORKLOADS / 10,
+            "{writes} writes in a minute"
+        );
+        assert!(
+            api_writes as u64 <= 2 * writes + WORKLOADS,
+            "{api_writes} API writes in a minute"
         );
     }
     support::remove_namespace(&admin, &ns).await;

@@ -24,10 +24,34 @@ use tonic::server::NamedService;
 use tonic::{Request, Response, Status};
 
 /// What the Relay does with each stream.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct Script {
     /// Break the first stream with `UNAVAILABLE` after this many flows.
     pub break_first_after: Option<usize>,
+    /// After the flows given, keep sending generated ones, for ever.
+    pub generated: Option<Generated>,
+}
+
+/// Flows made on the fly: the `i`-th is `flow(i)`, `per_second` of them a
+/// second.
+#[derive(Clone)]
+pub struct Generated {
+    pub per_second: u64,
+    pub flow: Arc<dyn Fn(u64) -> proto::GetFlowsResponse + Send + Sync>,
+}
+
+/// The generated flows, paced.
+fn generated(g: Generated) -> FlowStream {
+    let started = tokio::time::Instant::now();
+    stream::unfold(0u64, move |i| {
+        let g = g.clone();
+        async move {
+            let due = started + std::time::Duration::from_secs_f64(i as f64 / g.per_second as f64);
+            tokio::time::sleep_until(due).await;
+            Some((Ok((g.flow)(i)), i + 1))
+        }
+    })
+    .boxed()
 }
 
 /// A running Relay; stops when dropped.
@@ -139,9 +163,14 @@ impl tonic::server::ServerStreamingService<proto::GetFlowsRequest> for GetFlows 
                     }))
                     .boxed(),
                 // `follow`: after the flows it holds, the stream stays open.
-                _ => stream::iter(selected.into_iter().map(Ok))
-                    .chain(stream::pending())
-                    .boxed(),
+                _ => match observer.script.generated.clone() {
+                    Some(g) => stream::iter(selected.into_iter().map(Ok))
+                        .chain(generated(g))
+                        .boxed(),
+                    None => stream::iter(selected.into_iter().map(Ok))
+                        .chain(stream::pending())
+                        .boxed(),
+                },
             };
             Ok(Response::new(served))
         })

@@ -100,6 +100,11 @@ pub struct AgentOpts {
     /// At most one write per workload per this many seconds.
     #[arg(long, default_value_t = 30, value_name = "SECONDS")]
     pub write_interval_seconds: u64,
+    /// Once told to stop (SIGTERM), how long the last writes may take:
+    /// keep it under the pod's termination grace period (30 s in
+    /// deploy/components/agent).
+    #[arg(long, default_value_t = 20, value_name = "SECONDS")]
+    pub shutdown_timeout_seconds: u64,
     /// How long a neighborhood is "learning" before it is "completed".
     #[arg(long, default_value_t = 86_400, value_name = "SECONDS")]
     pub learning_period_seconds: u64,
@@ -182,6 +187,7 @@ fn run_agent(opts: &AgentOpts) -> anyhow::Result<u8> {
         write_interval: Duration::from_secs(opts.write_interval_seconds.max(1)),
         learning_period: Duration::from_secs(opts.learning_period_seconds),
         sync_timeout: Duration::from_secs(60),
+        shutdown_timeout: Duration::from_secs(opts.shutdown_timeout_seconds),
     };
     let source = match opts.mode {
         // First, so that a host that cannot capture is told at once.
