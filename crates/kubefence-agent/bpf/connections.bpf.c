@@ -18,6 +18,11 @@
 // sends nothing. The LRU bounds the kernel memory; user space keeps no
 // per-connection state.
 //
+// DNS (optional, CAPTURE_DNS set by user space at load): the payload of
+// every UDP datagram from port 53 arriving at a socket (a DNS answer, up to
+// 512 bytes) goes to a second ring buffer; user space parses it and names
+// the external addresses the answers gave. DNS over TCP is not read.
+//
 // Lost events (ring buffer full) are counted in a per-CPU array that user
 // space reads and reports; nothing blocks.
 //
@@ -77,6 +82,24 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 22); // 4 MiB: ~87,000 events before a loss
 } EVENTS SEC(".maps");
+
+// Set to 1 by user space before loading to copy DNS answers.
+const volatile __u8 CAPTURE_DNS = 0;
+
+#define DNS_PORT 53
+#define DNS_MAX 512
+
+// A DNS answer as it arrived (520 bytes).
+struct dns_answer {
+	__u16 len; // bytes of data used
+	__u8 pad[6];
+	__u8 data[DNS_MAX];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, 1 << 20); // 1 MiB: ~2,000 answers before a loss
+} DNS_ANSWERS SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -156,7 +179,8 @@ int tcp_state(struct inet_sock_set_state_args *args)
 
 // Fills the key from a UDP packet as the socket sees it: for a packet
 // leaving, local = source; for one arriving, local = destination.
-static __always_inline int udp_key_of(struct __sk_buff *skb, int leaving, struct udp_key *key)
+static __always_inline int udp_key_of(struct __sk_buff *skb, int leaving, struct udp_key *key,
+				      struct udphdr *udp_out, __u32 *udp_offset_out)
 {
 	__u32 udp_offset;
 	if (skb->protocol == bpf_htons(ETH_P_IP)) {
@@ -207,14 +231,45 @@ static __always_inline int udp_key_of(struct __sk_buff *skb, int leaving, struct
 		key->local_port = bpf_ntohs(udp.dest);
 		key->remote_port = bpf_ntohs(udp.source);
 	}
+	*udp_out = udp;
+	*udp_offset_out = udp_offset;
 	return 0;
+}
+
+// Copies a DNS answer's payload to DNS_ANSWERS.
+static __always_inline void dns_answer(struct __sk_buff *skb, const struct udphdr *udp, __u32 udp_offset)
+{
+	__u32 n = bpf_ntohs(udp->len);
+	if (n <= sizeof(struct udphdr))
+		return;
+	n -= sizeof(struct udphdr);
+	if (n > DNS_MAX)
+		n = DNS_MAX;
+	struct dns_answer *answer = bpf_ringbuf_reserve(&DNS_ANSWERS, sizeof(*answer), 0);
+	if (!answer) {
+		count_lost();
+		return;
+	}
+	answer->len = (__u16)n;
+	// Bounded for the verifier: 1..=DNS_MAX.
+	if (n < 1 || n > DNS_MAX ||
+	    bpf_skb_load_bytes(skb, udp_offset + sizeof(struct udphdr), answer->data, n) != 0) {
+		bpf_ringbuf_discard(answer, 0);
+		return;
+	}
+	bpf_ringbuf_submit(answer, 0);
 }
 
 static __always_inline void udp_packet(struct __sk_buff *skb, int leaving)
 {
 	struct udp_key key = {};
-	if (udp_key_of(skb, leaving, &key) != 0)
+	struct udphdr udp = {};
+	__u32 udp_offset = 0;
+	if (udp_key_of(skb, leaving, &key, &udp, &udp_offset) != 0)
 		return;
+	// Before the flow check: an answer is a reply, and is never an event.
+	if (CAPTURE_DNS && !leaving && key.remote_port == DNS_PORT)
+		dns_answer(skb, &udp, udp_offset);
 	__u64 now = bpf_ktime_get_ns();
 	__u64 *last = bpf_map_lookup_elem(&UDP_FLOWS, &key);
 	if (last) {

@@ -126,7 +126,24 @@ pub async fn run(
         telemetry: Arc::clone(&telemetry),
     });
     let (reader, watches) = match source {
-        Source::Ebpf(capture) => {
+        Source::Ebpf(mut capture) => {
+            // DNS answers (with --dns) name the external addresses.
+            {
+                let index = Arc::clone(&shared.index);
+                let telemetry = Arc::clone(&telemetry);
+                capture.on_dns(move |payload| match crate::dns::parse(payload) {
+                    Ok(Some(answer)) => {
+                        telemetry.dns_answers.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut index) = index.lock() {
+                            index.learn_names(&answer.names, &answer.addresses, Instant::now());
+                        }
+                    }
+                    Ok(None) => {}
+                    Err(_) => {
+                        telemetry.dns_unreadable.fetch_add(1, Ordering::Relaxed);
+                    }
+                });
+            }
             let watches = start_watches(&client, &config, &shared).await;
             tracing::info!(%mode, node = %config.node, "capturing every new TCP and UDP connection of this node");
             telemetry.ready.store(true, Ordering::Relaxed);

@@ -155,10 +155,15 @@ impl Aggregator {
         if local.selector.is_empty() {
             return Outcome::LocalUnselectable;
         }
-        let (peer, coarse_peer) = match peer_of(&local, index.lookup(connection.remote.ip(), now)) {
-            Some(p) => p,
-            None => return Outcome::PeerUnknown,
-        };
+        let (mut peer, coarse_peer) =
+            match peer_of(&local, index.lookup(connection.remote.ip(), now)) {
+                Some(p) => p,
+                None => return Outcome::PeerUnknown,
+            };
+        // The names DNS answers gave the address, when the agent saw them.
+        if let NeighborPeer::Address { ip, dns_names } = &mut peer {
+            *dns_names = index.names_of(*ip);
+        }
         let port = ObservedPort {
             protocol: connection.protocol,
             port: connection.destination_port(),

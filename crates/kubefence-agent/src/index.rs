@@ -9,7 +9,7 @@
 //!
 //! Time is passed in (`now`), so the rules are tested without sleeping.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -74,7 +74,15 @@ pub struct PodIndex {
     services: HashMap<IpAddr, Arc<ServiceRecord>>,
     service_ips: HashMap<(String, String), Vec<IpAddr>>,
     node_ips: Vec<IpAddr>,
+    /// Names DNS answers gave external addresses (`--dns`), and when last.
+    names: HashMap<IpAddr, (BTreeSet<String>, Instant)>,
 }
+
+/// How long a DNS answer names an address after it was last seen.
+const NAMES_KEPT: Duration = Duration::from_secs(3600);
+/// The most addresses named at once (bounded memory): past it, new
+/// addresses stay unnamed until older ones expire.
+const MAX_NAMED_ADDRESSES: usize = 65_536;
 
 impl PodIndex {
     pub fn new(grace: Duration, pod_cidrs: Vec<IpNet>) -> Self {
@@ -86,7 +94,41 @@ impl PodIndex {
             services: HashMap::new(),
             service_ips: HashMap::new(),
             node_ips: Vec::new(),
+            names: HashMap::new(),
         }
+    }
+
+    /// A DNS answer: `addresses` are known by `names` from `now` on.
+    /// Returns whether every address could be kept (false past the cap).
+    pub fn learn_names(
+        &mut self,
+        names: &BTreeSet<String>,
+        addresses: &[IpAddr],
+        now: Instant,
+    ) -> bool {
+        let mut kept = true;
+        for ip in addresses {
+            let full = self.names.len() >= MAX_NAMED_ADDRESSES;
+            match self.names.get_mut(ip) {
+                Some((known, seen)) => {
+                    known.extend(names.iter().cloned());
+                    *seen = now;
+                }
+                None if full => kept = false,
+                None => {
+                    self.names.insert(*ip, (names.clone(), now));
+                }
+            }
+        }
+        kept
+    }
+
+    /// The names DNS answers gave `ip` (empty when none was seen).
+    pub fn names_of(&self, ip: IpAddr) -> BTreeSet<String> {
+        self.names
+            .get(&ip)
+            .map(|(names, _)| names.clone())
+            .unwrap_or_default()
     }
 
     /// Adds or replaces a pod and its addresses.
@@ -183,8 +225,11 @@ impl PodIndex {
         Peer::External(ip)
     }
 
-    /// Drops the pods whose grace period is over.
+    /// Drops the pods whose grace period is over, and the names not
+    /// answered again for an hour.
     pub fn purge(&mut self, now: Instant) {
+        self.names
+            .retain(|_, (_, seen)| now.saturating_duration_since(*seen) <= NAMES_KEPT);
         let grace = self.grace;
         self.pods.retain(|_, slot| {
             slot.vanished_at

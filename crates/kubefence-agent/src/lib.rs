@@ -26,6 +26,7 @@ pub mod agent;
 pub mod aggregate;
 pub mod capture;
 pub mod connection;
+pub mod dns;
 pub mod index;
 pub mod object;
 #[cfg(target_os = "linux")]

@@ -38,6 +38,10 @@ pub struct Telemetry {
     pub capture: Arc<CaptureStats>,
     /// The Hubble input's counters (zero in eBPF mode).
     pub hubble: Arc<HubbleStats>,
+    /// DNS answers read (`--dns`), and DNS messages that could not be read
+    /// (truncated past 512 bytes, or not DNS).
+    pub dns_answers: AtomicU64,
+    pub dns_unreadable: AtomicU64,
     /// The input runs and, in eBPF mode, this node's pods were listed.
     pub ready: AtomicBool,
 }
@@ -146,6 +150,18 @@ impl Collector for Telemetry {
             "stream_reconnects",
             "Times the Hubble flow stream was opened again",
             self.hubble.reconnects.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "dns_answers",
+            "DNS answers read (--dns): they name external addresses",
+            self.dns_answers.load(Ordering::Relaxed),
+        )?;
+        counter(
+            &mut encoder,
+            "dns_unreadable",
+            "DNS messages that could not be read (longer than 512 bytes, or not DNS)",
+            self.dns_unreadable.load(Ordering::Relaxed),
         )?;
         {
             let outcomes = self.outcomes.lock().map(|o| o.clone()).unwrap_or_default();

@@ -100,6 +100,8 @@ fn run(args: &[&str]) -> Result<(), String> {
 struct Namespaces {
     client: String,
     server: String,
+    /// The server's end of the veth pair.
+    server_dev: String,
 }
 
 impl Namespaces {
@@ -111,11 +113,12 @@ impl Namespaces {
             std::process::id(),
             NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         );
+        let (a, b) = (format!("kfa{id}"), format!("kfb{id}"));
         let ns = Self {
             client: format!("kf-client-{id}"),
             server: format!("kf-server-{id}"),
+            server_dev: b.clone(),
         };
-        let (a, b) = (format!("kfa{id}"), format!("kfb{id}"));
         run(&["ip", "netns", "add", &ns.client])?;
         run(&["ip", "netns", "add", &ns.server])?;
         run(&[
@@ -193,6 +196,8 @@ fn traffic_role() {
         Ok("bench-server") => bench_server(),
         Ok("bench-client") => bench_client(),
         Ok("conntrack") => conntrack_role(),
+        Ok("dns-server") => dns_server(),
+        Ok("dns-client") => dns_client(),
         _ => {}
     }
 }
@@ -1054,5 +1059,203 @@ fn conntrack_reports_each_new_connection_once() {
                 UDP_EXCHANGES
             ),
         ])
+    );
+}
+
+/// An address "outside the cluster" in the server's namespace, that a DNS
+/// answer names.
+const EXTERNAL_IP: Ipv4Addr = Ipv4Addr::new(10, 213, 9, 9);
+const EXTERNAL_NAME: &str = "api.example.test";
+
+/// Answers one DNS query on port 53 (with `EXTERNAL_IP` for any name) and
+/// accepts one TCP connection on `EXTERNAL_IP:443`.
+fn dns_server() {
+    let udp = UdpSocket::bind((SERVER_IP, 53)).unwrap();
+    udp.set_read_timeout(Some(DEADLINE)).unwrap();
+    let tcp = TcpListener::bind((EXTERNAL_IP, 443)).unwrap();
+    println!("ready");
+    std::io::stdout().flush().unwrap();
+    let mut buf = [0u8; 512];
+    let (n, from) = udp.recv_from(&mut buf).unwrap();
+    let query = simple_dns::Packet::parse(&buf[..n]).unwrap();
+    let mut reply = simple_dns::Packet::new_reply(query.id());
+    reply.questions = query.questions.clone();
+    reply.answers.push(simple_dns::ResourceRecord::new(
+        query.questions[0].qname.clone(),
+        simple_dns::CLASS::IN,
+        60,
+        simple_dns::rdata::RData::A(simple_dns::rdata::A {
+            address: u32::from(EXTERNAL_IP),
+        }),
+    ));
+    udp.send_to(&reply.build_bytes_vec().unwrap(), from)
+        .unwrap();
+    let (mut stream, _) = tcp.accept().unwrap();
+    let mut byte = [0u8; 1];
+    stream.read_exact(&mut byte).unwrap();
+}
+
+/// Asks for `EXTERNAL_NAME` and connects to the address the answer gives.
+fn dns_client() {
+    let mut query = simple_dns::Packet::new_query(42);
+    query.questions.push(simple_dns::Question::new(
+        simple_dns::Name::new_unchecked(EXTERNAL_NAME),
+        simple_dns::QTYPE::TYPE(simple_dns::TYPE::A),
+        simple_dns::QCLASS::CLASS(simple_dns::CLASS::IN),
+        false,
+    ));
+    let socket = UdpSocket::bind((CLIENT_IP, 0)).unwrap();
+    socket.set_read_timeout(Some(DEADLINE)).unwrap();
+    socket
+        .send_to(&query.build_bytes_vec().unwrap(), (SERVER_IP, 53))
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let (n, _) = socket.recv_from(&mut buf).unwrap();
+    let answer = simple_dns::Packet::parse(&buf[..n]).unwrap();
+    let address = match &answer.answers[0].rdata {
+        simple_dns::rdata::RData::A(a) => Ipv4Addr::from(a.address),
+        other => panic!("answer {other:?}"),
+    };
+    let mut stream = TcpStream::connect((address, 443)).unwrap();
+    stream.write_all(b"x").unwrap();
+}
+
+/// `--dns`: the eBPF capture copies the DNS answer a "pod" receives, and
+/// the connection it then opens to the answered address is an external
+/// neighbour named by that answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dns_answers_name_the_external_addresses() {
+    let _turn = TRAFFIC.lock().await;
+    if !is_root() {
+        skip("needs root (network namespaces and BPF)");
+        return;
+    }
+    mount_tracefs_if_needed();
+    let mut capture = match EbpfCapture::start(&EbpfOptions {
+        dns: true,
+        ..EbpfOptions::default()
+    }) {
+        Ok(c) => c,
+        Err(e @ (EbpfError::KernelTooOld(_) | EbpfError::NoTracefs | EbpfError::NoCgroup2(_))) => {
+            skip(&format!("this machine lacks a kernel feature: {e}"));
+            return;
+        }
+        Err(e) => panic!("the eBPF capture (with DNS) did not start: {e}"),
+    };
+    let namespaces = Namespaces::create().unwrap();
+    run(&[
+        "ip",
+        "-n",
+        &namespaces.server,
+        "addr",
+        "add",
+        &format!("{EXTERNAL_IP}/32"),
+        "dev",
+        &namespaces.server_dev,
+    ])
+    .unwrap();
+    run(&[
+        "ip",
+        "-n",
+        &namespaces.client,
+        "route",
+        "add",
+        &format!("{EXTERNAL_IP}/32"),
+        "via",
+        &SERVER_IP.to_string(),
+    ])
+    .unwrap();
+
+    let answers: Arc<Mutex<Vec<kubefence_agent::dns::DnsAnswer>>> = Arc::default();
+    {
+        let answers = Arc::clone(&answers);
+        capture.on_dns(move |payload| {
+            if let Ok(Some(a)) = kubefence_agent::dns::parse(payload)
+                && a.addresses.contains(&EXTERNAL_IP.into())
+            {
+                answers.lock().unwrap().push(a);
+            }
+        });
+    }
+    let seen: Arc<Mutex<Vec<Connection>>> = Arc::default();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let reader = {
+        let seen = Arc::clone(&seen);
+        tokio::spawn(
+            capture.run(Arc::new(CaptureStats::default()), stopped, move |c| {
+                if c.local.ip() == CLIENT_IP && c.remote.ip() == EXTERNAL_IP {
+                    seen.lock().unwrap().push(c);
+                }
+            }),
+        )
+    };
+    let (client_ns, server_ns) = (namespaces.client.clone(), namespaces.server.clone());
+    tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + DEADLINE;
+        let mut server = spawn_role(&server_ns, "dns-server").unwrap();
+        let mut lines = BufReader::new(server.stdout.take().unwrap());
+        let mut line = String::new();
+        while !line.contains("ready") {
+            line.clear();
+            assert_ne!(lines.read_line(&mut line).unwrap(), 0, "dns server exited");
+        }
+        let mut client = spawn_role(&client_ns, "dns-client").unwrap();
+        wait_bounded(&mut client, deadline).unwrap();
+        wait_bounded(&mut server, deadline).unwrap();
+    })
+    .await
+    .unwrap();
+    let wait_until = Instant::now() + Duration::from_secs(5);
+    while (answers.lock().unwrap().is_empty() || seen.lock().unwrap().is_empty())
+        && Instant::now() < wait_until
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(true).unwrap();
+    reader.await.unwrap().unwrap();
+    drop(namespaces);
+
+    let answers = answers.lock().unwrap().clone();
+    assert_eq!(answers.len(), 1, "one answer, copied once: {answers:?}");
+    assert_eq!(
+        answers[0].names,
+        std::collections::BTreeSet::from([EXTERNAL_NAME.to_string()])
+    );
+    let seen = seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].direction, Direction::Outgoing);
+
+    // The neighbour the aggregation makes of it: the address, named.
+    let mut index = PodIndex::new(Duration::from_secs(30), vec![]);
+    index.upsert_pod(
+        PodRecord {
+            namespace: "test".into(),
+            name: "client-0".into(),
+            workload: WorkloadRef {
+                kind: "Deployment".into(),
+                namespace: "test".into(),
+                name: "client".into(),
+            },
+            selector: LabelSelector::from_labels(Labels::from([("app".into(), "client".into())])),
+        },
+        vec![CLIENT_IP.into()],
+    );
+    let now = Instant::now();
+    assert!(index.learn_names(&answers[0].names, &answers[0].addresses, now));
+    let mut aggregator = Aggregator::new(100);
+    assert_eq!(aggregator.record(&seen[0], &index, now, "t"), Outcome::New);
+    let workload = WorkloadRef {
+        kind: "Deployment".into(),
+        namespace: "test".into(),
+        name: "client".into(),
+    };
+    let egress = aggregator.snapshot(&workload).unwrap().neighborhood.egress;
+    assert_eq!(egress.len(), 1);
+    assert_eq!(
+        egress[0].peer,
+        NeighborPeer::Address {
+            ip: EXTERNAL_IP.into(),
+            dns_names: std::collections::BTreeSet::from([EXTERNAL_NAME.to_string()]),
+        }
     );
 }

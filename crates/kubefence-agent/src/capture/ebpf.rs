@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use aya::maps::{MapData, PerCpuArray, RingBuf};
 use aya::programs::{CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, TracePoint};
-use aya::{Ebpf, include_bytes_aligned};
+use aya::{Ebpf, EbpfLoader, include_bytes_aligned};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::watch;
 
@@ -35,15 +35,21 @@ pub struct EbpfOptions {
     /// of the hierarchy sees every pod (`/sys/fs/cgroup`, or
     /// `/sys/fs/cgroup/unified` on a hybrid host).
     pub cgroup: PathBuf,
+    /// Copy DNS answers (UDP from port 53) to name external addresses.
+    pub dns: bool,
 }
 
 impl Default for EbpfOptions {
     fn default() -> Self {
         Self {
             cgroup: default_cgroup(),
+            dns: false,
         }
     }
 }
+
+/// Where DNS answers go (see [`EbpfCapture::on_dns`]).
+pub type DnsSink = Box<dyn FnMut(&[u8]) + Send>;
 
 /// The cgroup v2 root of this host: `/sys/fs/cgroup` when it is cgroup v2,
 /// else the hybrid layout's `/sys/fs/cgroup/unified`.
@@ -106,12 +112,37 @@ pub struct EbpfCapture {
     _bpf: Ebpf,
     ring: RingBuf<MapData>,
     lost: PerCpuArray<MapData, u64>,
+    /// DNS answers, when asked for, and who reads them.
+    dns: Option<(RingBuf<MapData>, DnsSink)>,
+    dns_ring: Option<RingBuf<MapData>>,
 }
 
 impl std::fmt::Debug for EbpfCapture {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EbpfCapture").finish_non_exhaustive()
     }
+}
+
+type DnsFd = AsyncFd<RingBuf<MapData>>;
+
+/// The DNS ring buffer when it has records; never, without one.
+async fn dns_readable(
+    dns: &mut Option<(DnsFd, DnsSink)>,
+) -> io::Result<(
+    tokio::io::unix::AsyncFdReadyMutGuard<'_, RingBuf<MapData>>,
+    &mut DnsSink,
+)> {
+    match dns {
+        Some((fd, sink)) => Ok((fd.readable_mut().await?, sink)),
+        None => std::future::pending().await,
+    }
+}
+
+/// The payload of a `struct dns_answer` (bpf/connections.bpf.c: a length,
+/// 6 bytes of padding, 512 bytes of data).
+fn dns_payload(record: &[u8]) -> Option<&[u8]> {
+    let length = usize::from(u16::from_le_bytes([*record.first()?, *record.get(1)?]));
+    record.get(8..8 + length)
 }
 
 /// The error chain's first `io::Error`, if any.
@@ -188,7 +219,11 @@ impl EbpfCapture {
     /// Checks the host, loads the programs and attaches them.
     pub fn start(options: &EbpfOptions) -> Result<Self, EbpfError> {
         preflight(options)?;
-        let mut bpf = Ebpf::load(PROGRAM).map_err(|e| failure("load the eBPF maps", &e))?;
+        let capture_dns = u8::from(options.dns);
+        let mut bpf = EbpfLoader::new()
+            .override_global("CAPTURE_DNS", &capture_dns, true)
+            .load(PROGRAM)
+            .map_err(|e| failure("load the eBPF maps", &e))?;
         let tcp: &mut TracePoint = bpf
             .program_mut("tcp_state")
             .ok_or(EbpfError::Failed {
@@ -235,11 +270,30 @@ impl EbpfCapture {
             detail: "LOST missing".into(),
         })?;
         let lost = PerCpuArray::try_from(lost).map_err(|e| failure("map the loss counter", &e))?;
+        let dns_ring = if options.dns {
+            let map = bpf.take_map("DNS_ANSWERS").ok_or(EbpfError::Failed {
+                what: "find the DNS ring buffer",
+                detail: "DNS_ANSWERS missing".into(),
+            })?;
+            Some(RingBuf::try_from(map).map_err(|e| failure("map the DNS ring buffer", &e))?)
+        } else {
+            None
+        };
         Ok(Self {
             _bpf: bpf,
             ring,
             lost,
+            dns: None,
+            dns_ring,
         })
+    }
+
+    /// Hands each DNS answer's payload to `sink` (with `EbpfOptions::dns`;
+    /// without it nothing is copied and `sink` is never called).
+    pub fn on_dns(&mut self, sink: impl FnMut(&[u8]) + Send + 'static) {
+        if let Some(ring) = self.dns_ring.take() {
+            self.dns = Some((ring, Box::new(sink)));
+        }
     }
 
     /// Events the kernel dropped because the ring buffer was full.
@@ -258,7 +312,13 @@ impl EbpfCapture {
         mut shutdown: watch::Receiver<bool>,
         mut sink: impl FnMut(Connection),
     ) -> io::Result<()> {
-        let Self { _bpf, ring, lost } = self;
+        let Self {
+            _bpf,
+            ring,
+            lost,
+            dns,
+            dns_ring: _,
+        } = self;
         let lost_total = |lost: &PerCpuArray<MapData, u64>| {
             lost.get(&0, 0)
                 .map(|per_cpu| per_cpu.iter().sum::<u64>())
@@ -271,8 +331,29 @@ impl EbpfCapture {
         // workspace.
         #[allow(deprecated)]
         let mut fd = AsyncFd::with_interest(ring, tokio::io::Interest::READABLE)?;
+        let mut dns = match dns {
+            #[allow(deprecated)]
+            Some((ring, sink)) => Some((
+                AsyncFd::with_interest(ring, tokio::io::Interest::READABLE)?,
+                sink,
+            )),
+            None => None,
+        };
         loop {
             tokio::select! {
+                guard = dns_readable(&mut dns) => {
+                    let (mut guard, sink) = guard?;
+                    let ring = guard.get_inner_mut();
+                    while let Some(item) = ring.next() {
+                        match dns_payload(&item) {
+                            Some(payload) => sink(payload),
+                            None => {
+                                stats.malformed.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    guard.clear_ready();
+                }
                 guard = fd.readable_mut() => {
                     let mut guard = guard?;
                     let ring = guard.get_inner_mut();

@@ -116,6 +116,11 @@ pub struct AgentOpts {
     /// and lost, connections by outcome, writes, entries held, the mode).
     #[arg(long, default_value = "0.0.0.0:8080", value_name = "ADDR")]
     pub admin_addr: std::net::SocketAddr,
+    /// With --mode ebpf: read the DNS answers pods receive (UDP from port
+    /// 53, up to 512 bytes) and keep the names of the external addresses
+    /// they gave, so rules to those addresses carry the name (dnsNames).
+    #[arg(long)]
+    pub dns: bool,
     /// Check that this host can run the eBPF capture, say what is missing,
     /// and exit (0: it can; 2: it cannot). Loads nothing, calls no API.
     #[arg(long)]
@@ -144,6 +149,7 @@ fn run_agent(opts: &AgentOpts) -> anyhow::Result<u8> {
 
     let ebpf = EbpfOptions {
         cgroup: opts.cgroup.clone().unwrap_or_else(default_cgroup),
+        dns: opts.dns,
     };
     if opts.check {
         if opts.mode == AgentMode::Conntrack {
