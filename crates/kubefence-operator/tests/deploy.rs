@@ -614,7 +614,12 @@ fn kustomize_with_every_component_grants_exactly_the_calls() {
             deploy.join(p).display().to_string().trim_start_matches('/')
         )
     };
-    let components: Vec<String> = components().into_iter().map(|(n, _)| n).collect();
+    // The agent's mode components are alternatives to one another.
+    let components: Vec<String> = components()
+        .into_iter()
+        .map(|(n, _)| n)
+        .filter(|n| !n.starts_with("agent-"))
+        .collect();
     let mut k = format!(
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\ncomponents:\n",
         rel("base")
@@ -851,5 +856,105 @@ fn the_reader_role_grants_exactly_the_clis_reads_and_binds_nothing() {
     assert_eq!(
         strings(&kustomization["resources"]),
         vec!["clusterrole.yaml"]
+    );
+}
+
+/// The agent DaemonSet as base + agent + `mode` render it.
+fn agent_with_mode(mode: &str) -> Option<Value> {
+    if std::process::Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: kubectl is not installed");
+        return None;
+    }
+    let deploy = base().join("..").canonicalize().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let up = "../".repeat(dir.path().components().count() - 1);
+    let rel = |p: &str| {
+        format!(
+            "{up}{}",
+            deploy.join(p).display().to_string().trim_start_matches('/')
+        )
+    };
+    let k = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\ncomponents:\n  - {}\n  - {}\n",
+        rel("base"),
+        rel("components/agent"),
+        rel(&format!("components/agent-{mode}"))
+    );
+    std::fs::write(dir.path().join("kustomization.yaml"), k).unwrap();
+    let output = std::process::Command::new("kubectl")
+        .arg("kustomize")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "kubectl kustomize (agent-{mode}) failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let rendered: Vec<Value> =
+        serde_saphyr::from_multiple(&String::from_utf8(output.stdout).unwrap()).unwrap();
+    rendered.into_iter().find(|o| o["kind"] == "DaemonSet")
+}
+
+/// The agent's mode components take the rights the mode needs and no
+/// more: conntrack runs in the host's network namespace with NET_ADMIN
+/// only; hubble runs as non-root with no capability; neither mounts a host
+/// path; both keep the locked-down rest of the DaemonSet.
+#[test]
+fn the_agent_mode_components_grant_only_what_their_mode_needs() {
+    let Some(conntrack) = agent_with_mode("conntrack") else {
+        return;
+    };
+    let Some(hubble) = agent_with_mode("hubble") else {
+        return;
+    };
+    for (mode, ds) in [("conntrack", &conntrack), ("hubble", &hubble)] {
+        let pod = &ds["spec"]["template"]["spec"];
+        let c = &pod["containers"][0];
+        let args = strings(&c["args"]);
+        assert_eq!(args[..3], ["agent", "--mode", mode], "{args:?}");
+        let sc = &c["securityContext"];
+        assert_eq!(strings(&sc["capabilities"]["drop"]), vec!["ALL"]);
+        assert_eq!(sc["readOnlyRootFilesystem"], true);
+        assert_eq!(sc["allowPrivilegeEscalation"], false);
+        assert!(pod["volumes"].is_null(), "{mode}: no host path");
+        assert!(c["volumeMounts"].is_null(), "{mode}: no host path");
+        assert_ne!(pod["hostPID"], true);
+    }
+    let pod = &conntrack["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    assert_eq!(pod["dnsPolicy"], "ClusterFirstWithHostNet");
+    let c = &pod["containers"][0];
+    assert_eq!(
+        strings(&c["securityContext"]["capabilities"]["add"]),
+        vec!["NET_ADMIN"]
+    );
+    let args = strings(&c["args"]);
+    let admin = args
+        .iter()
+        .position(|a| a == "--admin-addr")
+        .map(|i| args[i + 1].clone())
+        .unwrap();
+    assert_eq!(
+        admin.rsplit(':').next().unwrap(),
+        c["ports"][0]["containerPort"].to_string(),
+        "the admin port is the one the probes use"
+    );
+
+    let pod = &hubble["spec"]["template"]["spec"];
+    assert_ne!(pod["hostNetwork"], true);
+    let c = &pod["containers"][0];
+    assert!(strings(&c["securityContext"]["capabilities"]["add"]).is_empty());
+    assert_eq!(c["securityContext"]["runAsNonRoot"], true);
+    assert_ne!(c["securityContext"]["runAsUser"], 0);
+    let args = strings(&c["args"]);
+    assert!(
+        args.windows(2)
+            .any(|w| w == ["--hubble-node", "$(NODE_NAME)"]),
+        "{args:?}"
     );
 }
