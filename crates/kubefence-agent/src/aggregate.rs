@@ -330,28 +330,23 @@ impl Aggregator {
     /// Forgets the written workloads that no longer have a pod here (what
     /// they learned is in their NetworkNeighborhood already).
     pub fn forget_gone(&mut self, index: &PodIndex) -> usize {
-        let before = self.workloads.len();
-        let mut freed = 0;
-        self.workloads.retain(|w, o| {
-            let keep = o.dirty || index.has_workload(w);
-            if !keep {
-                freed += o.ingress.values().map(BTreeMap::len).sum::<usize>()
-                    + o.egress.values().map(BTreeMap::len).sum::<usize>();
-            }
-            keep
-        });
-        self.entries -= freed;
-        before - self.workloads.len()
+        self.forget_written(|w, _| !index.has_workload(w))
     }
 
     /// Forgets the written workloads nothing was folded into for `idle`
     /// (the Hubble input, which has no pod index to tell a workload gone:
     /// what they learned is in their NetworkNeighborhood already).
     pub fn forget_idle(&mut self, now: Instant, idle: std::time::Duration) -> usize {
+        self.forget_written(|_, touched| now.saturating_duration_since(touched) >= idle)
+    }
+
+    /// Drops the workloads written since their last change for which
+    /// `gone(workload, last folded in)` holds; returns how many.
+    fn forget_written(&mut self, gone: impl Fn(&WorkloadRef, Instant) -> bool) -> usize {
         let before = self.workloads.len();
         let mut freed = 0;
-        self.workloads.retain(|_, o| {
-            let keep = o.dirty || now.saturating_duration_since(o.touched) < idle;
+        self.workloads.retain(|w, o| {
+            let keep = o.dirty || !gone(w, o.touched);
             if !keep {
                 freed += o.ingress.values().map(BTreeMap::len).sum::<usize>()
                     + o.egress.values().map(BTreeMap::len).sum::<usize>();

@@ -244,6 +244,31 @@ fn client() {
     }
 }
 
+/// A pod index holding one pod `<name>-0` of Deployment `test/<name>`
+/// (selected by `app: <name>`) per address.
+fn stub_index(pods: &[(Ipv4Addr, &str)]) -> PodIndex {
+    let mut index = PodIndex::new(Duration::from_secs(30), vec![]);
+    for (ip, name) in pods {
+        index.upsert_pod(
+            PodRecord {
+                namespace: "test".into(),
+                name: format!("{name}-0"),
+                workload: WorkloadRef {
+                    kind: "Deployment".into(),
+                    namespace: "test".into(),
+                    name: (*name).into(),
+                },
+                selector: LabelSelector::from_labels(Labels::from([(
+                    "app".into(),
+                    (*name).into(),
+                )])),
+            },
+            vec![(*ip).into()],
+        );
+    }
+    index
+}
+
 fn is_test_address(c: &Connection) -> bool {
     [c.local.ip(), c.remote.ip()]
         .iter()
@@ -440,7 +465,6 @@ async fn real_tcp_and_udp_connections_are_counted_exactly_once() {
     }
 
     // The aggregation, with a stub index for the two "pods".
-    let mut index = PodIndex::new(Duration::from_secs(30), vec![]);
     let workload = |name: &str| WorkloadRef {
         kind: "Deployment".into(),
         namespace: "test".into(),
@@ -448,17 +472,7 @@ async fn real_tcp_and_udp_connections_are_counted_exactly_once() {
     };
     let selector =
         |app: &str| LabelSelector::from_labels(Labels::from([("app".into(), app.into())]));
-    for (ip, name) in [(CLIENT_IP, "client"), (SERVER_IP, "server")] {
-        index.upsert_pod(
-            PodRecord {
-                namespace: "test".into(),
-                name: format!("{name}-0"),
-                workload: workload(name),
-                selector: selector(name),
-            },
-            vec![ip.into()],
-        );
-    }
+    let index = stub_index(&[(CLIENT_IP, "client"), (SERVER_IP, "server")]);
     let mut aggregator = Aggregator::new(1_000);
     let now = Instant::now();
     let mut outcomes: BTreeMap<Outcome, usize> = BTreeMap::new();
@@ -720,25 +734,7 @@ async fn capture_benchmark() {
             ])
             .unwrap();
         }
-        let mut index = PodIndex::new(Duration::from_secs(30), vec![]);
-        for (ip, name) in [(CLIENT_IP, "client"), (SERVER_IP, "server")] {
-            index.upsert_pod(
-                PodRecord {
-                    namespace: "test".into(),
-                    name: format!("{name}-0"),
-                    workload: WorkloadRef {
-                        kind: "Deployment".into(),
-                        namespace: "test".into(),
-                        name: name.into(),
-                    },
-                    selector: LabelSelector::from_labels(Labels::from([(
-                        "app".into(),
-                        name.into(),
-                    )])),
-                },
-                vec![ip.into()],
-            );
-        }
+        let index = stub_index(&[(CLIENT_IP, "client"), (SERVER_IP, "server")]);
         let aggregator = Arc::new(Mutex::new(Aggregator::new(100_000)));
         let counted = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let stats = Arc::new(CaptureStats::default());
@@ -1014,22 +1010,7 @@ fn conntrack_reports_each_new_connection_once() {
     assert_eq!(distinct.len(), TCP_CONNECTIONS + UDP_EXCHANGES, "each once");
 
     // Attribution: both ends pods of this "node".
-    let mut index = PodIndex::new(Duration::from_secs(30), vec![]);
-    for (ip, name) in [(CLIENT_IP, "client"), (SERVER_IP, "server")] {
-        index.upsert_pod(
-            PodRecord {
-                namespace: "test".into(),
-                name: format!("{name}-0"),
-                workload: WorkloadRef {
-                    kind: "Deployment".into(),
-                    namespace: "test".into(),
-                    name: name.into(),
-                },
-                selector: LabelSelector::from_labels(Labels::from([("app".into(), name.into())])),
-            },
-            vec![ip.into()],
-        );
-    }
+    let index = stub_index(&[(CLIENT_IP, "client"), (SERVER_IP, "server")]);
     let now = Instant::now();
     let mut by_direction: BTreeMap<(Direction, Protocol, u16), usize> = BTreeMap::new();
     for o in &openings {
@@ -1226,20 +1207,7 @@ async fn dns_answers_name_the_external_addresses() {
     assert_eq!(seen[0].direction, Direction::Outgoing);
 
     // The neighbour the aggregation makes of it: the address, named.
-    let mut index = PodIndex::new(Duration::from_secs(30), vec![]);
-    index.upsert_pod(
-        PodRecord {
-            namespace: "test".into(),
-            name: "client-0".into(),
-            workload: WorkloadRef {
-                kind: "Deployment".into(),
-                namespace: "test".into(),
-                name: "client".into(),
-            },
-            selector: LabelSelector::from_labels(Labels::from([("app".into(), "client".into())])),
-        },
-        vec![CLIENT_IP.into()],
-    );
+    let mut index = stub_index(&[(CLIENT_IP, "client")]);
     let now = Instant::now();
     assert!(index.learn_names(&answers[0].names, &answers[0].addresses, now));
     let mut aggregator = Aggregator::new(100);

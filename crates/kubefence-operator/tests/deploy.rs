@@ -594,52 +594,15 @@ spec:
 /// cluster-wide (base and components) and in its namespace (the Lease).
 #[test]
 fn kustomize_with_every_component_grants_exactly_the_calls() {
-    if std::process::Command::new("kubectl")
-        .arg("version")
-        .arg("--client")
-        .output()
-        .is_err()
-    {
-        eprintln!("skipped: kubectl is not installed");
-        return;
-    }
-    let deploy = base().join("..").canonicalize().unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    // kustomize takes only relative paths: from the temporary directory up
-    // to the root, then down to deploy/.
-    let up = "../".repeat(dir.path().components().count() - 1);
-    let rel = |p: &str| {
-        format!(
-            "{up}{}",
-            deploy.join(p).display().to_string().trim_start_matches('/')
-        )
-    };
     // The agent's mode components are alternatives to one another.
     let components: Vec<String> = components()
         .into_iter()
-        .map(|(n, _)| n)
-        .filter(|n| !n.starts_with("agent-"))
+        .map(|(n, _)| format!("components/{n}"))
+        .filter(|n| !n.starts_with("components/agent-"))
         .collect();
-    let mut k = format!(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\ncomponents:\n",
-        rel("base")
-    );
-    for c in &components {
-        k.push_str(&format!("  - {}\n", rel(&format!("components/{c}"))));
-    }
-    std::fs::write(dir.path().join("kustomization.yaml"), k).unwrap();
-    let output = std::process::Command::new("kubectl")
-        .arg("kustomize")
-        .arg(dir.path())
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "kubectl kustomize failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let rendered: Vec<Value> =
-        serde_saphyr::from_multiple(&String::from_utf8(output.stdout).unwrap()).unwrap();
+    let Some(rendered) = kustomize_base_with(&components) else {
+        return;
+    };
     let sa = rendered
         .iter()
         .find(|o| o["kind"] == "ServiceAccount" && o["metadata"]["name"] == "kubefence")
@@ -859,8 +822,9 @@ fn the_reader_role_grants_exactly_the_clis_reads_and_binds_nothing() {
     );
 }
 
-/// The agent DaemonSet as base + agent + `mode` render it.
-fn agent_with_mode(mode: &str) -> Option<Value> {
+/// `deploy/base` with `components` (paths under deploy/), as `kubectl
+/// kustomize` renders it; `None` (said) without kubectl.
+fn kustomize_base_with(components: &[String]) -> Option<Vec<Value>> {
     if std::process::Command::new("kubectl")
         .args(["version", "--client"])
         .output()
@@ -871,6 +835,8 @@ fn agent_with_mode(mode: &str) -> Option<Value> {
     }
     let deploy = base().join("..").canonicalize().unwrap();
     let dir = tempfile::tempdir().unwrap();
+    // kustomize takes only relative paths: from the temporary directory up
+    // to the root, then down to deploy/.
     let up = "../".repeat(dir.path().components().count() - 1);
     let rel = |p: &str| {
         format!(
@@ -878,12 +844,13 @@ fn agent_with_mode(mode: &str) -> Option<Value> {
             deploy.join(p).display().to_string().trim_start_matches('/')
         )
     };
-    let k = format!(
-        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\ncomponents:\n  - {}\n  - {}\n",
-        rel("base"),
-        rel("components/agent"),
-        rel(&format!("components/agent-{mode}"))
+    let mut k = format!(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - {}\ncomponents:\n",
+        rel("base")
     );
+    for c in components {
+        k.push_str(&format!("  - {}\n", rel(c)));
+    }
     std::fs::write(dir.path().join("kustomization.yaml"), k).unwrap();
     let output = std::process::Command::new("kubectl")
         .arg("kustomize")
@@ -892,11 +859,18 @@ fn agent_with_mode(mode: &str) -> Option<Value> {
         .unwrap();
     assert!(
         output.status.success(),
-        "kubectl kustomize (agent-{mode}) failed: {}",
+        "kubectl kustomize {components:?} failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    let rendered: Vec<Value> =
-        serde_saphyr::from_multiple(&String::from_utf8(output.stdout).unwrap()).unwrap();
+    Some(serde_saphyr::from_multiple(&String::from_utf8(output.stdout).unwrap()).unwrap())
+}
+
+/// The agent DaemonSet as base + agent + `mode` render it.
+fn agent_with_mode(mode: &str) -> Option<Value> {
+    let rendered = kustomize_base_with(&[
+        "components/agent".to_string(),
+        format!("components/agent-{mode}"),
+    ])?;
     rendered.into_iter().find(|o| o["kind"] == "DaemonSet")
 }
 

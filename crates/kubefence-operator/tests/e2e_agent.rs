@@ -296,31 +296,12 @@ async fn scrape(addr: std::net::SocketAddr, path: &str) -> String {
     out
 }
 
-fn kubefence_binary() -> Option<std::path::PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("kubefence");
-    if bin.is_file() {
-        Some(bin)
-    } else if std::env::var_os("CI").is_some() {
-        panic!(
-            "{} is missing: CI runs cargo test --workspace, which builds it",
-            bin.display()
-        );
-    } else {
-        eprintln!(
-            "skipped: {} is not built (cargo build -p kubefence)",
-            bin.display()
-        );
-        None
-    }
-}
-
 #[tokio::test]
 async fn the_hubble_agent_writes_what_learn_learns_through_the_api_server() {
     let Some(c) = cluster::cluster() else {
         return;
     };
-    let Some(bin) = kubefence_binary() else {
+    let Some(bin) = support::kubefence_binary() else {
         return;
     };
     let admin = c.admin().await;
@@ -466,7 +447,7 @@ async fn api_writes_per_minute_with_200_workloads() {
     let Some(c) = cluster::cluster() else {
         return;
     };
-    let Some(bin) = kubefence_binary() else {
+    let Some(bin) = support::kubefence_binary() else {
         return;
     };
     let admin = c.admin().await;

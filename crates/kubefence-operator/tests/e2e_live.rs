@@ -223,28 +223,6 @@ async fn without_the_reader_role_the_error_names_the_missing_permission() {
     support::remove_namespace(&admin, &ns).await;
 }
 
-/// The `kubefence` binary of this build (target/<profile>/kubefence, built
-/// by `cargo test --workspace` before any test runs). `None` when it was
-/// not built (`cargo test -p kubefence-operator` alone), which CI never is.
-fn kubefence_binary() -> Option<std::path::PathBuf> {
-    let exe = std::env::current_exe().ok()?;
-    let bin = exe.parent()?.parent()?.join("kubefence");
-    if bin.is_file() {
-        Some(bin)
-    } else if std::env::var_os("CI").is_some() {
-        panic!(
-            "{} is missing: CI runs cargo test --workspace, which builds it",
-            bin.display()
-        );
-    } else {
-        eprintln!(
-            "skipped: {} is not built (cargo build -p kubefence)",
-            bin.display()
-        );
-        None
-    }
-}
-
 fn run(bin: &std::path::Path, args: &[&str]) -> (i32, String, String) {
     let out = std::process::Command::new(bin)
         .args(args)
@@ -267,7 +245,7 @@ async fn the_cli_reads_the_live_cluster_like_files() {
     let Some(c) = cluster::cluster() else {
         return;
     };
-    let Some(bin) = kubefence_binary() else {
+    let Some(bin) = support::kubefence_binary() else {
         return;
     };
     let admin = c.admin().await;

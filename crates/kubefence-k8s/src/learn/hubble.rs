@@ -442,6 +442,27 @@ pub const VERDICTS: &[&str] = &[
 pub const DIRECTIONS: &[&str] = &["TRAFFIC_DIRECTION_UNKNOWN", "INGRESS", "EGRESS"];
 pub const FLOW_TYPES: &[&str] = &["UNKNOWN_TYPE", "L3_L4", "L7", "SOCK"];
 
+/// An `l4` port: 0 is none (proto3's zero, or absent).
+pub fn l4_port(number: u32, field: &str) -> Result<Option<u16>, String> {
+    match number {
+        0 => Ok(None),
+        n => u16::try_from(n)
+            .map(Some)
+            .map_err(|_| format!("l4: {field} {n} is not a port")),
+    }
+}
+
+/// The addresses of an `l7.dns` answer.
+pub fn dns_ips<'t>(texts: impl IntoIterator<Item = &'t str>) -> Result<Vec<IpAddr>, String> {
+    texts
+        .into_iter()
+        .map(|text| {
+            text.parse::<IpAddr>()
+                .map_err(|_| format!("l7.dns.ips: {text:?} is not an IP address"))
+        })
+        .collect()
+}
+
 /// Hubble's `traffic_direction` by name.
 pub fn traffic_direction(name: &str) -> TrafficDirection {
     match name {
@@ -537,29 +558,13 @@ fn to_flow(f: HubbleFlow<'_>) -> Result<Flow<'_>, String> {
         Some(L4 { sctp: Some(s), .. }) => (Some(Protocol::Sctp), Some(*s), None),
         _ => (None, None, None),
     };
-    let port = |p: Option<u32>, field: &str| -> Result<Option<u16>, String> {
-        match p {
-            None | Some(0) => Ok(None),
-            Some(n) => u16::try_from(n)
-                .map(Some)
-                .map_err(|_| format!("l4: {field} {n} is not a port")),
-        }
-    };
+    let port = |p: Option<u32>, field: &str| l4_port(p.unwrap_or(0), field);
     let dns = match f.l7.and_then(|l| l.dns) {
         None => None,
-        Some(d) => {
-            let mut ips = Vec::new();
-            for text in d.ips.iter().flatten() {
-                ips.push(
-                    text.parse::<IpAddr>()
-                        .map_err(|_| format!("l7.dns.ips: {:?} is not an IP address", &**text))?,
-                );
-            }
-            Some(DnsRecord {
-                query: d.query.map_or(Cow::Borrowed(""), |q| q.0),
-                ips,
-            })
-        }
+        Some(d) => Some(DnsRecord {
+            query: d.query.map_or(Cow::Borrowed(""), |q| q.0),
+            ips: dns_ips(d.ips.iter().flatten().map(|t| &**t))?,
+        }),
     };
     Ok(Flow {
         time: f.time.map(|t| t.0),

@@ -235,3 +235,25 @@ pub async fn install_third_party_crds(admin: &Client, dirs: &[&str]) {
         }
     }
 }
+
+/// The `kubefence` binary of this build (target/<profile>/kubefence, built
+/// by `cargo test --workspace` before any test runs). `None` when it was
+/// not built (`cargo test -p kubefence-operator` alone), which CI never is.
+pub fn kubefence_binary() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("kubefence");
+    if bin.is_file() {
+        Some(bin)
+    } else if std::env::var_os("CI").is_some() {
+        fail(&format!(
+            "{} is missing: CI runs cargo test --workspace, which builds it",
+            bin.display()
+        ));
+    } else {
+        eprintln!(
+            "skipped: {} is not built (cargo build -p kubefence)",
+            bin.display()
+        );
+        None
+    }
+}

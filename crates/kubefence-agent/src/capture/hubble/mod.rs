@@ -24,8 +24,8 @@ use kubefence_core::learn::{
     DnsRecord, Flow, FlowEndpoint, FlowEvent, FlowService, FlowWorkload, TcpFlags,
 };
 use kubefence_k8s::learn::hubble::{
-    DIRECTIONS, FLOW_TYPES, VERDICTS, endpoint_labels, enum_name, flow_type, traffic_direction,
-    verdict,
+    DIRECTIONS, FLOW_TYPES, VERDICTS, dns_ips, endpoint_labels, enum_name, flow_type, l4_port,
+    traffic_direction, verdict,
 };
 use tokio::sync::watch;
 use tonic::transport::Endpoint;
@@ -296,29 +296,13 @@ pub fn to_flow(
         ),
         _ => (None, 0, 0, None),
     };
-    let port = |p: u32, field: &str| -> Result<Option<u16>, String> {
-        match p {
-            0 => Ok(None),
-            n => u16::try_from(n)
-                .map(Some)
-                .map_err(|_| format!("l4: {field} {n} is not a port")),
-        }
-    };
+    let port = l4_port;
     let dns = match f.l7.and_then(|l| l.dns) {
         None => None,
-        Some(d) => {
-            let mut ips = Vec::with_capacity(d.ips.len());
-            for text in &d.ips {
-                ips.push(
-                    text.parse::<IpAddr>()
-                        .map_err(|_| format!("l7.dns.ips: {text:?} is not an IP address"))?,
-                );
-            }
-            Some(DnsRecord {
-                query: Cow::Owned(d.query),
-                ips,
-            })
-        }
+        Some(d) => Some(DnsRecord {
+            ips: dns_ips(d.ips.iter().map(String::as_str))?,
+            query: Cow::Owned(d.query),
+        }),
     };
     // proto3 does not tell an absent enum from its zero value: zero
     // ("unknown") is read as absent, as `hubble observe -o jsonpb`, which
