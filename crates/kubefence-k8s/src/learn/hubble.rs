@@ -452,6 +452,17 @@ pub fn l4_port(number: u32, field: &str) -> Result<Option<u16>, String> {
     }
 }
 
+/// An endpoint's `IP.source` / `IP.destination`; empty is none.
+pub fn endpoint_ip(text: Option<&str>, field: &str) -> Result<Option<IpAddr>, String> {
+    match text {
+        None | Some("") => Ok(None),
+        Some(text) => text
+            .parse::<IpAddr>()
+            .map(Some)
+            .map_err(|_| format!("{field}: {text:?} is not an IP address")),
+    }
+}
+
 /// The addresses of an `l7.dns` answer.
 pub fn dns_ips<'t>(texts: impl IntoIterator<Item = &'t str>) -> Result<Vec<IpAddr>, String> {
     texts
@@ -604,13 +615,7 @@ fn endpoint<'a>(
     let service = service
         .and_then(|s| Some((non_empty(s.namespace)?, non_empty(s.name)?)))
         .map(|(namespace, name)| FlowService { namespace, name });
-    let ip = match ip.as_deref() {
-        None | Some("") => None,
-        Some(text) => Some(
-            text.parse::<IpAddr>()
-                .map_err(|_| format!("{ip_field}: {text:?} is not an IP address"))?,
-        ),
-    };
+    let ip = endpoint_ip(ip.as_deref(), ip_field)?;
     let Some(e) = e else {
         return Ok(FlowEndpoint {
             ip,

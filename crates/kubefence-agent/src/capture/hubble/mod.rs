@@ -14,7 +14,6 @@
 pub mod proto;
 
 use std::borrow::Cow;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
@@ -24,8 +23,8 @@ use kubefence_core::learn::{
     DnsRecord, Flow, FlowEndpoint, FlowEvent, FlowService, FlowWorkload, TcpFlags,
 };
 use kubefence_k8s::learn::hubble::{
-    DIRECTIONS, FLOW_TYPES, VERDICTS, dns_ips, endpoint_labels, enum_name, flow_type, l4_port,
-    traffic_direction, verdict,
+    DIRECTIONS, FLOW_TYPES, VERDICTS, dns_ips, endpoint_ip, endpoint_labels, enum_name, flow_type,
+    l4_port, traffic_direction, verdict,
 };
 use tokio::sync::watch;
 use tonic::transport::Endpoint;
@@ -339,13 +338,7 @@ fn endpoint(
     let service = service
         .and_then(|s| Some((non_empty(s.namespace)?, non_empty(s.name)?)))
         .map(|(namespace, name)| FlowService { namespace, name });
-    let ip = match ip {
-        "" => None,
-        text => Some(
-            text.parse::<IpAddr>()
-                .map_err(|_| format!("{ip_field}: {text:?} is not an IP address"))?,
-        ),
-    };
+    let ip = endpoint_ip(Some(ip), ip_field)?;
     let Some(e) = e else {
         return Ok(FlowEndpoint {
             ip,
