@@ -83,6 +83,7 @@ fn agent_refuses_a_cgroup_that_is_not_cgroup_v2_before_any_api_call() {
         "{stderr}"
     );
     assert!(!stderr.contains("kubeconfig"), "{stderr}");
+    assert!(stderr.contains("--mode conntrack"), "{stderr}");
 }
 
 #[test]
@@ -93,7 +94,13 @@ fn agent_check_says_whether_this_host_can_capture() {
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(2), "{out:?}");
-    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run the eBPF capture"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot run on this host"), "{stderr}");
+    // It names the modes that need no BPF.
+    assert!(
+        stderr.contains("--mode conntrack") && stderr.contains("--mode hubble"),
+        "{stderr}"
+    );
 }
 
 #[test]

@@ -127,6 +127,11 @@ pub struct AgentOpts {
     pub check: bool,
 }
 
+/// What to say when the eBPF capture cannot run here.
+const EBPF_ALTERNATIVES: &str = "the eBPF capture cannot run on this host; where BPF cannot \
+     load, run `kubefence agent --mode conntrack` (deploy/components/agent-conntrack), or \
+     `--mode hubble` on a Cilium cluster (deploy/components/agent-hubble)";
+
 /// Where the agent's connections come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum AgentMode {
@@ -165,7 +170,7 @@ fn run_agent(opts: &AgentOpts) -> anyhow::Result<u8> {
             );
             return Ok(exit::OK);
         }
-        preflight(&ebpf).context("this host cannot run the eBPF capture")?;
+        preflight(&ebpf).context(EBPF_ALTERNATIVES)?;
         println!(
             "this host can run the eBPF capture (the rights are checked when the programs load)"
         );
@@ -198,7 +203,7 @@ fn run_agent(opts: &AgentOpts) -> anyhow::Result<u8> {
     let source = match opts.mode {
         // First, so that a host that cannot capture is told at once.
         AgentMode::Ebpf => Source::Ebpf(Box::new(
-            EbpfCapture::start(&ebpf).context("the eBPF capture cannot start")?,
+            EbpfCapture::start(&ebpf).context(EBPF_ALTERNATIVES)?,
         )),
         AgentMode::Conntrack => Source::Conntrack(
             ConntrackCapture::start().context("the conntrack capture cannot start")?,
