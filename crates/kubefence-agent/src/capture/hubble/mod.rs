@@ -97,7 +97,8 @@ pub async fn run(
     mut sink: impl FnMut(Flow<'static>),
 ) -> Result<(), HubbleError> {
     let endpoint = check_address(&options.address)?.connect_timeout(options.connect_timeout);
-    let mut backoff = Duration::from_secs(1);
+    let first_backoff = Duration::from_secs(1).min(options.max_backoff);
+    let mut backoff = first_backoff;
     let mut since: Option<proto::Timestamp> = None;
     loop {
         if *shutdown.borrow() {
@@ -115,7 +116,7 @@ pub async fn run(
             Stream::Stopped => return Ok(()),
             Stream::Broke { read_any, error } => {
                 if read_any {
-                    backoff = Duration::from_secs(1);
+                    backoff = first_backoff;
                 }
                 tracing::warn!(
                     relay = %options.address,
