@@ -19,10 +19,21 @@ fn main() {
     let mut errors = 0u64;
     for path in std::env::args().skip(1) {
         let mut reader = hubble::open(&path).expect("readable flow file");
-        reader.for_each_flow(|item| match item {
-            Ok(flow) => learner.observe(flow),
-            Err(_) => errors += 1,
-        });
+        let folded = reader.fold_parallel(
+            std::env::var("WORKERS")
+                .ok()
+                .and_then(|w| w.parse().ok())
+                .unwrap_or_else(hubble::default_workers),
+            Learner::new,
+            |l: &mut Learner, f: &kubefence_core::learn::flows::Flow<'_>| {
+                if std::env::var_os("PARSE_ONLY").is_none() {
+                    l.observe(f)
+                }
+            },
+            Learner::merge,
+            |_| errors += 1,
+        );
+        learner.merge(folded.state);
     }
     let (neighborhoods, report) = learner.finish(None);
     let learned = build(&neighborhoods, &[], &LearnOptions::default()).expect("policies");

@@ -301,6 +301,7 @@ struct UndecidedKey {
 
 #[derive(Clone, Debug, Default)]
 struct Tally {
+    /// Counted from [`Connections::counted`] when the learner is finished.
     connections: u64,
     flows: u64,
     first: Option<String>,
@@ -308,11 +309,8 @@ struct Tally {
 }
 
 impl Tally {
-    fn saw(&mut self, time: Option<&str>, new_connection: bool) {
+    fn saw(&mut self, time: Option<&str>) {
         self.flows += 1;
-        if new_connection {
-            self.connections += 1;
-        }
         if let Some(t) = time {
             self.seen_at(t, t);
         }
@@ -356,6 +354,63 @@ impl Tally {
     }
 }
 
+/// The tallies of the flows from one endpoint to one port of another, and
+/// which 5-tuples were counted as connections for which tally.
+#[derive(Clone, Debug, Default)]
+struct Connections {
+    ids: FastMap<ConnKey, u32>,
+    tallies: Vec<(ConnKey, Tally)>,
+    /// 5-tuple hash → the tally it is counted for: a connection counts
+    /// once even when its packets were seen with different endpoint
+    /// details (at both nodes). Indexes, not keys, keep this map, the one
+    /// that grows with the connections, at 16 bytes an entry.
+    counted: FastMap<u64, u32>,
+}
+
+impl Connections {
+    fn id(&mut self, key: ConnKey) -> u32 {
+        let tallies = &mut self.tallies;
+        *self.ids.entry(key).or_insert_with(|| {
+            tallies.push((key, Tally::default()));
+            // More than 4 billion distinct connections cannot be held anyway.
+            u32::try_from(tallies.len() - 1).unwrap_or(u32::MAX)
+        })
+    }
+
+    fn tally(&mut self, id: u32) -> &mut Tally {
+        &mut self.tallies[id as usize].1
+    }
+
+    /// Counts 5-tuple `tuple` as a connection of tally `id`. A 5-tuple
+    /// seen for two tallies counts for the one whose endpoints come first
+    /// by content, so the count does not depend on the order of the flows
+    /// nor on how the input was split between learners.
+    fn count(&mut self, tuple: u64, id: u32, endpoint_hashes: &[(u64, u64)]) {
+        match self.counted.entry(tuple) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(id);
+            }
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                let held = *o.get();
+                if held != id {
+                    let rank = |id: u32| {
+                        let k = self.tallies[id as usize].0;
+                        (
+                            endpoint_hashes[k.src as usize].1,
+                            endpoint_hashes[k.dst as usize].1,
+                            k.protocol,
+                            k.port,
+                        )
+                    };
+                    if rank(id) < rank(held) {
+                        o.insert(id);
+                    }
+                }
+            }
+        }
+    }
+}
+
 /// What one flow is, for learning.
 enum Class {
     /// Opens a connection, or belongs to one in the client's direction.
@@ -365,7 +420,7 @@ enum Class {
 }
 
 /// The streaming aggregator: feed it flows, then [`Learner::finish`].
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Learner {
     /// One hasher for every per-flow lookup: fixed, so the counts do not
     /// depend on the run.
@@ -373,14 +428,17 @@ pub struct Learner {
     /// Endpoint ids by the hash of their view (compared field by field).
     ids: FastMap<u64, Vec<EndpointId>>,
     endpoints: Vec<EndpointKey>,
-    connections: FastMap<ConnKey, Tally>,
-    /// Hashes of the 5-tuples already counted as a connection.
-    counted: HashSet<u64, FixedState>,
-    /// Flows of unknown direction, by 5-tuple: how many, and the 5-tuple's
-    /// hash (so a connection already counted from its opening is not
-    /// counted again once its direction is decided). Kept small: without
+    /// Per endpoint id: the hash of its view (its key in `ids`) and the
+    /// hash of its whole key. Both depend on the endpoint alone, not on
+    /// the learner, so learners of different parts of the input agree on
+    /// them ([`Learner::merge`]).
+    endpoint_hashes: Vec<(u64, u64)>,
+    connections: Connections,
+    /// Flows of unknown direction, by 5-tuple and the 5-tuple's hash (so
+    /// a connection already counted from its opening is not counted again
+    /// once its direction is decided): how many. Kept small: without
     /// `is_reply` there is one entry per connection.
-    undecided: FastMap<UndecidedKey, (u64, u64)>,
+    undecided: FastMap<(UndecidedKey, u64), u64>,
     /// When flows of unknown direction were seen, by what they would be if
     /// they are the client's (times are per port, not per 5-tuple).
     undecided_times: FastMap<ConnKey, Tally>,
@@ -408,9 +466,98 @@ impl Learner {
         }
         // More than 4 billion distinct endpoints cannot be held anyway.
         let id = EndpointId::try_from(self.endpoints.len()).unwrap_or(EndpointId::MAX);
-        self.endpoints.push(view.to_key());
+        let key = view.to_key();
+        self.endpoint_hashes
+            .push((hash, self.hasher.hash_one(&key)));
+        self.endpoints.push(key);
         bucket.push(id);
         id
+    }
+
+    /// The id of an endpoint another learner knew (`hashes` as it had
+    /// them), added when this learner has not seen it.
+    fn id_of_key(&mut self, key: EndpointKey, hashes: (u64, u64)) -> EndpointId {
+        let bucket = self.ids.entry(hashes.0).or_default();
+        if let Some(&id) = bucket
+            .iter()
+            .find(|&&id| self.endpoints[id as usize] == key)
+        {
+            return id;
+        }
+        let id = EndpointId::try_from(self.endpoints.len()).unwrap_or(EndpointId::MAX);
+        self.endpoint_hashes.push(hashes);
+        self.endpoints.push(key);
+        bucket.push(id);
+        id
+    }
+
+    /// Folds in what `other` learned from another part of the input, as
+    /// if this learner had observed those flows too: the result of
+    /// [`Learner::finish`] is the same as one learner's over all the flows,
+    /// whatever the split and the order of the merges (a 5-tuple seen by
+    /// both is one connection). This is what lets a large input be read by
+    /// several threads, each with its own learner.
+    pub fn merge(&mut self, other: Learner) {
+        let Learner {
+            endpoints,
+            endpoint_hashes,
+            connections,
+            undecided,
+            undecided_times,
+            left_out,
+            dns,
+            counts,
+            ..
+        } = other;
+        let ids: Vec<EndpointId> = endpoints
+            .into_iter()
+            .zip(endpoint_hashes)
+            .map(|(key, hashes)| self.id_of_key(key, hashes))
+            .collect();
+        let conn = |k: ConnKey| ConnKey {
+            src: ids[k.src as usize],
+            dst: ids[k.dst as usize],
+            ..k
+        };
+        let Connections {
+            tallies, counted, ..
+        } = connections;
+        let tally_ids: Vec<u32> = tallies
+            .iter()
+            .map(|(k, tally)| {
+                let id = self.connections.id(conn(*k));
+                self.connections.tally(id).absorb(tally);
+                id
+            })
+            .collect();
+        for (tuple, id) in counted {
+            self.connections
+                .count(tuple, tally_ids[id as usize], &self.endpoint_hashes);
+        }
+        for ((k, tuple), flows) in undecided {
+            let k = UndecidedKey {
+                src: ids[k.src as usize],
+                dst: ids[k.dst as usize],
+                ..k
+            };
+            *self.undecided.entry((k, tuple)).or_default() += flows;
+        }
+        for (k, tally) in undecided_times {
+            self.undecided_times
+                .entry(conn(k))
+                .or_default()
+                .absorb(&tally);
+        }
+        for ((src, dst, reason), n) in left_out {
+            *self
+                .left_out
+                .entry((ids[src as usize], ids[dst as usize], reason))
+                .or_default() += n;
+        }
+        for (ip, names) in dns {
+            self.dns.entry(ip).or_default().extend(names);
+        }
+        self.counts.add(&counts);
     }
 
     /// Folds one flow in.
@@ -458,31 +605,27 @@ impl Learner {
         };
         match class {
             Class::Forward => {
-                let new = self
-                    .counted
-                    .insert(tuple_hash(&self.hasher, flow, src, dst));
-                self.connections
-                    .entry(ConnKey {
-                        src,
-                        dst,
-                        protocol,
-                        port,
-                    })
-                    .or_default()
-                    .saw(flow.time.as_deref(), new);
+                let key = ConnKey {
+                    src,
+                    dst,
+                    protocol,
+                    port,
+                };
+                let tuple = self.tuple_hash(flow, src, dst);
+                let id = self.connections.id(key);
+                self.connections.tally(id).saw(flow.time.as_deref());
+                self.connections.count(tuple, id, &self.endpoint_hashes);
             }
             Class::Undecided => {
-                let tuple = tuple_hash(&self.hasher, flow, src, dst);
-                self.undecided
-                    .entry(UndecidedKey {
-                        src,
-                        dst,
-                        protocol,
-                        src_port: flow.source_port.unwrap_or(0),
-                        dst_port: port,
-                    })
-                    .or_insert((0, tuple))
-                    .0 += 1;
+                let tuple = self.tuple_hash(flow, src, dst);
+                let key = UndecidedKey {
+                    src,
+                    dst,
+                    protocol,
+                    src_port: flow.source_port.unwrap_or(0),
+                    dst_port: port,
+                };
+                *self.undecided.entry((key, tuple)).or_default() += 1;
                 self.undecided_times
                     .entry(ConnKey {
                         src,
@@ -491,7 +634,7 @@ impl Learner {
                         port,
                     })
                     .or_default()
-                    .saw(flow.time.as_deref(), false);
+                    .saw(flow.time.as_deref());
             }
             Class::Reply => {}
         }
@@ -502,8 +645,8 @@ impl Learner {
     fn decide(self) -> Decided {
         let Learner {
             endpoints,
+            endpoint_hashes,
             mut connections,
-            mut counted,
             undecided,
             undecided_times,
             left_out: observed_left_out,
@@ -522,11 +665,12 @@ impl Learner {
                 .or_default() += n;
         }
         let listening: HashSet<(EndpointId, Protocol, u16)> = connections
-            .keys()
-            .map(|k| (k.dst, k.protocol, k.port))
+            .tallies
+            .iter()
+            .map(|(k, _)| (k.dst, k.protocol, k.port))
             .collect();
-        let mut decided_forward: HashSet<ConnKey> = HashSet::new();
-        for (k, (flows, tuple)) in undecided {
+        let mut decided_forward: HashSet<u32> = HashSet::new();
+        for ((k, tuple), flows) in undecided {
             let from_listening = listening.contains(&(k.src, k.protocol, k.src_port));
             let to_listening = listening.contains(&(k.dst, k.protocol, k.dst_port));
             if to_listening {
@@ -536,11 +680,11 @@ impl Learner {
                     protocol: k.protocol,
                     port: k.dst_port,
                 };
-                let entry = connections.entry(key).or_default();
                 // A 5-tuple whose opening was not seen is one connection.
-                entry.connections += u64::from(counted.insert(tuple));
-                entry.flows += flows;
-                decided_forward.insert(key);
+                let id = connections.id(key);
+                connections.tally(id).flows += flows;
+                connections.count(tuple, id, &endpoint_hashes);
+                decided_forward.insert(id);
             } else if from_listening {
                 counts.inferred_replies += flows;
             } else {
@@ -553,16 +697,24 @@ impl Learner {
                     .or_default() += flows;
             }
         }
-        for key in decided_forward {
-            if let (Some(entry), Some(times)) =
-                (connections.get_mut(&key), undecided_times.get(&key))
+        for id in decided_forward {
+            let (key, entry) = &mut connections.tallies[id as usize];
+            if let Some(times) = undecided_times.get(key)
                 && let (Some(first), Some(last)) = (&times.first, &times.last)
             {
                 entry.seen_at(first, last);
             }
         }
-        counts.connections = connections.values().map(|t| t.connections).sum();
-        let mut connections: Vec<(ConnKey, Tally)> = connections.into_iter().collect();
+        let Connections {
+            mut tallies,
+            counted,
+            ..
+        } = connections;
+        for id in counted.into_values() {
+            tallies[id as usize].1.connections += 1;
+        }
+        counts.connections = tallies.iter().map(|(_, t)| t.connections).sum();
+        let mut connections = tallies;
         connections.sort_by_key(|(k, _)| *k);
         Decided {
             endpoints,
@@ -953,15 +1105,22 @@ fn classify(flow: &Flow<'_>) -> Class {
     }
 }
 
-/// The flow's 5-tuple (addresses, or endpoints when an address is missing),
-/// so the packets of one connection, seen at both nodes or retransmitted,
-/// count once.
-fn tuple_hash(hasher: &FixedState, flow: &Flow<'_>, src: EndpointId, dst: EndpointId) -> u64 {
-    let ends = match (flow.source.ip, flow.destination.ip) {
-        (Some(s), Some(d)) => Ok((s, d)),
-        _ => Err((src, dst)),
-    };
-    hasher.hash_one((ends, flow.protocol, flow.source_port, flow.destination_port))
+impl Learner {
+    /// The flow's 5-tuple (addresses, or endpoints when an address is
+    /// missing: by the hashes of their keys, which any learner computes
+    /// alike), so the packets of one connection, seen at both nodes or
+    /// retransmitted, count once.
+    fn tuple_hash(&self, flow: &Flow<'_>, src: EndpointId, dst: EndpointId) -> u64 {
+        let ends = match (flow.source.ip, flow.destination.ip) {
+            (Some(s), Some(d)) => Ok((s, d)),
+            _ => Err((
+                self.endpoint_hashes[src as usize].1,
+                self.endpoint_hashes[dst as usize].1,
+            )),
+        };
+        self.hasher
+            .hash_one((ends, flow.protocol, flow.source_port, flow.destination_port))
+    }
 }
 
 #[cfg(test)]
@@ -1055,6 +1214,118 @@ mod tests {
 
     fn ports(n: &Neighbor) -> Vec<(Protocol, u16)> {
         n.ports.iter().map(|p| (p.protocol, p.port)).collect()
+    }
+
+    mod merging {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        /// A flow from a small universe: four pods of two workloads (one
+        /// pod reusing another's address, as a restarted pod does), an
+        /// external address and a DNS answer, TCP and UDP, every flag and
+        /// `is_reply` combination that changes how a flow is counted.
+        fn arb_flow() -> impl Strategy<Value = Flow<'static>> {
+            let ends = || {
+                prop_oneof![
+                    Just(pod("shop", "web", "web", [10, 0, 0, 1])),
+                    Just(pod("shop", "web", "web", [10, 0, 0, 2])),
+                    Just(pod("shop", "cart", "cart", [10, 0, 0, 3])),
+                    Just(pod("shop", "cart", "cart", [10, 0, 0, 1])),
+                    Just(world([203, 0, 113, 9])),
+                ]
+            };
+            let flags = prop_oneof![
+                Just(Some(SYN)),
+                Just(Some(SYN_ACK)),
+                Just(Some(ACK)),
+                Just(None)
+            ];
+            let is_reply = prop_oneof![Just(None), Just(Some(false)), Just(Some(true))];
+            (
+                (
+                    ends(),
+                    ends(),
+                    prop_oneof![Just(8080u16), Just(40000), Just(53)],
+                ),
+                (
+                    prop_oneof![Just(8080u16), Just(40000), Just(40001)],
+                    flags,
+                    is_reply,
+                ),
+                (any::<bool>(), 0..60u8, any::<bool>()),
+            )
+                .prop_map(
+                    |((src, dst, sport), (dport, flags, is_reply), (udp, second, dns))| {
+                        let mut flow = tcp(
+                            &src,
+                            sport,
+                            &dst,
+                            dport,
+                            flags.unwrap_or(ACK),
+                            is_reply,
+                            &format!("2026-01-01T00:00:{second:02}Z"),
+                        );
+                        if udp {
+                            flow.protocol = Some(Protocol::Udp);
+                            flow.tcp_flags = None;
+                        } else if flags.is_none() {
+                            flow.tcp_flags = None;
+                        }
+                        if dns {
+                            flow.dns = Some(DnsRecord {
+                                query: "api.example.com.".into(),
+                                ips: vec![IpAddr::V4(Ipv4Addr::new(203, 0, 113, 9))],
+                            });
+                        }
+                        flow
+                    },
+                )
+        }
+
+        fn finish_both(learner: Learner) -> ((Vec<Neighborhood>, LearnReport), String) {
+            let observed = format!("{:?}", learner_clone_observed(&learner));
+            (learner.finish(None), observed)
+        }
+
+        /// `observed` consumes the learner: run it on a learner rebuilt
+        /// from the same flows instead.
+        fn learner_clone_observed(learner: &Learner) -> Vec<ObservedConnection> {
+            let mut copy = Learner::new();
+            copy.merge(learner.clone());
+            copy.observed(None).0
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(256))]
+
+            /// Reading the input with several learners (each flow to any of
+            /// them, as blocks go to threads) and merging them in any order
+            /// learns exactly what one learner reading it all learns.
+            #[test]
+            fn learners_of_parts_merged_in_any_order_learn_what_one_learns(
+                flows in proptest::collection::vec(arb_flow(), 0..60),
+                parts in proptest::collection::vec(0..4usize, 60),
+                merge_order in Just([0usize, 1, 2, 3]).prop_shuffle(),
+            ) {
+                let mut whole = Learner::new();
+                let mut learners: Vec<Learner> = (0..4).map(|_| Learner::new()).collect();
+                for (flow, part) in flows.iter().zip(&parts) {
+                    whole.observe(flow);
+                    learners[*part].observe(flow);
+                }
+                let mut learners: Vec<Option<Learner>> = learners.into_iter().map(Some).collect();
+                let first = merge_order[0];
+                let mut merged = learners[first].take().unwrap();
+                for i in &merge_order[1..] {
+                    merged.merge(learners[*i].take().unwrap());
+                }
+                let (expected, expected_observed) = finish_both(whole);
+                let (got, got_observed) = finish_both(merged);
+                prop_assert_eq!(got, expected);
+                prop_assert_eq!(got_observed, expected_observed);
+            }
+        }
     }
 
     #[test]

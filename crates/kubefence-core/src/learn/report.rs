@@ -31,6 +31,19 @@ pub struct FlowCounts {
     pub dns_answers: u64,
 }
 
+impl FlowCounts {
+    /// Adds the counts of another part of the input.
+    pub fn add(&mut self, other: &FlowCounts) {
+        self.read += other.read;
+        self.connections += other.connections;
+        self.replies += other.replies;
+        self.inferred_replies += other.inferred_replies;
+        self.not_forwarded += other.not_forwarded;
+        self.socket_traces += other.socket_traces;
+        self.dns_answers += other.dns_answers;
+    }
+}
+
 /// One thing that did not become a rule, and why.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 pub struct LeftOut {

@@ -292,24 +292,27 @@ pub(crate) fn observe_flows(
     for path in paths {
         let mut reader =
             hubble::open(path).with_context(|| format!("--flows {path}: cannot read"))?;
-        reader.for_each_flow(|item| {
-            records += 1;
-            match item {
-                Ok(flow) => learner.observe(flow),
-                Err(e) => {
-                    *had_errors = true;
-                    logging::report(
-                        Severity::Error,
-                        Place {
-                            file: Some(&e.file),
-                            field: Some(&format!("line {}", e.line)),
-                            ..Place::default()
-                        },
-                        &e.message,
-                    );
-                }
-            }
-        });
+        // Parsed on every core, each with its own learner, merged after.
+        let folded = reader.fold_parallel(
+            hubble::default_workers(),
+            Learner::new,
+            Learner::observe,
+            Learner::merge,
+            |e| {
+                *had_errors = true;
+                logging::report(
+                    Severity::Error,
+                    Place {
+                        file: Some(&e.file),
+                        field: Some(&format!("line {}", e.line)),
+                        ..Place::default()
+                    },
+                    &e.message,
+                );
+            },
+        );
+        records += folded.records;
+        learner.merge(folded.state);
     }
     Ok(records)
 }
