@@ -17,23 +17,14 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() {
     let mut learner = Learner::new();
     let mut errors = 0u64;
+    // KUBEFENCE_FLOW_WORKERS=1 profiles one worker alone.
+    let workers = std::env::var("KUBEFENCE_FLOW_WORKERS")
+        .ok()
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(hubble::default_workers);
     for path in std::env::args().skip(1) {
         let mut reader = hubble::open(&path).expect("readable flow file");
-        let folded = reader.fold_parallel(
-            std::env::var("WORKERS")
-                .ok()
-                .and_then(|w| w.parse().ok())
-                .unwrap_or_else(hubble::default_workers),
-            Learner::new,
-            |l: &mut Learner, f: &kubefence_core::learn::flows::Flow<'_>| {
-                if std::env::var_os("PARSE_ONLY").is_none() {
-                    l.observe(f)
-                }
-            },
-            Learner::merge,
-            |_| errors += 1,
-        );
-        learner.merge(folded.state);
+        reader.learn_into(&mut learner, workers, |_| errors += 1);
     }
     let (neighborhoods, report) = learner.finish(None);
     let learned = build(&neighborhoods, &[], &LearnOptions::default()).expect("policies");

@@ -356,8 +356,8 @@ fn learned_in_parallel(text: &[u8], workers: usize, block_bytes: usize) -> Learn
     let folded = reader.fold_parallel(
         workers,
         || (Learner::new(), Vec::new()),
-        |(learner, flows): &mut (Learner, Vec<String>), flow| {
-            learner.observe(flow);
+        |(learner, flows): &mut (Learner, Vec<String>), flow, hints: hubble::EndpointHints| {
+            learner.observe_hinted(flow, hints.source, hints.destination);
             flows.push(format!("{flow:?}"));
         },
         |(learner, flows), (other, more)| {

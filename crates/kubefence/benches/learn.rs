@@ -21,7 +21,9 @@ use kubefence_k8s::learn::hubble;
 fn learn_file(path: &Path) -> usize {
     let mut learner = Learner::new();
     let mut reader = hubble::open(path.to_str().unwrap()).unwrap();
-    reader.for_each_flow(|flow| learner.observe(flow.unwrap()));
+    reader.learn_into(&mut learner, hubble::default_workers(), |e| {
+        panic!("unreadable flow: {e}")
+    });
     let (neighborhoods, _) = learner.finish(None);
     let learned = build(&neighborhoods, &[], &LearnOptions::default()).unwrap();
     learned.policies.len()

@@ -277,6 +277,10 @@ pub(crate) fn reserved_peer_name(r: ReservedPeer) -> &'static str {
 
 type EndpointId = u32;
 
+/// A reader's name for an endpoint it has seen before
+/// ([`Learner::observe_hinted`]).
+pub type EndpointHint = u64;
+
 type FastMap<K, V> = HashMap<K, V, FixedState>;
 
 /// Connections from one endpoint to one destination port of another.
@@ -319,6 +323,18 @@ impl Tally {
     fn seen_at(&mut self, first: &str, last: &str) {
         // The buffers are reused: flows arrive in time order, so the
         // last-seen time changes with almost every flow.
+        match &mut self.last {
+            Some(l) if last > l.as_str() => {
+                l.clear();
+                l.push_str(last);
+                // One time (`saw`) later than the last cannot be the first.
+                if std::ptr::eq(first, last) {
+                    return;
+                }
+            }
+            Some(_) => {}
+            None => self.last = Some(last.to_string()),
+        }
         match &mut self.first {
             Some(f) if first < f.as_str() => {
                 f.clear();
@@ -326,14 +342,6 @@ impl Tally {
             }
             Some(_) => {}
             None => self.first = Some(first.to_string()),
-        }
-        match &mut self.last {
-            Some(l) if last > l.as_str() => {
-                l.clear();
-                l.push_str(last);
-            }
-            Some(_) => {}
-            None => self.last = Some(last.to_string()),
         }
     }
 
@@ -433,6 +441,9 @@ pub struct Learner {
     /// the learner, so learners of different parts of the input agree on
     /// them ([`Learner::merge`]).
     endpoint_hashes: Vec<(u64, u64)>,
+    /// Endpoint ids by a reader's [`EndpointHint`] and the endpoint's
+    /// address: a lookup that skips comparing labels ([`Learner::observe_hinted`]).
+    hinted: FastMap<(EndpointHint, Option<IpAddr>), EndpointId>,
     connections: Connections,
     /// Flows of unknown direction, by 5-tuple and the 5-tuple's hash (so
     /// a connection already counted from its opening is not counted again
@@ -471,6 +482,23 @@ impl Learner {
             .push((hash, self.hasher.hash_one(&key)));
         self.endpoints.push(key);
         bucket.push(id);
+        id
+    }
+
+    fn hinted_id(&mut self, endpoint: &FlowEndpoint<'_>, hint: Option<EndpointHint>) -> EndpointId {
+        let Some(hint) = hint.filter(|_| endpoint.service.is_none()) else {
+            return self.id(endpoint);
+        };
+        if let Some(&id) = self.hinted.get(&(hint, endpoint.ip)) {
+            return id;
+        }
+        // Hints of endpoints gone from the reader's view are never given
+        // again: start over rather than grow without bound.
+        if self.hinted.len() >= 64 * 1024 {
+            self.hinted.clear();
+        }
+        let id = self.id(endpoint);
+        self.hinted.insert((hint, endpoint.ip), id);
         id
     }
 
@@ -562,6 +590,23 @@ impl Learner {
 
     /// Folds one flow in.
     pub fn observe(&mut self, flow: &Flow<'_>) {
+        self.observe_hinted(flow, None, None);
+    }
+
+    /// [`Learner::observe`] for a reader that knows when it sees an
+    /// endpoint it has seen before: `source` and `destination` are its
+    /// hints for the flow's two endpoints (or `None`). The same hint must
+    /// only ever be given for endpoints equal in everything but their
+    /// address (namespace, labels, reserved identities, pod name,
+    /// workloads); an endpoint with a Service is looked up in full. A
+    /// learner merged from another ([`Learner::merge`]) drops that one's
+    /// hints, so each reader keeps its hints to its own learner.
+    pub fn observe_hinted(
+        &mut self,
+        flow: &Flow<'_>,
+        source: Option<EndpointHint>,
+        destination: Option<EndpointHint>,
+    ) {
         self.counts.read += 1;
         if let Some(dns) = &flow.dns
             && !dns.ips.is_empty()
@@ -587,8 +632,8 @@ impl Learner {
             self.counts.replies += 1;
             return;
         }
-        let src = self.id(&flow.source);
-        let dst = self.id(&flow.destination);
+        let src = self.hinted_id(&flow.source, source);
+        let dst = self.hinted_id(&flow.destination, destination);
         let Some(protocol) = flow.protocol else {
             *self
                 .left_out

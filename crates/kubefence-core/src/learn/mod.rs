@@ -37,7 +37,7 @@ pub use flows::{
     DnsRecord, Flow, FlowEndpoint, FlowEvent, FlowService, FlowType, FlowWorkload,
     ReservedIdentity, TcpFlags, TrafficDirection, Verdict,
 };
-pub use learner::{Learner, ObservedConnection, ObservedEnd};
+pub use learner::{EndpointHint, Learner, ObservedConnection, ObservedEnd};
 pub use model::{
     Evidence, KnownServer, Neighbor, NeighborPeer, Neighborhood, ObservedPort, PolicyRef,
     ReservedPeer, WorkloadRef,

@@ -34,6 +34,7 @@ use kubefence_core::learn::flows::{
     DnsRecord, Flow, FlowEndpoint, FlowEvent, FlowService, FlowType, FlowWorkload,
     ReservedIdentity, TcpFlags, TrafficDirection, Verdict,
 };
+use kubefence_core::learn::{EndpointHint, Learner};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
 
@@ -393,6 +394,31 @@ struct BlockDone {
     errors: Vec<FlowError>,
 }
 
+impl<R: BufRead> FlowReader<R> {
+    /// Folds every flow of the stream into `learner`, read on `workers`
+    /// threads ([`FlowReader::fold_parallel`], each with its own learner
+    /// and its endpoint hints); returns the records read (flows and
+    /// unreadable records, which go to `on_error` in stream order). What
+    /// `kubefence learn` and `verify`, the benchmark and the profiling
+    /// example all run.
+    pub fn learn_into(
+        &mut self,
+        learner: &mut Learner,
+        workers: usize,
+        on_error: impl FnMut(FlowError),
+    ) -> u64 {
+        let folded = self.fold_parallel(
+            workers,
+            Learner::new,
+            |learner, flow, hints| learner.observe_hinted(flow, hints.source, hints.destination),
+            Learner::merge,
+            on_error,
+        );
+        learner.merge(folded.state);
+        folded.records
+    }
+}
+
 /// How many threads [`FlowReader::fold_parallel`] should use here: one per
 /// core, at most 8 (past that, reading one stream is the bottleneck).
 pub fn default_workers() -> usize {
@@ -413,7 +439,8 @@ impl<R: BufRead> FlowReader<R> {
     /// but parses and folds on `workers` threads: this thread reads whole
     /// records in blocks of a few megabytes and hands each block to a
     /// worker, which parses its flows and folds each into its own state
-    /// (`init` makes one per worker, `observe` folds a flow in); the
+    /// (`init` makes one per worker, `observe` folds a flow in, with the
+    /// worker's [`EndpointHints`] for it); the
     /// states are merged at the end (`merge`), so the fold must not depend
     /// on the order of the flows. Unreadable records go to `on_error` in
     /// the order of the stream, with their line. Memory is bounded by the
@@ -422,7 +449,7 @@ impl<R: BufRead> FlowReader<R> {
         &mut self,
         workers: usize,
         init: impl Fn() -> S + Sync,
-        observe: impl Fn(&mut S, &Flow<'_>) + Sync,
+        observe: impl Fn(&mut S, &Flow<'_>, EndpointHints) + Sync,
         merge: impl Fn(&mut S, S),
         mut on_error: impl FnMut(FlowError),
     ) -> Folded<S> {
@@ -714,7 +741,7 @@ fn fold_block<S>(
     label: &str,
     state: &mut S,
     cache: &mut EndpointCache,
-    observe: &(impl Fn(&mut S, &Flow<'_>) + Sync),
+    observe: &(impl Fn(&mut S, &Flow<'_>, EndpointHints) + Sync),
 ) -> BlockDone {
     let mut done = BlockDone {
         seq: block.seq,
@@ -725,9 +752,9 @@ fn fold_block<S>(
     };
     let mut record =
         |line: usize, bytes: &[u8], done: &mut BlockDone| match parse_record_cached(bytes, cache) {
-            Ok(Some(flow)) => {
+            Ok(Some((flow, hints))) => {
                 done.records += 1;
-                observe(state, &flow);
+                observe(state, &flow, hints);
             }
             Ok(None) => done.skipped += 1,
             Err(message) => {
@@ -1092,6 +1119,18 @@ fn endpoint(e: Option<Endpoint<'_>>) -> FlowEndpoint<'_> {
 pub(crate) struct EndpointCache {
     index: std::collections::HashMap<Box<[u8]>, u32, foldhash::fast::FixedState>,
     endpoints: Vec<FlowEndpoint<'static>>,
+    /// How many times the cache started over: with the index, it names
+    /// an endpoint text for as long as this worker reads ([`EndpointHints`]).
+    generation: u64,
+}
+
+/// What the reader knows of a flow's endpoints: for each, a number that
+/// it gives every endpoint object written with the same text and no
+/// other (see [`kubefence_core::learn::Learner::observe_hinted`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct EndpointHints {
+    pub source: Option<EndpointHint>,
+    pub destination: Option<EndpointHint>,
 }
 
 impl EndpointCache {
@@ -1103,6 +1142,7 @@ impl EndpointCache {
         if self.endpoints.len() + 2 > Self::CAPACITY {
             self.index.clear();
             self.endpoints.clear();
+            self.generation += 1;
         }
     }
 
@@ -1126,6 +1166,10 @@ impl EndpointCache {
         self.endpoints.push(endpoint(Some(parsed)).into_owned());
         self.index.insert(raw.into(), i);
         Ok(Some(i))
+    }
+
+    fn hint(&self, i: Option<u32>) -> Option<EndpointHint> {
+        i.map(|i| (self.generation << 32) | u64::from(i))
     }
 
     /// Endpoint `i` (or the empty one), borrowing its text from the cache.
@@ -1165,7 +1209,7 @@ impl EndpointCache {
 fn parse_record_cached<'r>(
     bytes: &'r [u8],
     cache: &'r mut EndpointCache,
-) -> Result<Option<Flow<'r>>, String> {
+) -> Result<Option<(Flow<'r>, EndpointHints)>, String> {
     type Lazy<'r> = sonic_rs::LazyValue<'r>;
     let mut record: HubbleFlow<'r, HubbleFlow<'r, IgnoredAny, Lazy<'r>>, Lazy<'r>> =
         sonic_rs::from_slice(bytes).map_err(|e| {
@@ -1178,20 +1222,27 @@ fn parse_record_cached<'r>(
     fn cached<'r, F>(
         mut f: HubbleFlow<'r, F, sonic_rs::LazyValue<'r>>,
         cache: &'r mut EndpointCache,
-    ) -> Result<Flow<'r>, String> {
+    ) -> Result<(Flow<'r>, EndpointHints), String> {
         cache.make_room();
         let source = cache.intern(f.source.take(), "source")?;
         let destination = cache.intern(f.destination.take(), "destination")?;
         let cache: &'r EndpointCache = cache;
-        to_flow(f, cache.get(source), cache.get(destination))
+        let hints = EndpointHints {
+            source: cache.hint(source),
+            destination: cache.hint(destination),
+        };
+        Ok((
+            to_flow(f, cache.get(source), cache.get(destination))?,
+            hints,
+        ))
     }
     let flow = match record.flow.take() {
         Some(inner) => {
-            let mut flow = cached(inner, cache)?;
+            let (mut flow, hints) = cached(inner, cache)?;
             if flow.time.is_none() {
                 flow.time = record.time.map(|t| t.0);
             }
-            flow
+            (flow, hints)
         }
         None if record.is_flow() => cached(record, cache)?,
         None => return Ok(None),

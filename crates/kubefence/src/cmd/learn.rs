@@ -293,26 +293,18 @@ pub(crate) fn observe_flows(
         let mut reader =
             hubble::open(path).with_context(|| format!("--flows {path}: cannot read"))?;
         // Parsed on every core, each with its own learner, merged after.
-        let folded = reader.fold_parallel(
-            hubble::default_workers(),
-            Learner::new,
-            Learner::observe,
-            Learner::merge,
-            |e| {
-                *had_errors = true;
-                logging::report(
-                    Severity::Error,
-                    Place {
-                        file: Some(&e.file),
-                        field: Some(&format!("line {}", e.line)),
-                        ..Place::default()
-                    },
-                    &e.message,
-                );
-            },
-        );
-        records += folded.records;
-        learner.merge(folded.state);
+        records += reader.learn_into(learner, hubble::default_workers(), |e| {
+            *had_errors = true;
+            logging::report(
+                Severity::Error,
+                Place {
+                    file: Some(&e.file),
+                    field: Some(&format!("line {}", e.line)),
+                    ..Place::default()
+                },
+                &e.message,
+            );
+        });
     }
     Ok(records)
 }
