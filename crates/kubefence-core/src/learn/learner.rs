@@ -526,6 +526,14 @@ impl Learner {
     /// both is one connection). This is what lets a large input be read by
     /// several threads, each with its own learner.
     pub fn merge(&mut self, other: Learner) {
+        if self.counts == FlowCounts::default() && self.endpoints.is_empty() {
+            // Nothing to fold into: take the other whole rather than copy
+            // it, which would hold both at once. Its hints were another
+            // reader's.
+            *self = other;
+            self.hinted.clear();
+            return;
+        }
         let Learner {
             endpoints,
             endpoint_hashes,
