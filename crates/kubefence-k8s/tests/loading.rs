@@ -1306,3 +1306,60 @@ fn merged_later_parts_replace_objects_of_the_same_identity() {
         merged.warnings
     );
 }
+
+/// A key given twice in one JSON object is an error naming the key and
+/// where it is, as in YAML: whichever value a reader kept (JSON parsers
+/// keep the last), the file says two things. Checked for one object, a
+/// `kind: List` (its items are read on every core, each from its text), a
+/// typed list and a bare array, for a duplicate deep in a selector (where
+/// keeping the last would silently select other pods) and at the top.
+#[test]
+fn a_duplicate_json_key_is_an_error_as_in_yaml() {
+    let policy = r#"{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": "p", "namespace": "shop"},
+        "spec": {"podSelector": {"matchLabels": {"app": "web", "app": "db"}},
+                 "policyTypes": ["Ingress"]}}"#;
+    let top = r#"{"apiVersion": "v1", "kind": "ConfigMap", "kind": "Secret",
+        "metadata": {"name": "c", "namespace": "shop"}}"#;
+    let good = r#"{"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "ok", "namespace": "shop"}, "data": {"a": "1"}}"#;
+    let texts = [
+        (policy.to_string(), "spec.podSelector.matchLabels.app"),
+        (top.to_string(), "kind"),
+        (
+            format!(r#"{{"apiVersion": "v1", "kind": "List", "items": [{good}, {policy}]}}"#),
+            "spec.podSelector.matchLabels.app",
+        ),
+        (
+            format!(
+                r#"{{"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicyList", "items": [{policy}]}}"#
+            ),
+            "spec.podSelector.matchLabels.app",
+        ),
+        (format!("[{good}, {top}]"), "kind"),
+    ];
+    for (text, at) in &texts {
+        let loaded = load_str(text, "test.json", &LoadOptions::default());
+        assert_eq!(loaded.errors.len(), 1, "{text}: {:?}", loaded.errors);
+        let e = loaded.errors[0].to_string();
+        assert!(e.contains("duplicate key") && e.contains(at), "{text}: {e}");
+        assert!(loaded.cluster.policies.is_empty(), "{text}");
+    }
+    // Many items: the list is read on every core.
+    let many: Vec<String> = (0..300)
+        .map(|i| good.replace("\"ok\"", &format!("\"ok-{i}\"")))
+        .chain([policy.to_string()])
+        .collect();
+    let text = format!(
+        r#"{{"apiVersion": "v1", "kind": "List", "items": [{}]}}"#,
+        many.join(",")
+    );
+    let loaded = load_str(&text, "test.json", &LoadOptions::default());
+    assert_eq!(loaded.errors.len(), 1, "{:?}", loaded.errors);
+    assert!(
+        loaded.errors[0].to_string().contains("items[300]"),
+        "{}",
+        loaded.errors[0]
+    );
+    assert_eq!(loaded.cluster.config_maps.len(), 300);
+}

@@ -50,6 +50,10 @@ pub(crate) fn parse_into(text: &str, label: &str, opts: &LoadOptions, raw: &mut 
         match item {
             Pending::Object(value, location) => object(value, &location, opts, &mut one),
             Pending::Json(text, location, defaults) => {
+                if let Some(message) = json_duplicate_key(text.get()) {
+                    one.errors.push(Diagnostic { location, message });
+                    return one;
+                }
                 if object_from_json(text.get(), &location, opts, &mut one) {
                     return one;
                 }
@@ -166,6 +170,13 @@ pub(crate) enum Item<'a> {
 /// file. Objects are not converted: the caller decides what a kind is.
 pub(crate) fn each_object(text: &str, label: &str, sink: &mut dyn FnMut(Item<'_>)) {
     if looks_like_json(text) {
+        if let Some(message) = json_duplicate_key(text) {
+            sink(Item::Error(Diagnostic {
+                location: at(label, None),
+                message,
+            }));
+            return;
+        }
         match serde_json::from_str::<Value>(text) {
             Ok(value) => walk(value, &at(label, None), sink),
             Err(e) => sink(Item::Error(Diagnostic {
@@ -199,6 +210,107 @@ fn at(label: &str, document: Option<usize>) -> Location {
         document,
         ..Location::default()
     }
+}
+
+/// The first key given twice in one object of a JSON text, as an error
+/// message naming it and where it is (`spec.podSelector.matchLabels.app`);
+/// `None` when there is none, or when the text is not JSON (the parser
+/// says what is wrong). JSON parsers keep the last of two values and YAML's
+/// refuses both; a file that says two things is an error either way, as
+/// the API server's strict field validation has it.
+pub(crate) fn json_duplicate_key(text: &str) -> Option<String> {
+    use serde::de::{DeserializeSeed, Error as _, MapAccess, SeqAccess, Visitor};
+    use std::borrow::Cow;
+
+    /// Walks one value; `path` is where it is.
+    struct Walk<'p> {
+        path: &'p mut Vec<String>,
+        found: &'p mut Option<String>,
+    }
+    impl<'de> DeserializeSeed<'de> for Walk<'_> {
+        type Value = ();
+        fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+    impl<'de> Visitor<'de> for Walk<'_> {
+        type Value = ();
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("any JSON value")
+        }
+        fn visit_bool<E>(self, _: bool) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_i64<E>(self, _: i64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_u64<E>(self, _: u64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_f64<E>(self, _: f64) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_str<E>(self, _: &str) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_unit<E>(self) -> Result<(), E> {
+            Ok(())
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let mut i = 0usize;
+            loop {
+                self.path.push(format!("[{i}]"));
+                let more = seq.next_element_seed(Walk {
+                    path: &mut *self.path,
+                    found: &mut *self.found,
+                })?;
+                self.path.pop();
+                if more.is_none() {
+                    return Ok(());
+                }
+                i += 1;
+            }
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            // Objects have few keys: a list beats a set.
+            let mut seen: Vec<Cow<'de, str>> = Vec::new();
+            while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+                if seen.contains(&key) {
+                    let mut at = self.path.concat();
+                    if !at.is_empty() {
+                        at.push('.');
+                    }
+                    at.push_str(&key);
+                    *self.found = Some(format!(
+                        "duplicate key `{key}` ({at}): a key may be given once in an object"
+                    ));
+                    // Stop reading: one is enough to refuse the object.
+                    return Err(A::Error::custom("duplicate key"));
+                }
+                self.path.push(if self.path.is_empty() {
+                    key.to_string()
+                } else {
+                    format!(".{key}")
+                });
+                map.next_value_seed(Walk {
+                    path: &mut *self.path,
+                    found: &mut *self.found,
+                })?;
+                self.path.pop();
+                seen.push(key);
+            }
+            Ok(())
+        }
+    }
+    let mut path = Vec::new();
+    let mut found = None;
+    let mut de = serde_json::Deserializer::from_str(text);
+    let _ = Walk {
+        path: &mut path,
+        found: &mut found,
+    }
+    .deserialize(&mut de);
+    found
 }
 
 fn looks_like_json(text: &str) -> bool {
