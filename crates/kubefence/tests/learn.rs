@@ -265,20 +265,61 @@ fn learn_formats_json_out_dir_report_and_cilium() {
     let text = run(&["learn", "--flows", &flows, "--report", "text"]);
     assert!(text.stdout.starts_with("flows read: 3"), "{}", text.stdout);
 
+    // The DNS query's direction is unknown here (no `is_reply`), so no DNS
+    // rule is learned: the answered address is a CIDR rule, and no toFQDNs
+    // rule (it would need DNS allowed, which was not observed).
     let cilium = run(&["learn", "--flows", &flows, "--engine", "cilium"]);
-    assert_eq!(cilium.code, 0);
+    assert_eq!(cilium.code, 0, "{}", cilium.stderr);
     let policies = docs(&cilium.stdout);
     let frontend = policies
         .iter()
         .find(|p| p["metadata"]["name"] == "deployment-frontend")
         .unwrap();
     assert_eq!(frontend["kind"], "CiliumNetworkPolicy");
-    // The address the DNS answer named is also a toFQDNs rule.
+    assert_eq!(
+        frontend["metadata"]["labels"]["kubefence.dev/source"],
+        "learned"
+    );
     let egress = frontend["spec"]["egress"].as_array().unwrap();
     assert!(
         egress
             .iter()
-            .any(|r| r["toFQDNs"][0]["matchName"] == "api.stripe.com"),
+            .any(|r| r["toCIDRSet"][0]["cidr"] == "203.0.113.7/32"),
+        "{egress:?}"
+    );
+    assert!(!cilium.stdout.contains("toFQDNs"), "{}", cilium.stdout);
+
+    // The same flows with the query marked as the client's: DNS to
+    // kube-dns is learned, so the address's name is a toFQDNs rule on the
+    // same port, and the DNS rule lets Cilium's DNS proxy see the lookups.
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&flows).unwrap();
+    let with_query = text.replacen(
+        "\"traffic_direction\": \"EGRESS\"\n  },",
+        "\"traffic_direction\": \"EGRESS\", \"is_reply\": false\n  },",
+        1,
+    );
+    assert_ne!(with_query, text, "the query's is_reply");
+    let flows = write(dir.path(), "flows.json", &with_query);
+    let cilium = run(&["learn", "--flows", &flows, "--engine", "cilium"]);
+    assert_eq!(cilium.code, 0, "{}", cilium.stderr);
+    let policies = docs(&cilium.stdout);
+    let frontend = policies
+        .iter()
+        .find(|p| p["metadata"]["name"] == "deployment-frontend")
+        .unwrap();
+    let egress = frontend["spec"]["egress"].as_array().unwrap();
+    assert!(
+        egress
+            .iter()
+            .any(|r| r["toFQDNs"][0]["matchName"] == "api.stripe.com"
+                && r["toPorts"][0]["ports"][0]["port"] == "443"),
+        "{egress:?}"
+    );
+    assert!(
+        egress
+            .iter()
+            .any(|r| r["toPorts"][0]["rules"]["dns"][0]["matchPattern"] == "*"),
         "{egress:?}"
     );
 }

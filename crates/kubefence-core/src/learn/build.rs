@@ -114,6 +114,59 @@ pub struct LearnedPolicy {
     pub annotations: Labels,
 }
 
+impl LearnedPolicy {
+    /// What the policy means, for engines other than NetworkPolicy: its
+    /// rules ([`crate::ruleset::from_network_policy`]) plus, for each
+    /// egress rule whose addresses a DNS answer named, the same ports to
+    /// those names ([`crate::ruleset::Endpoint::Fqdn`]: Cilium's
+    /// `toFQDNs`, which follows the name when its addresses change). Names
+    /// only when the workload was seen using DNS (a learned DNS rule): a
+    /// name rule works only through the lookups such a rule lets Cilium's
+    /// DNS proxy see, and a DNS rule that was not observed is not added.
+    /// The address rules stay either way. The policy's labels and
+    /// annotations come along.
+    pub fn rule_set(&self) -> crate::ruleset::RuleSet {
+        use crate::ruleset::{Endpoint, TrafficRule};
+        let mut rules = crate::ruleset::from_network_policy(&self.policy);
+        if !rules.egress.allow.iter().any(TrafficRule::is_dns) {
+            rules.labels = self.labels.clone();
+            rules.annotations = self.annotations.clone();
+            return rules;
+        }
+        let mut named = Vec::new();
+        for (i, rule) in self.policy.egress.iter().enumerate() {
+            let names: std::collections::BTreeSet<&str> = rule
+                .peers
+                .iter()
+                .filter_map(|p| match p {
+                    crate::policy::Peer::IpBlock(b) => Some(b.cidr),
+                    crate::policy::Peer::Pods { .. } => None,
+                })
+                .flat_map(|cidr| {
+                    self.refs
+                        .iter()
+                        .filter(move |r| r.ip_block == cidr)
+                        .filter_map(|r| r.dns.as_deref())
+                })
+                .collect();
+            if !names.is_empty() {
+                named.push(TrafficRule {
+                    name: format!("egress-{i}-dns-names"),
+                    peers: names
+                        .into_iter()
+                        .map(|n| Endpoint::Fqdn(n.to_string()))
+                        .collect(),
+                    ports: rule.ports.clone(),
+                });
+            }
+        }
+        rules.egress.allow.extend(named);
+        rules.labels = self.labels.clone();
+        rules.annotations = self.annotations.clone();
+        rules
+    }
+}
+
 /// The policies and what was left out.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Learned {

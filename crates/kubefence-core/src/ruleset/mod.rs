@@ -202,6 +202,19 @@ pub struct TrafficRule {
     pub ports: Vec<PortSpec>,
 }
 
+impl TrafficRule {
+    /// Whether the rule is a DNS rule: only port 53, whatever the
+    /// protocol (Cilium's DNS proxy sees the lookups such a rule allows,
+    /// which its `toFQDNs` rules need).
+    pub fn is_dns(&self) -> bool {
+        !self.ports.is_empty()
+            && self
+                .ports
+                .iter()
+                .all(|p| p.port == Some(crate::policy::PortRef::Number(53)) && p.end_port.is_none())
+    }
+}
+
 /// The rules of one direction; see the module documentation.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Traffic {
@@ -523,6 +536,66 @@ pub fn pod_peer(namespaces: &Namespaces, pods: Option<&LabelSelector>) -> Peer {
     Peer::Pods {
         namespace_selector,
         pod_selector,
+    }
+}
+
+/// A NetworkPolicy as a rule set, so that another engine can write what
+/// it means (the inverse of [`to_network_policy`]): a direction in
+/// `policyTypes` isolates, each rule is an allow, a rule without peers
+/// allows everything ([`Endpoint::All`]), a peer without
+/// `namespaceSelector` is in the policy's namespace. The name of rule `i`
+/// is `ingress-i` / `egress-i`. A rule set made so always passes
+/// [`RuleSet::check`] but for an empty `podSelector`, which selects every
+/// pod of the namespace and is refused there as everywhere.
+pub fn from_network_policy(policy: &NetworkPolicy) -> RuleSet {
+    let traffic = |isolate: bool, rules: &[policy::Rule], direction: &str| Traffic {
+        isolate,
+        allow: rules
+            .iter()
+            .enumerate()
+            .map(|(i, rule)| TrafficRule {
+                name: format!("{direction}-{i}"),
+                peers: if rule.peers.is_empty() {
+                    vec![Endpoint::All]
+                } else {
+                    rule.peers.iter().map(endpoint_of_peer).collect()
+                },
+                ports: rule.ports.clone(),
+            })
+            .collect(),
+        deny: Vec::new(),
+    };
+    RuleSet {
+        name: policy.name.clone(),
+        cluster_name: format!("{}-{}", policy.namespace, policy.name),
+        namespace: policy.namespace.clone(),
+        subject: policy.pod_selector.clone(),
+        ingress: traffic(policy.policy_types.ingress, &policy.ingress, "ingress"),
+        egress: traffic(policy.policy_types.egress, &policy.egress, "egress"),
+        process: Vec::new(),
+        file: Vec::new(),
+        enforcement: Enforcement::Enforce,
+        rule_prefix: String::new(),
+        message: None,
+        labels: Labels::new(),
+        annotations: Labels::new(),
+    }
+}
+
+fn endpoint_of_peer(peer: &Peer) -> Endpoint {
+    match peer {
+        Peer::Pods {
+            namespace_selector,
+            pod_selector,
+        } => Endpoint::Pods {
+            namespaces: namespace_selector
+                .clone()
+                .map_or(Namespaces::Own, Namespaces::Selector),
+            // Every pod of the namespaces, said as NetworkPolicy says it
+            // (`podSelector: {}` or no podSelector) or not.
+            pods: pod_selector.clone().filter(|s| !s.is_empty()),
+        },
+        Peer::IpBlock(block) => Endpoint::Cidr(block.clone()),
     }
 }
 

@@ -118,11 +118,7 @@ fn direction_rules(traffic: &Traffic) -> (Vec<TrafficRule>, Vec<TrafficRule>) {
 }
 
 fn is_dns_rule(rule: &TrafficRule) -> bool {
-    !rule.ports.is_empty()
-        && rule
-            .ports
-            .iter()
-            .all(|p| p.port == Some(PortRef::Number(53)) && p.end_port.is_none())
+    rule.is_dns()
 }
 
 /// One Cilium rule per peer (the L3 fields of one Cilium rule are not

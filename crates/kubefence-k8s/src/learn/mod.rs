@@ -7,6 +7,7 @@
 //!  NetworkNeighborhood (Kubescape's or kubefence's) ──(neighborhood)──▶ core Neighborhood
 //!  KnownServer ──(neighborhood::known_servers)──▶ core KnownServer
 //!  core NetworkPolicy + PolicyRefs ──(generated)──▶ GeneratedNetworkPolicy
+//!  core LearnedPolicy::rule_set ──(crate::adapters)──▶ CiliumNetworkPolicy
 //! ```
 //!
 //! [`objects`] holds the Kubescape shapes, [`read`] reads them from files,
@@ -14,7 +15,6 @@
 //! model; kubefence's own CRDs with the same shapes are in
 //! [`crate::crd::learned`].
 
-pub mod cilium;
 pub mod generated;
 pub mod hubble;
 pub mod neighborhood;

@@ -17,12 +17,13 @@ use anyhow::{Context, bail};
 use clap::{ArgGroup, Args, ValueEnum};
 use kubefence_core::WorkloadKind;
 use kubefence_core::learn::{self, KnownServer, LearnOptions, Learned, Learner, Neighborhood};
+use kubefence_k8s::adapters;
 use kubefence_k8s::learn::generated::generated_object;
 use kubefence_k8s::learn::neighborhood::{
     check_legacy_status, check_status, known_servers, legacy_neighbors, neighborhood,
 };
 use kubefence_k8s::learn::objects::Group;
-use kubefence_k8s::learn::{cilium, hubble, read as learned_read};
+use kubefence_k8s::learn::{hubble, read as learned_read};
 use kubefence_k8s::load::{Location, Source};
 use kubefence_k8s::render;
 
@@ -365,7 +366,19 @@ fn from_flows(
                     np.metadata.annotations = (!annotations.is_empty()).then_some(annotations);
                     serde_json::to_value(&np)?
                 }
-                Engine::Cilium => cilium::cilium_policy(&p.policy, &p.refs, &labels, &annotations),
+                // The write layer every engine's objects go through.
+                Engine::Cilium => {
+                    let rendered = adapters::render(
+                        kubefence_core::ruleset::Engine::Cilium,
+                        &p.rule_set(),
+                        &adapters::Options::default(),
+                    )
+                    .with_context(|| format!("{}/{}", p.policy.namespace, p.policy.name))?;
+                    for warning in &rendered.warnings {
+                        tracing::warn!(policy = %p.policy.name, "{warning}");
+                    }
+                    rendered.object
+                }
             };
             Ok(Out {
                 namespace: p.policy.namespace.clone(),
