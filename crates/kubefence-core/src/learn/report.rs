@@ -167,15 +167,7 @@ impl LearnReport {
     /// Adds `other`'s findings (the learner's and the builder's reports
     /// are shown together).
     pub fn merge(&mut self, other: LearnReport) {
-        let f = &mut self.flows;
-        let o = other.flows;
-        f.read += o.read;
-        f.connections += o.connections;
-        f.replies += o.replies;
-        f.inferred_replies += o.inferred_replies;
-        f.not_forwarded += o.not_forwarded;
-        f.socket_traces += o.socket_traces;
-        f.dns_answers += o.dns_answers;
+        self.flows.add(&other.flows);
         self.left_out.extend(other.left_out);
         self.widened.extend(other.widened);
         self.api_server_addresses.extend(other.api_server_addresses);

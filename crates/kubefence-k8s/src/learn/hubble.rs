@@ -146,6 +146,30 @@ impl<R: BufRead> FlowReader<R> {
         }
     }
 
+    /// Learns how the stream is laid out from its first byte that is not
+    /// whitespace, once; `Ok(false)` when the stream holds nothing.
+    fn detect_layout(&mut self) -> Result<bool, FlowError> {
+        if self.layout != Layout::Unknown {
+            return Ok(true);
+        }
+        match self.peek_non_space() {
+            Ok(Some(b'[')) => {
+                self.reader.consume(1);
+                self.layout = Layout::Array;
+                Ok(true)
+            }
+            Ok(Some(_)) => {
+                self.layout = Layout::Lines;
+                Ok(true)
+            }
+            Ok(None) => Ok(false),
+            Err(e) => {
+                self.layout = Layout::Done;
+                Err(self.error(self.line + 1, format!("cannot read: {e}")))
+            }
+        }
+    }
+
     /// Skips whitespace (counting lines) and returns the next byte, unread.
     fn peek_non_space(&mut self) -> io::Result<Option<u8>> {
         loop {
@@ -320,19 +344,12 @@ impl<R: BufRead> FlowReader<R> {
     /// while it is still in the cache.
     pub fn for_each_flow(&mut self, mut visit: impl FnMut(Result<&Flow<'_>, FlowError>)) {
         loop {
-            if self.layout == Layout::Unknown {
-                match self.peek_non_space() {
-                    Ok(Some(b'[')) => {
-                        self.reader.consume(1);
-                        self.layout = Layout::Array;
-                    }
-                    Ok(Some(_)) => self.layout = Layout::Lines,
-                    Ok(None) => return,
-                    Err(e) => {
-                        self.layout = Layout::Done;
-                        visit(Err(self.error(self.line + 1, format!("cannot read: {e}"))));
-                        return;
-                    }
+            match self.detect_layout() {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    visit(Err(e));
+                    return;
                 }
             }
             let record = match self.layout {
@@ -555,19 +572,10 @@ impl<R: BufRead> FlowReader<R> {
         if let Some(e) = self.pending_error.take() {
             return Some(Err(e));
         }
-        if self.layout == Layout::Unknown {
-            match self.peek_non_space() {
-                Ok(Some(b'[')) => {
-                    self.reader.consume(1);
-                    self.layout = Layout::Array;
-                }
-                Ok(Some(_)) => self.layout = Layout::Lines,
-                Ok(None) => return None,
-                Err(e) => {
-                    self.layout = Layout::Done;
-                    return Some(Err(self.error(self.line + 1, format!("cannot read: {e}"))));
-                }
-            }
+        match self.detect_layout() {
+            Ok(true) => {}
+            Ok(false) => return None,
+            Err(e) => return Some(Err(e)),
         }
         // Room for the block and the end of the line it stops in, so that
         // a block does not grow to twice its size for its last line.
@@ -815,19 +823,10 @@ impl<R: BufRead> Iterator for FlowReader<R> {
 
     fn next(&mut self) -> Option<Self::Item> {
         loop {
-            if self.layout == Layout::Unknown {
-                match self.peek_non_space() {
-                    Ok(Some(b'[')) => {
-                        self.reader.consume(1);
-                        self.layout = Layout::Array;
-                    }
-                    Ok(Some(_)) => self.layout = Layout::Lines,
-                    Ok(None) => return None,
-                    Err(e) => {
-                        self.layout = Layout::Done;
-                        return Some(Err(self.error(self.line + 1, format!("cannot read: {e}"))));
-                    }
-                }
+            match self.detect_layout() {
+                Ok(true) => {}
+                Ok(false) => return None,
+                Err(e) => return Some(Err(e)),
             }
             let record = match self.layout {
                 Layout::Lines => self.next_line(),
@@ -851,13 +850,8 @@ impl<R: BufRead> Iterator for FlowReader<R> {
 /// not readable. The flow borrows its text from `bytes` where no JSON
 /// escape stood in the way.
 pub fn parse_record(bytes: &[u8]) -> Result<Option<Flow<'_>>, String> {
-    let mut record: HubbleFlow<'_, HubbleFlow<'_>> = sonic_rs::from_slice(bytes).map_err(|e| {
-        if e.is_syntax() || e.is_eof() {
-            format!("not JSON: {e}")
-        } else {
-            format!("not a Hubble flow: {e}")
-        }
-    })?;
+    let mut record: HubbleFlow<'_, HubbleFlow<'_>> =
+        sonic_rs::from_slice(bytes).map_err(unreadable)?;
     fn parsed<'r, F>(mut f: HubbleFlow<'r, F>) -> Result<Flow<'r>, String> {
         let (source, destination) = (f.source.take(), f.destination.take());
         to_flow(f, endpoint(source), endpoint(destination))
@@ -875,6 +869,16 @@ pub fn parse_record(bytes: &[u8]) -> Result<Option<Flow<'_>>, String> {
         None => return Ok(None),
     };
     Ok(Some(flow))
+}
+
+/// Why a record could not be read: not JSON at all, or JSON that is not
+/// a Hubble flow.
+fn unreadable(e: sonic_rs::Error) -> String {
+    if e.is_syntax() || e.is_eof() {
+        format!("not JSON: {e}")
+    } else {
+        format!("not a Hubble flow: {e}")
+    }
 }
 
 /// Hubble's enum values in number order (flow.proto): a number read from
@@ -1212,13 +1216,7 @@ fn parse_record_cached<'r>(
 ) -> Result<Option<(Flow<'r>, EndpointHints)>, String> {
     type Lazy<'r> = sonic_rs::LazyValue<'r>;
     let mut record: HubbleFlow<'r, HubbleFlow<'r, IgnoredAny, Lazy<'r>>, Lazy<'r>> =
-        sonic_rs::from_slice(bytes).map_err(|e| {
-            if e.is_syntax() || e.is_eof() {
-                format!("not JSON: {e}")
-            } else {
-                format!("not a Hubble flow: {e}")
-            }
-        })?;
+        sonic_rs::from_slice(bytes).map_err(unreadable)?;
     fn cached<'r, F>(
         mut f: HubbleFlow<'r, F, sonic_rs::LazyValue<'r>>,
         cache: &'r mut EndpointCache,
