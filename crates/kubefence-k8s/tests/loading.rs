@@ -6,7 +6,9 @@ use kubefence_core::WorkloadKind;
 use kubefence_core::model::{EnvValue, ServicePortRef, TargetPort};
 use kubefence_core::policy::{Peer, PortRef};
 use kubefence_core::selector::Operator;
-use kubefence_k8s::load::{Granularity, LoadOptions, Loaded, Source, load, load_str, merge};
+use kubefence_k8s::load::{
+    Granularity, LoadOptions, Loaded, Source, join, load, load_str, part_of_str,
+};
 
 fn load_yaml(text: &str) -> Loaded {
     load_str(text, "test.yaml", &LoadOptions::default())
@@ -490,10 +492,13 @@ fn pods_of_absent_workloads_fold_into_them() {
 fn pods_fold_into_workloads_given_in_other_files() {
     let opts = LoadOptions::default();
     let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web, namespace: shop}\nspec: {selector: {matchLabels: {app: web}}, template: {metadata: {labels: {app: web}}, spec: {containers: [{name: c, image: i}]}}}\n---\napiVersion: apps/v1\nkind: ReplicaSet\nmetadata:\n  name: web-7d9f8\n  namespace: shop\n  ownerReferences: [{apiVersion: apps/v1, kind: Deployment, name: web, uid: d, controller: true}]\nspec: {selector: {matchLabels: {app: web}}, template: {metadata: {labels: {app: web}}, spec: {containers: [{name: c, image: i}]}}}\n";
-    let loaded = merge(vec![
-        load_str(LIVE_DUMP, "pods.yaml", &opts),
-        load_str(deployment, "deploy.yaml", &opts),
-    ]);
+    let loaded = join(
+        vec![
+            part_of_str(LIVE_DUMP, "pods.yaml", &opts),
+            part_of_str(deployment, "deploy.yaml", &opts),
+        ],
+        &opts,
+    );
     assert!(!loaded.has_errors(), "{:?}", loaded.errors);
     assert_eq!(
         ids(&loaded),
@@ -1115,14 +1120,14 @@ fn duplicates_warn_naming_both_places_and_the_later_one_wins() {
     .unwrap();
     assert!(!e.is_allowed(), "both policies were enforced: {e:?}");
 
-    // Across files (merge): the later part wins too.
-    let a = load_str(
+    // Across files (join): the later part wins too.
+    let a = part_of_str(
         &format!("{pods}\n---\n{second}"),
         "a.yaml",
         &LoadOptions::default(),
     );
-    let b = load_str(&first, "b.yaml", &LoadOptions::default());
-    let merged = merge(vec![a, b]);
+    let b = part_of_str(&first, "b.yaml", &LoadOptions::default());
+    let merged = join(vec![a, b], &LoadOptions::default());
     assert_eq!(merged.cluster.policies.len(), 1);
     assert_eq!(
         merged.cluster.policies[0].ingress.len(),
@@ -1267,17 +1272,17 @@ fn an_unknown_field_of_a_live_object_hints_at_a_newer_server() {
 /// `kubectl apply` would), and keep the rest; the replacement is said.
 #[test]
 fn merged_later_parts_replace_objects_of_the_same_identity() {
-    let cluster = load_str(
+    let cluster = part_of_str(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: api, namespace: shop}\nspec: {podSelector: {}, ingress: [{}]}\n---\napiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: keep, namespace: shop}\nspec: {podSelector: {}, policyTypes: [Egress]}\n",
         "cluster",
         &LoadOptions::default(),
     );
-    let files = load_str(
+    let files = part_of_str(
         "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {name: api, namespace: shop}\nspec: {podSelector: {matchLabels: {app: api}}}\n",
         "new.yaml",
         &LoadOptions::default(),
     );
-    let merged = merge(vec![cluster, files]);
+    let merged = join(vec![cluster, files], &LoadOptions::default());
     let mut names: Vec<_> = merged
         .cluster
         .policies

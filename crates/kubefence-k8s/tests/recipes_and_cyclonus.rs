@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use kubefence_core::engine::{AnalyzeOptions, analyze, explain};
 use kubefence_core::{Cluster, Protocol};
-use kubefence_k8s::load::{LoadOptions, load_str, merge};
+use kubefence_k8s::load::{LoadOptions, join, load_str, part_of_str};
 
 fn shared(rel: &str) -> PathBuf {
     PathBuf::from(concat!(
@@ -57,13 +57,13 @@ fn pod(ns: &str, name: &str, labels: &[(&str, &str)], ports: &[(u16, &str)]) -> 
 /// The recipe files plus the setup, loaded as one input.
 fn cluster(recipes: &[&str], setup: &str) -> Cluster {
     let opts = LoadOptions::default();
-    let mut parts = vec![load_str(setup, "setup.yaml", &opts)];
+    let mut parts = vec![part_of_str(setup, "setup.yaml", &opts)];
     for recipe in recipes {
         let path = shared(&format!("ahmetb-recipes/{recipe}"));
         let text = std::fs::read_to_string(&path).unwrap();
-        parts.push(load_str(&text, recipe, &opts));
+        parts.push(part_of_str(&text, recipe, &opts));
     }
-    let loaded = merge(parts);
+    let loaded = join(parts, &opts);
     assert!(!loaded.has_errors(), "{recipes:?}: {:?}", loaded.errors);
     loaded.cluster
 }
@@ -432,7 +432,11 @@ fn cyclonus_model() -> String {
 
 fn cyclonus_cluster(extra: &str) -> Cluster {
     let opts = LoadOptions::default();
-    let mut parts = vec![load_str(&(cyclonus_model() + extra), "probe.yaml", &opts)];
+    let mut parts = vec![part_of_str(
+        &(cyclonus_model() + extra),
+        "probe.yaml",
+        &opts,
+    )];
     let dir = shared("cyclonus/networkpolicies/simple-example");
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap()
@@ -441,13 +445,13 @@ fn cyclonus_cluster(extra: &str) -> Cluster {
     files.sort();
     assert_eq!(files.len(), 7);
     for f in files {
-        parts.push(load_str(
+        parts.push(part_of_str(
             &std::fs::read_to_string(&f).unwrap(),
             &f.display().to_string(),
             &opts,
         ));
     }
-    let loaded = merge(parts);
+    let loaded = join(parts, &opts);
     assert!(!loaded.has_errors(), "{:?}", loaded.errors);
     loaded.cluster
 }

@@ -85,11 +85,12 @@ fn read(path: &Path) -> String {
 
 fn load_texts(texts: &[(&str, &str)]) -> Loaded {
     let opts = LoadOptions::default();
-    let loaded = load::merge(
+    let loaded = load::join(
         texts
             .iter()
-            .map(|(label, text)| load::load_str(text, label, &opts))
+            .map(|(label, text)| load::part_of_str(text, label, &opts))
             .collect(),
+        &opts,
     );
     assert!(!loaded.has_errors(), "load errors: {:?}", loaded.errors);
     loaded

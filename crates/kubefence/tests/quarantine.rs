@@ -94,9 +94,9 @@ fn policies_yaml(inputs: &[&Path], extra: &[Value]) -> String {
 /// The engine's connectivity of the manifests plus `policies`.
 fn engine(policies: &str) -> Connectivity {
     let opts = LoadOptions::default();
-    let base = load::load(&[Source::Path(manifests())], &opts);
-    let extra = load::load_str(policies, "policies.yaml", &opts);
-    let merged = load::merge(vec![base, extra]);
+    let base = load::part(&[Source::Path(manifests())], &opts);
+    let extra = load::part_of_str(policies, "policies.yaml", &opts);
+    let merged = load::join(vec![base, extra], &opts);
     assert!(!merged.has_errors(), "{:?}", merged.errors);
     analyze(&merged.cluster, &AnalyzeOptions::default())
 }

@@ -9,6 +9,7 @@
 mod live;
 mod network_policy;
 mod objects;
+mod path;
 mod selector;
 mod strict;
 mod workload;

@@ -17,6 +17,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use super::path::{self, Segment};
 use super::{ConvertError, Problems};
 
 /// How a field that kubefence's Kubernetes types do not know is treated.
@@ -27,30 +28,6 @@ pub enum Strictness {
     /// Objects read back from the API server, which validated them already
     /// (a newer server may add fields kubefence does not know yet).
     Lenient,
-}
-
-/// One step of a path into an object.
-#[derive(Clone, Debug, PartialEq, Eq)]
-enum Segment {
-    Key(String),
-    Index(usize),
-}
-
-/// `spec.ingress[0].from`, the notation of the API server's messages.
-fn path_text(path: &[Segment]) -> String {
-    let mut out = String::new();
-    for segment in path {
-        match segment {
-            Segment::Key(key) => {
-                if !out.is_empty() {
-                    out.push('.');
-                }
-                out.push_str(key);
-            }
-            Segment::Index(i) => out.push_str(&format!("[{i}]")),
-        }
-    }
-    out
 }
 
 fn segments(path: &serde_ignored::Path<'_>, out: &mut Vec<Segment>) {
@@ -71,7 +48,7 @@ fn segments(path: &serde_ignored::Path<'_>, out: &mut Vec<Segment>) {
     }
 }
 
-/// Deserializes `T` from `value`: the typed object and one error per
+/// Deserializes `T` from `input`: the typed object and one error per
 /// unknown field (the object is still checked further, so every bad field is
 /// reported at once), or, for a wrong type, every error (serde stops at the
 /// first wrong type).
@@ -80,18 +57,15 @@ pub(crate) fn read<T: DeserializeOwned + JsonSchema + 'static>(
     strictness: Strictness,
 ) -> Result<(T, Problems), Vec<ConvertError>> {
     match input {
-        ObjectInput::Value(value) => read_from(value, strictness),
-        ObjectInput::Json(text) => {
-            let mut de = serde_json::Deserializer::from_str(text);
-            let read = read_from(&mut de, strictness);
-            // Nothing may follow the object (the caller cut it out of a
-            // list, so this holds; checked all the same).
-            match (read, de.end()) {
-                (Ok(read), Ok(())) => Ok(read),
-                (Err(errors), _) => Err(errors),
-                (Ok(_), Err(e)) => Err(vec![ConvertError::new("", e.to_string())]),
-            }
-        }
+        // One way in for every object: the typed deserializers of each kind
+        // are instantiated for one serde deserializer only (each more costs
+        // megabytes of the binary). Writing a value out as text is cheap
+        // beside the YAML parse or the API call that produced it.
+        ObjectInput::Value(value) => match serde_json::to_string(&value) {
+            Ok(text) => read_text(&text, strictness),
+            Err(e) => Err(vec![ConvertError::new("", e.to_string())]),
+        },
+        ObjectInput::Json(text) => read_text(text, strictness),
     }
 }
 
@@ -103,21 +77,20 @@ pub(crate) enum ObjectInput<'t> {
     Json(&'t str),
 }
 
-fn read_from<'de, D, T>(de: D, strictness: Strictness) -> Result<(T, Problems), Vec<ConvertError>>
+fn read_text<T>(text: &str, strictness: Strictness) -> Result<(T, Problems), Vec<ConvertError>>
 where
-    D: serde::Deserializer<'de, Error = serde_json::Error>,
     T: DeserializeOwned + JsonSchema + 'static,
 {
     let mut unknown: Vec<Vec<Segment>> = Vec::new();
-    let mut track = serde_path_to_error::Track::new();
-    let result: Result<T, serde_json::Error> = {
-        let with_path = serde_path_to_error::Deserializer::new(de, &mut track);
-        serde_ignored::deserialize(with_path, |path| {
-            let mut path_segments = Vec::new();
-            segments(&path, &mut path_segments);
-            unknown.push(path_segments);
-        })
-    };
+    let mut de = serde_json::Deserializer::from_str(text);
+    let result: Result<T, serde_json::Error> = serde_ignored::deserialize(&mut de, |path| {
+        let mut path_segments = Vec::new();
+        segments(&path, &mut path_segments);
+        unknown.push(path_segments);
+    })
+    // Nothing may follow the object (the caller cut it out of a list, so
+    // this holds; checked all the same).
+    .and_then(|typed| de.end().map(|()| typed));
     // The server writes status and `kubectl apply` leaves it alone; dumps
     // from other Kubernetes versions carry status fields of their own.
     let (tolerated, unknown): (Vec<_>, Vec<_>) = unknown.into_iter().partition(|path| {
@@ -125,7 +98,7 @@ where
             || path.first() == Some(&Segment::Key("status".to_string()))
     });
     for path in &tolerated {
-        tracing::debug!(field = %path_text(path), "field not known to kubefence, ignored");
+        tracing::debug!(field = %path::text(path), "field not known to kubefence, ignored");
     }
     let mut errors: Vec<ConvertError> = Vec::new();
     if !unknown.is_empty() {
@@ -143,11 +116,9 @@ where
             Ok((typed, problems))
         }
         Err(e) => {
-            let path = track.path().to_string();
-            let field = if path == "." { String::new() } else { path };
-            // Read from text, serde_json says where in the object's own
-            // text it stopped; the field path already says where, in the
-            // words of the file.
+            let field = path::text(&path::at(text, path::Stop::of(&e)));
+            // serde_json says where in the object's own text it stopped;
+            // the field path already says where, in the words of the file.
             let mut message = e.to_string();
             let position = format!(" at line {} column {}", e.line(), e.column());
             if e.line() > 0 && message.ends_with(&position) {
@@ -176,7 +147,7 @@ fn schema_of<T: JsonSchema + 'static>() -> Arc<Schema> {
 }
 
 fn unknown_field(root: &Value, path: &[Segment]) -> ConvertError {
-    let field = path_text(path);
+    let field = path::text(path);
     let Some((Segment::Key(key), parent)) = path.split_last() else {
         return ConvertError::new(field, "unknown field");
     };
@@ -262,6 +233,8 @@ fn closest<'a>(key: &str, known: &'a [String]) -> Option<&'a str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use k8s_openapi::api::core::v1::Service;
     use k8s_openapi::api::networking::v1::NetworkPolicy;
     use serde_json::json;
 
@@ -299,6 +272,186 @@ mod tests {
             "metadata": {"name": "p"}, "spec": {"newField": 1}});
         let read = read::<NetworkPolicy>(ObjectInput::Value(value), Strictness::Lenient);
         assert!(read.is_ok_and(|(_, problems)| problems.into_errors().is_empty()));
+    }
+
+    /// Objects of the kinds read strictly, with fields of every shape the
+    /// generated deserializers have (maps, lists, IntOrString, Quantity,
+    /// Time, required fields).
+    fn examples() -> Vec<(&'static str, Value)> {
+        let pod_spec = json!({
+            "containers": [{"name": "c", "image": "i:1",
+                "ports": [{"containerPort": 8080, "protocol": "TCP", "name": "http"}],
+                "env": [{"name": "A", "value": "1"}, {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                "resources": {"limits": {"cpu": "500m", "memory": "64Mi"}},
+                "readinessProbe": {"httpGet": {"port": "http", "path": "/"}, "periodSeconds": 5},
+                "securityContext": {"runAsNonRoot": true, "capabilities": {"drop": ["ALL"]}}}],
+            "volumes": [{"name": "v", "configMap": {"name": "cm", "items": [{"key": "k", "path": "p"}]}}],
+            "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 1, "podAffinityTerm": {"topologyKey": "zone",
+                    "labelSelector": {"matchLabels": {"app": "web"}}}}]}}
+        });
+        vec![
+            (
+                "Deployment",
+                json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "web", "namespace": "shop", "labels": {"app": "web"},
+                    "creationTimestamp": "2024-01-01T00:00:00Z",
+                    "ownerReferences": [{"apiVersion": "v1", "kind": "X", "name": "o", "uid": "u", "controller": true}]},
+                "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"},
+                        "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a", "b"]}]},
+                    "template": {"metadata": {"labels": {"app": "web"}}, "spec": pod_spec}}}),
+            ),
+            (
+                "Service",
+                json!({"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": "web"},
+                "spec": {"selector": {"app": "web"}, "ports": [
+                    {"port": 80, "targetPort": "http", "protocol": "TCP"},
+                    {"port": 81, "targetPort": 8081}]}}),
+            ),
+            (
+                "NetworkPolicy",
+                json!({"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+                "metadata": {"name": "p"},
+                "spec": {"podSelector": {}, "policyTypes": ["Ingress", "Egress"],
+                    "ingress": [{"from": [{"namespaceSelector": {"matchExpressions": [
+                        {"key": "k", "operator": "Exists"}]}},
+                        {"ipBlock": {"cidr": "10.0.0.0/8", "except": ["10.1.0.0/16"]}}],
+                        "ports": [{"port": 80, "endPort": 90, "protocol": "TCP"}, {"port": "http"}]}],
+                    "egress": [{"to": [{"podSelector": {"matchLabels": {"a": "b"}}}]}]}}),
+            ),
+        ]
+    }
+
+    /// Every place in `value` a mutation can hit.
+    fn places(value: &Value, here: &mut Vec<Segment>, out: &mut Vec<Vec<Segment>>) {
+        out.push(here.clone());
+        match value {
+            Value::Object(map) => {
+                for (key, member) in map {
+                    here.push(Segment::Key(key.clone()));
+                    places(member, here, out);
+                    here.pop();
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    here.push(Segment::Index(i));
+                    places(item, here, out);
+                    here.pop();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// `value` with the member or element at `place` replaced (or, for
+    /// `None`, an object member removed).
+    fn mutated(mut value: Value, place: &[Segment], with: Option<Value>) -> Value {
+        let Some((last, parent)) = place.split_last() else {
+            return with.unwrap_or(Value::Null);
+        };
+        let mut target = &mut value;
+        for segment in parent {
+            target = match (segment, target) {
+                (Segment::Key(k), Value::Object(map)) => {
+                    map.entry(k.clone()).or_insert(Value::Null)
+                }
+                (Segment::Index(i), Value::Array(items)) => &mut items[*i],
+                (_, other) => other,
+            };
+        }
+        match (last, target, with) {
+            (Segment::Key(k), Value::Object(map), Some(v)) => {
+                map.insert(k.clone(), v);
+            }
+            (Segment::Key(k), Value::Object(map), None) => {
+                map.remove(k);
+            }
+            (Segment::Index(i), Value::Array(items), Some(v)) => items[*i] = v,
+            _ => {}
+        }
+        value
+    }
+
+    /// What serde_path_to_error, which tracks the path while reading, says
+    /// of the first wrong field: the reference for the path found from
+    /// serde_json's position.
+    fn reference<T: DeserializeOwned>(text: &str) -> Result<(), (String, String)> {
+        let mut de = serde_json::Deserializer::from_str(text);
+        match serde_path_to_error::deserialize::<_, T>(&mut de) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let message = inner.to_string();
+                let position = format!(" at line {} column {}", inner.line(), inner.column());
+                Err((
+                    if path == "." { String::new() } else { path },
+                    message.trim_end_matches(&position).to_string(),
+                ))
+            }
+        }
+    }
+
+    fn ours<T: DeserializeOwned + JsonSchema + 'static>(
+        text: &str,
+    ) -> Result<(), (String, String)> {
+        match read::<T>(ObjectInput::Json(text), Strictness::Lenient) {
+            Ok(_) => Ok(()),
+            Err(errors) => Err(errors
+                .into_iter()
+                .next()
+                .map(|e| (e.field, e.message))
+                .unwrap_or_default()),
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(512))]
+        /// A wrong type or a missing field anywhere in an object, compact or
+        /// indented: the error and its path are the ones
+        /// serde_path_to_error finds.
+        #[test]
+        fn the_path_of_a_type_error_is_the_one_tracking_finds(
+            example in 0usize..3,
+            place in proptest::prelude::any::<proptest::sample::Index>(),
+            mutation in 0usize..7,
+            pretty in proptest::prelude::any::<bool>(),
+        ) {
+            let (kind, value) = examples().swap_remove(example);
+            let mut all = Vec::new();
+            places(&value, &mut Vec::new(), &mut all);
+            // k8s-openapi checks apiVersion and kind after reading their
+            // values, so the tracking reference names the object where the
+            // position names the field; the loader sets both before reading.
+            all.retain(|place| {
+                !matches!(place.as_slice(), [Segment::Key(k)] if k == "apiVersion" || k == "kind")
+            });
+            let place = place.get(&all);
+            let with = match mutation {
+                0 => Some(json!("x")),
+                1 => Some(json!(7)),
+                2 => Some(json!([1])),
+                3 => Some(json!({"k": true})),
+                4 => Some(Value::Null),
+                5 => Some(json!(true)),
+                _ => None,
+            };
+            let value = mutated(value, place, with);
+            let text = if pretty {
+                serde_json::to_string_pretty(&value)
+            } else {
+                serde_json::to_string(&value)
+            }
+            .unwrap_or_default();
+            let (expected, got) = match kind {
+                "Deployment" => (reference::<Deployment>(&text), ours::<Deployment>(&text)),
+                "Service" => (reference::<Service>(&text), ours::<Service>(&text)),
+                _ => (reference::<NetworkPolicy>(&text), ours::<NetworkPolicy>(&text)),
+            };
+            proptest::prop_assert_eq!(got, expected, "{}", text);
+        }
     }
 
     #[test]

@@ -45,24 +45,26 @@ pub(crate) fn parse_into(text: &str, label: &str, opts: &LoadOptions, raw: &mut 
             });
         });
     }
-    let converted = super::parallel::map_in_order(pending, PARALLEL_FROM, |item| {
-        let mut one = RawInput::default();
-        match item {
-            Pending::Object(value, location) => object(value, &location, opts, &mut one),
+    let runs = super::parallel::fold_in_order(
+        pending,
+        PARALLEL_FROM,
+        RawInput::default,
+        |one: &mut RawInput, item| match item {
+            Pending::Object(value, location) => object(value, &location, opts, one),
             Pending::Json(text, location, defaults) => {
                 if let Some(message) = json_duplicate_key(text.get()) {
                     one.errors.push(Diagnostic { location, message });
-                    return one;
+                    return;
                 }
-                if object_from_json(text.get(), &location, opts, &mut one) {
-                    return one;
+                if object_from_json(text.get(), &location, opts, one) {
+                    return;
                 }
                 match serde_json::from_str::<Value>(text.get()) {
                     Ok(mut value) => {
                         defaults.apply(&mut value);
                         walk(value, &location, &mut |item| match item {
                             Item::Object(value, location) => {
-                                object(value, location, opts, &mut one);
+                                object(value, location, opts, one);
                             }
                             Item::Error(diagnostic) => one.errors.push(diagnostic),
                         });
@@ -74,14 +76,10 @@ pub(crate) fn parse_into(text: &str, label: &str, opts: &LoadOptions, raw: &mut 
                 }
             }
             Pending::Error(diagnostic) => one.errors.push(diagnostic),
-        }
-        one
-    });
-    // Most items give one object: room for them once, not a regrowth (and
-    // a copy of every object so far) each time the vector fills.
-    raw.objects.reserve(converted.len());
-    for one in converted {
-        raw.extend(one);
+        },
+    );
+    for run in runs {
+        raw.extend(run);
     }
 }
 

@@ -119,8 +119,6 @@ pub struct Loaded {
     /// used), namespaces used but not given.
     pub warnings: Vec<Diagnostic>,
     pub skipped: Vec<Skipped>,
-    /// The objects before folding, so [`merge`] can fold across parts.
-    raw: RawInput,
 }
 
 impl Loaded {
@@ -133,6 +131,17 @@ impl Loaded {
 /// cluster. Files are parsed and converted in parallel; the result is in
 /// input order, exactly as a sequential load.
 pub fn load(sources: &[Source], opts: &LoadOptions) -> Loaded {
+    join(vec![part(sources, opts)], opts)
+}
+
+/// Objects read and converted but not yet joined into a cluster: parts
+/// read apart (a live cluster and files, several embedded texts) are
+/// joined by [`join`] as if they had been loaded together.
+#[derive(Clone, Debug, Default)]
+pub struct Part(RawInput);
+
+/// Reads every source as [`load`] does, into a [`Part`].
+pub fn part(sources: &[Source], opts: &LoadOptions) -> Part {
     // Reading (sequential: a directory walk, stdin) ...
     let mut reads: Vec<source::SourceTexts> = sources
         .iter()
@@ -167,7 +176,7 @@ pub fn load(sources: &[Source], opts: &LoadOptions) -> Loaded {
                 .push(source::nothing_in(src, opts.include_hidden));
         }
     }
-    raw.finish(opts)
+    Part(raw)
 }
 
 /// Every object of the sources as JSON, unconverted, with where it is, and
@@ -216,26 +225,25 @@ pub fn each_object_of(
 
 /// Loads one file's content; `file_label` names it in errors.
 pub fn load_str(text: &str, file_label: &str, opts: &LoadOptions) -> Loaded {
-    let mut raw = RawInput::default();
-    documents::parse_into(text, file_label, opts, &mut raw);
-    raw.finish(opts)
+    join(vec![part_of_str(text, file_label, opts)], opts)
 }
 
-/// Joins separately loaded parts into one cluster, as if loaded together:
-/// pods fold into workloads of other parts and namespaces are shared. The
-/// granularity is the first part's.
-pub fn merge(parts: Vec<Loaded>) -> Loaded {
+/// Reads one file's content as [`load_str`] does, into a [`Part`].
+pub fn part_of_str(text: &str, file_label: &str, opts: &LoadOptions) -> Part {
     let mut raw = RawInput::default();
-    let mut granularity = None;
+    documents::parse_into(text, file_label, opts, &mut raw);
+    Part(raw)
+}
+
+/// Joins parts into one cluster, as if they had been loaded together: pods
+/// fold into workloads of other parts, namespaces are shared, and of two
+/// objects with the same kind, namespace and name the later one is used.
+pub fn join(parts: Vec<Part>, opts: &LoadOptions) -> Loaded {
+    let mut raw = RawInput::default();
     for part in parts {
-        granularity.get_or_insert(part.raw.granularity);
-        raw.extend(part.raw);
+        raw.extend(part.0);
     }
-    let opts = LoadOptions {
-        granularity: granularity.unwrap_or_default(),
-        ..LoadOptions::default()
-    };
-    raw.finish(&opts)
+    raw.finish(opts)
 }
 
 /// One converted object and where it was read.
@@ -255,7 +263,6 @@ pub(crate) struct RawInput {
     pub objects: Vec<Placed>,
     pub errors: Vec<Diagnostic>,
     pub skipped: Vec<Skipped>,
-    pub granularity: Granularity,
 }
 
 impl RawInput {
@@ -264,19 +271,25 @@ impl RawInput {
         self.objects.len() + self.errors.len() + self.skipped.len()
     }
 
+    /// Appends `other`; into an empty input it is moved whole (no copy of
+    /// the objects of a large file).
     fn extend(&mut self, other: RawInput) {
-        self.objects.extend(other.objects);
-        self.errors.extend(other.errors);
-        self.skipped.extend(other.skipped);
+        append(&mut self.objects, other.objects);
+        append(&mut self.errors, other.errors);
+        append(&mut self.skipped, other.skipped);
     }
 
-    fn finish(mut self, opts: &LoadOptions) -> Loaded {
-        self.granularity = opts.granularity;
+    /// The cluster of these objects. They are moved into it, not copied:
+    /// at 300,000 objects a second copy is hundreds of megabytes, and
+    /// fresh memory is much of what loading costs.
+    fn finish(self, opts: &LoadOptions) -> Loaded {
         let mut warnings = Vec::new();
-        let objects = latest_of_each(&self.objects, &mut warnings);
+        let keep = latest_of_each(&self.objects, &mut warnings);
         let mut given = fold::Given::default();
-        for placed in objects {
-            given.add(placed.converted.clone());
+        for (placed, kept) in self.objects.into_iter().zip(keep) {
+            if kept {
+                given.add(placed.converted);
+            }
         }
         let mut cluster = fold::fold(given, opts.granularity);
         let undeclared = namespaces::undeclared(&cluster);
@@ -313,18 +326,25 @@ impl RawInput {
             .sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
         Loaded {
             cluster,
-            errors: self.errors.clone(),
+            errors: self.errors,
             warnings,
-            skipped: self.skipped.clone(),
-            raw: self,
+            skipped: self.skipped,
         }
     }
 }
 
-/// The objects with duplicates resolved: of two objects with the same kind,
-/// namespace and name the later one is kept, as `kubectl apply` of both
-/// would leave it, and a warning names both places.
-fn latest_of_each<'a>(objects: &'a [Placed], warnings: &mut Vec<Diagnostic>) -> Vec<&'a Placed> {
+fn append<T>(to: &mut Vec<T>, more: Vec<T>) {
+    if to.is_empty() {
+        *to = more;
+    } else {
+        to.extend(more);
+    }
+}
+
+/// Which objects are kept once duplicates are resolved: of two objects with
+/// the same kind, namespace and name the later one, as `kubectl apply` of
+/// both would leave it, and a warning names both places.
+fn latest_of_each(objects: &[Placed], warnings: &mut Vec<Diagnostic>) -> Vec<bool> {
     let mut latest: HashMap<(&str, &str, &str), usize> = HashMap::with_capacity(objects.len());
     for (i, placed) in objects.iter().enumerate() {
         let key = (
@@ -349,10 +369,5 @@ fn latest_of_each<'a>(objects: &'a [Placed], warnings: &mut Vec<Diagnostic>) -> 
     for i in latest.into_values() {
         keep[i] = true;
     }
-    objects
-        .iter()
-        .zip(keep)
-        .filter(|(_, kept)| *kept)
-        .map(|(placed, _)| placed)
-        .collect()
+    keep
 }

@@ -77,12 +77,13 @@ pub struct DemoOpts {
 /// Loads embedded files as if they were one input.
 pub fn load_bundle(files: &[&[File]]) -> Loaded {
     let opts = inputs::load_options("default", false);
-    load::merge(
+    load::join(
         files
             .iter()
             .flat_map(|group| group.iter())
-            .map(|(label, text)| load::load_str(text, label, &opts))
+            .map(|(label, text)| load::part_of_str(text, label, &opts))
             .collect(),
+        &opts,
     )
 }
 

@@ -69,14 +69,20 @@ pub fn run(opts: &DiffOpts) -> anyhow::Result<u8> {
     ));
     let (before, after) = if opts.before_cluster {
         let (text, source) = inputs::live_objects(&opts.live, opts.model.namespace.as_deref())?;
-        let cluster = kubefence_k8s::load::load_str(&text, &source, &load);
-        let before = inputs::loaded(cluster.clone(), "the", &[source])?;
+        let cluster = kubefence_k8s::load::part_of_str(&text, &source, &load);
+        let before = inputs::loaded(
+            kubefence_k8s::load::join(vec![cluster.clone()], &load),
+            "the",
+            &[source],
+        )?;
         let files: Vec<kubefence_k8s::load::Source> =
             opts.after.iter().map(|p| inputs::source_of(p)).collect();
         // The cluster first, the files after: a file's object replaces the
         // cluster's of the same kind, namespace and name.
-        let applied =
-            kubefence_k8s::load::merge(vec![cluster, kubefence_k8s::load::load(&files, &load)]);
+        let applied = kubefence_k8s::load::join(
+            vec![cluster, kubefence_k8s::load::part(&files, &load)],
+            &load,
+        );
         (before, inputs::loaded(applied, "--after", &opts.after)?)
     } else {
         if opts.live.any() {

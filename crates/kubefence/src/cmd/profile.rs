@@ -141,11 +141,12 @@ fn render(opts: &RenderOpts) -> anyhow::Result<u8> {
     }
     // The other objects, read as every other command reads manifests.
     let load = inputs::load_options(&opts.namespace, false);
-    let loaded = kubefence_k8s::load::merge(
+    let loaded = kubefence_k8s::load::join(
         texts
             .iter()
-            .map(|(label, text)| kubefence_k8s::load::load_str(text, label, &load))
+            .map(|(label, text)| kubefence_k8s::load::part_of_str(text, label, &load))
             .collect(),
+        &load,
     );
     let had_errors = inputs::report(&loaded);
     let cluster: Cluster = loaded.cluster;

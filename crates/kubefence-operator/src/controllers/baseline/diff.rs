@@ -320,10 +320,13 @@ spec:
         let boutique =
             include_str!("../../../../../examples/online-boutique/kubernetes-manifests.yaml");
         let opts = kubefence_k8s::load::LoadOptions::default();
-        let loaded = kubefence_k8s::load::merge(vec![
-            kubefence_k8s::load::load_str(boutique, "boutique", &opts),
-            kubefence_k8s::load::load_str(FEATURES, "features", &opts),
-        ]);
+        let loaded = kubefence_k8s::load::join(
+            vec![
+                kubefence_k8s::load::part_of_str(boutique, "boutique", &opts),
+                kubefence_k8s::load::part_of_str(FEATURES, "features", &opts),
+            ],
+            &opts,
+        );
         assert!(!loaded.has_errors(), "{:?}", loaded.errors);
         let built = kubefence_core::baseline::build(
             &loaded.cluster,
