@@ -619,7 +619,7 @@ fn place(
     raw: &mut RawInput,
 ) {
     match converted {
-        Ok(converted) => raw.objects.push(Placed {
+        Ok(converted) => raw.push(Placed {
             location,
             kind: kind.clone(),
             namespace: if kind == "Namespace" {

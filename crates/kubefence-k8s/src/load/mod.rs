@@ -260,19 +260,28 @@ pub(crate) struct Placed {
 /// pods are folded into workloads.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct RawInput {
-    pub objects: Vec<Placed>,
+    /// In runs (one per thread that converted them, per file), in order:
+    /// joining runs moves them, where one vector would copy every object
+    /// into a new one (hundreds of megabytes for a large dump).
+    objects: Vec<Vec<Placed>>,
     pub errors: Vec<Diagnostic>,
     pub skipped: Vec<Skipped>,
 }
 
 impl RawInput {
-    /// Everything read so far: objects, errors and skipped objects.
-    fn entries(&self) -> usize {
-        self.objects.len() + self.errors.len() + self.skipped.len()
+    pub(crate) fn push(&mut self, placed: Placed) {
+        match self.objects.last_mut() {
+            Some(run) => run.push(placed),
+            None => self.objects.push(vec![placed]),
+        }
     }
 
-    /// Appends `other`; into an empty input it is moved whole (no copy of
-    /// the objects of a large file).
+    /// Everything read so far: objects, errors and skipped objects.
+    fn entries(&self) -> usize {
+        self.objects.iter().map(Vec::len).sum::<usize>() + self.errors.len() + self.skipped.len()
+    }
+
+    /// Appends `other`; into an empty input it is moved whole.
     fn extend(&mut self, other: RawInput) {
         append(&mut self.objects, other.objects);
         append(&mut self.errors, other.errors);
@@ -286,7 +295,7 @@ impl RawInput {
         let mut warnings = Vec::new();
         let keep = latest_of_each(&self.objects, &mut warnings);
         let mut given = fold::Given::default();
-        for (placed, kept) in self.objects.into_iter().zip(keep) {
+        for (placed, kept) in self.objects.into_iter().flatten().zip(keep) {
             if kept {
                 given.add(placed.converted);
             }
@@ -344,29 +353,30 @@ fn append<T>(to: &mut Vec<T>, more: Vec<T>) {
 /// Which objects are kept once duplicates are resolved: of two objects with
 /// the same kind, namespace and name the later one, as `kubectl apply` of
 /// both would leave it, and a warning names both places.
-fn latest_of_each(objects: &[Placed], warnings: &mut Vec<Diagnostic>) -> Vec<bool> {
-    let mut latest: HashMap<(&str, &str, &str), usize> = HashMap::with_capacity(objects.len());
-    for (i, placed) in objects.iter().enumerate() {
+fn latest_of_each(runs: &[Vec<Placed>], warnings: &mut Vec<Diagnostic>) -> Vec<bool> {
+    let count = runs.iter().map(Vec::len).sum();
+    let mut latest: HashMap<(&str, &str, &str), (usize, &Placed)> = HashMap::with_capacity(count);
+    for (i, placed) in runs.iter().flatten().enumerate() {
         let key = (
             placed.kind.as_str(),
             placed.namespace.as_str(),
             placed.name.as_str(),
         );
-        if let Some(earlier) = latest.insert(key, i) {
+        if let Some((_, earlier)) = latest.insert(key, (i, placed)) {
             warnings.push(Diagnostic {
                 location: placed.location.clone(),
                 message: format!(
                     "duplicate: the same object is also given at {}; the later one is used",
                     Location {
                         object: None,
-                        ..objects[earlier].location.clone()
+                        ..earlier.location.clone()
                     }
                 ),
             });
         }
     }
-    let mut keep = vec![false; objects.len()];
-    for i in latest.into_values() {
+    let mut keep = vec![false; count];
+    for (i, _) in latest.into_values() {
         keep[i] = true;
     }
     keep
