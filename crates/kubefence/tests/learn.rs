@@ -77,6 +77,18 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
+/// `learn --engine cilium` of `flows`: its output, and the frontend's
+/// policy in it.
+fn cilium_frontend(flows: &str) -> (String, Value) {
+    let cilium = run(&["learn", "--flows", flows, "--engine", "cilium"]);
+    assert_eq!(cilium.code, 0, "{}", cilium.stderr);
+    let frontend = docs(&cilium.stdout)
+        .into_iter()
+        .find(|p| p["metadata"]["name"] == "deployment-frontend")
+        .unwrap();
+    (cilium.stdout, frontend)
+}
+
 fn docs(yaml: &str) -> Vec<Value> {
     serde_saphyr::from_multiple::<Value>(yaml)
         .unwrap()
@@ -268,13 +280,7 @@ fn learn_formats_json_out_dir_report_and_cilium() {
     // The DNS query's direction is unknown here (no `is_reply`), so no DNS
     // rule is learned: the answered address is a CIDR rule, and no toFQDNs
     // rule (it would need DNS allowed, which was not observed).
-    let cilium = run(&["learn", "--flows", &flows, "--engine", "cilium"]);
-    assert_eq!(cilium.code, 0, "{}", cilium.stderr);
-    let policies = docs(&cilium.stdout);
-    let frontend = policies
-        .iter()
-        .find(|p| p["metadata"]["name"] == "deployment-frontend")
-        .unwrap();
+    let (cilium, frontend) = cilium_frontend(&flows);
     assert_eq!(frontend["kind"], "CiliumNetworkPolicy");
     assert_eq!(
         frontend["metadata"]["labels"]["kubefence.dev/source"],
@@ -287,7 +293,7 @@ fn learn_formats_json_out_dir_report_and_cilium() {
             .any(|r| r["toCIDRSet"][0]["cidr"] == "203.0.113.7/32"),
         "{egress:?}"
     );
-    assert!(!cilium.stdout.contains("toFQDNs"), "{}", cilium.stdout);
+    assert!(!cilium.contains("toFQDNs"), "{cilium}");
 
     // The same flows with the query marked as the client's: DNS to
     // kube-dns is learned, so the address's name is a toFQDNs rule on the
@@ -301,13 +307,7 @@ fn learn_formats_json_out_dir_report_and_cilium() {
     );
     assert_ne!(with_query, text, "the query's is_reply");
     let flows = write(dir.path(), "flows.json", &with_query);
-    let cilium = run(&["learn", "--flows", &flows, "--engine", "cilium"]);
-    assert_eq!(cilium.code, 0, "{}", cilium.stderr);
-    let policies = docs(&cilium.stdout);
-    let frontend = policies
-        .iter()
-        .find(|p| p["metadata"]["name"] == "deployment-frontend")
-        .unwrap();
+    let (_, frontend) = cilium_frontend(&flows);
     let egress = frontend["spec"]["egress"].as_array().unwrap();
     assert!(
         egress
